@@ -1,0 +1,39 @@
+//! Stormhook: a StackStorm-compatible webhook automation server that runs rules and actions as
+//! sandboxed WebAssembly components.
+//!
+//! This crate is the binary's library: the command line, the HTTP server, pack loading and hot
+//! reload. The WebAssembly runtime is `stormhook-runtime`; pack documents are `stormhook-packs`.
+//!
+//! # Layout
+//!
+//! - [`cli`]: the command line (clap) and one module per subcommand.
+//! - [`server`]: the axum router, the API error type, the routes.
+//! - [`packs`]: scanning pack folders, loading their components, watching for changes.
+//! - [`examples`]: the example packs embedded in the binary.
+
+use std::process::ExitCode;
+
+pub mod cli;
+pub mod examples;
+pub mod packs;
+pub mod server;
+
+/// Installs the tracing subscriber: `RUST_LOG` wins; otherwise `info`, or `debug` with `-v`.
+pub fn init_tracing(verbose: bool) {
+    let default = if verbose { "stormhook=debug,stormhook_runtime=debug,plugin=debug,info" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Runs one command line.
+///
+/// # Errors
+///
+/// Any failure of the command, with context; the binary prints the cause chain.
+pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        cli::Command::Serve(args) => cli::serve::run(args).await,
+        cli::Command::Plugin(cmd) => cli::plugin::run(cmd).await,
+    }
+}

@@ -1,0 +1,243 @@
+//! Pack folders: scanning them, loading their components into the runtime, and watching them.
+//!
+//! A scan reads every `<packs>/<pack>/actions/*.yaml` and `<packs>/<pack>/rules/*.yaml`, turns
+//! each WASM action and each rule with a `wasm` key into a [`PluginSpec`], and reconciles the
+//! runtime with that set: new or changed components are compiled and swapped in, unchanged ones
+//! are left alone (their content hash is the same), and components whose documents are gone are
+//! unloaded.
+//!
+//! A document that fails to parse keeps what it loaded last time: a broken edit never takes a
+//! working plugin away. The failure is logged with its file, line and column and reported by
+//! [`PackManager::reload`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use stormhook_packs::{ActionMeta, DatastoreGrant, LimitsDoc, RuleDoc};
+use stormhook_runtime::{KvGrant, Limits, LoadOutcome, PluginKind, PluginSpec, Runtime};
+use tokio::sync::Mutex;
+
+/// How long the watcher waits for a burst of file events to settle before it rescans.
+const DEBOUNCE: Duration = Duration::from_millis(100);
+
+/// Owns the packs folder and keeps the runtime in step with it.
+pub struct PackManager {
+    root: PathBuf,
+    runtime: Arc<Runtime>,
+    /// Specs from the last good parse of each document; serialises reloads.
+    last_good: Mutex<HashMap<PathBuf, Vec<PluginSpec>>>,
+}
+
+/// What one reload did.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct ReloadReport {
+    /// References added or replaced by a new version.
+    pub loaded: Vec<String>,
+    /// References that were already current.
+    pub unchanged: Vec<String>,
+    /// References removed because their documents are gone.
+    pub removed: Vec<String>,
+    /// Documents and components that were refused, one message each.
+    pub errors: Vec<String>,
+}
+
+/// One document's contribution to a scan.
+type DocResult = (PathBuf, Result<Vec<PluginSpec>, String>);
+
+impl PackManager {
+    /// A manager for `root`; nothing is loaded until [`PackManager::reload`].
+    pub fn new(root: PathBuf, runtime: Arc<Runtime>) -> Self {
+        Self { root, runtime, last_good: Mutex::default() }
+    }
+
+    /// The packs folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The runtime the packs load into.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    /// Rescans the packs folder and reconciles the runtime with it.
+    pub async fn reload(&self) -> ReloadReport {
+        let mut last_good = self.last_good.lock().await;
+        let root = self.root.clone();
+        let defaults = (self.runtime.config().rule_defaults, self.runtime.config().action_defaults);
+        let docs = tokio::task::spawn_blocking(move || scan(&root, defaults))
+            .await
+            .unwrap_or_else(|e| vec![(PathBuf::new(), Err(format!("scanning the packs folder failed: {e}")))]);
+
+        let mut report = ReloadReport::default();
+        let mut next_good = HashMap::new();
+        let mut desired: BTreeMap<(PluginKind, String), PluginSpec> = BTreeMap::new();
+        for (doc, parsed) in docs {
+            let specs = match parsed {
+                Ok(specs) => specs,
+                Err(message) => {
+                    tracing::error!("refused pack document: {message}");
+                    report.errors.push(message);
+                    // Keep what this document loaded before, if it loaded anything.
+                    match last_good.get(&doc) {
+                        Some(previous) => previous.clone(),
+                        None => continue,
+                    }
+                }
+            };
+            for spec in &specs {
+                let key = (spec.kind, spec.reference.clone());
+                if let Some(first) = desired.get(&key) {
+                    let message = format!(
+                        "{}: {} `{}` is already defined by a document for {}; ignored",
+                        doc.display(),
+                        spec.kind,
+                        spec.reference,
+                        first.path.display()
+                    );
+                    tracing::error!("{message}");
+                    report.errors.push(message);
+                    continue;
+                }
+                desired.insert(key, spec.clone());
+            }
+            next_good.insert(doc, specs);
+        }
+        *last_good = next_good;
+
+        // A component file that is gone takes its plugin away, as deleting the document does.
+        desired.retain(|_, spec| {
+            let present = spec.path.is_file();
+            if !present {
+                let message = format!("{}: component file is missing; `{}` is not offered", spec.path.display(), spec.reference);
+                tracing::warn!("{message}");
+                report.errors.push(message);
+            }
+            present
+        });
+        for spec in desired.values() {
+            match self.runtime.load(spec.clone()).await {
+                Ok(LoadOutcome::Added(v) | LoadOutcome::Replaced(v)) => report.loaded.push(v.reference),
+                Ok(LoadOutcome::Unchanged(v)) => report.unchanged.push(v.reference),
+                Err(err) => report.errors.push(err.to_string()),
+            }
+        }
+        for info in self.runtime.list() {
+            if !desired.contains_key(&(info.kind, info.reference.clone())) && self.runtime.unload(info.kind, &info.reference) {
+                report.removed.push(info.reference);
+            }
+        }
+        report
+    }
+
+    /// Watches the packs folder and reloads after each burst of changes, until the returned
+    /// watcher is dropped.
+    ///
+    /// # Errors
+    ///
+    /// The operating system refuses to watch the folder.
+    pub fn watch(self: &Arc<Self>) -> notify::Result<notify::RecommendedWatcher> {
+        use notify::Watcher as _;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if event.is_ok_and(|e| !e.kind.is_access()) {
+                let _ = tx.send(());
+            }
+        })?;
+        watcher.watch(&self.root, notify::RecursiveMode::Recursive)?;
+        let manager = Arc::clone(self);
+        tokio::spawn(async move {
+            while rx.recv().await.is_some() {
+                // Let a burst of events (an editor's save, a `cp` in several writes) settle.
+                while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}
+                let report = manager.reload().await;
+                if !report.loaded.is_empty() || !report.removed.is_empty() {
+                    tracing::info!(loaded = ?report.loaded, removed = ?report.removed, "packs reloaded");
+                }
+            }
+        });
+        Ok(watcher)
+    }
+}
+
+/// Reads every pack document under `root`. Runs on the blocking pool.
+fn scan(root: &Path, defaults: (Limits, Limits)) -> Vec<DocResult> {
+    let mut docs = Vec::new();
+    for pack_dir in sorted_entries(root) {
+        if !pack_dir.is_dir() {
+            continue;
+        }
+        let Some(pack) = pack_dir.file_name().and_then(|n| n.to_str()).map(str::to_owned) else { continue };
+        if pack.starts_with('.') {
+            continue;
+        }
+        for (sub, kind) in [("actions", PluginKind::Action), ("rules", PluginKind::Rule)] {
+            for file in sorted_entries(&pack_dir.join(sub)) {
+                let is_yaml = file.extension().is_some_and(|e| e == "yaml" || e == "yml");
+                if !is_yaml || !file.is_file() {
+                    continue;
+                }
+                let parsed = read_doc(&file, &pack, kind, defaults);
+                docs.push((file, parsed));
+            }
+        }
+    }
+    docs
+}
+
+fn read_doc(file: &Path, pack: &str, kind: PluginKind, (rule_defaults, action_defaults): (Limits, Limits)) -> Result<Vec<PluginSpec>, String> {
+    let shown = file.display().to_string();
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{shown}: cannot read: {e}"))?;
+    let folder = file.parent().unwrap_or(Path::new("."));
+    match kind {
+        PluginKind::Action => {
+            let meta = ActionMeta::parse(&shown, &text, pack).map_err(|e| e.to_string())?;
+            if !meta.enabled {
+                return Ok(Vec::new());
+            }
+            Ok(vec![PluginSpec {
+                reference: meta.reference(),
+                kind,
+                path: folder.join(&meta.entry_point),
+                limits: meta.limits.map(|l| limits(l, action_defaults)),
+                kv: grant(meta.datastore.as_ref(), pack),
+            }])
+        }
+        PluginKind::Rule => {
+            let rule = RuleDoc::parse(&shown, &text, pack).map_err(|e| e.to_string())?;
+            let Some(wasm) = rule.wasm.as_ref().filter(|_| rule.enabled) else { return Ok(Vec::new()) };
+            Ok(vec![PluginSpec {
+                reference: rule.reference(),
+                kind,
+                path: folder.join(&wasm.entry_point),
+                limits: wasm.limits().map(|l| limits(l, rule_defaults)),
+                kv: grant(wasm.datastore.as_ref(), pack),
+            }])
+        }
+    }
+}
+
+fn limits(doc: LimitsDoc, defaults: Limits) -> Limits {
+    Limits {
+        timeout: doc.timeout_ms.map_or(defaults.timeout, Duration::from_millis),
+        memory_bytes: doc.memory_mb.map_or(defaults.memory_bytes, |mb| mb.saturating_mul(1 << 20)),
+    }
+}
+
+fn grant(doc: Option<&DatastoreGrant>, pack: &str) -> KvGrant {
+    doc.map_or_else(KvGrant::default, |g| KvGrant {
+        read: g.read,
+        write: g.write,
+        prefix: g.prefix.clone().unwrap_or_else(|| format!("{pack}.")),
+    })
+}
+
+fn sorted_entries(dir: &Path) -> Vec<PathBuf> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    entries.sort();
+    entries
+}

@@ -1,0 +1,34 @@
+//! Pack documents: the action metadata and rule files of a StackStorm-style pack, parsed from
+//! text with errors that name the file, line and column.
+//!
+//! Architecture invariant: this crate does no IO. Callers read files and pass their text and
+//! path; the path is only used in messages.
+//!
+//! # Layout
+//!
+//! - [`action`]: `<pack>/actions/<name>.yaml` ([`ActionMeta`]).
+//! - [`rule`]: `<pack>/rules/<name>.yaml` ([`RuleDoc`], including the `wasm` key that names a
+//!   rule component).
+//! - [`error`]: [`DocError`].
+
+pub mod action;
+pub mod error;
+pub mod rule;
+
+pub use action::{ActionMeta, DatastoreGrant, LimitsDoc};
+pub use error::DocError;
+pub use rule::{RuleDoc, WasmRule};
+
+/// Whether `name` is a safe file name for an entry point: a plain `*.wasm` file name in the same
+/// folder as the document (no directories, no `..`).
+pub(crate) fn is_plain_wasm_file(name: &str) -> bool {
+    name.ends_with(".wasm")
+        && name.len() > ".wasm".len()
+        && !name.contains(['/', '\\'])
+        && !name.starts_with('.')
+}
+
+/// Whether `name` is a valid pack or resource name (StackStorm allows letters, digits, `_`, `-`).
+pub(crate) fn is_valid_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}

@@ -1,0 +1,347 @@
+//! One sandboxed call of a rule or an action.
+//!
+//! Every call gets a fresh `Store` and instance from the pooling allocator: a WASI context with
+//! no preopens and no network whose stdout and stderr go into bounded captures, a memory cap, and
+//! an epoch deadline whose callback yields to tokio at every tick (so a busy guest never pins a
+//! worker thread) and interrupts the guest once the deadline has passed. Nothing survives the
+//! call, so the next call on the same plugin starts clean whatever this one did.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::OwnedSemaphorePermit;
+use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime_wasi::WasiCtxBuilder;
+
+use crate::bindings::types;
+use crate::error::{GuestError, GuestErrorKind, PluginError};
+use crate::host::{Capture, HostState, Limiter, LogCapture};
+use crate::registry::{LoadedPlugin, PluginKind, PluginVersion, Pre, Runtime};
+
+/// A trigger instance handed to a rule (the WIT `trigger-instance` record).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TriggerInstance {
+    /// The trigger instance id.
+    pub id: String,
+    /// The trigger reference, for example `core.st2.webhook`.
+    pub trigger: String,
+    /// The payload as JSON text.
+    pub payload: String,
+    /// RFC 3339 occurrence time in UTC.
+    pub occurrence_time: String,
+}
+
+/// What a rule component decided.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RuleDecision {
+    /// Whether the rule matches.
+    pub matched: bool,
+    /// Values for action-parameter templates (a JSON object), if the rule returned any.
+    pub values: Option<serde_json::Value>,
+}
+
+/// Where an action call comes from (the WIT `execution-context` record, less the action ref,
+/// which the runtime fills in).
+#[derive(Debug, Clone, Default)]
+pub struct ActionContext {
+    /// The execution id.
+    pub execution_id: String,
+    /// The rule that caused the execution, if any.
+    pub rule_ref: Option<String>,
+    /// The trigger instance that caused the execution, if any.
+    pub trigger_instance: Option<TriggerInstance>,
+}
+
+/// Severity of a plugin log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Trace.
+    Trace,
+    /// Debug.
+    Debug,
+    /// Info.
+    Info,
+    /// Warn.
+    Warn,
+    /// Error.
+    Error,
+}
+
+/// One line a plugin logged through the `log` import.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LogRecord {
+    /// Severity.
+    pub level: LogLevel,
+    /// The message.
+    pub message: String,
+    /// Key/value fields.
+    pub fields: Vec<(String, String)>,
+}
+
+/// What a call wrote, bounded by [`crate::RuntimeConfig::capture_bytes`] each.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Captured {
+    /// Lines logged through the `log` import.
+    pub logs: Vec<LogRecord>,
+    /// Log lines dropped past the bound.
+    pub logs_dropped: u64,
+    /// What the guest printed to stdout (lossy UTF-8).
+    pub stdout: String,
+    /// Stdout bytes dropped past the bound.
+    pub stdout_dropped: u64,
+    /// What the guest printed to stderr (a Rust panic message lands here).
+    pub stderr: String,
+    /// Stderr bytes dropped past the bound.
+    pub stderr_dropped: u64,
+}
+
+impl Captured {
+    /// Whether anything was dropped for exceeding the bound.
+    pub fn truncated(&self) -> bool {
+        self.logs_dropped + self.stdout_dropped + self.stderr_dropped > 0
+    }
+}
+
+/// The result of one call together with everything the call produced along the way.
+#[derive(Debug)]
+pub struct CallReport<T> {
+    /// The value, or why the call failed.
+    pub result: Result<T, PluginError>,
+    /// Logs and stdio of the call (also when it failed).
+    pub captured: Captured,
+    /// The version that ran, if one was found.
+    pub plugin: Option<PluginVersion>,
+    /// Wall time from the call's start to its end, including waiting for a slot.
+    pub elapsed: Duration,
+}
+
+/// A call being set up: a slot, a store, the captures.
+struct Session {
+    plugin: Arc<LoadedPlugin>,
+    store: Store<HostState>,
+    stdout: Capture,
+    stderr: Capture,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Runtime {
+    /// Runs a rule component on one trigger instance.
+    pub async fn evaluate_rule(&self, reference: &str, instance: &TriggerInstance) -> CallReport<RuleDecision> {
+        let started = Instant::now();
+        let mut session = match self.open(PluginKind::Rule, reference).await {
+            Ok(session) => session,
+            Err(err) => return CallReport::early(err, started),
+        };
+        let arg = types::TriggerInstance {
+            id: instance.id.clone(),
+            trigger: instance.trigger.clone(),
+            payload: instance.payload.clone(),
+            occurrence_time: instance.occurrence_time.clone(),
+        };
+        let deadline = session.plugin.limits.timeout;
+        let outcome = with_backstop(deadline, async {
+            let Pre::Rule(pre) = &session.plugin.pre else { unreachable!("looked up by kind") };
+            let rule = pre.instantiate_async(&mut session.store).await?;
+            rule.call_evaluate(&mut session.store, &arg).await
+        })
+        .await;
+        let result = match outcome {
+            Ok(Ok(decision)) => match decision.values.as_deref().map(serde_json::from_str::<serde_json::Value>) {
+                None => Ok(RuleDecision { matched: decision.matched, values: None }),
+                Some(Ok(values)) if values.is_object() => {
+                    Ok(RuleDecision { matched: decision.matched, values: Some(values) })
+                }
+                Some(Ok(_)) => Err(invalid_output(&session, "rule values must be a JSON object".into())),
+                Some(Err(e)) => Err(invalid_output(&session, format!("rule values are not JSON: {e}"))),
+            },
+            Ok(Err(guest)) => Err(guest_error(&session, guest)),
+            Err(err) => Err(self.classify(&session, err, started)),
+        };
+        session.finish(result, started)
+    }
+
+    /// Runs an action component with parameters given as JSON text (an object).
+    pub async fn run_action(&self, reference: &str, parameters: &str, context: ActionContext) -> CallReport<serde_json::Value> {
+        let started = Instant::now();
+        if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(parameters) {
+            let err = PluginError::InvalidInput {
+                reference: reference.to_owned(),
+                reason: format!("parameters are not JSON: {e}"),
+            };
+            return CallReport::early(err, started);
+        }
+        let mut session = match self.open(PluginKind::Action, reference).await {
+            Ok(session) => session,
+            Err(err) => return CallReport::early(err, started),
+        };
+        let ctx = types::ExecutionContext {
+            execution_id: context.execution_id,
+            action_ref: reference.to_owned(),
+            rule_ref: context.rule_ref,
+            trigger_instance: context.trigger_instance.map(|t| types::TriggerInstance {
+                id: t.id,
+                trigger: t.trigger,
+                payload: t.payload,
+                occurrence_time: t.occurrence_time,
+            }),
+        };
+        let deadline = session.plugin.limits.timeout;
+        let outcome = with_backstop(deadline, async {
+            let Pre::Action(pre) = &session.plugin.pre else { unreachable!("looked up by kind") };
+            let action = pre.instantiate_async(&mut session.store).await?;
+            action.call_run(&mut session.store, &parameters.to_owned(), &ctx).await
+        })
+        .await;
+        let result = match outcome {
+            Ok(Ok(text)) if text.len() > self.config.max_output_bytes => Err(invalid_output(
+                &session,
+                format!("result is {} bytes, more than the {} byte limit", text.len(), self.config.max_output_bytes),
+            )),
+            Ok(Ok(text)) => serde_json::from_str(&text)
+                .map_err(|e| invalid_output(&session, format!("result is not JSON: {e}"))),
+            Ok(Err(guest)) => Err(guest_error(&session, guest)),
+            Err(err) => Err(self.classify(&session, err, started)),
+        };
+        session.finish(result, started)
+    }
+
+    /// Finds the plugin, takes an instance slot and builds a fresh store for one call.
+    async fn open(&self, kind: PluginKind, reference: &str) -> Result<Session, PluginError> {
+        let plugin = self
+            .lookup(kind, reference)
+            .ok_or_else(|| PluginError::NotFound { reference: reference.to_owned() })?;
+        let busy = || PluginError::Busy { reference: reference.to_owned(), limit: self.config.max_instances };
+        let permit = match Arc::clone(&self.permits).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) if self.config.queue_timeout.is_zero() => return Err(busy()),
+            Err(_) => tokio::time::timeout(self.config.queue_timeout, Arc::clone(&self.permits).acquire_owned())
+                .await
+                .map_err(|_| busy())?
+                .map_err(|_| busy())?,
+        };
+        let stdout = Capture::new(self.config.capture_bytes);
+        let stderr = Capture::new(self.config.capture_bytes);
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let state = HostState {
+            wasi,
+            table: wasmtime::component::ResourceTable::new(),
+            limiter: Limiter {
+                memory_bytes: usize::try_from(plugin.limits.memory_bytes).unwrap_or(usize::MAX),
+                hit_memory_cap: false,
+            },
+            logs: LogCapture::new(self.config.capture_bytes),
+            grant: plugin.spec.kv.clone(),
+            datastore: Arc::clone(&self.datastore),
+            plugin: Arc::clone(&plugin.tag),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        let deadline = Instant::now() + plugin.limits.timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
+        });
+        Ok(Session { plugin, store, stdout, stderr, _permit: permit })
+    }
+
+    /// Names the cause of a trap or host failure.
+    fn classify(&self, session: &Session, err: wasmtime::Error, started: Instant) -> PluginError {
+        let plugin = session.plugin.id.clone();
+        let trap = err.downcast_ref::<Trap>().copied();
+        if session.store.data().limiter.hit_memory_cap {
+            return PluginError::OutOfMemory { plugin, limit_bytes: session.plugin.limits.memory_bytes };
+        }
+        match trap {
+            Some(Trap::Interrupt) => PluginError::Timeout {
+                plugin,
+                deadline: session.plugin.limits.timeout,
+                elapsed: started.elapsed(),
+            },
+            Some(Trap::StackOverflow) => PluginError::StackOverflow { plugin },
+            Some(trap) => {
+                let (stderr, _) = session.stderr.peek_tail(512);
+                let mut message = trap.to_string();
+                if trap == Trap::MemoryOutOfBounds {
+                    // Rust and C guests keep their stack in linear memory, growing down from a
+                    // fixed size; overflowing it wraps below address 0 and lands here.
+                    message.push_str(" (a stack overflow in the guest's linear-memory stack, from deep recursion, looks like this; so does a bad pointer)");
+                }
+                if !stderr.trim().is_empty() {
+                    message = format!("{message}; guest stderr: {}", stderr.trim());
+                }
+                PluginError::Trap { plugin, message }
+            }
+            None if err.is::<BackstopElapsed>() => PluginError::Timeout {
+                plugin,
+                deadline: session.plugin.limits.timeout,
+                elapsed: started.elapsed(),
+            },
+            None => PluginError::Host { plugin, reason: format!("{err:#}") },
+        }
+    }
+}
+
+impl Session {
+    fn finish<T>(self, result: Result<T, PluginError>, started: Instant) -> CallReport<T> {
+        let (stdout, stdout_dropped) = self.stdout.take();
+        let (stderr, stderr_dropped) = self.stderr.take();
+        let logs = &self.store.data().logs;
+        let captured = Captured {
+            logs: logs.lines.clone(),
+            logs_dropped: logs.dropped,
+            stdout,
+            stdout_dropped,
+            stderr,
+            stderr_dropped,
+        };
+        if let Err(err) = &result {
+            tracing::warn!(plugin = %self.plugin.tag, kind = err.kind(), "plugin call failed: {err}");
+        }
+        CallReport { result, captured, plugin: Some(self.plugin.id.clone()), elapsed: started.elapsed() }
+    }
+}
+
+impl<T> CallReport<T> {
+    fn early(err: PluginError, started: Instant) -> Self {
+        Self { result: Err(err), captured: Captured::default(), plugin: None, elapsed: started.elapsed() }
+    }
+}
+
+fn guest_error(session: &Session, error: types::Error) -> PluginError {
+    let (kind, message) = match error {
+        types::Error::InvalidInput(m) => (GuestErrorKind::InvalidInput, m),
+        types::Error::Denied(m) => (GuestErrorKind::Denied, m),
+        types::Error::Upstream(m) => (GuestErrorKind::Upstream, m),
+        types::Error::Internal(m) => (GuestErrorKind::Internal, m),
+    };
+    PluginError::Guest { plugin: session.plugin.id.clone(), error: GuestError { kind, message } }
+}
+
+fn invalid_output(session: &Session, reason: String) -> PluginError {
+    PluginError::InvalidOutput { plugin: session.plugin.id.clone(), reason }
+}
+
+/// Raised when the backstop timer fires: the guest is blocked somewhere epochs cannot reach
+/// (a host call that never returns).
+#[derive(Debug, thiserror::Error)]
+#[error("call did not finish within its deadline")]
+struct BackstopElapsed;
+
+/// Bounds a call even when the epoch deadline cannot fire (the guest waits in a host import).
+/// The epoch deadline is the real bound; this fires one second after it.
+async fn with_backstop<T>(
+    deadline: Duration,
+    call: impl std::future::Future<Output = wasmtime::Result<T>>,
+) -> wasmtime::Result<T> {
+    match tokio::time::timeout(deadline + Duration::from_secs(1), call).await {
+        Ok(result) => result,
+        Err(_) => Err(wasmtime::Error::new(BackstopElapsed)),
+    }
+}

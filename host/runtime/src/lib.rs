@@ -1,0 +1,48 @@
+//! The Stormhook plugin runtime: the only crate that knows about wasmtime.
+//!
+//! Rules and actions are WebAssembly components built against the `stormhook:plugin` WIT package
+//! (`wit/` at the repository root). This crate compiles them (off the request path, with an on-disk
+//! cache of precompiled code), keeps the current version of each plugin in a registry that can be
+//! swapped atomically while calls are in flight, and runs every call in a fresh sandbox with a
+//! deadline, a memory cap, bounded output capture and no filesystem or network.
+//!
+//! # Layout
+//!
+//! - [`config`]: limits and pool sizes ([`RuntimeConfig`], [`Limits`]).
+//! - `engine`: the one wasmtime `Engine` (pooling allocator, copy-on-write images, epoch ticker).
+//! - `bindings`: the host side of the WIT contract (the `bindgen!` invocations).
+//! - `host`: the per-call store state and the host imports (`log`, `kv`, captured stdio).
+//! - [`datastore`]: the key-value datastore trait plugins reach through the `kv` import.
+//! - `registry`: loading, caching, hot-swapping and listing plugins.
+//! - `call`: one sandboxed call of a rule or an action.
+//! - [`error`]: typed errors ([`LoadError`], [`PluginError`]).
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use stormhook_runtime::{PluginKind, PluginSpec, Runtime, RuntimeConfig, datastore::MemoryDatastore};
+//!
+//! let runtime = Arc::new(Runtime::new(RuntimeConfig::default(), Arc::new(MemoryDatastore::default()))?);
+//! runtime.load(PluginSpec::new("examples.greet", PluginKind::Action, "greet.wasm")).await?;
+//! let report = runtime
+//!     .run_action("examples.greet", r#"{"name":"Ada"}"#, Default::default())
+//!     .await;
+//! println!("{:?}", report.result);
+//! # Ok(()) }
+//! ```
+
+mod bindings;
+mod call;
+pub mod config;
+pub mod datastore;
+mod engine;
+pub mod error;
+mod host;
+mod registry;
+
+pub use call::{ActionContext, CallReport, Captured, LogLevel, LogRecord, RuleDecision, TriggerInstance};
+pub use config::{KvGrant, Limits, RuntimeConfig};
+pub use error::{GuestError, GuestErrorKind, LoadError, PluginError};
+pub use registry::{LoadOutcome, PluginInfo, PluginKind, PluginSpec, PluginVersion, Runtime};

@@ -1,0 +1,117 @@
+//! Guest SDK for Stormhook plugins.
+//!
+//! A Stormhook plugin is a WebAssembly component built for `wasm32-wasip2` that targets one
+//! of the two worlds of the `stormhook:plugin@0.1.0` WIT package (the repository's `wit/`):
+//!
+//! * an **action** ([`Action`], exported with [`export_action!`]) does the work a rule or a
+//!   caller asks for: JSON parameters in, JSON result out;
+//! * a **rule** ([`Rule`], exported with [`export_rule!`]) decides whether a trigger
+//!   instance matches, and may hand values to the action-parameter templates.
+//!
+//! Both can log through [`log`] and use the datastore through [`kv`]. Failures the plugin
+//! reports on purpose are an [`Error`]; panics, deadlines and memory limits trap and the
+//! host reports them itself.
+//!
+//! # An action
+//!
+//! ```ignore
+//! use serde::{Deserialize, Serialize};
+//! use stormhook_sdk::{Action, Context, Error, log};
+//!
+//! #[derive(Deserialize)]
+//! struct Params { name: String }
+//!
+//! #[derive(Serialize)]
+//! struct Output { message: String }
+//!
+//! struct Greet;
+//!
+//! impl Action for Greet {
+//!     type Params = Params;
+//!     type Output = Output;
+//!
+//!     fn run(params: Params, ctx: &Context) -> Result<Output, Error> {
+//!         log::info_with("greeting", &[("execution", &ctx.execution_id)]);
+//!         Ok(Output { message: format!("Hello, {}!", params.name) })
+//!     }
+//! }
+//!
+//! stormhook_sdk::export_action!(Greet);
+//! ```
+//!
+//! Parameters that do not deserialize into `Params` never reach `run`: the call fails with
+//! [`Error::InvalidInput`] carrying serde's message.
+//!
+//! # A rule
+//!
+//! ```ignore
+//! use stormhook_sdk::{Decision, Error, Rule, TriggerInstance};
+//!
+//! struct Main;
+//!
+//! impl Rule for Main {
+//!     fn evaluate(instance: &TriggerInstance) -> Result<Decision, Error> {
+//!         let payload = instance.payload()?;
+//!         Ok(match payload.pointer("/body/ref").and_then(|r| r.as_str()) {
+//!             Some("refs/heads/main") => Decision::matched_with(serde_json::json!({"branch": "main"})),
+//!             _ => Decision::no_match(),
+//!         })
+//!     }
+//! }
+//!
+//! stormhook_sdk::export_rule!(Main);
+//! ```
+//!
+//! # Building
+//!
+//! A plugin crate is a `cdylib` depending on this crate, `serde` and `serde_json`; build it
+//! with `cargo build --release --target wasm32-wasip2` and the component is
+//! `target/wasm32-wasip2/release/<crate_name>.wasm`. The export macros refuse to compile
+//! for other targets, except in `cargo test` builds, so plugin logic can be unit-tested
+//! natively (`--target x86_64-unknown-linux-gnu`) as long as the tests do not call the
+//! host imports ([`log`], [`kv`]).
+
+#![deny(unsafe_code)]
+
+mod action;
+#[allow(missing_docs, unreachable_pub, unsafe_code, clippy::all)]
+pub mod bindings;
+mod error;
+pub mod kv;
+pub mod log;
+mod rule;
+
+pub use action::{Action, Context, RawAction};
+pub use error::Error;
+pub use rule::{Decision, Rule, TriggerInstance};
+
+/// `serde` as this SDK uses it, for plugins that want to name it through the SDK.
+pub use serde;
+/// `serde_json` as this SDK uses it (for `json!`, `Value`, ...).
+pub use serde_json;
+
+/// Entry points used by the export macros. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::action::__private::*;
+    pub use crate::rule::__private::*;
+}
+
+/// Fails the build of a plugin compiled for anything but wasm, unless it is a test build.
+/// Not public API.
+///
+/// Cargo reads `plugins/.cargo/config.toml` (which selects `wasm32-wasip2`) only when it runs
+/// inside `plugins/`; with `--manifest-path` from elsewhere it silently builds for the host,
+/// and this turns that into a clear error.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __require_wasm {
+    () => {
+        #[cfg(all(not(target_arch = "wasm32"), not(test)))]
+        ::core::compile_error!(
+            "Stormhook plugins are WebAssembly components: build them with \
+             `--target wasm32-wasip2` (cargo applies plugins/.cargo/config.toml only when \
+             it runs inside plugins/)"
+        );
+    };
+}
