@@ -16,16 +16,30 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn main() {
-    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let root = manifest.join("../..").canonicalize().expect("the repository root exists");
+    let manifest =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root = manifest
+        .join("../..")
+        .canonicalize()
+        .expect("the repository root exists");
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
-    for watched in ["plugins/Cargo.toml", "plugins/Cargo.lock", "plugins/sdk", "plugins/examples", "plugins/testing", "wit", "examples"] {
+    for watched in [
+        "plugins/Cargo.toml",
+        "plugins/Cargo.lock",
+        "plugins/sdk",
+        "plugins/examples",
+        "plugins/testing",
+        "wit",
+        "examples",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     println!("cargo:rerun-if-env-changed=STORMHOOK_SKIP_PLUGINS");
 
     let wasm_dir = if env::var_os("STORMHOOK_SKIP_PLUGINS").is_some_and(|v| v != "0") {
-        println!("cargo:warning=STORMHOOK_SKIP_PLUGINS is set: plugins not built, no example packs embedded");
+        println!(
+            "cargo:warning=STORMHOOK_SKIP_PLUGINS is set: plugins not built, no example packs embedded"
+        );
         None
     } else {
         Some(build_plugins(&root, &out))
@@ -45,16 +59,36 @@ fn build_plugins(root: &Path, out: &Path) -> PathBuf {
         .unwrap_or_else(|| out.join("wasm-plugins"));
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
-        .arg(root.join("plugins/Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target_dir);
+    cmd.args([
+        "build",
+        "--release",
+        "--target",
+        "wasm32-wasip2",
+        "--manifest-path",
+    ])
+    .arg(root.join("plugins/Cargo.toml"))
+    .arg("--target-dir")
+    .arg(&target_dir);
     // The host build's flags and target settings must not leak into the guest build.
-    for var in ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR", "CARGO_BUILD_RUSTFLAGS", "RUSTC_WORKSPACE_WRAPPER", "CARGO_MAKEFLAGS", "MAKEFLAGS", "MFLAGS"] {
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_RUSTFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_MAKEFLAGS",
+        "MAKEFLAGS",
+        "MFLAGS",
+    ] {
         cmd.env_remove(var);
     }
     for (key, _) in env::vars_os() {
-        if key.to_str().is_some_and(|k| k.starts_with("CARGO_PROFILE_") || k.starts_with("CARGO_CFG_") || k.starts_with("CARGO_FEATURE_")) {
+        if key.to_str().is_some_and(|k| {
+            k.starts_with("CARGO_PROFILE_")
+                || k.starts_with("CARGO_CFG_")
+                || k.starts_with("CARGO_FEATURE_")
+        }) {
             cmd.env_remove(key);
         }
     }
@@ -81,8 +115,12 @@ fn ensure_wasm_target() {
     if libdir.is_some_and(|dir| dir.join("libstd.rlib").exists() || has_std(&dir)) {
         return;
     }
-    println!("cargo:warning=installing the wasm32-wasip2 target with `rustup target add wasm32-wasip2`");
-    let added = Command::new("rustup").args(["target", "add", "wasm32-wasip2"]).status();
+    println!(
+        "cargo:warning=installing the wasm32-wasip2 target with `rustup target add wasm32-wasip2`"
+    );
+    let added = Command::new("rustup")
+        .args(["target", "add", "wasm32-wasip2"])
+        .status();
     if !added.is_ok_and(|s| s.success()) {
         panic!(
             "the wasm32-wasip2 target is missing and `rustup target add wasm32-wasip2` failed; \
@@ -93,7 +131,9 @@ fn ensure_wasm_target() {
 
 fn has_std(dir: &Path) -> bool {
     fs::read_dir(dir).is_ok_and(|entries| {
-        entries.flatten().any(|e| e.file_name().to_string_lossy().starts_with("libstd-"))
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("libstd-"))
     })
 }
 
@@ -104,10 +144,17 @@ fn generate(examples: &Path, wasm_dir: Option<&Path>) -> String {
         collect(examples, examples, wasm_dir, &mut files);
     }
     files.sort();
-    let mut code = String::from("/// Files of the example packs: path relative to the packs folder, and contents.\n");
+    let mut code = String::from(
+        "/// Files of the example packs: path relative to the packs folder, and contents.\n",
+    );
     code.push_str("pub static EXAMPLE_FILES: &[(&str, &[u8])] = &[\n");
     for (rel, abs) in &files {
-        writeln!(code, "    ({rel:?}, include_bytes!({:?})),", abs.display().to_string()).unwrap();
+        writeln!(
+            code,
+            "    ({rel:?}, include_bytes!({:?})),",
+            abs.display().to_string()
+        )
+        .unwrap();
     }
     code.push_str("];\n");
     match wasm_dir {
@@ -125,14 +172,20 @@ fn generate(examples: &Path, wasm_dir: Option<&Path>) -> String {
 /// Collects pack files, and for every `entry_point: <file>.wasm` in a YAML file the built
 /// component of that name, placed next to the YAML file.
 fn collect(base: &Path, dir: &Path, wasm_dir: &Path, files: &mut Vec<(String, PathBuf)>) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
             collect(base, &path, wasm_dir, files);
             continue;
         }
-        let rel = path.strip_prefix(base).expect("under base").to_string_lossy().replace('\\', "/");
+        let rel = path
+            .strip_prefix(base)
+            .expect("under base")
+            .to_string_lossy()
+            .replace('\\', "/");
         let is_yaml = rel.ends_with(".yaml") || rel.ends_with(".yml");
         if path.extension().is_some_and(|e| e == "wasm") {
             continue; // Components come from the plugin build, never from the source tree.
@@ -143,17 +196,27 @@ fn collect(base: &Path, dir: &Path, wasm_dir: &Path, files: &mut Vec<(String, Pa
         }
         let text = fs::read_to_string(&path).unwrap_or_default();
         for line in text.lines() {
-            let Some(name) = line.trim().strip_prefix("entry_point:") else { continue };
+            let Some(name) = line.trim().strip_prefix("entry_point:") else {
+                continue;
+            };
             let name = name.trim().trim_matches(['"', '\'']);
             if !name.ends_with(".wasm") {
                 continue;
             }
             let built = wasm_dir.join(name);
             if !built.exists() {
-                panic!("{} names entry_point {name}, but the plugin build made no {}", path.display(), built.display());
+                panic!(
+                    "{} names entry_point {name}, but the plugin build made no {}",
+                    path.display(),
+                    built.display()
+                );
             }
             let folder = rel.rsplit_once('/').map_or("", |(f, _)| f);
-            let target = if folder.is_empty() { name.to_owned() } else { format!("{folder}/{name}") };
+            let target = if folder.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{folder}/{name}")
+            };
             if !files.iter().any(|(r, _)| *r == target) {
                 files.push((target, built));
             }

@@ -11,10 +11,16 @@ use stormhook_runtime::{ActionContext, PluginKind, RuntimeConfig, TriggerInstanc
 use stormhook_tests::{load_fixture, runtime};
 
 fn calls(c: &mut Criterion) {
-    let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let rt = runtime(RuntimeConfig::default());
     let (rule, action) = tokio.block_on(async {
-        (load_fixture(&rt, "noop_rule", PluginKind::Rule).await, load_fixture(&rt, "noop_action", PluginKind::Action).await)
+        (
+            load_fixture(&rt, "noop_rule", PluginKind::Rule).await,
+            load_fixture(&rt, "noop_action", PluginKind::Action).await,
+        )
     });
     let instance = TriggerInstance {
         id: "5f0000000000000000000001".into(),

@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use stormhook::packs::PackManager;
-use stormhook_runtime::{ActionContext, PluginError, PluginKind, PluginSpec, Runtime, RuntimeConfig};
+use stormhook_runtime::{
+    ActionContext, PluginError, PluginKind, PluginSpec, Runtime, RuntimeConfig,
+};
 use stormhook_tests::{component, runtime};
 
 const ACTION_YAML: &str = "name: swap\nrunner_type: wasm\nentry_point: swap.wasm\n";
@@ -29,8 +31,12 @@ fn replace(dest: &Path, bytes: &[u8]) {
 }
 
 async fn version(rt: &Runtime) -> Result<String, PluginError> {
-    let report = rt.run_action("t.swap", "{}", ActionContext::default()).await;
-    report.result.map(|v| v["version"].as_str().unwrap_or_default().to_owned())
+    let report = rt
+        .run_action("t.swap", "{}", ActionContext::default())
+        .await;
+    report
+        .result
+        .map(|v| v["version"].as_str().unwrap_or_default().to_owned())
 }
 
 /// Polls until `check` holds, for at most `limit`; returns how long it took.
@@ -64,8 +70,14 @@ async fn a_replaced_component_serves_the_new_version_within_a_second() {
     let (_manager, _watcher) = watched(Arc::clone(&rt), dir.path()).await;
     assert_eq!(version(&rt).await.unwrap(), "a");
 
-    replace(&actions.join("swap.wasm"), &std::fs::read(component("swap_b")).unwrap());
-    let took = within(Duration::from_secs(1), || async { version(&rt).await.is_ok_and(|v| v == "b") }).await;
+    replace(
+        &actions.join("swap.wasm"),
+        &std::fs::read(component("swap_b")).unwrap(),
+    );
+    let took = within(Duration::from_secs(1), || async {
+        version(&rt).await.is_ok_and(|v| v == "b")
+    })
+    .await;
     let took = took.expect("the new version serves within one second");
     eprintln!("hot reload took {took:?}");
 }
@@ -76,22 +88,53 @@ async fn a_broken_replacement_is_refused_and_the_old_version_keeps_serving() {
     let rt = runtime(RuntimeConfig::default());
     let (_manager, _watcher) = watched(Arc::clone(&rt), dir.path()).await;
 
-    replace(&actions.join("swap.wasm"), b"\0asm\x0d\0\x01\0 truncated upload");
+    replace(
+        &actions.join("swap.wasm"),
+        b"\0asm\x0d\0\x01\0 truncated upload",
+    );
     let refused = within(Duration::from_secs(2), || async {
-        rt.list().iter().any(|i| i.reference == "t.swap" && i.last_error.is_some())
+        rt.list()
+            .iter()
+            .any(|i| i.reference == "t.swap" && i.last_error.is_some())
     })
     .await;
-    assert!(refused.is_some(), "the broken version is reported: {:?}", rt.list());
-    let info = rt.list().into_iter().find(|i| i.reference == "t.swap").unwrap();
-    assert!(info.last_error.unwrap().contains("not a valid WebAssembly component"));
+    assert!(
+        refused.is_some(),
+        "the broken version is reported: {:?}",
+        rt.list()
+    );
+    let info = rt
+        .list()
+        .into_iter()
+        .find(|i| i.reference == "t.swap")
+        .unwrap();
+    assert!(
+        info.last_error
+            .unwrap()
+            .contains("not a valid WebAssembly component")
+    );
     assert!(info.version.is_some(), "the old version is still listed");
-    assert_eq!(version(&rt).await.unwrap(), "a", "the old version keeps serving");
+    assert_eq!(
+        version(&rt).await.unwrap(),
+        "a",
+        "the old version keeps serving"
+    );
 
     // Fixing the file clears the error and serves the fix.
-    replace(&actions.join("swap.wasm"), &std::fs::read(component("swap_b")).unwrap());
-    let fixed = within(Duration::from_secs(2), || async { version(&rt).await.is_ok_and(|v| v == "b") }).await;
+    replace(
+        &actions.join("swap.wasm"),
+        &std::fs::read(component("swap_b")).unwrap(),
+    );
+    let fixed = within(Duration::from_secs(2), || async {
+        version(&rt).await.is_ok_and(|v| v == "b")
+    })
+    .await;
     assert!(fixed.is_some());
-    let info = rt.list().into_iter().find(|i| i.reference == "t.swap").unwrap();
+    let info = rt
+        .list()
+        .into_iter()
+        .find(|i| i.reference == "t.swap")
+        .unwrap();
     assert!(info.last_error.is_none(), "{info:?}");
 }
 
@@ -102,12 +145,22 @@ async fn a_broken_document_is_refused_with_its_line_and_the_old_version_keeps_se
     let manager = PackManager::new(dir.path().to_owned(), Arc::clone(&rt));
     assert!(manager.reload().await.errors.is_empty());
 
-    std::fs::write(actions.join("swap.yaml"), "name: swap\nrunner_type: [wasm\nentry_point: swap.wasm\n").unwrap();
+    std::fs::write(
+        actions.join("swap.yaml"),
+        "name: swap\nrunner_type: [wasm\nentry_point: swap.wasm\n",
+    )
+    .unwrap();
     let report = manager.reload().await;
     assert_eq!(report.errors.len(), 1, "{report:?}");
     let message = &report.errors[0];
     assert!(message.contains("swap.yaml:"), "{message}");
-    assert!(message.split(':').nth(1).is_some_and(|line| line.parse::<u32>().is_ok()), "has a line: {message}");
+    assert!(
+        message
+            .split(':')
+            .nth(1)
+            .is_some_and(|line| line.parse::<u32>().is_ok()),
+        "has a line: {message}"
+    );
     assert_eq!(version(&rt).await.unwrap(), "a");
 }
 
@@ -123,8 +176,15 @@ async fn deleting_the_component_or_the_document_stops_offering_the_plugin() {
             matches!(version(&rt).await, Err(PluginError::NotFound { .. }))
         })
         .await;
-        assert!(gone.is_some(), "deleting {victim} unloads the plugin within a second");
-        assert!(rt.list().iter().all(|i| i.reference != "t.swap" || i.version.is_none()));
+        assert!(
+            gone.is_some(),
+            "deleting {victim} unloads the plugin within a second"
+        );
+        assert!(
+            rt.list()
+                .iter()
+                .all(|i| i.reference != "t.swap" || i.version.is_none())
+        );
     }
 }
 
@@ -140,7 +200,13 @@ async fn a_hundred_swaps_under_concurrent_calls_fail_no_call() {
     let seen_a = Arc::new(AtomicU64::new(0));
     let callers: Vec<_> = (0..4)
         .map(|_| {
-            let (rt, stop, ok, failed, seen_a) = (Arc::clone(&rt), stop.clone(), ok.clone(), failed.clone(), seen_a.clone());
+            let (rt, stop, ok, failed, seen_a) = (
+                Arc::clone(&rt),
+                stop.clone(),
+                ok.clone(),
+                failed.clone(),
+                seen_a.clone(),
+            );
             tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
                     match version(&rt).await {
@@ -168,10 +234,17 @@ async fn a_hundred_swaps_under_concurrent_calls_fail_no_call() {
     for caller in callers {
         caller.await.unwrap();
     }
-    let (ok, failed, seen_a) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed), seen_a.load(Ordering::Relaxed));
+    let (ok, failed, seen_a) = (
+        ok.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed),
+        seen_a.load(Ordering::Relaxed),
+    );
     eprintln!("{ok} calls during 100 swaps, {failed} failed, {seen_a} saw version a");
     assert_eq!(failed, 0);
     assert!(ok >= 100, "calls ran during the swaps: {ok}");
-    assert!(seen_a > 0 && seen_a < ok, "both versions served: {seen_a} of {ok}");
+    assert!(
+        seen_a > 0 && seen_a < ok,
+        "both versions served: {seen_a} of {ok}"
+    );
     assert_eq!(version(&rt).await.unwrap(), "b", "the last swap wins");
 }

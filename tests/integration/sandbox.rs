@@ -5,21 +5,32 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use stormhook_runtime::{
-    ActionContext, GuestErrorKind, KvGrant, Limits, PluginError, PluginKind, PluginSpec, Runtime, RuntimeConfig,
-    TriggerInstance,
+    ActionContext, GuestErrorKind, KvGrant, Limits, PluginError, PluginKind, PluginSpec, Runtime,
+    RuntimeConfig, TriggerInstance,
 };
 use stormhook_tests::{component, load_fixture, runtime};
 
 fn small_limits() -> RuntimeConfig {
     RuntimeConfig {
-        action_defaults: Limits { timeout: Duration::from_millis(300), memory_bytes: 32 << 20 },
-        rule_defaults: Limits { timeout: Duration::from_millis(100), memory_bytes: 16 << 20 },
+        action_defaults: Limits {
+            timeout: Duration::from_millis(300),
+            memory_bytes: 32 << 20,
+        },
+        rule_defaults: Limits {
+            timeout: Duration::from_millis(100),
+            memory_bytes: 16 << 20,
+        },
         ..RuntimeConfig::default()
     }
 }
 
-async fn run(rt: &Runtime, reference: &str, params: &str) -> stormhook_runtime::CallReport<serde_json::Value> {
-    rt.run_action(reference, params, ActionContext::default()).await
+async fn run(
+    rt: &Runtime,
+    reference: &str,
+    params: &str,
+) -> stormhook_runtime::CallReport<serde_json::Value> {
+    rt.run_action(reference, params, ActionContext::default())
+        .await
 }
 
 /// After a hostile call, the same plugin must still answer a harmless call with the same error
@@ -27,7 +38,10 @@ async fn run(rt: &Runtime, reference: &str, params: &str) -> stormhook_runtime::
 async fn assert_recovers(rt: &Arc<Runtime>) {
     let noop = load_fixture(rt, "noop_action", PluginKind::Action).await;
     let report = run(rt, &noop, r#"{"after":"hostile"}"#).await;
-    assert_eq!(report.result.unwrap(), serde_json::json!({"after": "hostile"}));
+    assert_eq!(
+        report.result.unwrap(),
+        serde_json::json!({"after": "hostile"})
+    );
 }
 
 #[tokio::test]
@@ -42,8 +56,14 @@ async fn infinite_loop_times_out_at_the_deadline_and_the_next_call_works() {
         assert!(matches!(err, PluginError::Timeout { .. }), "{err:?}");
         assert!(err.to_string().contains("`test.loop_forever`"), "{err}");
         assert!(err.to_string().contains("timed out"), "{err}");
-        assert!(elapsed >= Duration::from_millis(300), "stopped early: {elapsed:?}");
-        assert!(elapsed < Duration::from_millis(1300), "not stopped in time: {elapsed:?}");
+        assert!(
+            elapsed >= Duration::from_millis(300),
+            "stopped early: {elapsed:?}"
+        );
+        assert!(
+            elapsed < Duration::from_millis(1300),
+            "not stopped in time: {elapsed:?}"
+        );
     }
     assert_recovers(&rt).await;
 }
@@ -56,13 +76,20 @@ async fn looping_rule_times_out_with_the_rule_deadline() {
     let report = rt.evaluate_rule(&rule, &TriggerInstance::default()).await;
     let err = report.result.unwrap_err();
     assert!(err.is_timeout(), "{err:?}");
-    assert!(started.elapsed() < Duration::from_millis(1100), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(1100),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
 async fn a_looping_plugin_does_not_stop_other_plugins() {
     let rt = runtime(RuntimeConfig {
-        action_defaults: Limits { timeout: Duration::from_secs(2), memory_bytes: 32 << 20 },
+        action_defaults: Limits {
+            timeout: Duration::from_secs(2),
+            memory_bytes: 32 << 20,
+        },
         ..RuntimeConfig::default()
     });
     let looping = load_fixture(&rt, "loop_forever", PluginKind::Action).await;
@@ -77,7 +104,11 @@ async fn a_looping_plugin_does_not_stop_other_plugins() {
         let report = run(&rt, &noop, &format!(r#"{{"i":{i}}}"#)).await;
         assert_eq!(report.result.unwrap()["i"], i);
     }
-    assert!(started.elapsed() < Duration::from_secs(2), "other plugins were held up: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "other plugins were held up: {:?}",
+        started.elapsed()
+    );
     assert!(busy.await.unwrap().result.unwrap_err().is_timeout());
 }
 
@@ -89,14 +120,21 @@ async fn memory_bomb_hits_the_cap_and_the_next_call_works() {
         let started = Instant::now();
         let err = run(&rt, &bomb, "{}").await.result.unwrap_err();
         match &err {
-            PluginError::OutOfMemory { plugin, limit_bytes } => {
+            PluginError::OutOfMemory {
+                plugin,
+                limit_bytes,
+            } => {
                 assert_eq!(plugin.reference, "test.memory_bomb");
                 assert_eq!(*limit_bytes, 32 << 20);
             }
             other => panic!("expected out of memory, got {other:?}"),
         }
         assert!(err.to_string().contains("out of memory"), "{err}");
-        assert!(started.elapsed() < Duration::from_millis(1000), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_millis(1000),
+            "{:?}",
+            started.elapsed()
+        );
     }
     assert_recovers(&rt).await;
 }
@@ -107,13 +145,24 @@ async fn unbounded_recursion_is_stopped_and_named() {
     let deep = load_fixture(&rt, "stack_overflow", PluginKind::Action).await;
     for _ in 0..2 {
         // Frames that live on wasmtime's call stack: its stack-overflow trap.
-        let err = run(&rt, &deep, r#"{"small_frames": true}"#).await.result.unwrap_err();
+        let err = run(&rt, &deep, r#"{"small_frames": true}"#)
+            .await
+            .result
+            .unwrap_err();
         assert!(matches!(err, PluginError::StackOverflow { .. }), "{err:?}");
-        assert!(err.to_string().contains("`test.stack_overflow`") && err.to_string().contains("stack overflow"), "{err}");
+        assert!(
+            err.to_string().contains("`test.stack_overflow`")
+                && err.to_string().contains("stack overflow"),
+            "{err}"
+        );
         // Large frames exhaust the guest's own stack in linear memory first.
         let err = run(&rt, &deep, "{}").await.result.unwrap_err();
         assert!(matches!(err, PluginError::Trap { .. }), "{err:?}");
-        assert!(err.to_string().contains("out of bounds memory access") && err.to_string().contains("stack overflow"), "{err}");
+        assert!(
+            err.to_string().contains("out of bounds memory access")
+                && err.to_string().contains("stack overflow"),
+            "{err}"
+        );
     }
     assert_recovers(&rt).await;
 }
@@ -126,8 +175,15 @@ async fn a_panic_is_a_trap_carrying_the_panic_message() {
     let err = report.result.unwrap_err();
     assert!(matches!(err, PluginError::Trap { .. }), "{err:?}");
     let text = err.to_string();
-    assert!(text.contains("`test.panic`") && text.contains("fixture panic"), "{text}");
-    assert!(report.captured.stderr.contains("fixture panic"), "{:?}", report.captured);
+    assert!(
+        text.contains("`test.panic`") && text.contains("fixture panic"),
+        "{text}"
+    );
+    assert!(
+        report.captured.stderr.contains("fixture panic"),
+        "{:?}",
+        report.captured
+    );
     assert_recovers(&rt).await;
 }
 
@@ -146,7 +202,11 @@ async fn typed_guest_errors_keep_their_kind_and_message() {
             PluginError::Guest { plugin, error } => {
                 assert_eq!(plugin.reference, "test.guest_error");
                 assert_eq!(error.kind, expected);
-                assert!(error.message.contains("fixture guest error"), "{}", error.message);
+                assert!(
+                    error.message.contains("fixture guest error"),
+                    "{}",
+                    error.message
+                );
             }
             other => panic!("expected a guest error, got {other:?}"),
         }
@@ -155,21 +215,42 @@ async fn typed_guest_errors_keep_their_kind_and_message() {
 
 #[tokio::test]
 async fn huge_output_is_captured_up_to_the_bound_and_the_rest_is_counted() {
-    let rt = runtime(RuntimeConfig { capture_bytes: 16 << 10, max_output_bytes: 64 << 10, ..small_limits() });
+    let rt = runtime(RuntimeConfig {
+        capture_bytes: 16 << 10,
+        max_output_bytes: 64 << 10,
+        ..small_limits()
+    });
     let noisy = load_fixture(&rt, "huge_output", PluginKind::Action).await;
-    let report = run(&rt, &noisy, r#"{"log_lines": 5000, "stdout_bytes": 1000000, "result_bytes": 1000}"#).await;
-    let value = report.result.expect("a noisy plugin still returns its result");
+    let report = run(
+        &rt,
+        &noisy,
+        r#"{"log_lines": 5000, "stdout_bytes": 1000000, "result_bytes": 1000}"#,
+    )
+    .await;
+    let value = report
+        .result
+        .expect("a noisy plugin still returns its result");
     assert_eq!(value["data"].as_str().unwrap().len(), 1000);
     let captured = &report.captured;
-    assert!(captured.stdout.len() <= 16 << 10 && captured.stdout.len() > 8 << 10, "{}", captured.stdout.len());
-    assert_eq!(captured.stdout.len() as u64 + captured.stdout_dropped, 1_000_000);
+    assert!(
+        captured.stdout.len() <= 16 << 10 && captured.stdout.len() > 8 << 10,
+        "{}",
+        captured.stdout.len()
+    );
+    assert_eq!(
+        captured.stdout.len() as u64 + captured.stdout_dropped,
+        1_000_000
+    );
     let log_bytes: usize = captured.logs.iter().map(|l| l.message.len()).sum();
     assert!(log_bytes <= 16 << 10, "{log_bytes}");
     assert_eq!(captured.logs.len() as u64 + captured.logs_dropped, 5000);
     assert!(captured.truncated());
 
     // A result past the output limit is refused with a clear reason.
-    let err = run(&rt, &noisy, r#"{"result_bytes": 200000}"#).await.result.unwrap_err();
+    let err = run(&rt, &noisy, r#"{"result_bytes": 200000}"#)
+        .await
+        .result
+        .unwrap_err();
     assert!(matches!(err, PluginError::InvalidOutput { .. }), "{err:?}");
     assert!(err.to_string().contains("byte limit"), "{err}");
 }
@@ -180,9 +261,20 @@ async fn logs_reach_the_call_record_with_levels_and_fields() {
     let probe = load_fixture(&rt, "log_probe", PluginKind::Action).await;
     let report = run(&rt, &probe, "{}").await;
     assert_eq!(report.result.unwrap(), serde_json::json!({"ok": true}));
-    let levels: Vec<_> = report.captured.logs.iter().map(|l| format!("{:?}", l.level)).collect();
+    let levels: Vec<_> = report
+        .captured
+        .logs
+        .iter()
+        .map(|l| format!("{:?}", l.level))
+        .collect();
     assert_eq!(levels, ["Trace", "Debug", "Info", "Warn", "Error"]);
-    assert!(report.captured.logs.iter().all(|l| l.fields == [("k".to_owned(), "v".to_owned())]));
+    assert!(
+        report
+            .captured
+            .logs
+            .iter()
+            .all(|l| l.fields == [("k".to_owned(), "v".to_owned())])
+    );
     assert!(report.captured.stdout.contains("stdout-line"));
     assert!(report.captured.stderr.contains("stderr-line"));
     assert_eq!(report.plugin.unwrap().reference, "test.log_probe");
@@ -192,18 +284,31 @@ async fn logs_reach_the_call_record_with_levels_and_fields() {
 async fn the_datastore_is_reachable_only_within_the_grant() {
     let rt = runtime(small_limits());
     let granted = PluginSpec {
-        kv: KvGrant { read: true, write: true, prefix: "demo.".into() },
+        kv: KvGrant {
+            read: true,
+            write: true,
+            prefix: "demo.".into(),
+        },
         ..PluginSpec::new("test.kv_rw", PluginKind::Action, component("kv_probe"))
     };
     rt.load(granted).await.unwrap();
     let read_only = PluginSpec {
-        kv: KvGrant { read: true, write: false, prefix: String::new() },
+        kv: KvGrant {
+            read: true,
+            write: false,
+            prefix: String::new(),
+        },
         ..PluginSpec::new("test.kv_ro", PluginKind::Action, component("kv_probe"))
     };
     rt.load(read_only).await.unwrap();
     load_fixture(&rt, "kv_probe", PluginKind::Action).await; // no grant at all
 
-    let set = run(&rt, "test.kv_rw", r#"{"op":"set","key":"demo.x","value":"42"}"#).await;
+    let set = run(
+        &rt,
+        "test.kv_rw",
+        r#"{"op":"set","key":"demo.x","value":"42"}"#,
+    )
+    .await;
     assert!(set.result.is_ok(), "{:?}", set.result);
     let got = run(&rt, "test.kv_ro", r#"{"op":"get","key":"demo.x"}"#).await;
     assert_eq!(got.result.unwrap()["result"], "42");
@@ -215,8 +320,18 @@ async fn the_datastore_is_reachable_only_within_the_grant() {
         }
         other => panic!("expected denied, got {other:?}"),
     };
-    let message = denied(run(&rt, "test.kv_rw", r#"{"op":"set","key":"other.x","value":"1"}"#).await);
-    assert!(message.contains("other.x") && message.contains("demo."), "{message}");
+    let message = denied(
+        run(
+            &rt,
+            "test.kv_rw",
+            r#"{"op":"set","key":"other.x","value":"1"}"#,
+        )
+        .await,
+    );
+    assert!(
+        message.contains("other.x") && message.contains("demo."),
+        "{message}"
+    );
     denied(run(&rt, "test.kv_ro", r#"{"op":"delete","key":"demo.x"}"#).await);
     denied(run(&rt, "test.kv_probe", r#"{"op":"get","key":"demo.x"}"#).await);
 
@@ -230,7 +345,10 @@ async fn the_datastore_is_reachable_only_within_the_grant() {
 async fn past_the_instance_limit_calls_fail_as_busy_instead_of_queueing() {
     let rt = runtime(RuntimeConfig {
         max_instances: 1,
-        action_defaults: Limits { timeout: Duration::from_millis(500), memory_bytes: 32 << 20 },
+        action_defaults: Limits {
+            timeout: Duration::from_millis(500),
+            memory_bytes: 32 << 20,
+        },
         ..RuntimeConfig::default()
     });
     let looping = load_fixture(&rt, "loop_forever", PluginKind::Action).await;
@@ -251,7 +369,11 @@ async fn past_the_instance_limit_calls_fail_as_busy_instead_of_queueing() {
         }
     }
     let busy = busy.expect("a second call while the slot is held fails as busy");
-    assert!(busy.to_string().contains("busy, all 1 instance slots are in use"), "{busy}");
+    assert!(
+        busy.to_string()
+            .contains("busy, all 1 instance slots are in use"),
+        "{busy}"
+    );
     assert!(holder.await.unwrap().result.unwrap_err().is_timeout());
     // The slot is released when the call ends.
     assert!(run(&rt, &noop, "{}").await.result.is_ok());
@@ -260,7 +382,11 @@ async fn past_the_instance_limit_calls_fail_as_busy_instead_of_queueing() {
 #[tokio::test]
 async fn a_rule_component_decides_and_returns_values() {
     let rt = runtime(small_limits());
-    let rule = PluginSpec::new("demo.push_to_main", PluginKind::Rule, component("branch_filter"));
+    let rule = PluginSpec::new(
+        "demo.push_to_main",
+        PluginKind::Rule,
+        component("branch_filter"),
+    );
     rt.load(rule).await.unwrap();
     let instance = |body: serde_json::Value| TriggerInstance {
         id: "5f0000000000000000000001".into(),
@@ -269,13 +395,32 @@ async fn a_rule_component_decides_and_returns_values() {
         occurrence_time: "2026-11-29T16:23:00.000000Z".into(),
     };
     let push = instance(serde_json::json!({"ref": "refs/heads/main", "pusher": {"name": "ada"}}));
-    let decision = rt.evaluate_rule("demo.push_to_main", &push).await.result.unwrap();
+    let decision = rt
+        .evaluate_rule("demo.push_to_main", &push)
+        .await
+        .result
+        .unwrap();
     assert!(decision.matched);
-    assert_eq!(decision.values.unwrap(), serde_json::json!({"branch": "main", "pusher": "ada"}));
+    assert_eq!(
+        decision.values.unwrap(),
+        serde_json::json!({"branch": "main", "pusher": "ada"})
+    );
     let feature = instance(serde_json::json!({"ref": "refs/heads/feature"}));
-    assert!(!rt.evaluate_rule("demo.push_to_main", &feature).await.result.unwrap().matched);
+    assert!(
+        !rt.evaluate_rule("demo.push_to_main", &feature)
+            .await
+            .result
+            .unwrap()
+            .matched
+    );
     let no_ref = instance(serde_json::json!({"zen": "hi"}));
-    assert!(!rt.evaluate_rule("demo.push_to_main", &no_ref).await.result.unwrap().matched);
+    assert!(
+        !rt.evaluate_rule("demo.push_to_main", &no_ref)
+            .await
+            .result
+            .unwrap()
+            .matched
+    );
 }
 
 #[tokio::test]
@@ -288,7 +433,10 @@ async fn invalid_parameters_and_unknown_plugins_are_clear_errors() {
     assert_eq!(err.to_string(), "plugin `test.nope` is not loaded");
     // A rule is not an action: looking it up as one fails.
     load_fixture(&rt, "noop_rule", PluginKind::Rule).await;
-    assert!(matches!(run(&rt, "test.noop_rule", "{}").await.result, Err(PluginError::NotFound { .. })));
+    assert!(matches!(
+        run(&rt, "test.noop_rule", "{}").await.result,
+        Err(PluginError::NotFound { .. })
+    ));
 }
 
 #[tokio::test]
@@ -296,12 +444,31 @@ async fn a_component_of_the_wrong_world_or_not_a_component_is_refused() {
     let rt = runtime(small_limits());
     let wrong_world = PluginSpec::new("test.wrong", PluginKind::Action, component("noop_rule"));
     let err = rt.load(wrong_world).await.unwrap_err();
-    assert!(err.to_string().contains("does not implement the `stormhook:plugin/action` world"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("does not implement the `stormhook:plugin/action` world"),
+        "{err}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let garbage = dir.path().join("garbage.wasm");
     std::fs::write(&garbage, b"\0asm garbage").unwrap();
-    let err = rt.load(PluginSpec::new("test.garbage", PluginKind::Action, &garbage)).await.unwrap_err();
-    assert!(err.to_string().contains("not a valid WebAssembly component"), "{err}");
-    let info = rt.list().into_iter().find(|i| i.reference == "test.garbage").expect("failure is listed");
+    let err = rt
+        .load(PluginSpec::new(
+            "test.garbage",
+            PluginKind::Action,
+            &garbage,
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("not a valid WebAssembly component"),
+        "{err}"
+    );
+    let info = rt
+        .list()
+        .into_iter()
+        .find(|i| i.reference == "test.garbage")
+        .expect("failure is listed");
     assert!(info.version.is_none() && info.last_error.is_some());
 }

@@ -25,7 +25,10 @@ impl Drop for Running {
 async fn start() -> Running {
     let dir = tempfile::tempdir().unwrap();
     install_examples(dir.path());
-    let packs = Arc::new(PackManager::new(dir.path().to_owned(), runtime(RuntimeConfig::default())));
+    let packs = Arc::new(PackManager::new(
+        dir.path().to_owned(),
+        runtime(RuntimeConfig::default()),
+    ));
     packs.reload().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -33,7 +36,11 @@ async fn start() -> Running {
     tokio::spawn(server::serve(listener, AppState { packs }, async {
         let _ = stopped.await;
     }));
-    Running { base, stop: Some(stop), _dir: dir }
+    Running {
+        base,
+        stop: Some(stop),
+        _dir: dir,
+    }
 }
 
 #[tokio::test]
@@ -41,25 +48,46 @@ async fn plugins_are_listed_under_both_prefixes_with_version_and_load_time() {
     let server = start().await;
     let client = reqwest::Client::new();
     for path in ["/api/v1/plugins", "/v1/plugins", "/api/v1/plugins/"] {
-        let resp = client.get(format!("{}{path}", server.base)).send().await.unwrap();
+        let resp = client
+            .get(format!("{}{path}", server.base))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 200, "{path}");
         let rows: Vec<serde_json::Value> = resp.json().await.unwrap();
-        let greet = rows.iter().find(|r| r["ref"] == "demo.greet").expect("demo.greet is listed");
+        let greet = rows
+            .iter()
+            .find(|r| r["ref"] == "demo.greet")
+            .expect("demo.greet is listed");
         assert_eq!(greet["kind"], "action");
         assert_eq!(greet["version"].as_str().unwrap().len(), 64);
         assert!(greet["loaded_at"].as_str().unwrap().ends_with('Z'));
         assert!(greet["last_error"].is_null());
-        assert!(rows.iter().any(|r| r["ref"] == "demo.push_to_main" && r["kind"] == "rule"));
+        assert!(
+            rows.iter()
+                .any(|r| r["ref"] == "demo.push_to_main" && r["kind"] == "rule")
+        );
     }
 }
 
 #[tokio::test]
 async fn reload_rescans_and_reports() {
     let server = start().await;
-    let resp = reqwest::Client::new().post(format!("{}/api/v1/plugins/reload", server.base)).send().await.unwrap();
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/v1/plugins/reload", server.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let body: serde_json::Value = resp.json().await.unwrap();
-    assert!(body["unchanged"].as_array().unwrap().iter().any(|r| r == "demo.greet"), "{body}");
+    assert!(
+        body["unchanged"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == "demo.greet"),
+        "{body}"
+    );
     assert!(body["errors"].as_array().unwrap().is_empty(), "{body}");
 }
 
@@ -67,10 +95,16 @@ async fn reload_rescans_and_reports() {
 async fn unknown_paths_and_methods_get_stackstorms_404() {
     let server = start().await;
     let client = reqwest::Client::new();
-    for request in [client.get(format!("{}/api/v1/nope", server.base)), client.delete(format!("{}/api/v1/plugins", server.base))] {
+    for request in [
+        client.get(format!("{}/api/v1/nope", server.base)),
+        client.delete(format!("{}/api/v1/plugins", server.base)),
+    ] {
         let resp = request.send().await.unwrap();
         assert_eq!(resp.status(), 404);
         let body: serde_json::Value = resp.json().await.unwrap();
-        assert_eq!(body, serde_json::json!({"faultstring": "The resource could not be found."}));
+        assert_eq!(
+            body,
+            serde_json::json!({"faultstring": "The resource could not be found."})
+        );
     }
 }

@@ -36,7 +36,11 @@ pub fn cache_dir() -> PathBuf {
 
 /// A runtime configured like the server's, with the shared cache and an in-memory datastore.
 pub fn runtime(config: RuntimeConfig) -> Arc<Runtime> {
-    let config = RuntimeConfig { cache_dir: Some(cache_dir()), max_instances: config.max_instances.min(64), ..config };
+    let config = RuntimeConfig {
+        cache_dir: Some(cache_dir()),
+        max_instances: config.max_instances.min(64),
+        ..config
+    };
     Arc::new(Runtime::new(config, Arc::new(MemoryDatastore::default())).expect("runtime starts"))
 }
 

@@ -20,10 +20,17 @@ pub mod server;
 
 /// Installs the tracing subscriber: `RUST_LOG` wins; otherwise `info`, or `debug` with `-v`.
 pub fn init_tracing(verbose: bool) {
-    let default = if verbose { "stormhook=debug,stormhook_runtime=debug,plugin=debug,info" } else { "info" };
+    let default = if verbose {
+        "stormhook=debug,stormhook_runtime=debug,plugin=debug,info"
+    } else {
+        "info"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Runs one command line.

@@ -49,7 +49,11 @@ type DocResult = (PathBuf, Result<Vec<PluginSpec>, String>);
 impl PackManager {
     /// A manager for `root`; nothing is loaded until [`PackManager::reload`].
     pub fn new(root: PathBuf, runtime: Arc<Runtime>) -> Self {
-        Self { root, runtime, last_good: Mutex::default() }
+        Self {
+            root,
+            runtime,
+            last_good: Mutex::default(),
+        }
     }
 
     /// The packs folder.
@@ -66,10 +70,18 @@ impl PackManager {
     pub async fn reload(&self) -> ReloadReport {
         let mut last_good = self.last_good.lock().await;
         let root = self.root.clone();
-        let defaults = (self.runtime.config().rule_defaults, self.runtime.config().action_defaults);
+        let defaults = (
+            self.runtime.config().rule_defaults,
+            self.runtime.config().action_defaults,
+        );
         let docs = tokio::task::spawn_blocking(move || scan(&root, defaults))
             .await
-            .unwrap_or_else(|e| vec![(PathBuf::new(), Err(format!("scanning the packs folder failed: {e}")))]);
+            .unwrap_or_else(|e| {
+                vec![(
+                    PathBuf::new(),
+                    Err(format!("scanning the packs folder failed: {e}")),
+                )]
+            });
 
         let mut report = ReloadReport::default();
         let mut next_good = HashMap::new();
@@ -111,7 +123,11 @@ impl PackManager {
         desired.retain(|_, spec| {
             let present = spec.path.is_file();
             if !present {
-                let message = format!("{}: component file is missing; `{}` is not offered", spec.path.display(), spec.reference);
+                let message = format!(
+                    "{}: component file is missing; `{}` is not offered",
+                    spec.path.display(),
+                    spec.reference
+                );
                 tracing::warn!("{message}");
                 report.errors.push(message);
             }
@@ -119,13 +135,17 @@ impl PackManager {
         });
         for spec in desired.values() {
             match self.runtime.load(spec.clone()).await {
-                Ok(LoadOutcome::Added(v) | LoadOutcome::Replaced(v)) => report.loaded.push(v.reference),
+                Ok(LoadOutcome::Added(v) | LoadOutcome::Replaced(v)) => {
+                    report.loaded.push(v.reference)
+                }
                 Ok(LoadOutcome::Unchanged(v)) => report.unchanged.push(v.reference),
                 Err(err) => report.errors.push(err.to_string()),
             }
         }
         for info in self.runtime.list() {
-            if !desired.contains_key(&(info.kind, info.reference.clone())) && self.runtime.unload(info.kind, &info.reference) {
+            if !desired.contains_key(&(info.kind, info.reference.clone()))
+                && self.runtime.unload(info.kind, &info.reference)
+            {
                 report.removed.push(info.reference);
             }
         }
@@ -141,11 +161,12 @@ impl PackManager {
     pub fn watch(self: &Arc<Self>) -> notify::Result<notify::RecommendedWatcher> {
         use notify::Watcher as _;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if event.is_ok_and(|e| !e.kind.is_access()) {
-                let _ = tx.send(());
-            }
-        })?;
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if event.is_ok_and(|e| !e.kind.is_access()) {
+                    let _ = tx.send(());
+                }
+            })?;
         watcher.watch(&self.root, notify::RecursiveMode::Recursive)?;
         let manager = Arc::clone(self);
         tokio::spawn(async move {
@@ -169,7 +190,13 @@ fn scan(root: &Path, defaults: (Limits, Limits)) -> Vec<DocResult> {
         if !pack_dir.is_dir() {
             continue;
         }
-        let Some(pack) = pack_dir.file_name().and_then(|n| n.to_str()).map(str::to_owned) else { continue };
+        let Some(pack) = pack_dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_owned)
+        else {
+            continue;
+        };
         if pack.starts_with('.') {
             continue;
         }
@@ -187,7 +214,12 @@ fn scan(root: &Path, defaults: (Limits, Limits)) -> Vec<DocResult> {
     docs
 }
 
-fn read_doc(file: &Path, pack: &str, kind: PluginKind, (rule_defaults, action_defaults): (Limits, Limits)) -> Result<Vec<PluginSpec>, String> {
+fn read_doc(
+    file: &Path,
+    pack: &str,
+    kind: PluginKind,
+    (rule_defaults, action_defaults): (Limits, Limits),
+) -> Result<Vec<PluginSpec>, String> {
     let shown = file.display().to_string();
     let text = std::fs::read_to_string(file).map_err(|e| format!("{shown}: cannot read: {e}"))?;
     let folder = file.parent().unwrap_or(Path::new("."));
@@ -207,7 +239,9 @@ fn read_doc(file: &Path, pack: &str, kind: PluginKind, (rule_defaults, action_de
         }
         PluginKind::Rule => {
             let rule = RuleDoc::parse(&shown, &text, pack).map_err(|e| e.to_string())?;
-            let Some(wasm) = rule.wasm.as_ref().filter(|_| rule.enabled) else { return Ok(Vec::new()) };
+            let Some(wasm) = rule.wasm.as_ref().filter(|_| rule.enabled) else {
+                return Ok(Vec::new());
+            };
             Ok(vec![PluginSpec {
                 reference: rule.reference(),
                 kind,
@@ -221,8 +255,12 @@ fn read_doc(file: &Path, pack: &str, kind: PluginKind, (rule_defaults, action_de
 
 fn limits(doc: LimitsDoc, defaults: Limits) -> Limits {
     Limits {
-        timeout: doc.timeout_ms.map_or(defaults.timeout, Duration::from_millis),
-        memory_bytes: doc.memory_mb.map_or(defaults.memory_bytes, |mb| mb.saturating_mul(1 << 20)),
+        timeout: doc
+            .timeout_ms
+            .map_or(defaults.timeout, Duration::from_millis),
+        memory_bytes: doc
+            .memory_mb
+            .map_or(defaults.memory_bytes, |mb| mb.saturating_mul(1 << 20)),
     }
 }
 

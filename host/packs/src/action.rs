@@ -90,9 +90,18 @@ impl ActionMeta {
     /// [`DocError`] with line and column for YAML and schema errors, and for values that are
     /// not acceptable (unsupported runner, unsafe entry point, pack mismatch).
     pub fn parse(path: &str, text: &str, pack: &str) -> Result<Self, DocError> {
-        let mut meta: Self = yaml_serde::from_str(text).map_err(|e| DocError::from_yaml(path, &e))?;
+        let mut meta: Self =
+            yaml_serde::from_str(text).map_err(|e| DocError::from_yaml(path, &e))?;
         if !crate::is_valid_name(&meta.name) {
-            return Err(DocError::at_key(path, text, "name", format!("invalid action name {:?}: use letters, digits, `_` and `-`", meta.name)));
+            return Err(DocError::at_key(
+                path,
+                text,
+                "name",
+                format!(
+                    "invalid action name {:?}: use letters, digits, `_` and `-`",
+                    meta.name
+                ),
+            ));
         }
         if meta.pack.is_empty() {
             meta.pack = pack.to_owned();
@@ -101,7 +110,10 @@ impl ActionMeta {
                 path,
                 text,
                 "pack",
-                format!("pack {:?} does not match the pack folder {pack:?}", meta.pack),
+                format!(
+                    "pack {:?} does not match the pack folder {pack:?}",
+                    meta.pack
+                ),
             ));
         }
         if meta.runner_type != "wasm" {
@@ -109,7 +121,10 @@ impl ActionMeta {
                 path,
                 text,
                 "runner_type",
-                format!("runner_type {:?} is not supported in packs; use `wasm`", meta.runner_type),
+                format!(
+                    "runner_type {:?} is not supported in packs; use `wasm`",
+                    meta.runner_type
+                ),
             ));
         }
         if !crate::is_plain_wasm_file(&meta.entry_point) {
@@ -117,13 +132,21 @@ impl ActionMeta {
                 path,
                 text,
                 "entry_point",
-                format!("entry_point {:?} must be a `.wasm` file name next to this file", meta.entry_point),
+                format!(
+                    "entry_point {:?} must be a `.wasm` file name next to this file",
+                    meta.entry_point
+                ),
             ));
         }
-        if let Some(limits) = meta.limits {
-            if limits.timeout_ms == Some(0) || limits.memory_mb == Some(0) {
-                return Err(DocError::at_key(path, text, "limits", "limits must be positive"));
-            }
+        if let Some(limits) = meta.limits
+            && (limits.timeout_ms == Some(0) || limits.memory_mb == Some(0))
+        {
+            return Err(DocError::at_key(
+                path,
+                text,
+                "limits",
+                "limits must be positive",
+            ));
         }
         Ok(meta)
     }
@@ -140,7 +163,8 @@ mod tests {
 
     #[test]
     fn parses_a_wasm_action() {
-        let text = "name: greet\nrunner_type: wasm\nentry_point: greet.wasm\nlimits: {timeout_ms: 50}\n";
+        let text =
+            "name: greet\nrunner_type: wasm\nentry_point: greet.wasm\nlimits: {timeout_ms: 50}\n";
         let meta = ActionMeta::parse("a.yaml", text, "examples").unwrap();
         assert_eq!(meta.reference(), "examples.greet");
         assert_eq!(meta.limits.unwrap().timeout_ms, Some(50));
@@ -151,7 +175,10 @@ mod tests {
     fn rejects_other_runners_at_their_line() {
         let text = "name: greet\nrunner_type: local-shell-cmd\nentry_point: greet.wasm\n";
         let err = ActionMeta::parse("a.yaml", text, "examples").unwrap_err();
-        assert_eq!(err.to_string(), "a.yaml:2:1: runner_type \"local-shell-cmd\" is not supported in packs; use `wasm`");
+        assert_eq!(
+            err.to_string(),
+            "a.yaml:2:1: runner_type \"local-shell-cmd\" is not supported in packs; use `wasm`"
+        );
     }
 
     #[test]
@@ -171,7 +198,8 @@ mod tests {
 
     #[test]
     fn reports_missing_fields() {
-        let err = ActionMeta::parse("a.yaml", "name: greet\nrunner_type: wasm\n", "examples").unwrap_err();
+        let err = ActionMeta::parse("a.yaml", "name: greet\nrunner_type: wasm\n", "examples")
+            .unwrap_err();
         assert!(err.message.contains("missing field `entry_point`"), "{err}");
     }
 }

@@ -20,7 +20,9 @@ pub struct DocError {
 impl fmt::Display for DocError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.line, self.column) {
-            (Some(line), Some(column)) => write!(f, "{}:{line}:{column}: {}", self.path, self.message),
+            (Some(line), Some(column)) => {
+                write!(f, "{}:{line}:{column}: {}", self.path, self.message)
+            }
             (Some(line), None) => write!(f, "{}:{line}: {}", self.path, self.message),
             _ => write!(f, "{}: {}", self.path, self.message),
         }
@@ -46,8 +48,14 @@ impl DocError {
 
     /// A semantic error about the value of top-level key `key`, located at that key.
     pub(crate) fn at_key(path: &str, text: &str, key: &str, message: impl Into<String>) -> Self {
-        let (line, column) = locate_key(text, key).map_or((None, None), |(l, c)| (Some(l), Some(c)));
-        Self { path: path.to_owned(), line, column, message: message.into() }
+        let (line, column) =
+            locate_key(text, key).map_or((None, None), |(l, c)| (Some(l), Some(c)));
+        Self {
+            path: path.to_owned(),
+            line,
+            column,
+            message: message.into(),
+        }
     }
 }
 
@@ -62,7 +70,10 @@ pub(crate) fn locate_key(text: &str, key: &str) -> Option<(usize, usize)> {
         for (index, line) in text.lines().enumerate().skip(start) {
             let trimmed = line.trim_start();
             let rest = trimmed.strip_prefix(segment).or_else(|| {
-                trimmed.strip_prefix('"').and_then(|t| t.strip_prefix(segment)).and_then(|t| t.strip_prefix('"'))
+                trimmed
+                    .strip_prefix('"')
+                    .and_then(|t| t.strip_prefix(segment))
+                    .and_then(|t| t.strip_prefix('"'))
             });
             if rest.is_some_and(|r| r.trim_start().starts_with(':')) {
                 found = Some((index + 1, line.len() - trimmed.len() + 1));

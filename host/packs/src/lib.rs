@@ -6,10 +6,10 @@
 //!
 //! # Layout
 //!
-//! - [`action`]: `<pack>/actions/<name>.yaml` ([`ActionMeta`]).
-//! - [`rule`]: `<pack>/rules/<name>.yaml` ([`RuleDoc`], including the `wasm` key that names a
+//! - [`action`], `<pack>/actions/<name>.yaml` ([`ActionMeta`]).
+//! - [`rule`], `<pack>/rules/<name>.yaml` ([`RuleDoc`], including the `wasm` key that names a
 //!   rule component).
-//! - [`error`]: [`DocError`].
+//! - [`error`], the error type ([`DocError`]).
 
 pub mod action;
 pub mod error;
@@ -30,5 +30,8 @@ pub(crate) fn is_plain_wasm_file(name: &str) -> bool {
 
 /// Whether `name` is a valid pack or resource name (StackStorm allows letters, digits, `_`, `-`).
 pub(crate) fn is_valid_name(name: &str) -> bool {
-    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }

@@ -102,8 +102,10 @@ pub struct WasmRule {
 impl WasmRule {
     /// The limits as a [`LimitsDoc`].
     pub fn limits(&self) -> Option<LimitsDoc> {
-        (self.timeout_ms.is_some() || self.memory_mb.is_some())
-            .then_some(LimitsDoc { timeout_ms: self.timeout_ms, memory_mb: self.memory_mb })
+        (self.timeout_ms.is_some() || self.memory_mb.is_some()).then_some(LimitsDoc {
+            timeout_ms: self.timeout_ms,
+            memory_mb: self.memory_mb,
+        })
     }
 }
 
@@ -118,9 +120,18 @@ impl RuleDoc {
     ///
     /// [`DocError`] with line and column.
     pub fn parse(path: &str, text: &str, pack: &str) -> Result<Self, DocError> {
-        let mut rule: Self = yaml_serde::from_str(text).map_err(|e| DocError::from_yaml(path, &e))?;
+        let mut rule: Self =
+            yaml_serde::from_str(text).map_err(|e| DocError::from_yaml(path, &e))?;
         if !crate::is_valid_name(&rule.name) {
-            return Err(DocError::at_key(path, text, "name", format!("invalid rule name {:?}: use letters, digits, `_` and `-`", rule.name)));
+            return Err(DocError::at_key(
+                path,
+                text,
+                "name",
+                format!(
+                    "invalid rule name {:?}: use letters, digits, `_` and `-`",
+                    rule.name
+                ),
+            ));
         }
         if rule.pack.is_empty() {
             rule.pack = pack.to_owned();
@@ -129,7 +140,10 @@ impl RuleDoc {
                 path,
                 text,
                 "pack",
-                format!("pack {:?} does not match the pack folder {pack:?}", rule.pack),
+                format!(
+                    "pack {:?} does not match the pack folder {pack:?}",
+                    rule.pack
+                ),
             ));
         }
         if let Some(wasm) = &rule.wasm {
@@ -138,11 +152,19 @@ impl RuleDoc {
                     path,
                     text,
                     "wasm.entry_point",
-                    format!("entry_point {:?} must be a `.wasm` file name next to this file", wasm.entry_point),
+                    format!(
+                        "entry_point {:?} must be a `.wasm` file name next to this file",
+                        wasm.entry_point
+                    ),
                 ));
             }
             if wasm.timeout_ms == Some(0) || wasm.memory_mb == Some(0) {
-                return Err(DocError::at_key(path, text, "wasm", "limits must be positive"));
+                return Err(DocError::at_key(
+                    path,
+                    text,
+                    "wasm",
+                    "limits must be positive",
+                ));
             }
         }
         Ok(rule)
@@ -178,7 +200,11 @@ mod tests {
 
     #[test]
     fn rejects_a_foreign_pack() {
-        let err = RuleDoc::parse("r.yaml", &format!("pack: other\n{RULE}"), "examples").unwrap_err();
-        assert_eq!(err.to_string(), "r.yaml:1:1: pack \"other\" does not match the pack folder \"examples\"");
+        let err =
+            RuleDoc::parse("r.yaml", &format!("pack: other\n{RULE}"), "examples").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "r.yaml:1:1: pack \"other\" does not match the pack folder \"examples\""
+        );
     }
 }

@@ -127,7 +127,11 @@ struct Session {
 
 impl Runtime {
     /// Runs a rule component on one trigger instance.
-    pub async fn evaluate_rule(&self, reference: &str, instance: &TriggerInstance) -> CallReport<RuleDecision> {
+    pub async fn evaluate_rule(
+        &self,
+        reference: &str,
+        instance: &TriggerInstance,
+    ) -> CallReport<RuleDecision> {
         let started = Instant::now();
         let mut session = match self.open(PluginKind::Rule, reference).await {
             Ok(session) => session,
@@ -141,19 +145,35 @@ impl Runtime {
         };
         let deadline = session.plugin.limits.timeout;
         let outcome = with_backstop(deadline, async {
-            let Pre::Rule(pre) = &session.plugin.pre else { unreachable!("looked up by kind") };
+            let Pre::Rule(pre) = &session.plugin.pre else {
+                unreachable!("looked up by kind")
+            };
             let rule = pre.instantiate_async(&mut session.store).await?;
             rule.call_evaluate(&mut session.store, &arg).await
         })
         .await;
         let result = match outcome {
-            Ok(Ok(decision)) => match decision.values.as_deref().map(serde_json::from_str::<serde_json::Value>) {
-                None => Ok(RuleDecision { matched: decision.matched, values: None }),
-                Some(Ok(values)) if values.is_object() => {
-                    Ok(RuleDecision { matched: decision.matched, values: Some(values) })
-                }
-                Some(Ok(_)) => Err(invalid_output(&session, "rule values must be a JSON object".into())),
-                Some(Err(e)) => Err(invalid_output(&session, format!("rule values are not JSON: {e}"))),
+            Ok(Ok(decision)) => match decision
+                .values
+                .as_deref()
+                .map(serde_json::from_str::<serde_json::Value>)
+            {
+                None => Ok(RuleDecision {
+                    matched: decision.matched,
+                    values: None,
+                }),
+                Some(Ok(values)) if values.is_object() => Ok(RuleDecision {
+                    matched: decision.matched,
+                    values: Some(values),
+                }),
+                Some(Ok(_)) => Err(invalid_output(
+                    &session,
+                    "rule values must be a JSON object".into(),
+                )),
+                Some(Err(e)) => Err(invalid_output(
+                    &session,
+                    format!("rule values are not JSON: {e}"),
+                )),
             },
             Ok(Err(guest)) => Err(guest_error(&session, guest)),
             Err(err) => Err(self.classify(&session, err, started)),
@@ -162,7 +182,12 @@ impl Runtime {
     }
 
     /// Runs an action component with parameters given as JSON text (an object).
-    pub async fn run_action(&self, reference: &str, parameters: &str, context: ActionContext) -> CallReport<serde_json::Value> {
+    pub async fn run_action(
+        &self,
+        reference: &str,
+        parameters: &str,
+        context: ActionContext,
+    ) -> CallReport<serde_json::Value> {
         let started = Instant::now();
         if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(parameters) {
             let err = PluginError::InvalidInput {
@@ -188,15 +213,23 @@ impl Runtime {
         };
         let deadline = session.plugin.limits.timeout;
         let outcome = with_backstop(deadline, async {
-            let Pre::Action(pre) = &session.plugin.pre else { unreachable!("looked up by kind") };
+            let Pre::Action(pre) = &session.plugin.pre else {
+                unreachable!("looked up by kind")
+            };
             let action = pre.instantiate_async(&mut session.store).await?;
-            action.call_run(&mut session.store, &parameters.to_owned(), &ctx).await
+            action
+                .call_run(&mut session.store, &parameters.to_owned(), &ctx)
+                .await
         })
         .await;
         let result = match outcome {
             Ok(Ok(text)) if text.len() > self.config.max_output_bytes => Err(invalid_output(
                 &session,
-                format!("result is {} bytes, more than the {} byte limit", text.len(), self.config.max_output_bytes),
+                format!(
+                    "result is {} bytes, more than the {} byte limit",
+                    text.len(),
+                    self.config.max_output_bytes
+                ),
             )),
             Ok(Ok(text)) => serde_json::from_str(&text)
                 .map_err(|e| invalid_output(&session, format!("result is not JSON: {e}"))),
@@ -210,15 +243,23 @@ impl Runtime {
     async fn open(&self, kind: PluginKind, reference: &str) -> Result<Session, PluginError> {
         let plugin = self
             .lookup(kind, reference)
-            .ok_or_else(|| PluginError::NotFound { reference: reference.to_owned() })?;
-        let busy = || PluginError::Busy { reference: reference.to_owned(), limit: self.config.max_instances };
+            .ok_or_else(|| PluginError::NotFound {
+                reference: reference.to_owned(),
+            })?;
+        let busy = || PluginError::Busy {
+            reference: reference.to_owned(),
+            limit: self.config.max_instances,
+        };
         let permit = match Arc::clone(&self.permits).try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) if self.config.queue_timeout.is_zero() => return Err(busy()),
-            Err(_) => tokio::time::timeout(self.config.queue_timeout, Arc::clone(&self.permits).acquire_owned())
-                .await
-                .map_err(|_| busy())?
-                .map_err(|_| busy())?,
+            Err(_) => tokio::time::timeout(
+                self.config.queue_timeout,
+                Arc::clone(&self.permits).acquire_owned(),
+            )
+            .await
+            .map_err(|_| busy())?
+            .map_err(|_| busy())?,
         };
         let stdout = Capture::new(self.config.capture_bytes);
         let stderr = Capture::new(self.config.capture_bytes);
@@ -246,9 +287,19 @@ impl Runtime {
         let deadline = Instant::now() + plugin.limits.timeout;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
-            Ok(if Instant::now() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
+            Ok(if Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
         });
-        Ok(Session { plugin, store, stdout, stderr, _permit: permit })
+        Ok(Session {
+            plugin,
+            store,
+            stdout,
+            stderr,
+            _permit: permit,
+        })
     }
 
     /// Names the cause of a trap or host failure.
@@ -256,7 +307,10 @@ impl Runtime {
         let plugin = session.plugin.id.clone();
         let trap = err.downcast_ref::<Trap>().copied();
         if session.store.data().limiter.hit_memory_cap {
-            return PluginError::OutOfMemory { plugin, limit_bytes: session.plugin.limits.memory_bytes };
+            return PluginError::OutOfMemory {
+                plugin,
+                limit_bytes: session.plugin.limits.memory_bytes,
+            };
         }
         match trap {
             Some(Trap::Interrupt) => PluginError::Timeout {
@@ -283,7 +337,10 @@ impl Runtime {
                 deadline: session.plugin.limits.timeout,
                 elapsed: started.elapsed(),
             },
-            None => PluginError::Host { plugin, reason: format!("{err:#}") },
+            None => PluginError::Host {
+                plugin,
+                reason: format!("{err:#}"),
+            },
         }
     }
 }
@@ -304,13 +361,23 @@ impl Session {
         if let Err(err) = &result {
             tracing::warn!(plugin = %self.plugin.tag, kind = err.kind(), "plugin call failed: {err}");
         }
-        CallReport { result, captured, plugin: Some(self.plugin.id.clone()), elapsed: started.elapsed() }
+        CallReport {
+            result,
+            captured,
+            plugin: Some(self.plugin.id.clone()),
+            elapsed: started.elapsed(),
+        }
     }
 }
 
 impl<T> CallReport<T> {
     fn early(err: PluginError, started: Instant) -> Self {
-        Self { result: Err(err), captured: Captured::default(), plugin: None, elapsed: started.elapsed() }
+        Self {
+            result: Err(err),
+            captured: Captured::default(),
+            plugin: None,
+            elapsed: started.elapsed(),
+        }
     }
 }
 
@@ -321,11 +388,17 @@ fn guest_error(session: &Session, error: types::Error) -> PluginError {
         types::Error::Upstream(m) => (GuestErrorKind::Upstream, m),
         types::Error::Internal(m) => (GuestErrorKind::Internal, m),
     };
-    PluginError::Guest { plugin: session.plugin.id.clone(), error: GuestError { kind, message } }
+    PluginError::Guest {
+        plugin: session.plugin.id.clone(),
+        error: GuestError { kind, message },
+    }
 }
 
 fn invalid_output(session: &Session, reason: String) -> PluginError {
-    PluginError::InvalidOutput { plugin: session.plugin.id.clone(), reason }
+    PluginError::InvalidOutput {
+        plugin: session.plugin.id.clone(),
+        reason,
+    }
 }
 
 /// Raised when the backstop timer fires: the guest is blocked somewhere epochs cannot reach

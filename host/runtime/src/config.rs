@@ -62,9 +62,18 @@ impl Default for RuntimeConfig {
         Self {
             max_instances: 256,
             queue_timeout: Duration::from_millis(0),
-            rule_defaults: Limits { timeout: Duration::from_millis(100), memory_bytes: 32 << 20 },
-            action_defaults: Limits { timeout: Duration::from_secs(60), memory_bytes: 128 << 20 },
-            max_limits: Limits { timeout: Duration::from_secs(600), memory_bytes: 1 << 30 },
+            rule_defaults: Limits {
+                timeout: Duration::from_millis(100),
+                memory_bytes: 32 << 20,
+            },
+            action_defaults: Limits {
+                timeout: Duration::from_secs(60),
+                memory_bytes: 128 << 20,
+            },
+            max_limits: Limits {
+                timeout: Duration::from_secs(600),
+                memory_bytes: 1 << 30,
+            },
             capture_bytes: 64 << 10,
             max_output_bytes: 16 << 20,
             cache_dir: None,

@@ -9,7 +9,8 @@ use std::pin::Pin;
 use std::sync::Mutex;
 
 /// A boxed future returned by [`Datastore`] methods.
-pub type DatastoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, DatastoreError>> + Send + 'a>>;
+pub type DatastoreFuture<'a, T> =
+    Pin<Box<dyn Future<Output = Result<T, DatastoreError>> + Send + 'a>>;
 
 /// A failure of the datastore itself (not a denied key: grants are checked before).
 #[derive(Debug, thiserror::Error)]
@@ -33,8 +34,14 @@ pub struct MemoryDatastore {
 }
 
 impl MemoryDatastore {
-    fn with<T>(&self, f: impl FnOnce(&mut BTreeMap<String, String>) -> T) -> Result<T, DatastoreError> {
-        let mut map = self.entries.lock().map_err(|_| DatastoreError("lock poisoned".into()))?;
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut BTreeMap<String, String>) -> T,
+    ) -> Result<T, DatastoreError> {
+        let mut map = self
+            .entries
+            .lock()
+            .map_err(|_| DatastoreError("lock poisoned".into()))?;
         Ok(f(&mut map))
     }
 }

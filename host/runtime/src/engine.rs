@@ -26,7 +26,10 @@ pub(crate) fn build(config: &RuntimeConfig) -> wasmtime::Result<(Engine, Allocat
         Ok(engine) => (engine, AllocationMode::Pooling),
         Err(err) => {
             tracing::warn!(error = %err, "pooling allocator unavailable, using on-demand allocation");
-            (Engine::new(&base_config(None, config))?, AllocationMode::OnDemand)
+            (
+                Engine::new(&base_config(None, config))?,
+                AllocationMode::OnDemand,
+            )
         }
     };
     spawn_ticker(&engine, config.epoch_tick);
@@ -35,7 +38,10 @@ pub(crate) fn build(config: &RuntimeConfig) -> wasmtime::Result<(Engine, Allocat
 
 fn pooling(config: &RuntimeConfig) -> PoolingAllocationConfig {
     let live = config.max_instances.max(1);
-    let max_memory = config.max_limits.memory_bytes.max(config.action_defaults.memory_bytes);
+    let max_memory = config
+        .max_limits
+        .memory_bytes
+        .max(config.action_defaults.memory_bytes);
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(live)
         // A Rust component holds a few core instances (the program, the WASI adapter shims).

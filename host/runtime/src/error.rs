@@ -36,7 +36,9 @@ pub enum LoadError {
     },
     /// The component does not fit the WIT world it was declared as (wrong exports, imports the
     /// host does not provide).
-    #[error("plugin `{reference}` ({path}): does not implement the `stormhook:plugin/{world}` world: {reason}")]
+    #[error(
+        "plugin `{reference}` ({path}): does not implement the `stormhook:plugin/{world}` world: {reason}"
+    )]
     Link {
         /// The plugin reference.
         reference: String,

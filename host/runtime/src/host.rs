@@ -34,7 +34,10 @@ pub(crate) struct HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -47,17 +50,30 @@ pub(crate) struct Limiter {
 }
 
 impl ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, maximum: Option<usize>) -> Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> Result<bool> {
         if desired > self.memory_bytes || maximum.is_some_and(|max| desired > max) {
             self.hit_memory_cap = true;
             // Trap rather than return -1: allocators abort on failure anyway, and a trap here
             // names the cause instead of an `unreachable` somewhere in the allocator.
-            wasmtime::bail!("memory cap of {} bytes reached (wanted {desired})", self.memory_bytes);
+            wasmtime::bail!(
+                "memory cap of {} bytes reached (wanted {desired})",
+                self.memory_bytes
+            );
         }
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, maximum: Option<usize>) -> Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> Result<bool> {
         Ok(desired <= 100_000 && maximum.is_none_or(|max| desired <= max))
     }
 }
@@ -74,11 +90,20 @@ pub(crate) struct LogCapture {
 
 impl LogCapture {
     pub(crate) fn new(budget: usize) -> Self {
-        Self { lines: Vec::new(), budget, dropped: 0 }
+        Self {
+            lines: Vec::new(),
+            budget,
+            dropped: 0,
+        }
     }
 
     fn push(&mut self, record: LogRecord) -> bool {
-        let size = record.message.len() + record.fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        let size = record.message.len()
+            + record
+                .fields
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>();
         if size > self.budget {
             self.budget = 0;
             self.dropped += 1;
@@ -101,7 +126,11 @@ impl log::Host for HostState {
             log::Level::Warn => LogLevel::Warn,
             log::Level::Error => LogLevel::Error,
         };
-        let record = LogRecord { level, message, fields };
+        let record = LogRecord {
+            level,
+            message,
+            fields,
+        };
         // Only lines that fit the budget reach the server log too: a guest cannot flood it.
         if self.logs.push(record.clone()) {
             let plugin = &*self.plugin;
@@ -119,8 +148,14 @@ impl log::Host for HostState {
 }
 
 fn denied(what: &str, key: &str, grant: &KvGrant) -> types::Error {
-    let scope = if grant.prefix.is_empty() { String::new() } else { format!(" (granted prefix `{}`)", grant.prefix) };
-    types::Error::Denied(format!("datastore {what} of `{key}` not granted to this plugin{scope}"))
+    let scope = if grant.prefix.is_empty() {
+        String::new()
+    } else {
+        format!(" (granted prefix `{}`)", grant.prefix)
+    };
+    types::Error::Denied(format!(
+        "datastore {what} of `{key}` not granted to this plugin{scope}"
+    ))
 }
 
 impl kv::Host for HostState {
@@ -128,21 +163,30 @@ impl kv::Host for HostState {
         if !self.grant.read || !self.grant.covers(&key) {
             return Err(denied("read", &key, &self.grant));
         }
-        self.datastore.get(&key).await.map_err(|e| types::Error::Upstream(e.to_string()))
+        self.datastore
+            .get(&key)
+            .await
+            .map_err(|e| types::Error::Upstream(e.to_string()))
     }
 
     async fn set(&mut self, key: String, value: String) -> Result<(), types::Error> {
         if !self.grant.write || !self.grant.covers(&key) {
             return Err(denied("write", &key, &self.grant));
         }
-        self.datastore.set(&key, &value).await.map_err(|e| types::Error::Upstream(e.to_string()))
+        self.datastore
+            .set(&key, &value)
+            .await
+            .map_err(|e| types::Error::Upstream(e.to_string()))
     }
 
     async fn delete(&mut self, key: String) -> Result<bool, types::Error> {
         if !self.grant.write || !self.grant.covers(&key) {
             return Err(denied("write", &key, &self.grant));
         }
-        self.datastore.delete(&key).await.map_err(|e| types::Error::Upstream(e.to_string()))
+        self.datastore
+            .delete(&key)
+            .await
+            .map_err(|e| types::Error::Upstream(e.to_string()))
     }
 }
 
@@ -164,7 +208,13 @@ struct CaptureBuf {
 
 impl Capture {
     pub(crate) fn new(limit: usize) -> Self {
-        Self { inner: Arc::new(Mutex::new(CaptureBuf { bytes: Vec::new(), limit, dropped: 0 })) }
+        Self {
+            inner: Arc::new(Mutex::new(CaptureBuf {
+                bytes: Vec::new(),
+                limit,
+                dropped: 0,
+            })),
+        }
     }
 
     /// The captured text (lossy UTF-8) and the number of bytes dropped.
@@ -201,7 +251,11 @@ impl StdoutStream for Capture {
 }
 
 impl tokio::io::AsyncWrite for Capture {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.write(data);
         Poll::Ready(Ok(data.len()))
     }
@@ -221,7 +275,10 @@ impl Capture {
         match self.inner.lock() {
             Ok(buf) => {
                 let start = buf.bytes.len().saturating_sub(max);
-                (String::from_utf8_lossy(&buf.bytes[start..]).into_owned(), buf.dropped)
+                (
+                    String::from_utf8_lossy(&buf.bytes[start..]).into_owned(),
+                    buf.dropped,
+                )
             }
             Err(_) => (String::new(), 0),
         }

@@ -42,7 +42,9 @@ pub mod error;
 mod host;
 mod registry;
 
-pub use call::{ActionContext, CallReport, Captured, LogLevel, LogRecord, RuleDecision, TriggerInstance};
+pub use call::{
+    ActionContext, CallReport, Captured, LogLevel, LogRecord, RuleDecision, TriggerInstance,
+};
 pub use config::{KvGrant, Limits, RuntimeConfig};
 pub use error::{GuestError, GuestErrorKind, LoadError, PluginError};
 pub use registry::{LoadOutcome, PluginInfo, PluginKind, PluginSpec, PluginVersion, Runtime};

@@ -69,7 +69,13 @@ pub struct PluginSpec {
 impl PluginSpec {
     /// A spec with default limits and no datastore access.
     pub fn new(reference: impl Into<String>, kind: PluginKind, path: impl Into<PathBuf>) -> Self {
-        Self { reference: reference.into(), kind, path: path.into(), limits: None, kv: KvGrant::default() }
+        Self {
+            reference: reference.into(),
+            kind,
+            path: path.into(),
+            limits: None,
+            kv: KvGrant::default(),
+        }
     }
 }
 
@@ -84,7 +90,12 @@ pub struct PluginVersion {
 
 impl fmt::Display for PluginVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "`{}` (version {})", self.reference, &self.version[..self.version.len().min(12)])
+        write!(
+            f,
+            "`{}` (version {})",
+            self.reference,
+            &self.version[..self.version.len().min(12)]
+        )
     }
 }
 
@@ -168,7 +179,10 @@ pub struct Runtime {
 
 impl fmt::Debug for Runtime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Runtime").field("mode", &self.mode).field("plugins", &self.plugins.load().len()).finish()
+        f.debug_struct("Runtime")
+            .field("mode", &self.mode)
+            .field("plugins", &self.plugins.load().len())
+            .finish()
     }
 }
 
@@ -179,14 +193,24 @@ impl Runtime {
     ///
     /// Fails when the engine cannot be created (even without the pooling allocator) or the
     /// host imports cannot be linked.
-    pub fn new(config: RuntimeConfig, datastore: Arc<dyn Datastore>) -> Result<Self, std::io::Error> {
+    pub fn new(
+        config: RuntimeConfig,
+        datastore: Arc<dyn Datastore>,
+    ) -> Result<Self, std::io::Error> {
         let io = |e: wasmtime::Error| std::io::Error::other(format!("{e:#}"));
         let (engine, mode) = engine::build(&config).map_err(io)?;
-        tracing::info!(?mode, max_instances = config.max_instances, "webassembly engine ready");
+        tracing::info!(
+            ?mode,
+            max_instances = config.max_instances,
+            "webassembly engine ready"
+        );
         let mut rule_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut rule_linker).map_err(io)?;
-        crate::bindings::rule::Rule::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut rule_linker, |s| s)
-            .map_err(io)?;
+        crate::bindings::rule::Rule::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+            &mut rule_linker,
+            |s| s,
+        )
+        .map_err(io)?;
         let mut action_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut action_linker).map_err(io)?;
         crate::bindings::action::Action::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
@@ -255,7 +279,10 @@ impl Runtime {
         })?;
         let version = hex::encode(Sha256::digest(&bytes));
         let key = (spec.kind, reference.clone());
-        let id = PluginVersion { reference: reference.clone(), version };
+        let id = PluginVersion {
+            reference: reference.clone(),
+            version,
+        };
         if let Some(current) = self.plugins.load().get(&key)
             && current.id == id
             && current.spec == spec
@@ -270,11 +297,21 @@ impl Runtime {
             reason: format!("{e:#}"),
         };
         let pre = match spec.kind {
-            PluginKind::Rule => {
-                Pre::Rule(RulePre::new(self.rule_linker.instantiate_pre(&component).map_err(link_err)?).map_err(link_err)?)
-            }
+            PluginKind::Rule => Pre::Rule(
+                RulePre::new(
+                    self.rule_linker
+                        .instantiate_pre(&component)
+                        .map_err(link_err)?,
+                )
+                .map_err(link_err)?,
+            ),
             PluginKind::Action => Pre::Action(
-                ActionPre::new(self.action_linker.instantiate_pre(&component).map_err(link_err)?).map_err(link_err)?,
+                ActionPre::new(
+                    self.action_linker
+                        .instantiate_pre(&component)
+                        .map_err(link_err)?,
+                )
+                .map_err(link_err)?,
             ),
         };
         let defaults = match spec.kind {
@@ -303,7 +340,12 @@ impl Runtime {
     }
 
     /// Compiles (or fetches from the cache) and prepares copy-on-write memory images.
-    fn compile(&self, spec: &PluginSpec, id: &PluginVersion, bytes: &[u8]) -> Result<Component, LoadError> {
+    fn compile(
+        &self,
+        spec: &PluginSpec,
+        id: &PluginVersion,
+        bytes: &[u8],
+    ) -> Result<Component, LoadError> {
         let compile_err = |e: wasmtime::Error| LoadError::Compile {
             reference: id.reference.clone(),
             path: spec.path.clone(),
@@ -319,7 +361,10 @@ impl Runtime {
                     reason,
                 };
                 if !is_host_precompiled(&path) {
-                    let code = self.engine.precompile_component(bytes).map_err(compile_err)?;
+                    let code = self
+                        .engine
+                        .precompile_component(bytes)
+                        .map_err(compile_err)?;
                     write_atomically(&path, &code).map_err(|e| cache_err(e.to_string()))?;
                 }
                 // SAFETY: `deserialize_file` trusts the file to be wasmtime's own output, because it
@@ -331,14 +376,19 @@ impl Runtime {
                 loaded.map_err(|e| cache_err(format!("{e:#}")))?
             }
         };
-        component.initialize_copy_on_write_image().map_err(compile_err)?;
+        component
+            .initialize_copy_on_write_image()
+            .map_err(compile_err)?;
         Ok(component)
     }
 
     fn cache_path(&self, dir: &Path, version: &str) -> PathBuf {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        self.engine.precompile_compatibility_hash().hash(&mut hasher);
-        dir.join(format!("wasmtime-{:016x}", hasher.finish())).join(format!("{version}.cwasm"))
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
+        dir.join(format!("wasmtime-{:016x}", hasher.finish()))
+            .join(format!("{version}.cwasm"))
     }
 
     /// Removes a plugin. Calls in flight finish; new calls get [`crate::PluginError::NotFound`].
@@ -362,7 +412,9 @@ impl Runtime {
     pub fn list(&self) -> Vec<PluginInfo> {
         let map = self.plugins.load();
         let status = self.status.lock().map(|s| {
-            s.iter().map(|(k, v)| (k.clone(), (v.kind, v.last_error.clone()))).collect::<HashMap<_, _>>()
+            s.iter()
+                .map(|(k, v)| (k.clone(), (v.kind, v.last_error.clone())))
+                .collect::<HashMap<_, _>>()
         });
         let status = status.unwrap_or_default();
         let mut keys: Vec<_> = map.keys().chain(status.keys()).cloned().collect();
@@ -389,13 +441,19 @@ impl Runtime {
 
     /// The version serving `reference`, if loaded.
     pub fn get(&self, kind: PluginKind, reference: &str) -> Option<PluginVersion> {
-        self.plugins.load().get(&(kind, reference.to_owned())).map(|p| p.id.clone())
+        self.plugins
+            .load()
+            .get(&(kind, reference.to_owned()))
+            .map(|p| p.id.clone())
     }
 
     pub(crate) fn lookup(&self, kind: PluginKind, reference: &str) -> Option<Arc<LoadedPlugin>> {
         // Borrowing the key avoids an allocation per call only with a custom map; the
         // allocation is ~20 ns and keeps the map simple.
-        self.plugins.load().get(&(kind, reference.to_owned())).cloned()
+        self.plugins
+            .load()
+            .get(&(kind, reference.to_owned()))
+            .cloned()
     }
 
     fn set_status(&self, key: &(PluginKind, String), error: Option<String>) {
@@ -409,12 +467,17 @@ impl Runtime {
 
 /// Whether `path` holds a component precompiled by wasmtime (and so by this host's cache).
 fn is_host_precompiled(path: &Path) -> bool {
-    matches!(Engine::detect_precompiled_file(path), Ok(Some(wasmtime::Precompiled::Component)))
+    matches!(
+        Engine::detect_precompiled_file(path),
+        Ok(Some(wasmtime::Precompiled::Component))
+    )
 }
 
 /// Writes to a temporary file in the same directory, then renames: readers never see half a file.
 fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().ok_or_else(|| std::io::Error::other("cache path has no parent"))?;
+    let dir = path
+        .parent()
+        .ok_or_else(|| std::io::Error::other("cache path has no parent"))?;
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(".{}.{}.tmp", std::process::id(), rand_suffix()));
     std::fs::write(&tmp, data)?;
@@ -432,5 +495,7 @@ fn rand_suffix() -> u64 {
 
 /// Formats a time as RFC 3339 in UTC with microseconds, as StackStorm does.
 pub(crate) fn rfc3339(time: SystemTime) -> String {
-    chrono::DateTime::<chrono::Utc>::from(time).format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    chrono::DateTime::<chrono::Utc>::from(time)
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
 }

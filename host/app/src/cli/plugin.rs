@@ -24,11 +24,21 @@ pub async fn run(cmd: PluginCommand) -> anyhow::Result<ExitCode> {
         }
         PluginCommand::Reload(args) => {
             let url = format!("{}/api/v1/plugins/reload", args.url.trim_end_matches('/'));
-            let resp = client.post(&url).send().await.with_context(|| format!("cannot reach {url}"))?;
+            let resp = client
+                .post(&url)
+                .send()
+                .await
+                .with_context(|| format!("cannot reach {url}"))?;
             let status = resp.status();
-            let body: serde_json::Value = resp.json().await.with_context(|| format!("reading the answer of {url}"))?;
+            let body: serde_json::Value = resp
+                .json()
+                .await
+                .with_context(|| format!("reading the answer of {url}"))?;
             if !status.is_success() {
-                bail!("{url}: {status}: {}", body["faultstring"].as_str().unwrap_or("unknown error"));
+                bail!(
+                    "{url}: {status}: {}",
+                    body["faultstring"].as_str().unwrap_or("unknown error")
+                );
             }
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&body)?);
@@ -41,15 +51,28 @@ pub async fn run(cmd: PluginCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn get_json<T: serde::de::DeserializeOwned>(client: &reqwest::Client, args: &ClientArgs, path: &str) -> anyhow::Result<T> {
+async fn get_json<T: serde::de::DeserializeOwned>(
+    client: &reqwest::Client,
+    args: &ClientArgs,
+    path: &str,
+) -> anyhow::Result<T> {
     let url = format!("{}{path}", args.url.trim_end_matches('/'));
-    let resp = client.get(&url).send().await.with_context(|| format!("cannot reach {url} (is `stormhook serve` running?)"))?;
+    let resp = client
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {url} (is `stormhook serve` running?)"))?;
     let status = resp.status();
     if !status.is_success() {
         let body: serde_json::Value = resp.json().await.unwrap_or_default();
-        bail!("{url}: {status}: {}", body["faultstring"].as_str().unwrap_or("unknown error"));
+        bail!(
+            "{url}: {status}: {}",
+            body["faultstring"].as_str().unwrap_or("unknown error")
+        );
     }
-    resp.json().await.with_context(|| format!("reading the answer of {url}"))
+    resp.json()
+        .await
+        .with_context(|| format!("reading the answer of {url}"))
 }
 
 fn print_table(rows: &[serde_json::Value]) {
@@ -62,7 +85,13 @@ fn print_table(rows: &[serde_json::Value]) {
         .iter()
         .map(|r| {
             let version = cell(r, "version");
-            [cell(r, "ref"), cell(r, "kind"), version.chars().take(12).collect(), cell(r, "loaded_at"), cell(r, "last_error")]
+            [
+                cell(r, "ref"),
+                cell(r, "kind"),
+                version.chars().take(12).collect(),
+                cell(r, "loaded_at"),
+                cell(r, "last_error"),
+            ]
         })
         .collect();
     let header = ["REF", "KIND", "VERSION", "LOADED AT", "LAST ERROR"].map(String::from);
@@ -73,7 +102,11 @@ fn print_table(rows: &[serde_json::Value]) {
         }
     }
     for row in std::iter::once(&header).chain(&table) {
-        let line: Vec<String> = row.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         println!("{}", line.join("  ").trim_end());
     }
     if table.is_empty() {

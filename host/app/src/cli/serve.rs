@@ -20,7 +20,8 @@ use crate::server::{self, AppState};
 /// The data directory cannot be created, the runtime cannot start, or the address cannot be bound.
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let data_dir = args.data_dir.clone();
-    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
     let packs_dir = resolve_packs(&args)?;
 
     let defaults = RuntimeConfig::default();
@@ -34,7 +35,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ..defaults
     };
     // The durable datastore arrives with the storage layer; until then keys live in memory.
-    let runtime = Arc::new(Runtime::new(config, Arc::new(MemoryDatastore::default())).context("starting the WebAssembly runtime")?);
+    let runtime = Arc::new(
+        Runtime::new(config, Arc::new(MemoryDatastore::default()))
+            .context("starting the WebAssembly runtime")?,
+    );
     let packs = Arc::new(PackManager::new(packs_dir.clone(), Arc::clone(&runtime)));
     let report = packs.reload().await;
     tracing::info!(
@@ -46,14 +50,26 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let _watcher = if args.no_watch {
         None
     } else {
-        Some(packs.watch().with_context(|| format!("watching {}", packs_dir.display()))?)
+        Some(
+            packs
+                .watch()
+                .with_context(|| format!("watching {}", packs_dir.display()))?,
+        )
     };
 
-    let listener = tokio::net::TcpListener::bind(&args.bind).await.with_context(|| format!("binding {}", args.bind))?;
+    let listener = tokio::net::TcpListener::bind(&args.bind)
+        .await
+        .with_context(|| format!("binding {}", args.bind))?;
     let addr = listener.local_addr().context("reading the bound address")?;
-    eprintln!("stormhook listening on http://{addr} (packs: {}, data: {})", packs_dir.display(), data_dir.display());
+    eprintln!(
+        "stormhook listening on http://{addr} (packs: {}, data: {})",
+        packs_dir.display(),
+        data_dir.display()
+    );
     eprintln!("  loaded plugins: curl http://{addr}/api/v1/plugins");
-    server::serve(listener, AppState { packs }, shutdown_signal()).await.context("serving HTTP")?;
+    server::serve(listener, AppState { packs }, shutdown_signal())
+        .await
+        .context("serving HTTP")?;
     eprintln!("stormhook stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -61,13 +77,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 /// `--packs`, or `<data-dir>/packs` filled with the example packs the first time.
 fn resolve_packs(args: &ServeArgs) -> anyhow::Result<PathBuf> {
     if let Some(packs) = &args.packs {
-        std::fs::create_dir_all(packs).with_context(|| format!("creating the packs folder {}", packs.display()))?;
+        std::fs::create_dir_all(packs)
+            .with_context(|| format!("creating the packs folder {}", packs.display()))?;
         return Ok(packs.clone());
     }
     let packs = args.data_dir.join("packs");
     if !packs.exists() {
         std::fs::create_dir_all(&packs).with_context(|| format!("creating {}", packs.display()))?;
-        let written = crate::examples::install(&packs).with_context(|| format!("installing the example packs into {}", packs.display()))?;
+        let written = crate::examples::install(&packs)
+            .with_context(|| format!("installing the example packs into {}", packs.display()))?;
         if written > 0 {
             eprintln!("installed the example packs into {}", packs.display());
         }

@@ -38,6 +38,10 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        (self.status_code(), Json(serde_json::json!({ "faultstring": faultstring }))).into_response()
+        (
+            self.status_code(),
+            Json(serde_json::json!({ "faultstring": faultstring })),
+        )
+            .into_response()
     }
 }

@@ -57,9 +57,15 @@ async fn not_found() -> ApiError {
 /// # Errors
 ///
 /// The listener fails.
-pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let app = tower_normalize(router(state));
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// Removes one trailing slash before routing, as StackStorm's router does (`/v1/rules/` is

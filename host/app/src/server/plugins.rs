@@ -10,7 +10,9 @@ use stormhook_runtime::PluginInfo;
 use super::AppState;
 
 pub(super) fn routes() -> Router<AppState> {
-    Router::new().route("/plugins", get(list)).route("/plugins/reload", post(reload))
+    Router::new()
+        .route("/plugins", get(list))
+        .route("/plugins/reload", post(reload))
 }
 
 async fn list(State(state): State<AppState>) -> Json<Vec<PluginInfo>> {
