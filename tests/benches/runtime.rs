@@ -16,10 +16,11 @@ fn calls(c: &mut Criterion) {
         .build()
         .unwrap();
     let rt = runtime(RuntimeConfig::default());
-    let (rule, action) = tokio.block_on(async {
+    let (rule, action, filter) = tokio.block_on(async {
         (
             load_fixture(&rt, "noop_rule", PluginKind::Rule).await,
             load_fixture(&rt, "noop_action", PluginKind::Action).await,
+            load_fixture(&rt, "branch_filter", PluginKind::Rule).await,
         )
     });
     let instance = TriggerInstance {
@@ -42,6 +43,13 @@ fn calls(c: &mut Criterion) {
         b.iter(|| {
             let report = tokio.block_on(rt.run_action(&action, params, ActionContext::default()));
             assert!(report.result.is_ok());
+        });
+    });
+    // A realistic rule: parses the payload with serde_json and returns values.
+    group.bench_function("rule: branch_filter on a push payload", |b| {
+        b.iter(|| {
+            let report = tokio.block_on(rt.evaluate_rule(&filter, &instance));
+            assert!(report.result.as_ref().is_ok_and(|d| d.matched));
         });
     });
     group.finish();
