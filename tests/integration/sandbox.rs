@@ -341,14 +341,11 @@ async fn the_datastore_is_reachable_only_within_the_grant() {
     assert_eq!(gone.result.unwrap()["result"], serde_json::Value::Null);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_instance_limit_calls_fail_as_busy_instead_of_queueing() {
     let rt = runtime(RuntimeConfig {
         max_instances: 1,
-        action_defaults: Limits {
-            timeout: Duration::from_millis(500),
-            memory_bytes: 32 << 20,
-        },
+        action_defaults: Limits { timeout: Duration::from_secs(3), memory_bytes: 32 << 20 },
         ..RuntimeConfig::default()
     });
     let looping = load_fixture(&rt, "loop_forever", PluginKind::Action).await;
@@ -358,24 +355,17 @@ async fn past_the_instance_limit_calls_fail_as_busy_instead_of_queueing() {
         tokio::spawn(async move { run(&rt, &looping, "{}").await })
     };
     // Wait until the looping call holds the only slot.
-    let mut busy = None;
-    for _ in 0..200 {
-        match run(&rt, &noop, "{}").await.result {
-            Err(err @ PluginError::Busy { .. }) => {
-                busy = Some(err);
-                break;
-            }
-            _ => tokio::time::sleep(Duration::from_millis(2)).await,
-        }
+    while rt.instances_in_use() == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    let busy = busy.expect("a second call while the slot is held fails as busy");
-    assert!(
-        busy.to_string()
-            .contains("busy, all 1 instance slots are in use"),
-        "{busy}"
-    );
+    let started = Instant::now();
+    let busy = run(&rt, &noop, "{}").await.result.unwrap_err();
+    assert!(matches!(busy, PluginError::Busy { .. }), "{busy:?}");
+    assert!(busy.to_string().contains("busy, all 1 instance slots are in use"), "{busy}");
+    assert!(started.elapsed() < Duration::from_secs(1), "busy is answered at once, not after queueing");
     assert!(holder.await.unwrap().result.unwrap_err().is_timeout());
     // The slot is released when the call ends.
+    assert_eq!(rt.instances_in_use(), 0);
     assert!(run(&rt, &noop, "{}").await.result.is_ok());
 }
 

@@ -13,10 +13,12 @@
 
 use std::process::ExitCode;
 
+pub mod auth;
 pub mod cli;
 pub mod examples;
 pub mod packs;
 pub mod server;
+pub mod triggers;
 
 /// Installs the tracing subscriber: `RUST_LOG` wins; otherwise `info`, or `debug` with `-v`.
 pub fn init_tracing(verbose: bool) {

@@ -15,9 +15,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use stormhook_packs::{ActionMeta, DatastoreGrant, LimitsDoc, RuleDoc};
 use stormhook_runtime::{KvGrant, Limits, LoadOutcome, PluginKind, PluginSpec, Runtime};
 use tokio::sync::Mutex;
+
+use crate::triggers::Webhooks;
 
 /// How long the watcher waits for a burst of file events to settle before it rescans.
 const DEBOUNCE: Duration = Duration::from_millis(100);
@@ -26,8 +29,26 @@ const DEBOUNCE: Duration = Duration::from_millis(100);
 pub struct PackManager {
     root: PathBuf,
     runtime: Arc<Runtime>,
-    /// Specs from the last good parse of each document; serialises reloads.
-    last_good: Mutex<HashMap<PathBuf, Vec<PluginSpec>>>,
+    /// What the last good parse of each document produced; serialises reloads.
+    last_good: Mutex<HashMap<PathBuf, DocContent>>,
+    /// The rules of the packs and the webhooks they register, swapped whole on reload.
+    rules: ArcSwap<RuleSet>,
+}
+
+/// The rules loaded from the packs, and what they register.
+#[derive(Debug, Default)]
+pub struct RuleSet {
+    /// Every rule file that parsed (enabled or not), in path order.
+    pub rules: Vec<RuleDoc>,
+    /// The webhooks those rules register.
+    pub webhooks: Webhooks,
+}
+
+/// What one document contributes.
+#[derive(Debug, Clone, Default)]
+struct DocContent {
+    specs: Vec<PluginSpec>,
+    rule: Option<RuleDoc>,
 }
 
 /// What one reload did.
@@ -44,7 +65,7 @@ pub struct ReloadReport {
 }
 
 /// One document's contribution to a scan.
-type DocResult = (PathBuf, Result<Vec<PluginSpec>, String>);
+type DocResult = (PathBuf, Result<DocContent, String>);
 
 impl PackManager {
     /// A manager for `root`; nothing is loaded until [`PackManager::reload`].
@@ -53,12 +74,18 @@ impl PackManager {
             root,
             runtime,
             last_good: Mutex::default(),
+            rules: ArcSwap::default(),
         }
     }
 
     /// The packs folder.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The rules and webhooks as of the last reload.
+    pub fn rules(&self) -> Arc<RuleSet> {
+        self.rules.load_full()
     }
 
     /// The runtime the packs load into.
@@ -86,9 +113,10 @@ impl PackManager {
         let mut report = ReloadReport::default();
         let mut next_good = HashMap::new();
         let mut desired: BTreeMap<(PluginKind, String), PluginSpec> = BTreeMap::new();
+        let mut rules = Vec::new();
         for (doc, parsed) in docs {
-            let specs = match parsed {
-                Ok(specs) => specs,
+            let content = match parsed {
+                Ok(content) => content,
                 Err(message) => {
                     tracing::error!("refused pack document: {message}");
                     report.errors.push(message);
@@ -99,7 +127,8 @@ impl PackManager {
                     }
                 }
             };
-            for spec in &specs {
+            rules.extend(content.rule.iter().cloned());
+            for spec in &content.specs {
                 let key = (spec.kind, spec.reference.clone());
                 if let Some(first) = desired.get(&key) {
                     let message = format!(
@@ -115,9 +144,11 @@ impl PackManager {
                 }
                 desired.insert(key, spec.clone());
             }
-            next_good.insert(doc, specs);
+            next_good.insert(doc, content);
         }
         *last_good = next_good;
+        let webhooks = Webhooks::from_rules(&rules);
+        self.rules.store(Arc::new(RuleSet { rules, webhooks }));
 
         // A component file that is gone takes its plugin away, as deleting the document does.
         desired.retain(|_, spec| {
@@ -219,7 +250,7 @@ fn read_doc(
     pack: &str,
     kind: PluginKind,
     (rule_defaults, action_defaults): (Limits, Limits),
-) -> Result<Vec<PluginSpec>, String> {
+) -> Result<DocContent, String> {
     let shown = file.display().to_string();
     let text = std::fs::read_to_string(file).map_err(|e| format!("{shown}: cannot read: {e}"))?;
     let folder = file.parent().unwrap_or(Path::new("."));
@@ -227,28 +258,30 @@ fn read_doc(
         PluginKind::Action => {
             let meta = ActionMeta::parse(&shown, &text, pack).map_err(|e| e.to_string())?;
             if !meta.enabled {
-                return Ok(Vec::new());
+                return Ok(DocContent::default());
             }
-            Ok(vec![PluginSpec {
+            let spec = PluginSpec {
                 reference: meta.reference(),
                 kind,
                 path: folder.join(&meta.entry_point),
                 limits: meta.limits.map(|l| limits(l, action_defaults)),
                 kv: grant(meta.datastore.as_ref(), pack),
-            }])
+            };
+            Ok(DocContent { specs: vec![spec], rule: None })
         }
         PluginKind::Rule => {
             let rule = RuleDoc::parse(&shown, &text, pack).map_err(|e| e.to_string())?;
-            let Some(wasm) = rule.wasm.as_ref().filter(|_| rule.enabled) else {
-                return Ok(Vec::new());
+            let specs = match rule.wasm.as_ref().filter(|_| rule.enabled) {
+                None => Vec::new(),
+                Some(wasm) => vec![PluginSpec {
+                    reference: rule.reference(),
+                    kind,
+                    path: folder.join(&wasm.entry_point),
+                    limits: wasm.limits().map(|l| limits(l, rule_defaults)),
+                    kv: grant(wasm.datastore.as_ref(), pack),
+                }],
             };
-            Ok(vec![PluginSpec {
-                reference: rule.reference(),
-                kind,
-                path: folder.join(&wasm.entry_point),
-                limits: wasm.limits().map(|l| limits(l, rule_defaults)),
-                kv: grant(wasm.datastore.as_ref(), pack),
-            }])
+            Ok(DocContent { specs, rule: Some(rule) })
         }
     }
 }

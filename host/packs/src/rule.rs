@@ -146,6 +146,22 @@ impl RuleDoc {
                 ),
             ));
         }
+        if rule.trigger.trigger_type == "core.st2.webhook" {
+            // StackStorm validates system trigger parameters: `{url: string}`, nothing else.
+            let params = &rule.trigger.parameters;
+            let url_ok = params.get("url").is_some_and(|u| u.as_str().is_some_and(|u| !u.trim_matches('/').is_empty()));
+            if !url_ok {
+                return Err(DocError::at_key(path, text, "trigger", "trigger `core.st2.webhook` needs parameters.url, a non-empty string"));
+            }
+            if let Some(extra) = params.keys().find(|k| *k != "url") {
+                return Err(DocError::at_key(
+                    path,
+                    text,
+                    "trigger",
+                    format!("Additional properties are not allowed ('{extra}' was unexpected) in the parameters of trigger `core.st2.webhook`"),
+                ));
+            }
+        }
         if let Some(wasm) = &rule.wasm {
             if !crate::is_plain_wasm_file(&wasm.entry_point) {
                 return Err(DocError::at_key(
@@ -196,6 +212,16 @@ mod tests {
         let err = RuleDoc::parse("r.yaml", &text, "examples").unwrap_err();
         assert!(err.message.contains("unknown field `entrypoint`"), "{err}");
         assert_eq!(err.line, Some(8), "{err}");
+    }
+
+    #[test]
+    fn webhook_triggers_need_exactly_a_url() {
+        let text = "name: r\ntrigger:\n  type: core.st2.webhook\n  parameters: {path: x}\naction: {ref: a.b}\n";
+        let err = RuleDoc::parse("r.yaml", text, "p").unwrap_err();
+        assert_eq!(err.line, Some(2), "{err}");
+        assert!(err.message.contains("parameters.url"), "{err}");
+        let text = "name: r\ntrigger:\n  type: core.st2.webhook\n  parameters: {url: x, y: 1}\naction: {ref: a.b}\n";
+        assert!(RuleDoc::parse("r.yaml", text, "p").unwrap_err().message.contains("'y' was unexpected"));
     }
 
     #[test]

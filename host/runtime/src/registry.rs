@@ -237,6 +237,11 @@ impl Runtime {
         &self.config
     }
 
+    /// How many instance slots calls hold right now.
+    pub fn instances_in_use(&self) -> usize {
+        (self.config.max_instances as usize).saturating_sub(self.permits.available_permits())
+    }
+
     /// Whether instances come from the pooling allocator (`false`: on-demand fallback).
     pub fn is_pooling(&self) -> bool {
         self.mode == AllocationMode::Pooling

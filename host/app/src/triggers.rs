@@ -1,0 +1,277 @@
+//! Triggers that rules register: the webhook registry, and the system trigger types.
+//!
+//! A webhook exists because a rule's trigger is `core.st2.webhook` with `parameters.url`. As in
+//! StackStorm, the url is registered without its leading and trailing slashes (inner slashes
+//! stay). Rules with identical trigger parameters share one trigger, and several triggers may
+//! share one url. A POST then creates one trigger instance per trigger. Disabling a rule does not
+//! unregister its webhook.
+//!
+//! Trigger ids and names are derived from the trigger's type and parameters, so they are stable
+//! across restarts: a stored trigger instance's `core.<uuid>` ref keeps pointing at the same
+//! trigger.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use md5::Md5;
+use sha2::{Digest, Sha256};
+use stormhook_packs::RuleDoc;
+use stormhook_storage::TriggerType;
+
+/// The trigger type of webhooks that rules register.
+pub const WEBHOOK_TYPE: &str = "core.st2.webhook";
+
+/// One trigger: a trigger type with parameters (StackStorm's `TriggerAPI`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Trigger {
+    /// Object id (derived from type and parameters).
+    pub id: String,
+    /// A uuid (derived from type and parameters).
+    pub name: String,
+    /// `core`: the pack of the trigger type.
+    pub pack: String,
+    /// `core.<name>`.
+    #[serde(rename = "ref")]
+    pub reference: String,
+    /// `trigger:core:<name>:<md5 of the parameters as Python's json.dumps(sort_keys=True)>`.
+    pub uid: String,
+    /// The trigger type ref.
+    #[serde(rename = "type")]
+    pub trigger_type: String,
+    /// The trigger parameters.
+    pub parameters: serde_json::Value,
+}
+
+impl Trigger {
+    fn new(trigger_type: &str, parameters: &serde_json::Value) -> Self {
+        let canonical = python_json(parameters);
+        let digest = Sha256::digest(format!("{trigger_type}\n{canonical}").as_bytes());
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        let name = uuid::Builder::from_random_bytes(bytes).into_uuid().to_string();
+        let id = hex::encode(&digest[16..28]);
+        let pack = trigger_type.split('.').next().unwrap_or("core").to_owned();
+        Self {
+            id,
+            reference: format!("{pack}.{name}"),
+            uid: format!("trigger:{pack}:{name}:{}", hex::encode(Md5::digest(canonical.as_bytes()))),
+            name,
+            pack,
+            trigger_type: trigger_type.to_owned(),
+            parameters: parameters.clone(),
+        }
+    }
+}
+
+/// The registered webhooks, in registration order.
+#[derive(Debug, Default)]
+pub struct Webhooks {
+    hooks: Vec<(String, Vec<Arc<Trigger>>)>,
+    index: HashMap<String, usize>,
+}
+
+impl Webhooks {
+    /// The webhooks registered by `rules` (enabled or not).
+    pub fn from_rules<'a>(rules: impl IntoIterator<Item = &'a RuleDoc>) -> Self {
+        let mut hooks = Self::default();
+        for rule in rules {
+            if rule.trigger.trigger_type != WEBHOOK_TYPE {
+                continue;
+            }
+            let Some(url) = rule.trigger.parameters.get("url").and_then(|u| u.as_str()) else { continue };
+            let parameters = serde_json::Value::Object(rule.trigger.parameters.clone());
+            let trigger = Trigger::new(WEBHOOK_TYPE, &parameters);
+            let url = normalize_url(url).to_owned();
+            let slot = *hooks.index.entry(url.clone()).or_insert_with(|| {
+                hooks.hooks.push((url, Vec::new()));
+                hooks.hooks.len() - 1
+            });
+            let triggers = &mut hooks.hooks[slot].1;
+            if !triggers.iter().any(|t| t.id == trigger.id) {
+                triggers.push(Arc::new(trigger));
+            }
+        }
+        hooks
+    }
+
+    /// The triggers registered under `url` (already normalised by the caller's route).
+    pub fn get(&self, url: &str) -> Option<&[Arc<Trigger>]> {
+        self.index.get(url).map(|&i| self.hooks[i].1.as_slice())
+    }
+
+    /// Every trigger, in registration order.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Trigger>> {
+        self.hooks.iter().flat_map(|(_, triggers)| triggers)
+    }
+
+    /// The trigger with this ref (`core.<uuid>`).
+    pub fn trigger(&self, reference: &str) -> Option<&Arc<Trigger>> {
+        self.all().find(|t| t.reference == reference)
+    }
+}
+
+/// A webhook url as StackStorm registers it: without leading and trailing slashes.
+pub fn normalize_url(url: &str) -> &str {
+    url.trim_matches('/')
+}
+
+/// The trigger types every server has.
+pub fn system_trigger_types() -> Vec<TriggerType> {
+    vec![TriggerType {
+        id: hex::encode(&Sha256::digest(WEBHOOK_TYPE.as_bytes())[..12]),
+        reference: WEBHOOK_TYPE.to_owned(),
+        pack: "core".to_owned(),
+        name: "st2.webhook".to_owned(),
+        description: Some("Trigger type for registering webhooks that can consume arbitrary payload.".to_owned()),
+        payload_schema: serde_json::json!({
+            "type": "object",
+            "properties": {
+                "headers": {"type": "object"},
+                "body": {"anyOf": [{"type": "array"}, {"type": "object"}]}
+            }
+        }),
+        parameters_schema: serde_json::json!({
+            "type": "object",
+            "properties": {"url": {"type": "string", "required": true}},
+            "additionalProperties": false
+        }),
+        tags: serde_json::json!([]),
+    }]
+}
+
+/// JSON text as Python's `json.dumps(value, sort_keys=True)` writes it (", " and ": "
+/// separators, non-ASCII escaped), so derived uids match StackStorm's.
+pub fn python_json(value: &serde_json::Value) -> String {
+    let mut out = String::new();
+    write_python_json(value, &mut out);
+    out
+}
+
+fn write_python_json(value: &serde_json::Value, out: &mut String) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<_> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_python_string(key, out);
+                out.push_str(": ");
+                write_python_json(&map[key], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_python_json(item, out);
+            }
+            out.push(']');
+        }
+        Value::String(s) => write_python_string(s, out),
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+fn write_python_string(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
+                let mut buf = [0u16; 2];
+                for unit in c.encode_utf16(&mut buf) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// A JSON value as Python's `str()` prints the equivalent object (`{'a': 1, 'b': True}`), which
+/// StackStorm embeds in some error messages.
+pub fn python_repr(value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match value {
+        Value::Null => "None".into(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => python_str_repr(s),
+        Value::Array(items) => format!("[{}]", items.iter().map(python_repr).collect::<Vec<_>>().join(", ")),
+        Value::Object(map) => format!(
+            "{{{}}}",
+            map.iter().map(|(k, v)| format!("{}: {}", python_str_repr(k), python_repr(v))).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+fn python_str_repr(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let mut out = String::from(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(url: &str) -> RuleDoc {
+        let text = format!("name: r\ntrigger:\n  type: core.st2.webhook\n  parameters: {{url: \"{url}\"}}\naction: {{ref: core.noop}}\n");
+        RuleDoc::parse("r.yaml", &text, "p").unwrap()
+    }
+
+    #[test]
+    fn urls_are_normalised_and_triggers_shared() {
+        let rules = [rule("/sample/"), rule("sample"), rule("sample"), rule("/with/mixed/slash/")];
+        let hooks = Webhooks::from_rules(&rules);
+        // "/sample/" and "sample" differ as parameters: two triggers under one url.
+        assert_eq!(hooks.get("sample").unwrap().len(), 2);
+        assert_eq!(hooks.get("with/mixed/slash").unwrap().len(), 1);
+        assert!(hooks.get("/sample").is_none());
+        assert_eq!(hooks.all().count(), 3);
+    }
+
+    #[test]
+    fn trigger_uids_use_pythons_json() {
+        let t = Trigger::new(WEBHOOK_TYPE, &serde_json::json!({"url": "sample"}));
+        // md5('{"url": "sample"}')
+        assert_eq!(t.uid, format!("trigger:core:{}:{}", t.name, hex::encode(Md5::digest(br#"{"url": "sample"}"#))));
+        assert_eq!(t.reference, format!("core.{}", t.name));
+        assert_eq!(uuid::Uuid::parse_str(&t.name).unwrap().get_version_num(), 4);
+        assert_eq!(t, Trigger::new(WEBHOOK_TYPE, &serde_json::json!({"url": "sample"})), "stable");
+    }
+
+    #[test]
+    fn python_repr_matches_str_of_a_dict() {
+        let v = serde_json::json!({"value_str": "string!", "value_int": 12345, "ok": true, "none": null});
+        assert_eq!(python_repr(&v), "{'none': None, 'ok': True, 'value_int': 12345, 'value_str': 'string!'}");
+        assert_eq!(python_repr(&serde_json::json!("invalid")), "'invalid'");
+    }
+}

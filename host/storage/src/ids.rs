@@ -1,0 +1,63 @@
+//! Object ids and timestamps in StackStorm's formats.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::SystemTime;
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A new 24-hex-digit id shaped like a MongoDB ObjectId (StackStorm's ids): 4 bytes of Unix
+/// seconds, 5 random bytes, 3 bytes of a counter. Sorts roughly by creation time.
+pub fn object_id() -> String {
+    let secs = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()) as u32;
+    let random = uuid::Uuid::new_v4();
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut bytes = [0u8; 12];
+    bytes[..4].copy_from_slice(&secs.to_be_bytes());
+    bytes[4..9].copy_from_slice(&random.as_bytes()[..5]);
+    bytes[9..].copy_from_slice(&count.to_be_bytes()[1..]);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether `s` looks like an object id (24 hex digits).
+pub fn is_object_id(s: &str) -> bool {
+    s.len() == 24 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Now, as StackStorm renders timestamps: `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+pub fn now() -> String {
+    format_time(chrono::Utc::now())
+}
+
+/// A time as StackStorm renders timestamps.
+pub fn format_time(time: chrono::DateTime<chrono::Utc>) -> String {
+    time.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// Parses a timestamp in the forms StackStorm accepts
+/// (`^\d{4}-\d{2}-\d{2}(\s|T)\d{2}:\d{2}:\d{2}(\.\d{3,6})?(Z|\+00|\+0000|\+00:00)$`).
+pub fn parse_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let s = s.trim();
+    let (body, _) = ["Z", "+00:00", "+0000", "+00"].iter().find_map(|z| s.strip_suffix(z).map(|b| (b, z)))?;
+    let body = body.replacen(' ', "T", 1);
+    let naive = chrono::NaiveDateTime::parse_from_str(&body, "%Y-%m-%dT%H:%M:%S%.f").ok()?;
+    Some(naive.and_utc())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_and_hex() {
+        let (a, b) = (object_id(), object_id());
+        assert!(is_object_id(&a) && is_object_id(&b) && a != b);
+    }
+
+    #[test]
+    fn times_round_trip() {
+        let t = parse_time("2026-11-29T16:23:00.123456Z").unwrap();
+        assert_eq!(format_time(t), "2026-11-29T16:23:00.123456Z");
+        assert_eq!(format_time(parse_time("2026-11-29 16:23:00+00:00").unwrap()), "2026-11-29T16:23:00.000000Z");
+        assert!(parse_time("2026-11-29T16:23:00+01:00").is_none());
+    }
+}

@@ -1,0 +1,77 @@
+//! Group commit of accepted events.
+//!
+//! Requests hand their event to one writer task and wait for its answer. The writer takes every
+//! event that is waiting (up to [`MAX_BATCH`]), commits them in one transaction, and answers all
+//! of them. Under load one fsync covers hundreds of requests; with one request in flight it
+//! costs what a single commit costs. The channel is bounded: when it is full, [`Ingest::submit`]
+//! fails at once with [`IngestError::Overloaded`] so the server can answer 503 instead of queueing
+//! without bound.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{NewEvent, Store};
+
+/// Most events committed in one transaction.
+pub const MAX_BATCH: usize = 512;
+
+/// Why an event was not committed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum IngestError {
+    /// Too many events are waiting; retry later.
+    #[error("too many events are waiting to be stored; retry later")]
+    Overloaded,
+    /// The commit failed; the event is not stored.
+    #[error("storing the event failed: {0}")]
+    Failed(String),
+    /// The writer has stopped (the server is shutting down).
+    #[error("the store is shutting down")]
+    Stopped,
+}
+
+type Job = (NewEvent, oneshot::Sender<Result<(), IngestError>>);
+
+/// A handle to the writer task. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Ingest {
+    tx: mpsc::Sender<Job>,
+}
+
+impl Ingest {
+    /// Starts the writer task for `store`, with room for `capacity` waiting events.
+    pub fn start(store: Arc<dyn Store>, capacity: usize) -> Self {
+        let (tx, rx) = mpsc::channel::<Job>(capacity.max(1));
+        tokio::spawn(writer(store, rx));
+        Self { tx }
+    }
+
+    /// Commits one event durably; returns once it is on disk.
+    ///
+    /// # Errors
+    ///
+    /// [`IngestError`]: overloaded (nothing waited), failed, or stopped. In every error case the
+    /// event is not stored.
+    pub async fn submit(&self, event: NewEvent) -> Result<(), IngestError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.try_send((event, reply)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => IngestError::Overloaded,
+            mpsc::error::TrySendError::Closed(_) => IngestError::Stopped,
+        })?;
+        answer.await.unwrap_or(Err(IngestError::Stopped))
+    }
+}
+
+async fn writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>) {
+    let mut jobs: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        let (events, replies): (Vec<NewEvent>, Vec<_>) = jobs.drain(..).unzip();
+        let outcome = store.commit_events(&events).await.map_err(|e| {
+            tracing::error!(events = events.len(), "committing accepted events failed: {e}");
+            IngestError::Failed(e.to_string())
+        });
+        for reply in replies {
+            let _ = reply.send(outcome.clone());
+        }
+    }
+}

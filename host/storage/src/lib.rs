@@ -1,0 +1,109 @@
+//! Stormhook's durable store.
+//!
+//! A [`Store`] trait with one module per backend: [`sqlite`] is the embedded default (WAL,
+//! `synchronous=FULL`: a commit is on disk before it returns). The server holds it as
+//! `Arc<dyn Store>`, so the PostgreSQL backend of the multi-node mode slots in beside it.
+//!
+//! [`ingest::Ingest`] puts group commit in front of the store: one writer task commits every
+//! waiting event in one transaction, so durable acceptance costs one fsync per batch rather than
+//! per request.
+//!
+//! # Layout
+//!
+//! - [`models`]: the records (plain data; the server shapes the JSON).
+//! - [`sqlite`]: the SQLite backend and its migrations (`migrations/sqlite`).
+//! - [`ingest`]: group commit of accepted events.
+//! - [`ids`]: StackStorm-style object ids and timestamps.
+
+pub mod ids;
+pub mod ingest;
+pub mod models;
+pub mod sqlite;
+
+use async_trait::async_trait;
+
+pub use models::*;
+
+/// Why a storage call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A unique key is taken; carries the id of the existing record when known.
+    #[error("conflict: {message}")]
+    Conflict {
+        /// What clashed.
+        message: String,
+        /// The id of the record that holds the key.
+        existing_id: Option<String>,
+    },
+    /// The database failed (IO, corruption, busy past the timeout).
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A stored value could not be decoded.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    /// The migrations could not be applied.
+    #[error("migrating the database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Shorthand for storage results.
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// Everything Stormhook keeps.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Commits a batch of accepted events (traces and trigger instances) in one transaction.
+    ///
+    /// # Errors
+    ///
+    /// The transaction failed; nothing of the batch is stored.
+    async fn commit_events(&self, events: &[NewEvent]) -> Result<()>;
+
+    /// One trigger instance.
+    async fn trigger_instance(&self, id: &str) -> Result<Option<TriggerInstance>>;
+    /// A page of trigger instances, newest first, and the total matching.
+    async fn list_trigger_instances(&self, query: &TriggerInstanceQuery) -> Result<Page<TriggerInstance>>;
+    /// Moves a trigger instance to `status`; returns whether it exists.
+    async fn set_trigger_instance_status(&self, id: &str, status: &str) -> Result<bool>;
+
+    /// One trace.
+    async fn trace(&self, id: &str) -> Result<Option<Trace>>;
+    /// A page of traces, newest first, and the total matching.
+    async fn list_traces(&self, query: &TraceQuery) -> Result<Page<Trace>>;
+
+    /// Stores a new API key (its hash). Conflict when the hash exists.
+    async fn insert_api_key(&self, key: &ApiKey) -> Result<()>;
+    /// The API key with this hash.
+    async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>>;
+    /// The API key with this id.
+    async fn api_key(&self, id: &str) -> Result<Option<ApiKey>>;
+    /// A page of API keys in creation order.
+    async fn list_api_keys(&self, limit: Option<u64>, offset: u64) -> Result<Page<ApiKey>>;
+    /// Replaces user, metadata and enabled of an API key; returns whether it exists.
+    async fn update_api_key(&self, key: &ApiKey) -> Result<bool>;
+    /// Deletes an API key; returns whether it existed.
+    async fn delete_api_key(&self, id: &str) -> Result<bool>;
+
+    /// Stores a new token.
+    async fn insert_token(&self, token: &Token) -> Result<()>;
+    /// The token with this value.
+    async fn token(&self, token: &str) -> Result<Option<Token>>;
+
+    /// Stores a trigger type. Conflict when the ref exists.
+    async fn insert_trigger_type(&self, trigger_type: &TriggerType) -> Result<()>;
+    /// The trigger type with this ref or id.
+    async fn trigger_type(&self, ref_or_id: &str) -> Result<Option<TriggerType>>;
+    /// All trigger types, sorted by ref.
+    async fn list_trigger_types(&self) -> Result<Vec<TriggerType>>;
+    /// Replaces a trigger type (matched by id); returns whether it exists.
+    async fn update_trigger_type(&self, trigger_type: &TriggerType) -> Result<bool>;
+    /// Deletes a trigger type by id; returns whether it existed.
+    async fn delete_trigger_type(&self, id: &str) -> Result<bool>;
+
+    /// The datastore value under `name`.
+    async fn kv_get(&self, name: &str) -> Result<Option<String>>;
+    /// Stores a datastore value.
+    async fn kv_set(&self, name: &str, value: &str) -> Result<()>;
+    /// Deletes a datastore value; returns whether it existed.
+    async fn kv_delete(&self, name: &str) -> Result<bool>;
+}

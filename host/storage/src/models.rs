@@ -1,0 +1,139 @@
+//! The records Stormhook stores.
+
+/// A page of results and how many match in all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// The items of this page.
+    pub items: Vec<T>,
+    /// How many items match the query in all.
+    pub total: u64,
+}
+
+/// An accepted event: the trace it starts and the trigger instances it creates, committed
+/// together.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    /// The trace (a new one per accepted request, as StackStorm does).
+    pub trace: Trace,
+    /// The trigger instances (one per matching trigger).
+    pub instances: Vec<TriggerInstance>,
+}
+
+/// Something that happened, as rules see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TriggerInstance {
+    /// Object id.
+    pub id: String,
+    /// The trigger ref (`core.<uuid>` for a webhook trigger, or a trigger type ref).
+    pub trigger: String,
+    /// The trigger type ref, when known.
+    pub trigger_type: Option<String>,
+    /// The payload.
+    pub payload: serde_json::Value,
+    /// When it happened.
+    pub occurrence_time: String,
+    /// `pending`, `processing`, `processed` or `processing_failed`.
+    pub status: String,
+    /// The trace it belongs to.
+    pub trace_id: Option<String>,
+}
+
+/// Filters and paging for trigger instances.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TriggerInstanceQuery {
+    /// Only this id.
+    pub id: Option<String>,
+    /// Only these trigger refs (empty: any).
+    pub triggers: Vec<String>,
+    /// Only this trigger type ref.
+    pub trigger_type: Option<String>,
+    /// Only instances that occurred after this time.
+    pub timestamp_gt: Option<String>,
+    /// Only instances that occurred before this time.
+    pub timestamp_lt: Option<String>,
+    /// Only instances with this status.
+    pub status: Option<String>,
+    /// Page size; `None` is all.
+    pub limit: Option<u64>,
+    /// Items to skip.
+    pub offset: u64,
+}
+
+/// A trace: what one event caused.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trace {
+    /// Object id.
+    pub id: String,
+    /// The user's tag, or a generated one.
+    pub trace_tag: String,
+    /// When the trace started.
+    pub start_timestamp: String,
+    /// The trigger instances of this trace: `(id, trigger ref, updated_at)`.
+    pub trigger_instances: Vec<(String, String, String)>,
+}
+
+/// Filters and paging for traces.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TraceQuery {
+    /// Only this tag.
+    pub trace_tag: Option<String>,
+    /// Only traces holding this trigger instance.
+    pub trigger_instance: Option<String>,
+    /// Page size; `None` is all.
+    pub limit: Option<u64>,
+    /// Items to skip.
+    pub offset: u64,
+}
+
+/// An API key. Only its hash is stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiKey {
+    /// Object id.
+    pub id: String,
+    /// The user the key authenticates as.
+    pub user: String,
+    /// Hex SHA-512 of the salted key (StackStorm's `key_hash`).
+    pub key_hash: String,
+    /// Free-form metadata.
+    pub metadata: serde_json::Value,
+    /// When it was created.
+    pub created_at: String,
+    /// Disabled keys are refused.
+    pub enabled: bool,
+}
+
+/// An expiring token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Token {
+    /// Object id.
+    pub id: String,
+    /// The user the token authenticates as.
+    pub user: String,
+    /// The bearer value.
+    pub token: String,
+    /// When it stops being accepted.
+    pub expiry: String,
+    /// Free-form metadata.
+    pub metadata: serde_json::Value,
+}
+
+/// A trigger type: the kind of event, and the schema of its payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TriggerType {
+    /// Object id.
+    pub id: String,
+    /// `<pack>.<name>`.
+    pub reference: String,
+    /// The pack.
+    pub pack: String,
+    /// The name.
+    pub name: String,
+    /// A description.
+    pub description: Option<String>,
+    /// JSON schema of the payload (`{}`: anything).
+    pub payload_schema: serde_json::Value,
+    /// JSON schema of trigger parameters.
+    pub parameters_schema: serde_json::Value,
+    /// Tags.
+    pub tags: serde_json::Value,
+}

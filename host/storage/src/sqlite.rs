@@ -1,0 +1,410 @@
+//! The SQLite backend: one file in the data directory, WAL with `synchronous=FULL`.
+//!
+//! With WAL and FULL, every commit is fsync'd before it returns: a transaction that committed
+//! survives a process crash, an OS crash and a power loss. (NORMAL survives a process crash but
+//! may lose the last commits on power loss; OFF may corrupt.) The cost, one fsync per commit,
+//! is paid once per batch thanks to [`crate::ingest::Ingest`].
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+
+use crate::models::*;
+use crate::{Result, Store, StorageError};
+
+/// The SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies the migrations.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be opened or the migrations fail.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        Self::connect(options).await
+    }
+
+    /// Opens a database from a `sqlite:` URL (`sqlite::memory:` for tests).
+    ///
+    /// # Errors
+    ///
+    /// The URL is invalid, the file cannot be opened, or the migrations fail.
+    pub async fn open_url(url: &str) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        Self::connect(options).await
+    }
+
+    async fn connect(options: SqliteConnectOptions) -> Result<Self> {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            // An ingest path must not wait 30 s (sqlx's default) for a connection.
+            .acquire_timeout(Duration::from_secs(2))
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+fn json(text: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(text).map_err(|e| StorageError::Corrupt(format!("stored JSON: {e}")))
+}
+
+fn conflict(err: sqlx::Error, what: &str) -> StorageError {
+    match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StorageError::Conflict { message: format!("{what} already exists"), existing_id: None }
+        }
+        _ => StorageError::Database(err),
+    }
+}
+
+fn trigger_instance(row: &SqliteRow) -> Result<TriggerInstance> {
+    Ok(TriggerInstance {
+        id: row.try_get("id")?,
+        trigger: row.try_get("trigger_ref")?,
+        trigger_type: row.try_get("trigger_type")?,
+        payload: json(row.try_get("payload")?)?,
+        occurrence_time: row.try_get("occurrence_time")?,
+        status: row.try_get("status")?,
+        trace_id: row.try_get("trace_id")?,
+    })
+}
+
+fn api_key(row: &SqliteRow) -> Result<ApiKey> {
+    Ok(ApiKey {
+        id: row.try_get("id")?,
+        user: row.try_get("user_name")?,
+        key_hash: row.try_get("key_hash")?,
+        metadata: json(row.try_get("metadata")?)?,
+        created_at: row.try_get("created_at")?,
+        enabled: row.try_get::<i64, _>("enabled")? != 0,
+    })
+}
+
+fn trigger_type(row: &SqliteRow) -> Result<TriggerType> {
+    Ok(TriggerType {
+        id: row.try_get("id")?,
+        reference: row.try_get("ref")?,
+        pack: row.try_get("pack")?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        payload_schema: json(row.try_get("payload_schema")?)?,
+        parameters_schema: json(row.try_get("parameters_schema")?)?,
+        tags: json(row.try_get("tags")?)?,
+    })
+}
+
+fn limit_clause(qb: &mut QueryBuilder<'_, Sqlite>, limit: Option<u64>, offset: u64) {
+    qb.push(" LIMIT ").push_bind(limit.map_or(-1, |l| l as i64)).push(" OFFSET ").push_bind(offset as i64);
+}
+
+fn push_instance_filters<'a>(qb: &mut QueryBuilder<'a, Sqlite>, q: &'a TriggerInstanceQuery) {
+    qb.push(" WHERE 1=1");
+    if let Some(id) = &q.id {
+        qb.push(" AND id = ").push_bind(id);
+    }
+    if !q.triggers.is_empty() {
+        qb.push(" AND trigger_ref IN (");
+        let mut sep = qb.separated(", ");
+        for t in &q.triggers {
+            sep.push_bind(t);
+        }
+        qb.push(")");
+    }
+    if let Some(t) = &q.trigger_type {
+        qb.push(" AND trigger_type = ").push_bind(t);
+    }
+    if let Some(t) = &q.timestamp_gt {
+        qb.push(" AND occurrence_time > ").push_bind(t);
+    }
+    if let Some(t) = &q.timestamp_lt {
+        qb.push(" AND occurrence_time < ").push_bind(t);
+    }
+    if let Some(s) = &q.status {
+        qb.push(" AND status = ").push_bind(s);
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn commit_events(&self, events: &[NewEvent]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for event in events {
+            sqlx::query("INSERT INTO traces (id, trace_tag, start_timestamp) VALUES (?, ?, ?)")
+                .bind(&event.trace.id)
+                .bind(&event.trace.trace_tag)
+                .bind(&event.trace.start_timestamp)
+                .execute(&mut *tx)
+                .await?;
+            for ti in &event.instances {
+                sqlx::query(
+                    "INSERT INTO trigger_instances (id, trigger_ref, trigger_type, payload, occurrence_time, status, trace_id, updated_at) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(&ti.id)
+                .bind(&ti.trigger)
+                .bind(&ti.trigger_type)
+                .bind(ti.payload.to_string())
+                .bind(&ti.occurrence_time)
+                .bind(&ti.status)
+                .bind(&ti.trace_id)
+                .bind(&ti.occurrence_time)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn trigger_instance(&self, id: &str) -> Result<Option<TriggerInstance>> {
+        let row = sqlx::query("SELECT * FROM trigger_instances WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(trigger_instance).transpose()
+    }
+
+    async fn list_trigger_instances(&self, q: &TriggerInstanceQuery) -> Result<Page<TriggerInstance>> {
+        let mut count = QueryBuilder::new("SELECT COUNT(*) FROM trigger_instances");
+        push_instance_filters(&mut count, q);
+        let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
+        let mut select = QueryBuilder::new("SELECT * FROM trigger_instances");
+        push_instance_filters(&mut select, q);
+        select.push(" ORDER BY occurrence_time DESC, trigger_ref ASC, rowid DESC");
+        limit_clause(&mut select, q.limit, q.offset);
+        let rows = select.build().fetch_all(&self.pool).await?;
+        Ok(Page { items: rows.iter().map(trigger_instance).collect::<Result<_>>()?, total: total as u64 })
+    }
+
+    async fn set_trigger_instance_status(&self, id: &str, status: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE trigger_instances SET status = ?, updated_at = ? WHERE id = ?")
+            .bind(status)
+            .bind(crate::ids::now())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn trace(&self, id: &str) -> Result<Option<Trace>> {
+        let Some(row) = sqlx::query("SELECT * FROM traces WHERE id = ?").bind(id).fetch_optional(&self.pool).await? else {
+            return Ok(None);
+        };
+        self.assemble_trace(&row).await.map(Some)
+    }
+
+    async fn list_traces(&self, q: &TraceQuery) -> Result<Page<Trace>> {
+        let filters = |qb: &mut QueryBuilder<'_, Sqlite>| {
+            qb.push(" WHERE 1=1");
+            if let Some(tag) = &q.trace_tag {
+                qb.push(" AND trace_tag = ").push_bind(tag.clone());
+            }
+            if let Some(ti) = &q.trigger_instance {
+                qb.push(" AND id IN (SELECT trace_id FROM trigger_instances WHERE id = ").push_bind(ti.clone()).push(")");
+            }
+        };
+        let mut count = QueryBuilder::new("SELECT COUNT(*) FROM traces");
+        filters(&mut count);
+        let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
+        let mut select = QueryBuilder::new("SELECT * FROM traces");
+        filters(&mut select);
+        select.push(" ORDER BY start_timestamp DESC, trace_tag ASC, rowid DESC");
+        limit_clause(&mut select, q.limit, q.offset);
+        let rows = select.build().fetch_all(&self.pool).await?;
+        let mut items = Vec::with_capacity(rows.len());
+        for row in &rows {
+            items.push(self.assemble_trace(row).await?);
+        }
+        Ok(Page { items, total: total as u64 })
+    }
+
+    async fn insert_api_key(&self, key: &ApiKey) -> Result<()> {
+        sqlx::query("INSERT INTO api_keys (id, user_name, key_hash, metadata, created_at, enabled) VALUES (?, ?, ?, ?, ?, ?)")
+            .bind(&key.id)
+            .bind(&key.user)
+            .bind(&key.key_hash)
+            .bind(key.metadata.to_string())
+            .bind(&key.created_at)
+            .bind(i64::from(key.enabled))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| conflict(e, "an API key with this key_hash"))?;
+        Ok(())
+    }
+
+    async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>> {
+        let row = sqlx::query("SELECT * FROM api_keys WHERE key_hash = ?").bind(key_hash).fetch_optional(&self.pool).await?;
+        row.as_ref().map(api_key).transpose()
+    }
+
+    async fn api_key(&self, id: &str) -> Result<Option<ApiKey>> {
+        let row = sqlx::query("SELECT * FROM api_keys WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(api_key).transpose()
+    }
+
+    async fn list_api_keys(&self, limit: Option<u64>, offset: u64) -> Result<Page<ApiKey>> {
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys").fetch_one(&self.pool).await?;
+        let mut select = QueryBuilder::new("SELECT * FROM api_keys ORDER BY rowid");
+        limit_clause(&mut select, limit, offset);
+        let rows = select.build().fetch_all(&self.pool).await?;
+        Ok(Page { items: rows.iter().map(api_key).collect::<Result<_>>()?, total: total as u64 })
+    }
+
+    async fn update_api_key(&self, key: &ApiKey) -> Result<bool> {
+        let done = sqlx::query("UPDATE api_keys SET user_name = ?, metadata = ?, enabled = ? WHERE id = ?")
+            .bind(&key.user)
+            .bind(key.metadata.to_string())
+            .bind(i64::from(key.enabled))
+            .bind(&key.id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_api_key(&self, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM api_keys WHERE id = ?").bind(id).execute(&self.pool).await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn insert_token(&self, token: &Token) -> Result<()> {
+        sqlx::query("INSERT INTO tokens (id, user_name, token, expiry, metadata) VALUES (?, ?, ?, ?, ?)")
+            .bind(&token.id)
+            .bind(&token.user)
+            .bind(&token.token)
+            .bind(&token.expiry)
+            .bind(token.metadata.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| conflict(e, "this token"))?;
+        Ok(())
+    }
+
+    async fn token(&self, token: &str) -> Result<Option<Token>> {
+        let row = sqlx::query("SELECT * FROM tokens WHERE token = ?").bind(token).fetch_optional(&self.pool).await?;
+        row.map(|row| {
+            Ok(Token {
+                id: row.try_get("id")?,
+                user: row.try_get("user_name")?,
+                token: row.try_get("token")?,
+                expiry: row.try_get("expiry")?,
+                metadata: json(row.try_get("metadata")?)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn insert_trigger_type(&self, t: &TriggerType) -> Result<()> {
+        let existing = self.trigger_type(&t.reference).await?.map(|e| e.id);
+        if existing.is_some() {
+            return Err(StorageError::Conflict { message: format!("trigger type {} already exists", t.reference), existing_id: existing });
+        }
+        sqlx::query(
+            "INSERT INTO trigger_types (id, ref, pack, name, description, payload_schema, parameters_schema, tags) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&t.id)
+        .bind(&t.reference)
+        .bind(&t.pack)
+        .bind(&t.name)
+        .bind(&t.description)
+        .bind(t.payload_schema.to_string())
+        .bind(t.parameters_schema.to_string())
+        .bind(t.tags.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| conflict(e, "this trigger type"))?;
+        Ok(())
+    }
+
+    async fn trigger_type(&self, ref_or_id: &str) -> Result<Option<TriggerType>> {
+        let row = sqlx::query("SELECT * FROM trigger_types WHERE ref = ? OR id = ?")
+            .bind(ref_or_id)
+            .bind(ref_or_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(trigger_type).transpose()
+    }
+
+    async fn list_trigger_types(&self) -> Result<Vec<TriggerType>> {
+        let rows = sqlx::query("SELECT * FROM trigger_types ORDER BY ref").fetch_all(&self.pool).await?;
+        rows.iter().map(trigger_type).collect()
+    }
+
+    async fn update_trigger_type(&self, t: &TriggerType) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE trigger_types SET ref = ?, pack = ?, name = ?, description = ?, payload_schema = ?, parameters_schema = ?, tags = ? WHERE id = ?",
+        )
+        .bind(&t.reference)
+        .bind(&t.pack)
+        .bind(&t.name)
+        .bind(&t.description)
+        .bind(t.payload_schema.to_string())
+        .bind(t.parameters_schema.to_string())
+        .bind(t.tags.to_string())
+        .bind(&t.id)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| conflict(e, "a trigger type with this ref"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_trigger_type(&self, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM trigger_types WHERE id = ?").bind(id).execute(&self.pool).await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn kv_get(&self, name: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT value FROM kv WHERE name = ?").bind(name).fetch_optional(&self.pool).await?)
+    }
+
+    async fn kv_set(&self, name: &str, value: &str) -> Result<()> {
+        sqlx::query("INSERT INTO kv (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value")
+            .bind(name)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn kv_delete(&self, name: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM kv WHERE name = ?").bind(name).execute(&self.pool).await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+impl SqliteStore {
+    async fn assemble_trace(&self, row: &SqliteRow) -> Result<Trace> {
+        let id: String = row.try_get("id")?;
+        let instances = sqlx::query("SELECT id, trigger_ref, updated_at FROM trigger_instances WHERE trace_id = ? ORDER BY rowid")
+            .bind(&id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("trigger_ref")?, r.try_get("updated_at")?)))
+            .collect::<Result<_>>()?;
+        Ok(Trace {
+            id,
+            trace_tag: row.try_get("trace_tag")?,
+            start_timestamp: row.try_get("start_timestamp")?,
+            trigger_instances: instances,
+        })
+    }
+}
