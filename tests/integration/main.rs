@@ -1,6 +1,10 @@
 //! Stormhook's integration suite: one test binary, one module per area.
 
+mod auth;
 mod examples;
+mod limits;
 mod reload;
 mod sandbox;
 mod server;
+mod tls;
+mod webhooks;

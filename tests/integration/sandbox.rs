@@ -345,7 +345,10 @@ async fn the_datastore_is_reachable_only_within_the_grant() {
 async fn past_the_instance_limit_calls_fail_as_busy_instead_of_queueing() {
     let rt = runtime(RuntimeConfig {
         max_instances: 1,
-        action_defaults: Limits { timeout: Duration::from_secs(3), memory_bytes: 32 << 20 },
+        action_defaults: Limits {
+            timeout: Duration::from_secs(3),
+            memory_bytes: 32 << 20,
+        },
         ..RuntimeConfig::default()
     });
     let looping = load_fixture(&rt, "loop_forever", PluginKind::Action).await;
@@ -361,8 +364,15 @@ async fn past_the_instance_limit_calls_fail_as_busy_instead_of_queueing() {
     let started = Instant::now();
     let busy = run(&rt, &noop, "{}").await.result.unwrap_err();
     assert!(matches!(busy, PluginError::Busy { .. }), "{busy:?}");
-    assert!(busy.to_string().contains("busy, all 1 instance slots are in use"), "{busy}");
-    assert!(started.elapsed() < Duration::from_secs(1), "busy is answered at once, not after queueing");
+    assert!(
+        busy.to_string()
+            .contains("busy, all 1 instance slots are in use"),
+        "{busy}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "busy is answered at once, not after queueing"
+    );
     assert!(holder.await.unwrap().result.unwrap_err().is_timeout());
     // The slot is released when the call ends.
     assert_eq!(rt.instances_in_use(), 0);

@@ -1,58 +1,13 @@
-//! The HTTP surface of issue 2: `GET /api/v1/plugins`, `POST /api/v1/plugins/reload`, the `/v1`
-//! prefix, trailing slashes and StackStorm's 404, against a real server on a free port.
+//! The plugin endpoints and StackStorm's routing conventions against a real server.
 
-use std::sync::Arc;
-
-use stormhook::packs::PackManager;
-use stormhook::server::{self, AppState};
-use stormhook_runtime::RuntimeConfig;
-use stormhook_tests::{install_examples, runtime};
-
-struct Running {
-    base: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
-async fn start() -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    install_examples(dir.path());
-    let packs = Arc::new(PackManager::new(
-        dir.path().to_owned(),
-        runtime(RuntimeConfig::default()),
-    ));
-    packs.reload().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server::serve(listener, AppState { packs }, async {
-        let _ = stopped.await;
-    }));
-    Running {
-        base,
-        stop: Some(stop),
-        _dir: dir,
-    }
-}
+use stormhook_tests::TestServer;
 
 #[tokio::test]
 async fn plugins_are_listed_under_both_prefixes_with_version_and_load_time() {
-    let server = start().await;
-    let client = reqwest::Client::new();
+    let server = TestServer::builder().examples().start().await;
+    let client = server.client();
     for path in ["/api/v1/plugins", "/v1/plugins", "/api/v1/plugins/"] {
-        let resp = client
-            .get(format!("{}{path}", server.base))
-            .send()
-            .await
-            .unwrap();
+        let resp = client.get(server.url(path)).send().await.unwrap();
         assert_eq!(resp.status(), 200, "{path}");
         let rows: Vec<serde_json::Value> = resp.json().await.unwrap();
         let greet = rows
@@ -72,9 +27,10 @@ async fn plugins_are_listed_under_both_prefixes_with_version_and_load_time() {
 
 #[tokio::test]
 async fn reload_rescans_and_reports() {
-    let server = start().await;
-    let resp = reqwest::Client::new()
-        .post(format!("{}/api/v1/plugins/reload", server.base))
+    let server = TestServer::builder().examples().start().await;
+    let resp = server
+        .client()
+        .post(server.url("/api/v1/plugins/reload"))
         .send()
         .await
         .unwrap();
@@ -92,12 +48,14 @@ async fn reload_rescans_and_reports() {
 }
 
 #[tokio::test]
-async fn unknown_paths_and_methods_get_stackstorms_404() {
-    let server = start().await;
-    let client = reqwest::Client::new();
+async fn unknown_paths_and_methods_get_stackstorms_404_before_authentication() {
+    let server = TestServer::builder().start().await;
+    let anonymous = reqwest::Client::new();
     for request in [
-        client.get(format!("{}/api/v1/nope", server.base)),
-        client.delete(format!("{}/api/v1/plugins", server.base)),
+        anonymous.get(server.url("/api/v1/nope")),
+        anonymous.delete(server.url("/api/v1/plugins")),
+        anonymous.put(server.url("/v1/webhooks")),
+        anonymous.get(server.url("/v1/webhooks/a/b")),
     ] {
         let resp = request.send().await.unwrap();
         assert_eq!(resp.status(), 404);
@@ -107,4 +65,39 @@ async fn unknown_paths_and_methods_get_stackstorms_404() {
             serde_json::json!({"faultstring": "The resource could not be found."})
         );
     }
+}
+
+#[tokio::test]
+async fn options_answers_cors_without_credentials_and_request_ids_are_echoed() {
+    let server = TestServer::builder().start().await;
+    let client = reqwest::Client::new();
+    let resp = client
+        .request(reqwest::Method::OPTIONS, server.url("/api/v1/webhooks"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["access-control-allow-methods"],
+        "GET,POST,PUT,DELETE,OPTIONS"
+    );
+    let resp = server
+        .client()
+        .get(server.url("/api/v1/webhooks"))
+        .header("X-Request-ID", "req-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "req-42");
+    let resp = server
+        .client()
+        .get(server.url("/api/v1/webhooks"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers()["x-request-id"].len(),
+        36,
+        "a uuid is generated"
+    );
 }

@@ -59,3 +59,197 @@ pub fn install_examples(dest: &Path) {
     let written = stormhook::examples::install(dest).expect("installing the example packs");
     assert!(written > 0, "the binary embeds no example packs");
 }
+
+/// A real server on `127.0.0.1:<free port>` over a temporary data directory, stopped on drop.
+pub struct TestServer {
+    /// `http://127.0.0.1:<port>` (or `https://localhost:<port>` with TLS).
+    pub base: String,
+    /// An API key the server accepts (user `admin`).
+    pub key: String,
+    /// The store, for looking behind the API.
+    pub store: Arc<stormhook_storage::sqlite::SqliteStore>,
+    /// The packs of the server.
+    pub packs: Arc<stormhook::packs::PackManager>,
+    /// The data directory (holds `packs/t/rules` with the rules given to the builder).
+    pub dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Builds a [`TestServer`].
+#[derive(Default)]
+pub struct TestServerBuilder {
+    rules: Vec<(String, String)>,
+    settings: Option<stormhook::server::Settings>,
+    limits: Option<stormhook::server::ConnectionLimits>,
+    tls: Option<(PathBuf, PathBuf)>,
+    htpasswd: Option<String>,
+    token_ttl: Option<std::time::Duration>,
+    examples: bool,
+}
+
+/// A rule in pack `t` on webhook `url`.
+pub fn webhook_rule(name: &str, url: &str) -> (String, String) {
+    let yaml = format!(
+        "name: {name}\ntrigger:\n  type: core.st2.webhook\n  parameters:\n    url: \"{url}\"\naction:\n  ref: core.noop\n"
+    );
+    (name.to_owned(), yaml)
+}
+
+impl TestServerBuilder {
+    /// Adds rule files `(name, yaml)` to pack `t`.
+    pub fn rules(mut self, rules: impl IntoIterator<Item = (String, String)>) -> Self {
+        self.rules.extend(rules);
+        self
+    }
+
+    /// Request settings.
+    pub fn settings(mut self, settings: stormhook::server::Settings) -> Self {
+        self.settings = Some(settings);
+        self
+    }
+
+    /// Connection limits.
+    pub fn limits(mut self, limits: stormhook::server::ConnectionLimits) -> Self {
+        self.limits = Some(limits);
+        self
+    }
+
+    /// Serves HTTPS with this PEM certificate and key.
+    pub fn tls(mut self, cert: PathBuf, key: PathBuf) -> Self {
+        self.tls = Some((cert, key));
+        self
+    }
+
+    /// htpasswd file contents.
+    pub fn htpasswd(mut self, text: &str) -> Self {
+        self.htpasswd = Some(text.to_owned());
+        self
+    }
+
+    /// Longest token lifetime.
+    pub fn token_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.token_ttl = Some(ttl);
+        self
+    }
+
+    /// Installs the example packs too.
+    pub fn examples(mut self) -> Self {
+        self.examples = true;
+        self
+    }
+
+    /// Starts the server.
+    pub async fn start(self) -> TestServer {
+        use stormhook_storage::Store as _;
+        let dir = tempfile::tempdir().unwrap();
+        let packs_dir = dir.path().join("packs");
+        let rules_dir = packs_dir.join("t/rules");
+        std::fs::create_dir_all(&rules_dir).unwrap();
+        for (name, yaml) in &self.rules {
+            std::fs::write(rules_dir.join(format!("{name}.yaml")), yaml).unwrap();
+        }
+        if self.examples {
+            install_examples(&packs_dir);
+        }
+        let store = Arc::new(
+            stormhook_storage::sqlite::SqliteStore::open(&dir.path().join("stormhook.db"))
+                .await
+                .unwrap(),
+        );
+        for t in stormhook::triggers::system_trigger_types() {
+            store.insert_trigger_type(&t).await.unwrap();
+        }
+        let htpasswd = self.htpasswd.map(|text| {
+            let path = dir.path().join("htpasswd");
+            std::fs::write(&path, text).unwrap();
+            path
+        });
+        let dyn_store: Arc<dyn stormhook_storage::Store> = store.clone();
+        let ttl = self
+            .token_ttl
+            .unwrap_or(std::time::Duration::from_secs(86_400));
+        let auth = Arc::new(stormhook::auth::Auth::new(
+            Arc::clone(&dyn_store),
+            htpasswd,
+            ttl,
+        ));
+        let (_, key) = auth
+            .create_api_key("admin", serde_json::json!({}))
+            .await
+            .unwrap();
+        let rt = runtime(RuntimeConfig::default());
+        let packs = Arc::new(stormhook::packs::PackManager::new(packs_dir, rt));
+        let report = packs.reload().await;
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let tls = self
+            .tls
+            .map(|(cert, key)| stormhook::server::listener::tls_config(&cert, &key).unwrap());
+        let base = if tls.is_some() {
+            format!("https://localhost:{port}")
+        } else {
+            format!("http://127.0.0.1:{port}")
+        };
+        let settings = stormhook::server::Settings {
+            api_url: base.clone(),
+            ..self.settings.unwrap_or_default()
+        };
+        let state = stormhook::server::AppState {
+            packs: Arc::clone(&packs),
+            ingest: stormhook_storage::ingest::Ingest::start(Arc::clone(&dyn_store), 8192),
+            store: dyn_store,
+            auth,
+            settings: Arc::new(settings),
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(stormhook::server::serve(
+            listener,
+            state,
+            self.limits.unwrap_or_default(),
+            tls,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        TestServer {
+            base,
+            key,
+            store,
+            packs,
+            dir,
+            stop: Some(stop),
+        }
+    }
+}
+
+impl TestServer {
+    /// A builder.
+    pub fn builder() -> TestServerBuilder {
+        TestServerBuilder::default()
+    }
+
+    /// `base + path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A client that sends the server's API key.
+    pub fn client(&self) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("St2-Api-Key", self.key.parse().unwrap());
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .unwrap()
+    }
+}

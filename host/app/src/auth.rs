@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use md5::{Digest as _, Md5};
 use sha2::{Sha256, Sha512};
-use stormhook_storage::{ApiKey, Store, StorageError, Token, ids};
+use stormhook_storage::{ApiKey, StorageError, Store, Token, ids};
 use subtle::ConstantTimeEq;
 
 /// How long a verified credential is trusted without asking the store again.
@@ -112,15 +112,27 @@ pub struct Auth {
 
 #[derive(Debug, Clone)]
 enum Cached {
-    Key { stored_hash: String, user: String, enabled: bool },
-    Token { user: String, expiry: String },
+    Key {
+        stored_hash: String,
+        user: String,
+        enabled: bool,
+    },
+    Token {
+        user: String,
+        expiry: String,
+    },
 }
 
 impl Auth {
     /// An authenticator over `store`, reading passwords from `htpasswd` (if any), issuing
     /// tokens valid for `token_ttl` at most.
     pub fn new(store: Arc<dyn Store>, htpasswd: Option<PathBuf>, token_ttl: Duration) -> Self {
-        Self { store, htpasswd, token_ttl, cache: Mutex::default() }
+        Self {
+            store,
+            htpasswd,
+            token_ttl,
+            cache: Mutex::default(),
+        }
     }
 
     /// The longest token lifetime.
@@ -150,12 +162,23 @@ impl Auth {
                 let Some(found) = self.store.api_key_by_hash(&hash).await? else {
                     return Err(AuthError::KeyNotFound(hash));
                 };
-                let entry = Cached::Key { stored_hash: found.key_hash, user: found.user, enabled: found.enabled };
+                let entry = Cached::Key {
+                    stored_hash: found.key_hash,
+                    user: found.user,
+                    enabled: found.enabled,
+                };
                 self.remember(cache_key, entry.clone());
                 entry
             }
         };
-        let Cached::Key { stored_hash, user, enabled } = cached else { return Err(AuthError::KeyNotFound(hash)) };
+        let Cached::Key {
+            stored_hash,
+            user,
+            enabled,
+        } = cached
+        else {
+            return Err(AuthError::KeyNotFound(hash));
+        };
         // The lookup went by hash; compare the digests in constant time all the same.
         if !bool::from(stored_hash.as_bytes().ct_eq(hash.as_bytes())) {
             return Err(AuthError::KeyNotFound(hash));
@@ -172,13 +195,20 @@ impl Auth {
         let cached = match self.cached(&cache_key) {
             Some(c) => c,
             None => {
-                let Some(found) = self.store.token(&hash).await? else { return Err(AuthError::TokenNotFound) };
-                let entry = Cached::Token { user: found.user, expiry: found.expiry };
+                let Some(found) = self.store.token(&hash).await? else {
+                    return Err(AuthError::TokenNotFound);
+                };
+                let entry = Cached::Token {
+                    user: found.user,
+                    expiry: found.expiry,
+                };
                 self.remember(cache_key, entry.clone());
                 entry
             }
         };
-        let Cached::Token { user, expiry } = cached else { return Err(AuthError::TokenNotFound) };
+        let Cached::Token { user, expiry } = cached else {
+            return Err(AuthError::TokenNotFound);
+        };
         if expiry <= ids::now() {
             return Err(AuthError::TokenExpired);
         }
@@ -194,7 +224,10 @@ impl Auth {
 
     fn cached(&self, key: &str) -> Option<Cached> {
         let cache = self.cache.lock().ok()?;
-        cache.get(key).filter(|(at, _)| at.elapsed() < CACHE_TTL).map(|(_, c)| c.clone())
+        cache
+            .get(key)
+            .filter(|(at, _)| at.elapsed() < CACHE_TTL)
+            .map(|(_, c)| c.clone())
     }
 
     fn remember(&self, key: String, entry: Cached) {
@@ -211,7 +244,12 @@ impl Auth {
     /// # Errors
     ///
     /// [`TokenError`]: bad credentials, a TTL out of range, or a store failure.
-    pub async fn issue_token(&self, user: &str, password: &str, ttl: Option<i64>) -> Result<IssuedToken, TokenError> {
+    pub async fn issue_token(
+        &self,
+        user: &str,
+        password: &str,
+        ttl: Option<i64>,
+    ) -> Result<IssuedToken, TokenError> {
         let max = self.token_ttl.as_secs();
         let ttl = match ttl {
             None => max,
@@ -236,14 +274,18 @@ impl Auth {
     }
 
     async fn password_ok(&self, user: &str, password: &str) -> bool {
-        let Some(path) = &self.htpasswd else { return false };
+        let Some(path) = &self.htpasswd else {
+            return false;
+        };
         let Ok(text) = tokio::fs::read_to_string(path).await else {
             tracing::error!(path = %path.display(), "cannot read the htpasswd file");
             return false;
         };
         let (user, password) = (user.to_owned(), password.to_owned());
         // bcrypt is deliberately slow: keep it off the async workers.
-        tokio::task::spawn_blocking(move || htpasswd_check(&text, &user, &password)).await.unwrap_or(false)
+        tokio::task::spawn_blocking(move || htpasswd_check(&text, &user, &password))
+            .await
+            .unwrap_or(false)
     }
 
     /// Creates an API key for `user`; returns the record and the key (shown once).
@@ -251,7 +293,11 @@ impl Auth {
     /// # Errors
     ///
     /// The store fails.
-    pub async fn create_api_key(&self, user: &str, metadata: serde_json::Value) -> Result<(ApiKey, String), StorageError> {
+    pub async fn create_api_key(
+        &self,
+        user: &str,
+        metadata: serde_json::Value,
+    ) -> Result<(ApiKey, String), StorageError> {
         let key = new_api_key();
         let record = ApiKey {
             id: ids::object_id(),
@@ -274,7 +320,8 @@ pub fn hash_api_key(key: &str) -> String {
     hex::encode(hasher.finalize())
 }
 
-fn hash_token(token: &str) -> String {
+/// How a token is stored: hex SHA-256 of its value.
+pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
@@ -293,7 +340,11 @@ pub fn htpasswd_check(text: &str, user: &str, password: &str) -> bool {
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .find_map(|l| l.split_once(':').filter(|(u, _)| *u == user).map(|(_, h)| h))
+        .find_map(|l| {
+            l.split_once(':')
+                .filter(|(u, _)| *u == user)
+                .map(|(_, h)| h)
+        })
     else {
         return false;
     };
@@ -303,7 +354,10 @@ pub fn htpasswd_check(text: &str, user: &str, password: &str) -> bool {
         let salt = rest.split('$').next().unwrap_or_default();
         bool::from(apr1(password, salt).as_bytes().ct_eq(hash.as_bytes()))
     } else {
-        tracing::warn!(user, "htpasswd entry uses an unsupported hash (use bcrypt or apr1)");
+        tracing::warn!(
+            user,
+            "htpasswd entry uses an unsupported hash (use bcrypt or apr1)"
+        );
         false
     }
 }
@@ -386,7 +440,10 @@ mod tests {
     #[test]
     fn apr1_matches_openssl() {
         // `openssl passwd -apr1 -salt abcdefgh secret`
-        assert_eq!(apr1("secret", "abcdefgh"), "$apr1$abcdefgh$h9FWgUz3n9YxylKLlR5SQ/");
+        assert_eq!(
+            apr1("secret", "abcdefgh"),
+            "$apr1$abcdefgh$h9FWgUz3n9YxylKLlR5SQ/"
+        );
         let file = "# users\nalice:$apr1$abcdefgh$h9FWgUz3n9YxylKLlR5SQ/\n";
         assert!(htpasswd_check(file, "alice", "secret"));
         assert!(!htpasswd_check(file, "alice", "Secret"));
@@ -395,7 +452,9 @@ mod tests {
 
     #[test]
     fn bcrypt_entries_verify() {
-        let hash = bcrypt::hash("hunter2", 4).unwrap().replacen("$2b$", "$2y$", 1);
+        let hash = bcrypt::hash("hunter2", 4)
+            .unwrap()
+            .replacen("$2b$", "$2y$", 1);
         let file = format!("carol:{hash}\n");
         assert!(htpasswd_check(&file, "carol", "hunter2"));
         assert!(!htpasswd_check(&file, "carol", "hunter3"));

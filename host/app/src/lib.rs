@@ -15,8 +15,10 @@ use std::process::ExitCode;
 
 pub mod auth;
 pub mod cli;
+pub mod datastore;
 pub mod examples;
 pub mod packs;
+pub mod schema;
 pub mod server;
 pub mod triggers;
 
@@ -42,7 +44,8 @@ pub fn init_tracing(verbose: bool) {
 /// Any failure of the command, with context; the binary prints the cause chain.
 pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        cli::Command::Serve(args) => cli::serve::run(args).await,
+        cli::Command::Serve(args) => cli::serve::run(*args).await,
         cli::Command::Plugin(cmd) => cli::plugin::run(cmd).await,
+        cli::Command::Apikey(cmd) => cli::apikey::run(cmd).await,
     }
 }

@@ -267,7 +267,10 @@ fn read_doc(
                 limits: meta.limits.map(|l| limits(l, action_defaults)),
                 kv: grant(meta.datastore.as_ref(), pack),
             };
-            Ok(DocContent { specs: vec![spec], rule: None })
+            Ok(DocContent {
+                specs: vec![spec],
+                rule: None,
+            })
         }
         PluginKind::Rule => {
             let rule = RuleDoc::parse(&shown, &text, pack).map_err(|e| e.to_string())?;
@@ -281,7 +284,10 @@ fn read_doc(
                     kv: grant(wasm.datastore.as_ref(), pack),
                 }],
             };
-            Ok(DocContent { specs, rule: Some(rule) })
+            Ok(DocContent {
+                specs,
+                rule: Some(rule),
+            })
         }
     }
 }

@@ -48,13 +48,18 @@ impl Trigger {
         let digest = Sha256::digest(format!("{trigger_type}\n{canonical}").as_bytes());
         let mut bytes = [0u8; 16];
         bytes.copy_from_slice(&digest[..16]);
-        let name = uuid::Builder::from_random_bytes(bytes).into_uuid().to_string();
+        let name = uuid::Builder::from_random_bytes(bytes)
+            .into_uuid()
+            .to_string();
         let id = hex::encode(&digest[16..28]);
         let pack = trigger_type.split('.').next().unwrap_or("core").to_owned();
         Self {
             id,
             reference: format!("{pack}.{name}"),
-            uid: format!("trigger:{pack}:{name}:{}", hex::encode(Md5::digest(canonical.as_bytes()))),
+            uid: format!(
+                "trigger:{pack}:{name}:{}",
+                hex::encode(Md5::digest(canonical.as_bytes()))
+            ),
             name,
             pack,
             trigger_type: trigger_type.to_owned(),
@@ -78,7 +83,9 @@ impl Webhooks {
             if rule.trigger.trigger_type != WEBHOOK_TYPE {
                 continue;
             }
-            let Some(url) = rule.trigger.parameters.get("url").and_then(|u| u.as_str()) else { continue };
+            let Some(url) = rule.trigger.parameters.get("url").and_then(|u| u.as_str()) else {
+                continue;
+            };
             let parameters = serde_json::Value::Object(rule.trigger.parameters.clone());
             let trigger = Trigger::new(WEBHOOK_TYPE, &parameters);
             let url = normalize_url(url).to_owned();
@@ -122,7 +129,9 @@ pub fn system_trigger_types() -> Vec<TriggerType> {
         reference: WEBHOOK_TYPE.to_owned(),
         pack: "core".to_owned(),
         name: "st2.webhook".to_owned(),
-        description: Some("Trigger type for registering webhooks that can consume arbitrary payload.".to_owned()),
+        description: Some(
+            "Trigger type for registering webhooks that can consume arbitrary payload.".to_owned(),
+        ),
         payload_schema: serde_json::json!({
             "type": "object",
             "properties": {
@@ -210,16 +219,26 @@ pub fn python_repr(value: &serde_json::Value) -> String {
         Value::Bool(false) => "False".into(),
         Value::Number(n) => n.to_string(),
         Value::String(s) => python_str_repr(s),
-        Value::Array(items) => format!("[{}]", items.iter().map(python_repr).collect::<Vec<_>>().join(", ")),
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(python_repr).collect::<Vec<_>>().join(", ")
+        ),
         Value::Object(map) => format!(
             "{{{}}}",
-            map.iter().map(|(k, v)| format!("{}: {}", python_str_repr(k), python_repr(v))).collect::<Vec<_>>().join(", ")
+            map.iter()
+                .map(|(k, v)| format!("{}: {}", python_str_repr(k), python_repr(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
 
 fn python_str_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
     let mut out = String::from(quote);
     for c in s.chars() {
         match c {
@@ -243,13 +262,20 @@ mod tests {
     use super::*;
 
     fn rule(url: &str) -> RuleDoc {
-        let text = format!("name: r\ntrigger:\n  type: core.st2.webhook\n  parameters: {{url: \"{url}\"}}\naction: {{ref: core.noop}}\n");
+        let text = format!(
+            "name: r\ntrigger:\n  type: core.st2.webhook\n  parameters: {{url: \"{url}\"}}\naction: {{ref: core.noop}}\n"
+        );
         RuleDoc::parse("r.yaml", &text, "p").unwrap()
     }
 
     #[test]
     fn urls_are_normalised_and_triggers_shared() {
-        let rules = [rule("/sample/"), rule("sample"), rule("sample"), rule("/with/mixed/slash/")];
+        let rules = [
+            rule("/sample/"),
+            rule("sample"),
+            rule("sample"),
+            rule("/with/mixed/slash/"),
+        ];
         let hooks = Webhooks::from_rules(&rules);
         // "/sample/" and "sample" differ as parameters: two triggers under one url.
         assert_eq!(hooks.get("sample").unwrap().len(), 2);
@@ -262,16 +288,30 @@ mod tests {
     fn trigger_uids_use_pythons_json() {
         let t = Trigger::new(WEBHOOK_TYPE, &serde_json::json!({"url": "sample"}));
         // md5('{"url": "sample"}')
-        assert_eq!(t.uid, format!("trigger:core:{}:{}", t.name, hex::encode(Md5::digest(br#"{"url": "sample"}"#))));
+        assert_eq!(
+            t.uid,
+            format!(
+                "trigger:core:{}:{}",
+                t.name,
+                hex::encode(Md5::digest(br#"{"url": "sample"}"#))
+            )
+        );
         assert_eq!(t.reference, format!("core.{}", t.name));
         assert_eq!(uuid::Uuid::parse_str(&t.name).unwrap().get_version_num(), 4);
-        assert_eq!(t, Trigger::new(WEBHOOK_TYPE, &serde_json::json!({"url": "sample"})), "stable");
+        assert_eq!(
+            t,
+            Trigger::new(WEBHOOK_TYPE, &serde_json::json!({"url": "sample"})),
+            "stable"
+        );
     }
 
     #[test]
     fn python_repr_matches_str_of_a_dict() {
         let v = serde_json::json!({"value_str": "string!", "value_int": 12345, "ok": true, "none": null});
-        assert_eq!(python_repr(&v), "{'none': None, 'ok': True, 'value_int': 12345, 'value_str': 'string!'}");
+        assert_eq!(
+            python_repr(&v),
+            "{'value_str': 'string!', 'value_int': 12345, 'ok': True, 'none': None}"
+        );
         assert_eq!(python_repr(&serde_json::json!("invalid")), "'invalid'");
     }
 }

@@ -17,7 +17,9 @@ fn stormhook() -> Command {
 struct Server {
     child: Child,
     url: String,
-    _data: tempfile::TempDir,
+    /// What the server printed on stdout before it listened (the first-start key, if any).
+    stdout: std::sync::mpsc::Receiver<String>,
+    data: tempfile::TempDir,
 }
 
 impl Drop for Server {
@@ -27,13 +29,12 @@ impl Drop for Server {
     }
 }
 
-fn serve() -> Server {
-    let data = tempfile::tempdir().unwrap();
+fn serve_in(data: tempfile::TempDir) -> Server {
     let mut child = stormhook()
         .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
         .arg(data.path())
         .stderr(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
@@ -50,14 +51,39 @@ fn serve() -> Server {
             }
         }
     });
+    let stdout = child.stdout.take().unwrap();
+    let (out_tx, out_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = out_tx.send(line);
+        }
+    });
     let url = rx
         .recv_timeout(Duration::from_secs(60))
         .expect("the server says where it listens");
     Server {
         child,
         url,
-        _data: data,
+        stdout: out_rx,
+        data,
     }
+}
+
+/// Creates an API key offline with `stormhook apikey create -k`.
+fn offline_key(data: &std::path::Path) -> String {
+    let out = stormhook()
+        .args(["apikey", "create", "-k", "--data-dir"])
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 1, "-k prints the key alone: {text:?}");
+    text.trim().to_owned()
 }
 
 #[test]
@@ -85,17 +111,23 @@ fn help_lists_the_commands() {
 
 #[test]
 fn serve_installs_the_examples_and_plugin_list_shows_them() {
-    let server = serve();
-    let out = stormhook()
-        .args(["plugin", "list", "--url", &server.url])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let table = String::from_utf8(out.stdout).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let key = offline_key(data.path());
+    let server = serve_in(data);
+    let list = |extra: &[&str]| {
+        let out = stormhook()
+            .args(["plugin", "list", "--url", &server.url, "--api-key", &key])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let table = list(&[]);
     let header = table.lines().next().unwrap();
     assert!(
         header.starts_with("REF")
@@ -110,12 +142,7 @@ fn serve_installs_the_examples_and_plugin_list_shows_them() {
             "{reference} listed: {table}"
         );
     }
-
-    let out = stormhook()
-        .args(["plugin", "list", "-j", "--url", &server.url])
-        .output()
-        .unwrap();
-    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&list(&["-j"])).unwrap();
     assert!(
         rows.iter()
             .all(|r| r["version"].as_str().is_some_and(|v| v.len() == 64)),
@@ -125,6 +152,7 @@ fn serve_installs_the_examples_and_plugin_list_shows_them() {
     let started = Instant::now();
     let out = stormhook()
         .args(["plugin", "reload", "--url", &server.url])
+        .env("ST2_API_KEY", &key)
         .output()
         .unwrap();
     assert!(
@@ -138,6 +166,123 @@ fn serve_installs_the_examples_and_plugin_list_shows_them() {
             .contains("demo.greet")
     );
     assert!(started.elapsed() < Duration::from_secs(30));
+
+    // Without a credential the server says what is missing.
+    let out = stormhook()
+        .args(["plugin", "list", "--url", &server.url])
+        .env_remove("ST2_API_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("Unauthorized - One of Token or API key required.")
+    );
+}
+
+#[test]
+fn first_start_prints_a_working_key_once_with_a_curl_line() {
+    let server = serve_in(tempfile::tempdir().unwrap());
+    let mut printed = Vec::new();
+    while let Ok(line) = server.stdout.recv_timeout(Duration::from_secs(5)) {
+        let done = line.contains("More keys:");
+        printed.push(line);
+        if done {
+            break;
+        }
+    }
+    let text = printed.join("\n");
+    let key = printed
+        .iter()
+        .skip_while(|l| !l.contains("first API key"))
+        .nth(2)
+        .map(|l| l.trim().to_owned())
+        .unwrap_or_default();
+    assert_eq!(key.len(), 43, "{text}");
+    let curl = printed
+        .iter()
+        .find(|l| l.trim_start().starts_with("curl "))
+        .expect("a curl line");
+    assert!(
+        curl.contains(&format!("St2-Api-Key: {key}")) && curl.contains("/api/v1/webhooks/github"),
+        "{curl}"
+    );
+    let out = stormhook()
+        .args(["plugin", "list", "--url", &server.url, "--api-key", &key])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The key is stored only as a hash, and a restart does not make another.
+    let db = std::fs::read(server.data.path().join("stormhook.db")).unwrap();
+    assert!(
+        !db.windows(key.len()).any(|w| w == key.as_bytes()),
+        "the key is not in the database"
+    );
+    let out = stormhook()
+        .args(["apikey", "list", "-j", "--data-dir"])
+        .arg(server.data.path())
+        .output()
+        .unwrap();
+    let keys: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(keys.len(), 1);
+}
+
+#[test]
+fn apikey_commands_work_offline() {
+    let data = tempfile::tempdir().unwrap();
+    let out = stormhook()
+        .args([
+            "apikey",
+            "create",
+            "-u",
+            "ci",
+            "-m",
+            "team=ops",
+            "--data-dir",
+        ])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("user:    ci") && text.contains("shown only now"),
+        "{text}"
+    );
+    let id = text
+        .lines()
+        .find_map(|l| l.strip_prefix("id:"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let out = stormhook()
+        .args(["apikey", "list", "--data-dir"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.contains(&id) && table.contains("ci"), "{table}");
+    let out = stormhook()
+        .args(["apikey", "delete", &id, "--data-dir"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = stormhook()
+        .args(["apikey", "delete", &id, "--data-dir"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains(&format!("ApiKey with key or id={id} not found."))
+    );
 }
 
 #[test]

@@ -149,16 +149,25 @@ impl RuleDoc {
         if rule.trigger.trigger_type == "core.st2.webhook" {
             // StackStorm validates system trigger parameters: `{url: string}`, nothing else.
             let params = &rule.trigger.parameters;
-            let url_ok = params.get("url").is_some_and(|u| u.as_str().is_some_and(|u| !u.trim_matches('/').is_empty()));
+            let url_ok = params
+                .get("url")
+                .is_some_and(|u| u.as_str().is_some_and(|u| !u.trim_matches('/').is_empty()));
             if !url_ok {
-                return Err(DocError::at_key(path, text, "trigger", "trigger `core.st2.webhook` needs parameters.url, a non-empty string"));
+                return Err(DocError::at_key(
+                    path,
+                    text,
+                    "trigger",
+                    "trigger `core.st2.webhook` needs parameters.url, a non-empty string",
+                ));
             }
             if let Some(extra) = params.keys().find(|k| *k != "url") {
                 return Err(DocError::at_key(
                     path,
                     text,
                     "trigger",
-                    format!("Additional properties are not allowed ('{extra}' was unexpected) in the parameters of trigger `core.st2.webhook`"),
+                    format!(
+                        "Additional properties are not allowed ('{extra}' was unexpected) in the parameters of trigger `core.st2.webhook`"
+                    ),
                 ));
             }
         }
@@ -221,7 +230,12 @@ mod tests {
         assert_eq!(err.line, Some(2), "{err}");
         assert!(err.message.contains("parameters.url"), "{err}");
         let text = "name: r\ntrigger:\n  type: core.st2.webhook\n  parameters: {url: x, y: 1}\naction: {ref: a.b}\n";
-        assert!(RuleDoc::parse("r.yaml", text, "p").unwrap_err().message.contains("'y' was unexpected"));
+        assert!(
+            RuleDoc::parse("r.yaml", text, "p")
+                .unwrap_err()
+                .message
+                .contains("'y' was unexpected")
+        );
     }
 
     #[test]

@@ -8,7 +8,9 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 /// A new 24-hex-digit id shaped like a MongoDB ObjectId (StackStorm's ids): 4 bytes of Unix
 /// seconds, 5 random bytes, 3 bytes of a counter. Sorts roughly by creation time.
 pub fn object_id() -> String {
-    let secs = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()) as u32;
+    let secs = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as u32;
     let random = uuid::Uuid::new_v4();
     let count = COUNTER.fetch_add(1, Ordering::Relaxed);
     let mut bytes = [0u8; 12];
@@ -37,7 +39,9 @@ pub fn format_time(time: chrono::DateTime<chrono::Utc>) -> String {
 /// (`^\d{4}-\d{2}-\d{2}(\s|T)\d{2}:\d{2}:\d{2}(\.\d{3,6})?(Z|\+00|\+0000|\+00:00)$`).
 pub fn parse_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
     let s = s.trim();
-    let (body, _) = ["Z", "+00:00", "+0000", "+00"].iter().find_map(|z| s.strip_suffix(z).map(|b| (b, z)))?;
+    let (body, _) = ["Z", "+00:00", "+0000", "+00"]
+        .iter()
+        .find_map(|z| s.strip_suffix(z).map(|b| (b, z)))?;
     let body = body.replacen(' ', "T", 1);
     let naive = chrono::NaiveDateTime::parse_from_str(&body, "%Y-%m-%dT%H:%M:%S%.f").ok()?;
     Some(naive.and_utc())
@@ -57,7 +61,10 @@ mod tests {
     fn times_round_trip() {
         let t = parse_time("2026-11-29T16:23:00.123456Z").unwrap();
         assert_eq!(format_time(t), "2026-11-29T16:23:00.123456Z");
-        assert_eq!(format_time(parse_time("2026-11-29 16:23:00+00:00").unwrap()), "2026-11-29T16:23:00.000000Z");
+        assert_eq!(
+            format_time(parse_time("2026-11-29 16:23:00+00:00").unwrap()),
+            "2026-11-29T16:23:00.000000Z"
+        );
         assert!(parse_time("2026-11-29T16:23:00+01:00").is_none());
     }
 }

@@ -67,7 +67,10 @@ async fn writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>) {
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         let (events, replies): (Vec<NewEvent>, Vec<_>) = jobs.drain(..).unzip();
         let outcome = store.commit_events(&events).await.map_err(|e| {
-            tracing::error!(events = events.len(), "committing accepted events failed: {e}");
+            tracing::error!(
+                events = events.len(),
+                "committing accepted events failed: {e}"
+            );
             IngestError::Failed(e.to_string())
         });
         for reply in replies {

@@ -46,6 +46,13 @@ pub enum StorageError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+impl StorageError {
+    /// Whether the database was too busy to answer in time (a retry may succeed).
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Self::Database(sqlx::Error::PoolTimedOut))
+    }
+}
+
 /// Shorthand for storage results.
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
@@ -62,7 +69,10 @@ pub trait Store: Send + Sync + 'static {
     /// One trigger instance.
     async fn trigger_instance(&self, id: &str) -> Result<Option<TriggerInstance>>;
     /// A page of trigger instances, newest first, and the total matching.
-    async fn list_trigger_instances(&self, query: &TriggerInstanceQuery) -> Result<Page<TriggerInstance>>;
+    async fn list_trigger_instances(
+        &self,
+        query: &TriggerInstanceQuery,
+    ) -> Result<Page<TriggerInstance>>;
     /// Moves a trigger instance to `status`; returns whether it exists.
     async fn set_trigger_instance_status(&self, id: &str, status: &str) -> Result<bool>;
 

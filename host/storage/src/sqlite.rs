@@ -10,11 +10,13 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 use crate::models::*;
-use crate::{Result, Store, StorageError};
+use crate::{Result, StorageError, Store};
 
 /// The SQLite store.
 #[derive(Debug, Clone)]
@@ -72,9 +74,10 @@ fn json(text: &str) -> Result<serde_json::Value> {
 
 fn conflict(err: sqlx::Error, what: &str) -> StorageError {
     match &err {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            StorageError::Conflict { message: format!("{what} already exists"), existing_id: None }
-        }
+        sqlx::Error::Database(db) if db.is_unique_violation() => StorageError::Conflict {
+            message: format!("{what} already exists"),
+            existing_id: None,
+        },
         _ => StorageError::Database(err),
     }
 }
@@ -116,7 +119,10 @@ fn trigger_type(row: &SqliteRow) -> Result<TriggerType> {
 }
 
 fn limit_clause(qb: &mut QueryBuilder<'_, Sqlite>, limit: Option<u64>, offset: u64) {
-    qb.push(" LIMIT ").push_bind(limit.map_or(-1, |l| l as i64)).push(" OFFSET ").push_bind(offset as i64);
+    qb.push(" LIMIT ")
+        .push_bind(limit.map_or(-1, |l| l as i64))
+        .push(" OFFSET ")
+        .push_bind(offset as i64);
 }
 
 fn push_instance_filters<'a>(qb: &mut QueryBuilder<'a, Sqlite>, q: &'a TriggerInstanceQuery) {
@@ -179,11 +185,17 @@ impl Store for SqliteStore {
     }
 
     async fn trigger_instance(&self, id: &str) -> Result<Option<TriggerInstance>> {
-        let row = sqlx::query("SELECT * FROM trigger_instances WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT * FROM trigger_instances WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(trigger_instance).transpose()
     }
 
-    async fn list_trigger_instances(&self, q: &TriggerInstanceQuery) -> Result<Page<TriggerInstance>> {
+    async fn list_trigger_instances(
+        &self,
+        q: &TriggerInstanceQuery,
+    ) -> Result<Page<TriggerInstance>> {
         let mut count = QueryBuilder::new("SELECT COUNT(*) FROM trigger_instances");
         push_instance_filters(&mut count, q);
         let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
@@ -192,21 +204,29 @@ impl Store for SqliteStore {
         select.push(" ORDER BY occurrence_time DESC, trigger_ref ASC, rowid DESC");
         limit_clause(&mut select, q.limit, q.offset);
         let rows = select.build().fetch_all(&self.pool).await?;
-        Ok(Page { items: rows.iter().map(trigger_instance).collect::<Result<_>>()?, total: total as u64 })
+        Ok(Page {
+            items: rows.iter().map(trigger_instance).collect::<Result<_>>()?,
+            total: total as u64,
+        })
     }
 
     async fn set_trigger_instance_status(&self, id: &str, status: &str) -> Result<bool> {
-        let done = sqlx::query("UPDATE trigger_instances SET status = ?, updated_at = ? WHERE id = ?")
-            .bind(status)
-            .bind(crate::ids::now())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let done =
+            sqlx::query("UPDATE trigger_instances SET status = ?, updated_at = ? WHERE id = ?")
+                .bind(status)
+                .bind(crate::ids::now())
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn trace(&self, id: &str) -> Result<Option<Trace>> {
-        let Some(row) = sqlx::query("SELECT * FROM traces WHERE id = ?").bind(id).fetch_optional(&self.pool).await? else {
+        let Some(row) = sqlx::query("SELECT * FROM traces WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
             return Ok(None);
         };
         self.assemble_trace(&row).await.map(Some)
@@ -219,7 +239,9 @@ impl Store for SqliteStore {
                 qb.push(" AND trace_tag = ").push_bind(tag.clone());
             }
             if let Some(ti) = &q.trigger_instance {
-                qb.push(" AND id IN (SELECT trace_id FROM trigger_instances WHERE id = ").push_bind(ti.clone()).push(")");
+                qb.push(" AND id IN (SELECT trace_id FROM trigger_instances WHERE id = ")
+                    .push_bind(ti.clone())
+                    .push(")");
             }
         };
         let mut count = QueryBuilder::new("SELECT COUNT(*) FROM traces");
@@ -234,7 +256,10 @@ impl Store for SqliteStore {
         for row in &rows {
             items.push(self.assemble_trace(row).await?);
         }
-        Ok(Page { items, total: total as u64 })
+        Ok(Page {
+            items,
+            total: total as u64,
+        })
     }
 
     async fn insert_api_key(&self, key: &ApiKey) -> Result<()> {
@@ -252,54 +277,75 @@ impl Store for SqliteStore {
     }
 
     async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>> {
-        let row = sqlx::query("SELECT * FROM api_keys WHERE key_hash = ?").bind(key_hash).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT * FROM api_keys WHERE key_hash = ?")
+            .bind(key_hash)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(api_key).transpose()
     }
 
     async fn api_key(&self, id: &str) -> Result<Option<ApiKey>> {
-        let row = sqlx::query("SELECT * FROM api_keys WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT * FROM api_keys WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(api_key).transpose()
     }
 
     async fn list_api_keys(&self, limit: Option<u64>, offset: u64) -> Result<Page<ApiKey>> {
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys").fetch_one(&self.pool).await?;
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys")
+            .fetch_one(&self.pool)
+            .await?;
         let mut select = QueryBuilder::new("SELECT * FROM api_keys ORDER BY rowid");
         limit_clause(&mut select, limit, offset);
         let rows = select.build().fetch_all(&self.pool).await?;
-        Ok(Page { items: rows.iter().map(api_key).collect::<Result<_>>()?, total: total as u64 })
+        Ok(Page {
+            items: rows.iter().map(api_key).collect::<Result<_>>()?,
+            total: total as u64,
+        })
     }
 
     async fn update_api_key(&self, key: &ApiKey) -> Result<bool> {
-        let done = sqlx::query("UPDATE api_keys SET user_name = ?, metadata = ?, enabled = ? WHERE id = ?")
-            .bind(&key.user)
-            .bind(key.metadata.to_string())
-            .bind(i64::from(key.enabled))
-            .bind(&key.id)
+        let done = sqlx::query(
+            "UPDATE api_keys SET user_name = ?, metadata = ?, enabled = ? WHERE id = ?",
+        )
+        .bind(&key.user)
+        .bind(key.metadata.to_string())
+        .bind(i64::from(key.enabled))
+        .bind(&key.id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_api_key(&self, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM api_keys WHERE id = ?")
+            .bind(id)
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() > 0)
     }
 
-    async fn delete_api_key(&self, id: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM api_keys WHERE id = ?").bind(id).execute(&self.pool).await?;
-        Ok(done.rows_affected() > 0)
-    }
-
     async fn insert_token(&self, token: &Token) -> Result<()> {
-        sqlx::query("INSERT INTO tokens (id, user_name, token, expiry, metadata) VALUES (?, ?, ?, ?, ?)")
-            .bind(&token.id)
-            .bind(&token.user)
-            .bind(&token.token)
-            .bind(&token.expiry)
-            .bind(token.metadata.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(|e| conflict(e, "this token"))?;
+        sqlx::query(
+            "INSERT INTO tokens (id, user_name, token, expiry, metadata) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&token.id)
+        .bind(&token.user)
+        .bind(&token.token)
+        .bind(&token.expiry)
+        .bind(token.metadata.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| conflict(e, "this token"))?;
         Ok(())
     }
 
     async fn token(&self, token: &str) -> Result<Option<Token>> {
-        let row = sqlx::query("SELECT * FROM tokens WHERE token = ?").bind(token).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT * FROM tokens WHERE token = ?")
+            .bind(token)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|row| {
             Ok(Token {
                 id: row.try_get("id")?,
@@ -315,7 +361,10 @@ impl Store for SqliteStore {
     async fn insert_trigger_type(&self, t: &TriggerType) -> Result<()> {
         let existing = self.trigger_type(&t.reference).await?.map(|e| e.id);
         if existing.is_some() {
-            return Err(StorageError::Conflict { message: format!("trigger type {} already exists", t.reference), existing_id: existing });
+            return Err(StorageError::Conflict {
+                message: format!("trigger type {} already exists", t.reference),
+                existing_id: existing,
+            });
         }
         sqlx::query(
             "INSERT INTO trigger_types (id, ref, pack, name, description, payload_schema, parameters_schema, tags) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -344,7 +393,9 @@ impl Store for SqliteStore {
     }
 
     async fn list_trigger_types(&self) -> Result<Vec<TriggerType>> {
-        let rows = sqlx::query("SELECT * FROM trigger_types ORDER BY ref").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT * FROM trigger_types ORDER BY ref")
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(trigger_type).collect()
     }
 
@@ -367,12 +418,18 @@ impl Store for SqliteStore {
     }
 
     async fn delete_trigger_type(&self, id: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM trigger_types WHERE id = ?").bind(id).execute(&self.pool).await?;
+        let done = sqlx::query("DELETE FROM trigger_types WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn kv_get(&self, name: &str) -> Result<Option<String>> {
-        Ok(sqlx::query_scalar("SELECT value FROM kv WHERE name = ?").bind(name).fetch_optional(&self.pool).await?)
+        Ok(sqlx::query_scalar("SELECT value FROM kv WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     async fn kv_set(&self, name: &str, value: &str) -> Result<()> {
@@ -385,7 +442,10 @@ impl Store for SqliteStore {
     }
 
     async fn kv_delete(&self, name: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM kv WHERE name = ?").bind(name).execute(&self.pool).await?;
+        let done = sqlx::query("DELETE FROM kv WHERE name = ?")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() > 0)
     }
 }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub mod apikey;
 pub mod plugin;
 pub mod serve;
 
@@ -23,10 +24,22 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Inspect and reload plugins on a running server.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Create, list and delete API keys in the store (works without a running server).
+    #[command(subcommand)]
+    Apikey(ApikeyCommand),
+}
+
+/// Where the state lives; shared by `serve` and the offline commands.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Where Stormhook keeps its state: the database (`stormhook.db`), the compile cache, and by
+    /// default the packs.
+    #[arg(long, env = "STORMHOOK_DATA_DIR", default_value = "stormhook-data")]
+    pub data_dir: PathBuf,
 }
 
 /// `stormhook serve`.
@@ -35,12 +48,44 @@ pub struct ServeArgs {
     /// Address to listen on (StackStorm's API port by default).
     #[arg(long, env = "STORMHOOK_BIND", default_value = "127.0.0.1:9101")]
     pub bind: String,
-    /// Where Stormhook keeps its state (the store, the compile cache, and by default the packs).
-    #[arg(long, env = "STORMHOOK_DATA_DIR", default_value = "stormhook-data")]
-    pub data_dir: PathBuf,
+    /// The state.
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// The packs folder. Default: `<data-dir>/packs`, filled with the example packs on first start.
     #[arg(long, env = "STORMHOOK_PACKS")]
     pub packs: Option<PathBuf>,
+    /// htpasswd file (bcrypt or apr1 entries) for `POST /auth/v1/tokens`; without it no token
+    /// can be issued.
+    #[arg(long, env = "STORMHOOK_HTPASSWD")]
+    pub htpasswd: Option<PathBuf>,
+    /// Longest token lifetime, and the default, in seconds.
+    #[arg(long, env = "STORMHOOK_TOKEN_TTL_SECS", default_value_t = 86_400)]
+    pub token_ttl_secs: u64,
+    /// Public URL of the API, sent as `X-API-URL` with new tokens. Default: from `--bind`.
+    #[arg(long, env = "STORMHOOK_API_URL")]
+    pub api_url: Option<String>,
+    /// TLS certificate chain (PEM); with `--tls-key`, serves HTTPS.
+    #[arg(long, env = "STORMHOOK_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "STORMHOOK_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Largest request body, in bytes; larger ones get 413.
+    #[arg(long, env = "STORMHOOK_MAX_BODY_BYTES", default_value_t = 4 << 20)]
+    pub max_body_bytes: usize,
+    /// Most requests in progress at once; past it, 503 with `Retry-After`.
+    #[arg(
+        long,
+        env = "STORMHOOK_MAX_CONCURRENT_REQUESTS",
+        default_value_t = 1024
+    )]
+    pub max_concurrent_requests: usize,
+    /// Most open connections; past it, new connections are closed.
+    #[arg(long, env = "STORMHOOK_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+    /// Seconds a client has to send a request head (also the keep-alive idle timeout).
+    #[arg(long, env = "STORMHOOK_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
     /// Most plugin instances alive at once; calls past it fail as busy.
     #[arg(long, env = "STORMHOOK_MAX_INSTANCES", default_value_t = 256)]
     pub max_instances: u32,
@@ -64,13 +109,93 @@ pub enum PluginCommand {
     Reload(ClientArgs),
 }
 
+/// `stormhook apikey ...`.
+#[derive(Debug, Subcommand)]
+pub enum ApikeyCommand {
+    /// Create an API key and print it (it is shown only this once).
+    Create {
+        /// The store.
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The user the key authenticates as.
+        #[arg(short, long, default_value = "admin")]
+        user: String,
+        /// Metadata, as `key=value` (repeatable).
+        #[arg(short, long = "metadata", value_name = "KEY=VALUE")]
+        metadata: Vec<String>,
+        /// Print only the key, on one line.
+        #[arg(short = 'k', long = "only-key")]
+        only_key: bool,
+    },
+    /// List API keys (hashes are masked).
+    List {
+        /// The store.
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Print JSON instead of a table.
+        #[arg(short = 'j', long)]
+        json: bool,
+    },
+    /// Delete an API key by id (or by the key itself).
+    Delete {
+        /// The store.
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The key's id, or the key.
+        id_or_key: String,
+    },
+}
+
 /// How a client command reaches the server.
 #[derive(Debug, Args)]
 pub struct ClientArgs {
     /// The server's base URL.
     #[arg(long, env = "STORMHOOK_URL", default_value = "http://127.0.0.1:9101")]
     pub url: String,
+    /// API key (`St2-Api-Key`); `ST2_API_KEY` is read too, as the `st2` CLI does.
+    #[arg(long, env = "ST2_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Token (`X-Auth-Token`).
+    #[arg(long, env = "ST2_AUTH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Print JSON instead of a table.
     #[arg(short = 'j', long)]
     pub json: bool,
+}
+
+impl ClientArgs {
+    /// A request with the configured credential.
+    pub fn request(
+        &self,
+        client: &reqwest::Client,
+        method: reqwest::Method,
+        path: &str,
+    ) -> (String, reqwest::RequestBuilder) {
+        let url = format!("{}{path}", self.url.trim_end_matches('/'));
+        let mut request = client.request(method, &url);
+        if let Some(token) = &self.token {
+            request = request.header("X-Auth-Token", token);
+        } else if let Some(key) = &self.api_key {
+            request = request.header("St2-Api-Key", key);
+        }
+        (url, request)
+    }
+}
+
+/// Opens the store in the data directory (creating both if needed).
+///
+/// # Errors
+///
+/// The directory cannot be created or the database cannot be opened.
+pub async fn open_store(
+    args: &StoreArgs,
+) -> anyhow::Result<std::sync::Arc<stormhook_storage::sqlite::SqliteStore>> {
+    use anyhow::Context as _;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating the data directory {}", args.data_dir.display()))?;
+    let path = args.data_dir.join("stormhook.db");
+    let store = stormhook_storage::sqlite::SqliteStore::open(&path)
+        .await
+        .with_context(|| format!("opening the database {}", path.display()))?;
+    Ok(std::sync::Arc::new(store))
 }

@@ -23,12 +23,12 @@ pub async fn run(cmd: PluginCommand) -> anyhow::Result<ExitCode> {
             }
         }
         PluginCommand::Reload(args) => {
-            let url = format!("{}/api/v1/plugins/reload", args.url.trim_end_matches('/'));
-            let resp = client
-                .post(&url)
+            let (url, request) =
+                args.request(&client, reqwest::Method::POST, "/api/v1/plugins/reload");
+            let resp = request
                 .send()
                 .await
-                .with_context(|| format!("cannot reach {url}"))?;
+                .with_context(|| format!("cannot reach {url} (is `stormhook serve` running?)"))?;
             let status = resp.status();
             let body: serde_json::Value = resp
                 .json()
@@ -56,9 +56,8 @@ async fn get_json<T: serde::de::DeserializeOwned>(
     args: &ClientArgs,
     path: &str,
 ) -> anyhow::Result<T> {
-    let url = format!("{}{path}", args.url.trim_end_matches('/'));
-    let resp = client
-        .get(&url)
+    let (url, request) = args.request(client, reqwest::Method::GET, path);
+    let resp = request
         .send()
         .await
         .with_context(|| format!("cannot reach {url} (is `stormhook serve` running?)"))?;

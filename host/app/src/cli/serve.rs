@@ -1,4 +1,4 @@
-//! `stormhook serve`: loads the packs, watches them, serves the API.
+//! `stormhook serve`: opens the store, loads the packs, watches them, serves the API.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,25 +6,42 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use stormhook_runtime::datastore::MemoryDatastore;
 use stormhook_runtime::{Limits, Runtime, RuntimeConfig};
+use stormhook_storage::Store;
+use stormhook_storage::ingest::Ingest;
 
-use super::ServeArgs;
+use super::{ServeArgs, open_store};
+use crate::auth::Auth;
+use crate::datastore::StoreDatastore;
 use crate::packs::PackManager;
-use crate::server::{self, AppState};
+use crate::server::{self, AppState, ConnectionLimits, Settings};
+
+/// How many accepted events may wait for the writer before new ones get 503.
+const INGEST_QUEUE: usize = 8192;
 
 /// Runs the server until Ctrl-C or SIGTERM.
 ///
 /// # Errors
 ///
-/// The data directory cannot be created, the runtime cannot start, or the address cannot be bound.
+/// The data directory or the store cannot be opened, the runtime cannot start, the TLS files are
+/// unusable, or the address cannot be bound.
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let data_dir = args.data_dir.clone();
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+    let data_dir = args.store.data_dir.clone();
+    let store: Arc<dyn Store> = open_store(&args.store).await?;
+    for trigger_type in crate::triggers::system_trigger_types() {
+        if store.trigger_type(&trigger_type.reference).await?.is_none() {
+            store
+                .insert_trigger_type(&trigger_type)
+                .await
+                .context("registering the system trigger types")?;
+        }
+    }
     let packs_dir = resolve_packs(&args)?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(server::listener::tls_config(cert, key)?),
+        _ => None,
+    };
 
-    let defaults = RuntimeConfig::default();
     let config = RuntimeConfig {
         max_instances: args.max_instances,
         max_limits: Limits {
@@ -32,19 +49,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             memory_bytes: args.max_memory_mb.saturating_mul(1 << 20),
         },
         cache_dir: Some(data_dir.join("cache")),
-        ..defaults
+        ..RuntimeConfig::default()
     };
-    // The durable datastore arrives with the storage layer; until then keys live in memory.
-    let runtime = Arc::new(
-        Runtime::new(config, Arc::new(MemoryDatastore::default()))
-            .context("starting the WebAssembly runtime")?,
-    );
+    let datastore = Arc::new(StoreDatastore::new(Arc::clone(&store)));
+    let runtime =
+        Arc::new(Runtime::new(config, datastore).context("starting the WebAssembly runtime")?);
     let packs = Arc::new(PackManager::new(packs_dir.clone(), Arc::clone(&runtime)));
     let report = packs.reload().await;
     tracing::info!(
         packs = %packs_dir.display(),
         loaded = report.loaded.len() + report.unchanged.len(),
         refused = report.errors.len(),
+        webhooks = packs.rules().webhooks.all().count(),
         "packs loaded"
     );
     let _watcher = if args.no_watch {
@@ -61,17 +77,66 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("binding {}", args.bind))?;
     let addr = listener.local_addr().context("reading the bound address")?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let base = format!("{scheme}://{addr}");
+    let settings = Settings {
+        max_body_bytes: args.max_body_bytes,
+        max_concurrent_requests: args.max_concurrent_requests,
+        api_url: args.api_url.clone().unwrap_or_else(|| base.clone()),
+    };
+    let auth = Arc::new(Auth::new(
+        Arc::clone(&store),
+        args.htpasswd.clone(),
+        Duration::from_secs(args.token_ttl_secs),
+    ));
+    let first_key = super::apikey::first_key(Arc::clone(&store))
+        .await
+        .context("creating the first API key")?;
+    let state = AppState {
+        packs,
+        ingest: Ingest::start(Arc::clone(&store), INGEST_QUEUE),
+        store,
+        auth,
+        settings: Arc::new(settings),
+    };
+    let limits = ConnectionLimits {
+        header_timeout: Duration::from_secs(args.header_timeout_secs),
+        max_connections: args.max_connections,
+        ..ConnectionLimits::default()
+    };
+
     eprintln!(
-        "stormhook listening on http://{addr} (packs: {}, data: {})",
+        "stormhook listening on {base} (packs: {}, data: {})",
         packs_dir.display(),
         data_dir.display()
     );
-    eprintln!("  loaded plugins: curl http://{addr}/api/v1/plugins");
-    server::serve(listener, AppState { packs }, shutdown_signal())
+    if let Some(key) = first_key {
+        print_first_key(&key, &base, tls.is_some());
+    }
+    server::serve(listener, state, limits, tls, shutdown_signal())
         .await
         .context("serving HTTP")?;
     eprintln!("stormhook stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the first API key once, with a curl line for the example webhook. Goes to the terminal
+/// (stdout), never to the log.
+fn print_first_key(key: &str, base: &str, tls: bool) {
+    let insecure = if tls { "-k " } else { "" };
+    println!();
+    println!("Created the first API key. It is shown only now (Stormhook keeps only its hash):");
+    println!();
+    println!("    {key}");
+    println!();
+    println!("Try the example webhook (pack `demo`, rule `push_to_main`):");
+    println!();
+    println!(
+        "    curl {insecure}-X POST {base}/api/v1/webhooks/github -H \"St2-Api-Key: {key}\" -H \"Content-Type: application/json\" -H \"X-GitHub-Event: push\" --data '{{\"ref\": \"refs/heads/main\", \"pusher\": {{\"name\": \"ada\"}}}}'"
+    );
+    println!();
+    println!("More keys: `stormhook apikey create` (or `st2 apikey create` against this server).");
+    println!();
 }
 
 /// `--packs`, or `<data-dir>/packs` filled with the example packs the first time.
@@ -81,7 +146,7 @@ fn resolve_packs(args: &ServeArgs) -> anyhow::Result<PathBuf> {
             .with_context(|| format!("creating the packs folder {}", packs.display()))?;
         return Ok(packs.clone());
     }
-    let packs = args.data_dir.join("packs");
+    let packs = args.store.data_dir.join("packs");
     if !packs.exists() {
         std::fs::create_dir_all(&packs).with_context(|| format!("creating {}", packs.display()))?;
         let written = crate::examples::install(&packs)

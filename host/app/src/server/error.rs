@@ -1,8 +1,11 @@
 //! The API error: StackStorm's `{"faultstring": ...}` body with the right status.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use stormhook_storage::StorageError;
+
+use crate::auth::AuthError;
 
 /// An error answered to an API client.
 #[derive(Debug, thiserror::Error)]
@@ -10,9 +13,26 @@ pub enum ApiError {
     /// 400: the request is wrong; the message says how.
     #[error("{0}")]
     BadRequest(String),
+    /// 401: no valid credential; the message is StackStorm's.
+    #[error("{0}")]
+    Unauthorized(String),
     /// 404: no such resource (or route).
     #[error("{0}")]
     NotFound(String),
+    /// 409: a unique key is taken.
+    #[error("{message}")]
+    Conflict {
+        /// What clashed.
+        message: String,
+        /// The id of the record holding the key (`conflict-id`).
+        existing_id: Option<String>,
+    },
+    /// 413: the body is larger than the limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// 503: overloaded; retry after a second.
+    #[error("{0}")]
+    Unavailable(String),
     /// 500: our fault. The details are logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -23,25 +43,70 @@ impl ApiError {
     pub fn status_code(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// StackStorm's 404 for an unknown route or method.
+    pub fn no_route() -> Self {
+        Self::NotFound("The resource could not be found.".into())
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(err: StorageError) -> Self {
+        match err {
+            StorageError::Conflict {
+                message,
+                existing_id,
+            } => Self::Conflict {
+                message,
+                existing_id,
+            },
+            busy if busy.is_busy() => {
+                Self::Unavailable("The database is busy; retry later.".into())
+            }
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::Store(e) => e.into(),
+            other => Self::Unauthorized(other.to_string()),
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let faultstring = match &self {
+        let status = self.status_code();
+        let body = match &self {
             Self::Internal(detail) => {
                 tracing::error!("internal error: {detail}");
-                "Internal Server Error".to_owned()
+                serde_json::json!({ "faultstring": "Internal Server Error" })
             }
-            other => other.to_string(),
+            Self::Conflict {
+                message,
+                existing_id,
+            } => {
+                serde_json::json!({ "faultstring": message, "conflict-id": existing_id })
+            }
+            other => serde_json::json!({ "faultstring": other.to_string() }),
         };
-        (
-            self.status_code(),
-            Json(serde_json::json!({ "faultstring": faultstring })),
-        )
-            .into_response()
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
     }
 }

@@ -1,54 +1,139 @@
 //! The HTTP server: one router for the binary and the tests.
 //!
 //! Architecture invariant: only this module knows HTTP. Routes translate between requests and
-//! the runtime, packs and storage APIs; they hold no logic of their own beyond that.
+//! the runtime, packs, auth and storage APIs.
 //!
-//! Every API path is served under `/api/v1/...` (what curl users and nginx-fronted StackStorm
-//! expose) and `/v1/...` (what st2api serves and the `st2` CLI calls). One trailing slash is
-//! ignored, and an unknown path or method answers 404 `The resource could not be found.`, as
-//! StackStorm does (it never answers 405).
+//! Conventions from StackStorm (`shared/docs/st2-api.md` §0):
+//! - Every API path is served under `/api/v1/...` (what curl users and nginx-fronted StackStorm
+//!   expose) and `/v1/...` (what st2api serves and the `st2` CLI calls). Tokens are served under
+//!   `/auth/v1/tokens`, `/auth/tokens`, `/v1/tokens` and `/tokens`.
+//! - One trailing slash is ignored.
+//! - An unknown path or method answers 404 `The resource could not be found.` (never 405).
+//! - Routes are matched before authentication (404 before 401). Every route except token
+//!   creation needs a credential.
+//! - Errors are `{"faultstring": ...}`.
 
 use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::Request;
-use axum::http::Uri;
+use axum::routing::post;
+use serde::de::DeserializeOwned;
+use stormhook_storage::Store;
+use stormhook_storage::ingest::Ingest;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
+mod apikeys;
 mod error;
+pub mod listener;
+mod middleware;
+mod paging;
 mod plugins;
+mod tokens;
+mod triggers;
+mod webhooks;
 
 pub use error::ApiError;
+pub use listener::ConnectionLimits;
 
+use crate::auth::Auth;
 use crate::packs::PackManager;
+
+/// Request-level settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Largest request body accepted (413 past it).
+    pub max_body_bytes: usize,
+    /// Most requests in progress at once (503 with `Retry-After` past it).
+    pub max_concurrent_requests: usize,
+    /// The public API URL, sent as `X-API-URL` when a token is issued.
+    pub api_url: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 4 << 20,
+            max_concurrent_requests: 1024,
+            api_url: "http://127.0.0.1:9101".into(),
+        }
+    }
+}
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    /// The packs folder and, through it, the plugin runtime.
+    /// The packs folder (rules, webhooks) and, through it, the plugin runtime.
     pub packs: Arc<PackManager>,
+    /// The durable store.
+    pub store: Arc<dyn Store>,
+    /// Group commit of accepted events.
+    pub ingest: Ingest,
+    /// Credentials.
+    pub auth: Arc<Auth>,
+    /// Request-level settings.
+    pub settings: Arc<Settings>,
 }
 
-/// The API routes, without prefixes.
-fn api() -> Router<AppState> {
-    Router::new().merge(plugins::routes())
-}
-
-/// The whole application: API routes under both prefixes, StackStorm's 404 for the rest.
-pub fn router(state: AppState) -> Router {
-    let api = api();
+/// The API routes (authenticated), without prefixes.
+fn api(state: &AppState) -> Router<AppState> {
     Router::new()
+        .merge(webhooks::routes())
+        .merge(triggers::routes())
+        .merge(apikeys::routes())
+        .merge(plugins::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::authenticate,
+        ))
+}
+
+/// The whole application, with StackStorm's routing conventions and the request limits.
+pub fn router(state: AppState) -> Router {
+    let api = api(&state);
+    let validate = Router::new()
+        .route("/tokens/validate", post(tokens::validate))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::authenticate,
+        ));
+    let tokens = Router::new()
+        .route("/tokens", post(tokens::create))
+        .merge(validate);
+    let routes = Router::new()
         .nest("/api/v1", api.clone())
-        .nest("/v1", api)
+        .nest("/v1", api.merge(tokens.clone()))
+        .nest("/auth/v1", tokens.clone())
+        .nest("/auth", tokens.clone())
+        .merge(tokens)
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
-        .with_state(state)
+        .with_state(state.clone());
+    let limit = Arc::new(Semaphore::new(state.settings.max_concurrent_requests));
+    // Layers run bottom-up: the last added is the outermost.
+    Router::new()
+        .fallback_service(routes)
+        .layer(axum::middleware::map_request(
+            middleware::strip_trailing_slash,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.settings.max_body_bytes,
+            middleware::body_limit,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.settings.max_body_bytes,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            limit,
+            middleware::shed,
+        ))
+        .layer(axum::middleware::from_fn(middleware::edge))
 }
 
 /// StackStorm answers 404 for an unknown path and for a known path with the wrong method.
 async fn not_found() -> ApiError {
-    ApiError::NotFound("The resource could not be found.".into())
+    ApiError::no_route()
 }
 
 /// Serves `router(state)` on `listener` until `shutdown` completes, then finishes the requests
@@ -60,34 +145,34 @@ async fn not_found() -> ApiError {
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
+    limits: ConnectionLimits,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = tower_normalize(router(state));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    listener::run(listener, router(state), limits, tls, shutdown).await
 }
 
-/// Removes one trailing slash before routing, as StackStorm's router does (`/v1/rules/` is
-/// `/v1/rules`; the `st2` CLI depends on it).
-fn tower_normalize(router: Router) -> axum::routing::IntoMakeService<Router> {
-    Router::new()
-        .fallback_service(router)
-        .layer(axum::middleware::map_request(strip_trailing_slash))
-        .into_make_service()
-}
-
-async fn strip_trailing_slash(mut request: Request) -> Request {
-    let path = request.uri().path();
-    if path.len() > 1 && path.ends_with('/') {
-        let trimmed = &path[..path.len() - 1];
-        let rebuilt = match request.uri().query() {
-            Some(query) => format!("{trimmed}?{query}"),
-            None => trimmed.to_owned(),
+/// Parses a JSON request body (empty means `{}`) into `T`, with StackStorm's messages:
+/// `Failed to parse request body: ...` for bad JSON, and jsonschema-style messages for the
+/// wrong shape.
+pub(crate) fn json_body<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
+    let value: serde_json::Value = if raw.iter().all(u8::is_ascii_whitespace) {
+        serde_json::json!({})
+    } else {
+        serde_json::from_slice(raw)
+            .map_err(|e| ApiError::BadRequest(format!("Failed to parse request body: {e}")))?
+    };
+    serde_json::from_value(value).map_err(|e| {
+        let text = e.to_string();
+        let field = |prefix: &str| {
+            text.strip_prefix(prefix)
+                .and_then(|r| r.split('`').next())
+                .map(str::to_owned)
         };
-        if let Ok(uri) = rebuilt.parse::<Uri>() {
-            *request.uri_mut() = uri;
-        }
-    }
-    request
+        ApiError::BadRequest(match (field("unknown field `"), field("missing field `")) {
+            (Some(f), _) => format!("Additional properties are not allowed ('{f}' was unexpected)"),
+            (_, Some(f)) => format!("'{f}' is a required property"),
+            _ => text,
+        })
+    })
 }

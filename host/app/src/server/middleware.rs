@@ -1,0 +1,177 @@
+//! Cross-cutting request handling, outermost first: CORS and `OPTIONS`, the request id, load
+//! shedding (a global concurrency limit answered 503), the body-size limit (413 on
+//! `Content-Length` before reading), and, on API routes only, authentication.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tokio::sync::Semaphore;
+
+use super::{ApiError, AppState};
+use crate::auth::Credential;
+
+const CORS: [(&str, &str); 4] = [
+    (
+        "access-control-allow-methods",
+        "GET,POST,PUT,DELETE,OPTIONS",
+    ),
+    (
+        "access-control-allow-headers",
+        "Content-Type,Authorization,X-Auth-Token,St2-Api-Key,X-Request-ID",
+    ),
+    ("access-control-allow-credentials", "true"),
+    (
+        "access-control-expose-headers",
+        "Content-Type,X-Limit,X-Total-Count,X-Request-ID",
+    ),
+];
+
+/// CORS headers on every response, `OPTIONS` answered without authentication, and
+/// `X-Request-ID` echoed or generated (and injected into the request, as StackStorm does, so a
+/// webhook payload carries it).
+pub(crate) async fn edge(mut request: Request, next: Next) -> Response {
+    let origin = request.headers().get(header::ORIGIN).cloned();
+    let request_id = match request.headers().get("x-request-id") {
+        Some(id) => id.clone(),
+        None => {
+            let id = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+                .expect("a uuid is a valid header value");
+            request.headers_mut().insert("x-request-id", id.clone());
+            id
+        }
+    };
+    let mut response = if request.method() == Method::OPTIONS {
+        StatusCode::OK.into_response()
+    } else {
+        next.run(request).await
+    };
+    let headers = response.headers_mut();
+    headers.insert("x-request-id", request_id);
+    headers.insert(
+        "access-control-allow-origin",
+        origin.unwrap_or_else(|| HeaderValue::from_static("*")),
+    );
+    for (name, value) in CORS {
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
+    }
+    response
+}
+
+/// Sheds load past the global concurrency limit with 503 and `Retry-After`, rather than queueing
+/// without bound. Runs before authentication and before any body is read.
+pub(crate) async fn shed(
+    State(limit): State<Arc<Semaphore>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match limit.try_acquire_owned() {
+        Ok(_permit) => next.run(request).await,
+        Err(_) => ApiError::Unavailable("Too many requests in progress; retry later.".into())
+            .into_response(),
+    }
+}
+
+/// Refuses a body whose declared length exceeds the limit, without reading it. Bodies without a
+/// declared length are bounded where they are read.
+pub(crate) async fn body_limit(State(max): State<usize>, request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max as u64) {
+        return too_large(max).into_response();
+    }
+    next.run(request).await
+}
+
+/// The 413 error for a body over `max` bytes.
+pub(crate) fn too_large(max: usize) -> ApiError {
+    ApiError::TooLarge(format!(
+        "Request body is larger than the limit of {max} bytes."
+    ))
+}
+
+/// Authenticates API routes in StackStorm's order: `X-Auth-Token` header, `St2-Api-Key` header,
+/// `x-auth-token` query, `st2-api-key` query, `auth-token` cookie. The first present credential
+/// decides; an invalid one never falls back to the next.
+pub(crate) async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let credential = credential(&request);
+    match state.auth.verify(credential.as_ref()).await {
+        Ok(principal) => {
+            request.extensions_mut().insert(principal);
+            next.run(request).await
+        }
+        Err(err) => ApiError::from(err).into_response(),
+    }
+}
+
+fn credential(request: &Request) -> Option<Credential> {
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    if let Some(token) = header("x-auth-token") {
+        return Some(Credential::Token(token));
+    }
+    if let Some(key) = header("st2-api-key") {
+        return Some(Credential::ApiKey(key));
+    }
+    let query: Vec<(String, String)> = request
+        .uri()
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    if let Some(token) = param("x-auth-token") {
+        return Some(Credential::Token(token));
+    }
+    if let Some(key) = param("st2-api-key") {
+        return Some(Credential::ApiKey(key));
+    }
+    let cookies = request.headers().get_all(header::COOKIE);
+    cookies
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| {
+            c.trim()
+                .strip_prefix("auth-token=")
+                .map(|t| Credential::Token(t.to_owned()))
+        })
+}
+
+/// Removes one trailing slash before routing, as StackStorm's router does (`/v1/rules/` is
+/// `/v1/rules`; the `st2` CLI depends on it).
+pub(crate) async fn strip_trailing_slash(mut request: Request) -> Request {
+    let path = request.uri().path();
+    if path.len() > 1 && path.ends_with('/') {
+        let trimmed = &path[..path.len() - 1];
+        let rebuilt = match request.uri().query() {
+            Some(query) => format!("{trimmed}?{query}"),
+            None => trimmed.to_owned(),
+        };
+        if let Ok(uri) = rebuilt.parse() {
+            *request.uri_mut() = uri;
+        }
+    }
+    request
+}

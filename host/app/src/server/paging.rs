@@ -1,0 +1,89 @@
+//! Query parameters shared by list endpoints: `limit`, `offset`, and typed lookups, with
+//! StackStorm's messages (`shared/docs/st2-api.md` §0.2 and §0.6).
+
+use std::collections::HashMap;
+
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
+
+use super::ApiError;
+
+/// Raw query parameters (undeclared ones are ignored, as StackStorm ignores them).
+pub(crate) type Params = HashMap<String, String>;
+
+/// A page request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Paging {
+    /// `None` is "all" (`limit=-1`).
+    pub(crate) limit: Option<u64>,
+    pub(crate) offset: u64,
+}
+
+impl Paging {
+    /// Reads `limit` (default `default_limit`) and `offset`.
+    pub(crate) fn from(params: &Params, default_limit: u64) -> Result<Self, ApiError> {
+        let limit = match int(params, "limit")? {
+            None => Some(default_limit),
+            Some(-1) => None,
+            Some(0) => {
+                return Err(ApiError::BadRequest(
+                    "Limit, \"0\" specified, must be a positive number or -1 for full result set."
+                        .into(),
+                ));
+            }
+            Some(n) if n < -1 => {
+                return Err(ApiError::BadRequest(format!(
+                    "Limit, \"{n}\" specified, must be a positive number."
+                )));
+            }
+            Some(n) => Some(n as u64),
+        };
+        let offset = match int(params, "offset")? {
+            None => 0,
+            Some(n) if !(0..(1 << 31)).contains(&n) => {
+                return Err(ApiError::BadRequest(format!(
+                    "Offset, \"{n}\" specified, must be between 0 and 2147483647."
+                )));
+            }
+            Some(n) => n as u64,
+        };
+        Ok(Self { limit, offset })
+    }
+}
+
+/// An integer query parameter.
+pub(crate) fn int(params: &Params, name: &str) -> Result<Option<i64>, ApiError> {
+    params
+        .get(name)
+        .map(|v| {
+            v.trim().parse::<i64>().map_err(|_| {
+                ApiError::BadRequest(format!("Parameter \"{name}\" is not of type integer"))
+            })
+        })
+        .transpose()
+}
+
+/// A boolean query parameter (`true/1/yes/y`, `false/0/no/n`).
+pub(crate) fn boolean(params: &Params, name: &str) -> Result<Option<bool>, ApiError> {
+    params
+        .get(name)
+        .map(|v| match v.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "y" => Ok(true),
+            "false" | "0" | "no" | "n" => Ok(false),
+            _ => Err(ApiError::BadRequest(format!(
+                "Parameter \"{name}\" is not of type boolean"
+            ))),
+        })
+        .transpose()
+}
+
+/// A JSON list with `X-Total-Count` and (when limited) `X-Limit`.
+pub(crate) fn list_response(items: Vec<serde_json::Value>, total: u64, paging: Paging) -> Response {
+    let mut response = axum::Json(items).into_response();
+    let headers = response.headers_mut();
+    headers.insert("X-Total-Count", HeaderValue::from(total));
+    if let Some(limit) = paging.limit {
+        headers.insert("X-Limit", HeaderValue::from(limit));
+    }
+    response
+}

@@ -1,0 +1,324 @@
+//! Trigger types, trigger instances and traces (`shared/docs/st2-api.md` §5 and §7.2).
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use stormhook_storage::ingest::IngestError;
+use stormhook_storage::{
+    NewEvent, Trace, TraceQuery, TriggerInstance, TriggerInstanceQuery, TriggerType, ids,
+};
+
+use super::paging::{Paging, Params, list_response};
+use super::{ApiError, AppState};
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/triggertypes", get(list_types).post(create_type))
+        .route(
+            "/triggertypes/{ref_or_id}",
+            get(get_type).put(update_type).delete(delete_type),
+        )
+        .route("/triggerinstances", get(list_instances))
+        .route("/triggerinstances/{id}", get(get_instance))
+        .route("/triggerinstances/{id}/re_emit", post(re_emit))
+        .route("/traces", get(list_traces))
+        .route("/traces/{id}", get(get_trace))
+}
+
+/// A trigger type as the API shows it.
+pub(crate) fn type_json(t: &TriggerType) -> Value {
+    let mut v = json!({
+        "id": t.id,
+        "ref": t.reference,
+        "uid": format!("trigger_type:{}:{}", t.pack, t.name),
+        "name": t.name,
+        "pack": t.pack,
+        "payload_schema": t.payload_schema,
+        "parameters_schema": t.parameters_schema,
+        "tags": t.tags,
+    });
+    if let Some(d) = &t.description {
+        v["description"] = json!(d);
+    }
+    v
+}
+
+fn instance_json(ti: &TriggerInstance) -> Value {
+    json!({
+        "id": ti.id,
+        "trigger": ti.trigger,
+        "payload": ti.payload,
+        "occurrence_time": ti.occurrence_time,
+        "status": ti.status,
+    })
+}
+
+fn trace_json(t: &Trace) -> Value {
+    let instances: Vec<Value> = t
+        .trigger_instances
+        .iter()
+        .map(|(id, reference, updated_at)| json!({"object_id": id, "ref": reference, "updated_at": updated_at, "caused_by": {}}))
+        .collect();
+    json!({
+        "id": t.id,
+        "uid": format!("trace:{}", t.id),
+        "trace_tag": t.trace_tag,
+        "start_timestamp": t.start_timestamp,
+        "trigger_instances": instances,
+        "rules": [],
+        "action_executions": [],
+    })
+}
+
+/// The body of a trigger type create or update.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TypeBody {
+    #[serde(default)]
+    id: Option<String>,
+    name: String,
+    pack: String,
+    #[serde(default, rename = "ref")]
+    _reference: Option<String>,
+    #[serde(default, rename = "uid")]
+    _uid: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    payload_schema: Option<Value>,
+    #[serde(default)]
+    parameters_schema: Option<Value>,
+    #[serde(default)]
+    tags: Option<Value>,
+    #[serde(default)]
+    metadata_file: Option<String>,
+}
+
+fn parse_type(body: &[u8], id: String) -> Result<TriggerType, ApiError> {
+    let body: TypeBody = super::json_body(body)?;
+    let _ = body.metadata_file;
+    if body.name.is_empty() || body.pack.is_empty() {
+        return Err(ApiError::BadRequest(
+            "'name' and 'pack' must not be empty".into(),
+        ));
+    }
+    Ok(TriggerType {
+        id: body.id.filter(|i| ids::is_object_id(i)).unwrap_or(id),
+        reference: format!("{}.{}", body.pack, body.name),
+        pack: body.pack,
+        name: body.name,
+        description: body.description,
+        payload_schema: body.payload_schema.unwrap_or_else(|| json!({})),
+        parameters_schema: body.parameters_schema.unwrap_or_else(|| json!({})),
+        tags: body.tags.unwrap_or_else(|| json!([])),
+    })
+}
+
+const SYSTEM_PACK: &str = "Resources belonging to system level packs can't be manipulated";
+
+async fn list_types(
+    State(state): State<AppState>,
+    Query(params): Query<Params>,
+) -> Result<Response, ApiError> {
+    let paging = Paging::from(&params, 100)?;
+    let all = state.store.list_trigger_types().await?;
+    let matching: Vec<&TriggerType> = all
+        .iter()
+        .filter(|t| params.get("name").is_none_or(|n| *n == t.name))
+        .filter(|t| params.get("pack").is_none_or(|p| *p == t.pack))
+        .filter(|t| params.get("id").is_none_or(|i| *i == t.id))
+        .collect();
+    let total = matching.len() as u64;
+    let page = matching
+        .into_iter()
+        .skip(paging.offset as usize)
+        .take(paging.limit.map_or(usize::MAX, |l| l as usize));
+    Ok(list_response(page.map(type_json).collect(), total, paging))
+}
+
+async fn find_type(state: &AppState, ref_or_id: &str) -> Result<TriggerType, ApiError> {
+    state.store.trigger_type(ref_or_id).await?.ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "Resource with a reference or id \"{ref_or_id}\" not found"
+        ))
+    })
+}
+
+async fn get_type(
+    State(state): State<AppState>,
+    Path(ref_or_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(type_json(&find_type(&state, &ref_or_id).await?)))
+}
+
+async fn create_type(
+    State(state): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let trigger_type = parse_type(&body, ids::object_id())?;
+    if trigger_type.pack == "core" {
+        return Err(ApiError::BadRequest(SYSTEM_PACK.into()));
+    }
+    state.store.insert_trigger_type(&trigger_type).await?;
+    Ok((StatusCode::CREATED, Json(type_json(&trigger_type))).into_response())
+}
+
+async fn update_type(
+    State(state): State<AppState>,
+    Path(ref_or_id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let existing = find_type(&state, &ref_or_id).await?;
+    let updated = parse_type(&body, existing.id.clone())?;
+    if existing.pack == "core" || updated.pack == "core" {
+        return Err(ApiError::BadRequest(SYSTEM_PACK.into()));
+    }
+    let updated = TriggerType {
+        id: existing.id,
+        ..updated
+    };
+    state.store.update_trigger_type(&updated).await?;
+    Ok(Json(type_json(&updated)))
+}
+
+async fn delete_type(
+    State(state): State<AppState>,
+    Path(ref_or_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let existing = find_type(&state, &ref_or_id).await?;
+    if existing.pack == "core" {
+        return Err(ApiError::BadRequest(SYSTEM_PACK.into()));
+    }
+    state.store.delete_trigger_type(&existing.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn time_param(params: &Params, name: &str) -> Result<Option<String>, ApiError> {
+    params
+        .get(name)
+        .map(|v| {
+            ids::parse_time(v).map(ids::format_time).ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "Parameter \"{name}\" is not a valid timestamp: \"{v}\""
+                ))
+            })
+        })
+        .transpose()
+}
+
+async fn list_instances(
+    State(state): State<AppState>,
+    Query(params): Query<Params>,
+) -> Result<Response, ApiError> {
+    let paging = Paging::from(&params, 100)?;
+    let query = TriggerInstanceQuery {
+        id: params.get("id").cloned(),
+        triggers: params
+            .get("trigger")
+            .map(|t| vec![t.clone()])
+            .unwrap_or_default(),
+        trigger_type: params.get("trigger_type").cloned(),
+        timestamp_gt: time_param(&params, "timestamp_gt")?,
+        timestamp_lt: time_param(&params, "timestamp_lt")?,
+        // `status` is not a declared parameter in StackStorm: it is ignored there, and here.
+        status: None,
+        limit: paging.limit,
+        offset: paging.offset,
+    };
+    let page = state.store.list_trigger_instances(&query).await?;
+    Ok(list_response(
+        page.items.iter().map(instance_json).collect(),
+        page.total,
+        paging,
+    ))
+}
+
+async fn find_instance(state: &AppState, id: &str) -> Result<TriggerInstance, ApiError> {
+    state
+        .store
+        .trigger_instance(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("Unable to identify resource with id \"{id}\".")))
+}
+
+async fn get_instance(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(instance_json(&find_instance(&state, &id).await?)))
+}
+
+async fn re_emit(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let original = find_instance(&state, &id).await?;
+    let mut payload = original.payload.clone();
+    if let Value::Object(map) = &mut payload {
+        map.insert("__context".into(), json!({"original_id": id}));
+    }
+    let now = ids::now();
+    let new_id = ids::object_id();
+    let trace = Trace {
+        id: ids::object_id(),
+        trace_tag: format!("trigger_instance-{new_id}"),
+        start_timestamp: now.clone(),
+        trigger_instances: Vec::new(),
+    };
+    let instance = TriggerInstance {
+        id: new_id,
+        trigger: original.trigger,
+        trigger_type: original.trigger_type,
+        payload: payload.clone(),
+        occurrence_time: now,
+        status: "pending".into(),
+        trace_id: Some(trace.id.clone()),
+    };
+    state
+        .ingest
+        .submit(NewEvent {
+            trace,
+            instances: vec![instance],
+        })
+        .await
+        .map_err(|e| match e {
+            IngestError::Failed(detail) => ApiError::Internal(detail),
+            other => ApiError::Unavailable(other.to_string()),
+        })?;
+    // "succesfully" is StackStorm's spelling; clients match on it.
+    Ok(Json(
+        json!({"message": format!("Trigger instance {id} succesfully re-sent."), "payload": payload}),
+    ))
+}
+
+async fn list_traces(
+    State(state): State<AppState>,
+    Query(params): Query<Params>,
+) -> Result<Response, ApiError> {
+    let paging = Paging::from(&params, 100)?;
+    let query = TraceQuery {
+        trace_tag: params.get("trace_tag").cloned(),
+        trigger_instance: params.get("trigger_instance").cloned(),
+        limit: paging.limit,
+        offset: paging.offset,
+    };
+    let page = state.store.list_traces(&query).await?;
+    Ok(list_response(
+        page.items.iter().map(trace_json).collect(),
+        page.total,
+        paging,
+    ))
+}
+
+async fn get_trace(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let trace = state.store.trace(&id).await?.ok_or_else(|| {
+        ApiError::NotFound(format!("Unable to identify resource with id \"{id}\"."))
+    })?;
+    Ok(Json(trace_json(&trace)))
+}

@@ -1,0 +1,323 @@
+//! Webhooks (`shared/docs/st2-api.md` §1): `GET /webhooks`, `GET /webhooks/{url}`,
+//! `POST /webhooks/{hook}` and the generic `POST /webhooks/st2`.
+//!
+//! A POST is answered 202 only after its trigger instances are committed to the store (group
+//! commit, [`stormhook_storage::ingest`]). Rules run later, from the store, never on the
+//! request path.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Map, Value};
+use stormhook_storage::ingest::IngestError;
+use stormhook_storage::{NewEvent, Trace, TriggerInstance, ids};
+
+use super::{ApiError, AppState, middleware::too_large};
+use crate::triggers::{WEBHOOK_TYPE, python_repr};
+
+pub(super) fn routes() -> Router<AppState> {
+    // GET takes one path segment (StackStorm declares no `x-requirements` for it); POST takes
+    // any number (`hook: .*`).
+    Router::new()
+        .route("/webhooks", get(list))
+        .route("/webhooks/{hook}", get(get_one).post(post))
+        .route("/webhooks/{hook}/{*rest}", axum::routing::post(post_nested))
+}
+
+async fn list(State(state): State<AppState>) -> Json<Vec<Value>> {
+    let rules = state.packs.rules();
+    Json(
+        rules
+            .webhooks
+            .all()
+            .map(|t| serde_json::to_value(&**t).unwrap_or_default())
+            .collect(),
+    )
+}
+
+async fn get_one(
+    State(state): State<AppState>,
+    Path(url): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let rules = state.packs.rules();
+    let first = rules
+        .webhooks
+        .get(&url)
+        .and_then(|t| t.first())
+        .ok_or_else(|| ApiError::NotFound("Unhandled exception".into()))?;
+    Ok(Json(serde_json::to_value(&**first).unwrap_or_default()))
+}
+
+/// `POST /webhooks/a/b/c`: a multi-segment hook.
+async fn post_nested(
+    State(state): State<AppState>,
+    Path((first, rest)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    post(State(state), Path(format!("{first}/{rest}")), headers, body).await
+}
+
+async fn post(
+    State(state): State<AppState>,
+    Path(hook): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let raw = read_body(body, state.settings.max_body_bytes).await?;
+    // As in StackStorm, the body is parsed (and a bad content type refused) before the hook is
+    // looked up.
+    let body = parse_body(&headers, &raw)?;
+    let trace_tag = headers
+        .get("st2-trace-tag")
+        .and_then(|v| v.to_str().ok())
+        .filter(|t| !t.is_empty())
+        .map_or_else(
+            || format!("webhook-{hook}-{}", uuid::Uuid::new_v4().simple()),
+            str::to_owned,
+        );
+    let now = ids::now();
+    let trace = Trace {
+        id: ids::object_id(),
+        trace_tag,
+        start_timestamp: now.clone(),
+        trigger_instances: Vec::new(),
+    };
+    let instance = |trigger: String, trigger_type: String, payload: Value| TriggerInstance {
+        id: ids::object_id(),
+        trigger,
+        trigger_type: Some(trigger_type),
+        payload,
+        occurrence_time: now.clone(),
+        status: "pending".into(),
+        trace_id: Some(trace.id.clone()),
+    };
+
+    let instances = if hook == "st2" {
+        let (trigger, trigger_type, payload) = generic(&state, &body).await?;
+        vec![instance(trigger, trigger_type, payload)]
+    } else {
+        if !(body.is_object() || body.is_array()) {
+            return Err(ApiError::BadRequest(format!(
+                "{} is not of type 'object', 'array'",
+                python_repr(&body)
+            )));
+        }
+        let rules = state.packs.rules();
+        let triggers = rules
+            .webhooks
+            .get(&hook)
+            .ok_or_else(|| ApiError::NotFound(format!("Webhook {hook} not registered with st2")))?;
+        let payload = webhook_payload(&headers, &body);
+        triggers
+            .iter()
+            .map(|t| {
+                instance(
+                    t.reference.clone(),
+                    WEBHOOK_TYPE.to_owned(),
+                    payload.clone(),
+                )
+            })
+            .collect()
+    };
+
+    state
+        .ingest
+        .submit(NewEvent { trace, instances })
+        .await
+        .map_err(|e| match e {
+            IngestError::Overloaded | IngestError::Stopped => ApiError::Unavailable(format!("{e}")),
+            IngestError::Failed(detail) => ApiError::Internal(detail),
+        })?;
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+/// The generic webhook: `{"trigger": "<type or trigger ref>", "payload": {...}}`, validated
+/// against the trigger type's payload schema. Returns the trigger as given, its type, and the
+/// payload.
+async fn generic(state: &AppState, body: &Value) -> Result<(String, String, Value), ApiError> {
+    let Value::Object(object) = body else {
+        return Err(ApiError::BadRequest(format!(
+            "Webhook body needs to be an object, got: {}",
+            json_type(body)
+        )));
+    };
+    let trigger = match object.get("trigger") {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(v) if truthy(v) => v.to_string(),
+        _ => return Err(ApiError::BadRequest("Trigger not specified.".into())),
+    };
+    let payload = object.get("payload").cloned().unwrap_or(Value::Null);
+    let refused = |reason: String| {
+        ApiError::BadRequest(format!(
+            "Trigger payload validation failed and validation is enabled, not dispatching a trigger \"{trigger}\" ({}): {reason}",
+            python_repr(&payload)
+        ))
+    };
+    // A ref whose last segment is a uuid names a trigger; anything else names a trigger type.
+    let last = trigger.rsplit('.').next().unwrap_or_default();
+    let type_ref = if uuid::Uuid::parse_str(last).is_ok_and(|u| u.get_version_num() == 4) {
+        let rules = state.packs.rules();
+        match rules.webhooks.trigger(&trigger) {
+            Some(t) => t.trigger_type.clone(),
+            None => {
+                return Err(refused(format!(
+                    "Trigger with reference \"{trigger}\" doesn't exist in the database"
+                )));
+            }
+        }
+    } else {
+        trigger.clone()
+    };
+    let Some(trigger_type) = state.store.trigger_type(&type_ref).await? else {
+        return Err(refused(format!(
+            "Trigger type with reference \"{type_ref}\" doesn't exist in the database"
+        )));
+    };
+    let schema = &trigger_type.payload_schema;
+    if schema.as_object().is_some_and(|s| !s.is_empty()) {
+        crate::schema::validate(schema, &payload).map_err(refused)?;
+    }
+    Ok((trigger, trigger_type.reference, payload))
+}
+
+/// Reads the whole body, refusing more than `max` bytes.
+pub(super) async fn read_body(body: Body, max: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, max).await.map_err(|e| {
+        let inner = e.into_inner();
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&*inner);
+        while let Some(err) = cause {
+            if err.is::<http_body_util::LengthLimitError>() {
+                return too_large(max);
+            }
+            cause = err.source();
+        }
+        ApiError::BadRequest(format!("Failed to read request body: {inner}"))
+    })
+}
+
+/// Parses a body by its media type, as StackStorm's router does (§0.3).
+pub(super) fn parse_body(headers: &HeaderMap, raw: &[u8]) -> Result<Value, ApiError> {
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let media = content_type.split(';').next().unwrap_or_default().trim();
+    let failed =
+        |reason: String| ApiError::BadRequest(format!("Failed to parse request body: {reason}"));
+    match media {
+        // Standalone st2api parses text/plain as JSON too.
+        "application/json" | "text/plain" => {
+            if raw.iter().all(u8::is_ascii_whitespace) {
+                return Ok(Value::Object(Map::new()));
+            }
+            serde_json::from_slice(raw).map_err(|e| failed(e.to_string()))
+        }
+        "application/x-www-form-urlencoded" | "multipart/form-data" => Ok(form(raw)),
+        other => Err(failed(format!("Unsupported Content-Type: \"{other}\""))),
+    }
+}
+
+/// Python's `parse_qs`: every value is a list; blank values are dropped.
+fn form(raw: &[u8]) -> Value {
+    let mut out = Map::new();
+    for (key, value) in form_urlencoded::parse(raw) {
+        if value.is_empty() {
+            continue;
+        }
+        let entry = out
+            .entry(key.into_owned())
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(list) = entry {
+            list.push(Value::String(value.into_owned()));
+        }
+    }
+    Value::Object(out)
+}
+
+/// `{headers, headers_lower, body}` with StackStorm's header casing, and without the
+/// credentials, cookies and trace tag.
+fn webhook_payload(headers: &HeaderMap, body: &Value) -> Value {
+    const REMOVED: [&str; 4] = ["st2-api-key", "x-auth-token", "cookie", "st2-trace-tag"];
+    let mut cased = Map::new();
+    let mut lower = Map::new();
+    for name in headers.keys() {
+        if REMOVED.contains(&name.as_str()) {
+            continue;
+        }
+        let values: Vec<&str> = headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let value = Value::String(values.join(", "));
+        cased.insert(title_case(name.as_str()), value.clone());
+        lower.insert(name.as_str().to_owned(), value);
+    }
+    serde_json::json!({ "headers": cased, "headers_lower": lower, "body": body })
+}
+
+/// Python's `str.title()`: a letter after a non-letter is upper case, other letters lower case
+/// (`x-github-event` -> `X-Github-Event`, `x-2fa` -> `X-2Fa`).
+pub(crate) fn title_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut after_letter = false;
+    for c in name.chars() {
+        if c.is_alphabetic() {
+            if after_letter {
+                out.extend(c.to_lowercase());
+            } else {
+                out.extend(c.to_uppercase());
+            }
+            after_letter = true;
+        } else {
+            out.push(c);
+            after_letter = false;
+        }
+    }
+    out
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Array(_) => "array",
+        Value::String(_) => "string",
+        Value::Number(_) | Value::Bool(_) => "number",
+        Value::Object(_) => "object",
+        Value::Null => "null",
+    }
+}
+
+fn truthy(value: &Value) -> bool {
+    match value {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_names_are_title_cased_like_python() {
+        assert_eq!(title_case("x-github-event"), "X-Github-Event");
+        assert_eq!(title_case("content-type"), "Content-Type");
+        assert_eq!(title_case("x-2fa"), "X-2Fa");
+    }
+
+    #[test]
+    fn forms_become_lists() {
+        assert_eq!(
+            form(b"form=test&a=1&a=2&blank="),
+            serde_json::json!({"form": ["test"], "a": ["1", "2"]})
+        );
+    }
+}
