@@ -306,3 +306,71 @@ fn client_commands_say_when_no_server_answers() {
         "{err}"
     );
 }
+
+/// Sends one raw HTTP/1.1 request and returns the answer.
+fn raw_request(url: &str, request: &str) -> String {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+}
+
+#[test]
+fn query_string_credentials_never_reach_the_log() {
+    let data = tempfile::tempdir().unwrap();
+    let key = offline_key(data.path());
+    let log = data.path().join("server.log");
+    let mut child = stormhook()
+        .args(["-v", "serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .env(
+            "RUST_LOG",
+            "debug,cranelift_codegen=info,wasmtime_cranelift=info",
+        )
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let url = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(rest) = text.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the server did not start: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let bad = "CANARYBADKEY0123456789";
+    for (path, body) in [
+        (
+            format!("/api/v1/webhooks/github?st2-api-key={key}"),
+            r#"{"ref": "refs/heads/main"}"#,
+        ),
+        (format!("/api/v1/webhooks/github?st2-api-key={bad}"), "{}"),
+        (format!("/api/v1/triggerinstances?x-auth-token={bad}"), ""),
+    ] {
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let answer = raw_request(&url, &request);
+        assert!(answer.starts_with("HTTP/1.1 "), "{answer}");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("DEBUG"), "debug logging was on");
+    assert!(
+        !text.contains(&key) && !text.contains(bad),
+        "a credential reached the log"
+    );
+}

@@ -1,0 +1,177 @@
+//! Durable ingest throughput: webhooks per second that Stormhook accepts (authenticated, parsed,
+//! committed to SQLite with WAL + synchronous=FULL through group commit, answered 202) as a ratio
+//! to a raw axum handler that parses and echoes the same JSON, both measured in this run with
+//! the same in-repo load generator: 256 keep-alive HTTP/1.1 connections on loopback.
+//!
+//! Run: `cargo bench -p stormhook-tests --bench ingest` (set `INGEST_SECS` to change the
+//! measured time, default 5). Results: `BENCHMARKS.md`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::routing::post;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use stormhook_tests::{TestServer, webhook_rule};
+use tokio::net::TcpStream;
+
+const CONNECTIONS: usize = 256;
+const BODY: &str = r#"{"ref":"refs/heads/main","before":"6113728f27ae82c7b1a177c8d03f9e96e0adf246","after":"59b20b8d5c6ff8d09518216e25b35f0f4c56e7c9","repository":{"id":35129377,"name":"public-repo","full_name":"baxterthehacker/public-repo"},"pusher":{"name":"baxterthehacker","email":"baxterthehacker@users.noreply.github.com"},"sender":{"login":"baxterthehacker","id":6752317}}"#;
+
+#[derive(Default)]
+struct Counts {
+    ok: AtomicU64,
+    other: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// Drives `CONNECTIONS` connections at `addr` for `warmup + secs`; returns (2xx/s, non-2xx, errors).
+async fn load(
+    addr: String,
+    path: &'static str,
+    key: Option<String>,
+    warmup: Duration,
+    secs: Duration,
+) -> (f64, u64, u64) {
+    let counts = Arc::new(Counts::default());
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let (addr, key, counts, measuring, stop) = (
+            addr.clone(),
+            key.clone(),
+            counts.clone(),
+            measuring.clone(),
+            stop.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let stream = TcpStream::connect(&addr).await.expect("connect");
+            stream.set_nodelay(true).unwrap();
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                    .await
+                    .expect("handshake");
+            tokio::spawn(conn);
+            while !stop.load(Ordering::Relaxed) {
+                let mut request = hyper::Request::post(path)
+                    .header("host", &addr)
+                    .header("content-type", "application/json")
+                    .header("x-github-event", "push");
+                if let Some(key) = &key {
+                    request = request.header("st2-api-key", key);
+                }
+                let request = request
+                    .body(Full::new(Bytes::from_static(BODY.as_bytes())))
+                    .unwrap();
+                match sender.send_request(request).await {
+                    Ok(response) => {
+                        let ok = response.status().is_success();
+                        let _ = response.into_body().collect().await;
+                        if measuring.load(Ordering::Relaxed) {
+                            if ok { &counts.ok } else { &counts.other }
+                                .fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Err(_) => {
+                        counts.errors.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(warmup).await;
+    measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    tokio::time::sleep(secs).await;
+    measuring.store(false, Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        let _ = task.await;
+    }
+    (
+        counts.ok.load(Ordering::Relaxed) as f64 / elapsed,
+        counts.other.load(Ordering::Relaxed),
+        counts.errors.load(Ordering::Relaxed),
+    )
+}
+
+async fn echo(Json(body): Json<serde_json::Value>) -> (StatusCode, Json<serde_json::Value>) {
+    (StatusCode::ACCEPTED, Json(body))
+}
+
+fn main() {
+    let secs = Duration::from_secs(
+        std::env::var("INGEST_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(5),
+    );
+    let warmup = Duration::from_secs(1);
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+
+    // Baseline: a raw axum handler.
+    let (raw_rps, raw_other, raw_errors) = tokio.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let app = axum::Router::new().route("/api/v1/webhooks/github", post(echo));
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let result = load(addr, "/api/v1/webhooks/github", None, warmup, secs).await;
+        server.abort();
+        result
+    });
+
+    // Stormhook: authentication, parsing, payload, durable commit, 202.
+    let (sh_rps, sh_other, sh_errors, stored) = tokio.block_on(async {
+        let server = TestServer::builder()
+            .rules([webhook_rule("github", "github")])
+            .start()
+            .await;
+        let addr = server.base.trim_start_matches("http://").to_owned();
+        let (rps, other, errors) = load(
+            addr,
+            "/api/v1/webhooks/github",
+            Some(server.key.clone()),
+            warmup,
+            secs,
+        )
+        .await;
+        let resp = server
+            .client()
+            .get(server.url("/api/v1/triggerinstances?limit=1"))
+            .send()
+            .await
+            .unwrap();
+        let stored: u64 = resp.headers()["x-total-count"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        (rps, other, errors, stored)
+    });
+
+    println!(
+        "ingest/raw axum echo:        {raw_rps:>9.0} req/s  (non-2xx {raw_other}, errors {raw_errors})"
+    );
+    println!(
+        "ingest/stormhook durable:    {sh_rps:>9.0} req/s  (non-2xx {sh_other}, errors {sh_errors}, trigger instances stored {stored})"
+    );
+    println!(
+        "ingest/ratio stormhook/raw:  {:>9.2}  (target >= 0.5)",
+        sh_rps / raw_rps
+    );
+    println!(
+        "{CONNECTIONS} connections, {} s measured after {} s warm-up, 2 server worker threads sharing the machine with the load generator",
+        secs.as_secs(),
+        warmup.as_secs()
+    );
+}
