@@ -1,0 +1,227 @@
+//! The store's behaviour as the server relies on it, written once against the `Store` trait.
+//! It runs on SQLite here; a second backend runs the same story.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use stormhook_storage::ingest::Ingest;
+use stormhook_storage::sqlite::SqliteStore;
+use stormhook_storage::{
+    ApiKey, NewEvent, StorageError, Store, Trace, TriggerInstance, TriggerInstanceQuery,
+    TriggerType, ids,
+};
+
+fn event(trigger: &str, n: u64, time: &str) -> NewEvent {
+    let trace = Trace {
+        id: ids::object_id(),
+        trace_tag: format!("tag-{n}"),
+        start_timestamp: time.into(),
+        trigger_instances: vec![],
+    };
+    let instance = TriggerInstance {
+        id: ids::object_id(),
+        trigger: trigger.into(),
+        trigger_type: Some("core.st2.webhook".into()),
+        payload: json!({"n": n}),
+        occurrence_time: time.into(),
+        status: "pending".into(),
+        trace_id: Some(trace.id.clone()),
+    };
+    NewEvent {
+        trace,
+        instances: vec![instance],
+    }
+}
+
+async fn story(store: Arc<dyn Store>) {
+    // Events: committed together, listed newest first, filtered, paged.
+    let events: Vec<NewEvent> = (0..5)
+        .map(|n| {
+            event(
+                if n % 2 == 0 { "core.a" } else { "core.b" },
+                n,
+                &format!("2026-11-29T10:00:0{n}.000000Z"),
+            )
+        })
+        .collect();
+    store.commit_events(&events).await.unwrap();
+    let all = store
+        .list_trigger_instances(&TriggerInstanceQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(all.total, 5);
+    assert_eq!(
+        all.items
+            .iter()
+            .map(|t| t.payload["n"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [4, 3, 2, 1, 0]
+    );
+    let page = store
+        .list_trigger_instances(&TriggerInstanceQuery {
+            triggers: vec!["core.a".into()],
+            limit: Some(2),
+            offset: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((page.total, page.items.len()), (3, 2));
+    assert_eq!(page.items[0].payload["n"], 2);
+    let later = store
+        .list_trigger_instances(&TriggerInstanceQuery {
+            timestamp_gt: Some("2026-11-29T10:00:02.000000Z".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(later.total, 2);
+
+    // A batch is atomic: a duplicate id fails the whole batch.
+    let dup = event("core.a", 9, "2026-11-29T11:00:00.000000Z");
+    let mut clash = event("core.a", 10, "2026-11-29T11:00:00.000000Z");
+    clash.instances[0].id = events[0].instances[0].id.clone();
+    assert!(store.commit_events(&[dup, clash]).await.is_err());
+    assert_eq!(
+        store
+            .list_trigger_instances(&TriggerInstanceQuery::default())
+            .await
+            .unwrap()
+            .total,
+        5
+    );
+
+    // Status moves; traces find their instances.
+    let first = &events[0].instances[0];
+    assert!(
+        store
+            .set_trigger_instance_status(&first.id, "processed")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .trigger_instance(&first.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        "processed"
+    );
+    let trace = store.trace(&events[0].trace.id).await.unwrap().unwrap();
+    assert_eq!(trace.trigger_instances[0].0, first.id);
+
+    // API keys: unique hash, creation order, update, delete.
+    let key = |hash: &str| ApiKey {
+        id: ids::object_id(),
+        user: "u".into(),
+        key_hash: hash.into(),
+        metadata: json!({}),
+        created_at: ids::now(),
+        enabled: true,
+    };
+    let (k1, k2) = (key("h1"), key("h2"));
+    store.insert_api_key(&k1).await.unwrap();
+    store.insert_api_key(&k2).await.unwrap();
+    assert!(matches!(
+        store.insert_api_key(&key("h1")).await,
+        Err(StorageError::Conflict { .. })
+    ));
+    let listed = store.list_api_keys(None, 0).await.unwrap();
+    assert_eq!(
+        listed
+            .items
+            .iter()
+            .map(|k| k.key_hash.as_str())
+            .collect::<Vec<_>>(),
+        ["h1", "h2"]
+    );
+    assert!(
+        store
+            .update_api_key(&ApiKey {
+                enabled: false,
+                ..k1.clone()
+            })
+            .await
+            .unwrap()
+    );
+    assert!(!store.api_key_by_hash("h1").await.unwrap().unwrap().enabled);
+    assert!(store.delete_api_key(&k1.id).await.unwrap());
+    assert!(!store.delete_api_key(&k1.id).await.unwrap());
+
+    // Trigger types: conflict carries the existing id.
+    let t = TriggerType {
+        id: ids::object_id(),
+        reference: "p.t".into(),
+        pack: "p".into(),
+        name: "t".into(),
+        description: None,
+        payload_schema: json!({}),
+        parameters_schema: json!({}),
+        tags: json!([]),
+    };
+    store.insert_trigger_type(&t).await.unwrap();
+    match store
+        .insert_trigger_type(&TriggerType {
+            id: ids::object_id(),
+            ..t.clone()
+        })
+        .await
+    {
+        Err(StorageError::Conflict { existing_id, .. }) => {
+            assert_eq!(existing_id.as_deref(), Some(t.id.as_str()))
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+
+    // The datastore.
+    store.kv_set("a.b", "1").await.unwrap();
+    store.kv_set("a.b", "2").await.unwrap();
+    assert_eq!(store.kv_get("a.b").await.unwrap().as_deref(), Some("2"));
+    assert!(store.kv_delete("a.b").await.unwrap());
+    assert_eq!(store.kv_get("a.b").await.unwrap(), None);
+
+    // Group commit: many concurrent submissions, every one stored.
+    let ingest = Ingest::start(Arc::clone(&store), 1024);
+    let mut tasks = Vec::new();
+    for n in 0..200 {
+        let ingest = ingest.clone();
+        tasks.push(tokio::spawn(async move {
+            ingest
+                .submit(event("core.c", 1000 + n, "2026-11-29T12:00:00.000000Z"))
+                .await
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let c = store
+        .list_trigger_instances(&TriggerInstanceQuery {
+            triggers: vec!["core.c".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(c.total, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_store_story() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("story.db"))
+        .await
+        .unwrap();
+    story(Arc::new(store)).await;
+    // Reopening applies no migration twice and keeps the data.
+    let store = SqliteStore::open(&dir.path().join("story.db"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .list_trigger_instances(&TriggerInstanceQuery::default())
+            .await
+            .unwrap()
+            .total,
+        205
+    );
+}
