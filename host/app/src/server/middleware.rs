@@ -46,7 +46,7 @@ pub(crate) async fn edge(mut request: Request, next: Next) -> Response {
     let mut response = if request.method() == Method::OPTIONS {
         StatusCode::OK.into_response()
     } else {
-        next.run(request).await
+        faultstring(next.run(request).await).await
     };
     let headers = response.headers_mut();
     headers.insert("x-request-id", request_id);
@@ -61,6 +61,37 @@ pub(crate) async fn edge(mut request: Request, next: Next) -> Response {
         );
     }
     response
+}
+
+/// Gives every error the `{"faultstring": ...}` shape, including the plain-text rejections of
+/// axum's extractors (a path that is not valid percent-encoded UTF-8, a body over the limit).
+async fn faultstring(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 << 10).await.unwrap_or_default();
+    let mut message = String::from_utf8_lossy(&text).trim().to_owned();
+    if message.is_empty() {
+        message = status.canonical_reason().unwrap_or("Error").to_owned();
+    }
+    if status.is_server_error() {
+        tracing::error!(%status, "internal error: {message}");
+        message = "Internal Server Error".into();
+    }
+    let mut fixed = (status, axum::Json(serde_json::json!({ "faultstring": message }))).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            fixed.headers_mut().insert(name, value.clone());
+        }
+    }
+    fixed
 }
 
 /// Sheds load past the global concurrency limit with 503 and `Retry-After`, rather than queueing
