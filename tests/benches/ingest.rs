@@ -119,16 +119,21 @@ fn main() {
         .build()
         .unwrap();
 
-    // Baseline: a raw axum handler.
-    let (raw_rps, raw_other, raw_errors) = tokio.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let app = axum::Router::new().route("/api/v1/webhooks/github", post(echo));
-        let server = tokio::spawn(async move { axum::serve(listener, app).await });
-        let result = load(addr, "/api/v1/webhooks/github", None, warmup, secs).await;
-        server.abort();
-        result
-    });
+    // Baseline: a raw axum handler. (`INGEST_ONLY=stormhook` skips it, for profiling.)
+    let only_stormhook = std::env::var("INGEST_ONLY").is_ok_and(|v| v == "stormhook");
+    let (raw_rps, raw_other, raw_errors) = if only_stormhook {
+        (f64::NAN, 0, 0)
+    } else {
+        tokio.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap().to_string();
+            let app = axum::Router::new().route("/api/v1/webhooks/github", post(echo));
+            let server = tokio::spawn(async move { axum::serve(listener, app).await });
+            let result = load(addr, "/api/v1/webhooks/github", None, warmup, secs).await;
+            server.abort();
+            result
+        })
+    };
 
     // Stormhook: authentication, parsing, payload, durable commit, 202.
     let (sh_rps, sh_other, sh_errors, stored) = tokio.block_on(async {

@@ -106,8 +106,16 @@ async fn options_answers_cors_without_credentials_and_request_ids_are_echoed() {
 async fn extractor_rejections_are_faultstrings_too() {
     let server = TestServer::builder().start().await;
     // Not valid UTF-8 once percent-decoded.
-    let resp = server.client().get(server.url("/api/v1/triggerinstances/%FF%FE")).send().await.unwrap();
+    let resp = server
+        .client()
+        .get(server.url("/api/v1/triggerinstances/%FF%FE"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 400);
     let body: serde_json::Value = resp.json().await.unwrap();
-    assert!(body["faultstring"].as_str().is_some_and(|f| !f.is_empty()), "{body}");
+    assert!(
+        body["faultstring"].as_str().is_some_and(|f| !f.is_empty()),
+        "{body}"
+    );
 }

@@ -38,6 +38,9 @@ pub enum StorageError {
     /// The database failed (IO, corruption, busy past the timeout).
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The group-commit writer connection failed.
+    #[error("database error: {0}")]
+    Writer(String),
     /// A stored value could not be decoded.
     #[error("corrupt record: {0}")]
     Corrupt(String),

@@ -6,7 +6,7 @@
 //! is paid once per batch thanks to [`crate::ingest::Ingest`].
 
 use std::path::Path;
-use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,9 +19,22 @@ use crate::models::*;
 use crate::{Result, StorageError, Store};
 
 /// The SQLite store.
-#[derive(Debug, Clone)]
+///
+/// Reads and most writes go through a sqlx pool. The hot write, [`Store::commit_events`], uses
+/// one dedicated rusqlite connection. sqlx runs every SQLite statement on a worker thread of its
+/// own, and on a busy two-core host each hand-off to that thread waited for the scheduler for
+/// milliseconds. That stretched every group-commit cycle about threefold. Both libraries link
+/// the same SQLite (libsqlite3-sys 0.30); WAL lets their connections share the file.
+#[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    writer: Arc<Mutex<rusqlite::Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
 }
 
 impl SqliteStore {
@@ -38,25 +51,13 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
-        Self::connect(options).await
+        Self::connect(options, path).await
     }
 
-    /// Opens a database from a `sqlite:` URL (`sqlite::memory:` for tests).
-    ///
-    /// # Errors
-    ///
-    /// The URL is invalid, the file cannot be opened, or the migrations fail.
-    pub async fn open_url(url: &str) -> Result<Self> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(true);
-        Self::connect(options).await
-    }
-
-    async fn connect(options: SqliteConnectOptions) -> Result<Self> {
+    async fn connect(options: SqliteConnectOptions, path: &Path) -> Result<Self> {
+        // Checkpoints (copying the WAL back into the database, with their own fsyncs) run in
+        // the background rather than inside whichever commit crosses the threshold.
+        let options = options.pragma("wal_autocheckpoint", "0");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             // An ingest path must not wait 30 s (sqlx's default) for a connection.
@@ -64,8 +65,69 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool })
+        let checkpointer = pool.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                tick.tick().await;
+                if checkpointer.is_closed() {
+                    return;
+                }
+                // PASSIVE never blocks writers; it copies what it can.
+                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .execute(&checkpointer)
+                    .await
+                {
+                    tracing::warn!("WAL checkpoint failed: {e}");
+                }
+            }
+        });
+        let writer = rusqlite::Connection::open(path).map_err(writer_error)?;
+        writer
+            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0; PRAGMA busy_timeout = 5000;")
+            .map_err(writer_error)?;
+        Ok(Self {
+            pool,
+            writer: Arc::new(Mutex::new(writer)),
+        })
     }
+}
+
+fn writer_error(e: rusqlite::Error) -> StorageError {
+    StorageError::Writer(e.to_string())
+}
+
+/// One transaction for the whole batch, with cached prepared statements.
+fn commit_blocking(conn: &mut rusqlite::Connection, events: &[NewEvent]) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    {
+        let mut trace = tx.prepare_cached(
+            "INSERT INTO traces (id, trace_tag, start_timestamp) VALUES (?1, ?2, ?3)",
+        )?;
+        let mut instance = tx.prepare_cached(
+            "INSERT INTO trigger_instances (id, trigger_ref, trigger_type, payload, occurrence_time, status, trace_id, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?5)",
+        )?;
+        for event in events {
+            trace.execute((
+                &event.trace.id,
+                &event.trace.trace_tag,
+                &event.trace.start_timestamp,
+            ))?;
+            for ti in &event.instances {
+                instance.execute((
+                    &ti.id,
+                    &ti.trigger,
+                    &ti.trigger_type,
+                    ti.payload.to_string(),
+                    &ti.occurrence_time,
+                    &ti.status,
+                    &ti.trace_id,
+                ))?;
+            }
+        }
+    }
+    tx.commit()
 }
 
 fn json(text: &str) -> Result<serde_json::Value> {
@@ -155,33 +217,19 @@ fn push_instance_filters<'a>(qb: &mut QueryBuilder<'a, Sqlite>, q: &'a TriggerIn
 #[async_trait]
 impl Store for SqliteStore {
     async fn commit_events(&self, events: &[NewEvent]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        for event in events {
-            sqlx::query("INSERT INTO traces (id, trace_tag, start_timestamp) VALUES (?, ?, ?)")
-                .bind(&event.trace.id)
-                .bind(&event.trace.trace_tag)
-                .bind(&event.trace.start_timestamp)
-                .execute(&mut *tx)
-                .await?;
-            for ti in &event.instances {
-                sqlx::query(
-                    "INSERT INTO trigger_instances (id, trigger_ref, trigger_type, payload, occurrence_time, status, trace_id, updated_at) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(&ti.id)
-                .bind(&ti.trigger)
-                .bind(&ti.trigger_type)
-                .bind(ti.payload.to_string())
-                .bind(&ti.occurrence_time)
-                .bind(&ti.status)
-                .bind(&ti.trace_id)
-                .bind(&ti.occurrence_time)
-                .execute(&mut *tx)
-                .await?;
-            }
+        let writer = Arc::clone(&self.writer);
+        let commit = move || {
+            let mut conn = writer.lock().map_err(|_| {
+                StorageError::Corrupt("the writer connection lock is poisoned".into())
+            })?;
+            commit_blocking(&mut conn, events).map_err(writer_error)
+        };
+        // The ingest writer calls this on its own single-threaded runtime, where blocking is
+        // the point. Anywhere else, tell a multi-threaded runtime that this task blocks.
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(commit),
+            _ => commit(),
         }
-        tx.commit().await?;
-        Ok(())
     }
 
     async fn trigger_instance(&self, id: &str) -> Result<Option<TriggerInstance>> {

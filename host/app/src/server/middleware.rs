@@ -76,7 +76,9 @@ async fn faultstring(response: Response) -> Response {
         return response;
     }
     let (parts, body) = response.into_parts();
-    let text = axum::body::to_bytes(body, 64 << 10).await.unwrap_or_default();
+    let text = axum::body::to_bytes(body, 64 << 10)
+        .await
+        .unwrap_or_default();
     let mut message = String::from_utf8_lossy(&text).trim().to_owned();
     if message.is_empty() {
         message = status.canonical_reason().unwrap_or("Error").to_owned();
@@ -85,7 +87,11 @@ async fn faultstring(response: Response) -> Response {
         tracing::error!(%status, "internal error: {message}");
         message = "Internal Server Error".into();
     }
-    let mut fixed = (status, axum::Json(serde_json::json!({ "faultstring": message }))).into_response();
+    let mut fixed = (
+        status,
+        axum::Json(serde_json::json!({ "faultstring": message })),
+    )
+        .into_response();
     for (name, value) in &parts.headers {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
             fixed.headers_mut().insert(name, value.clone());
