@@ -397,3 +397,47 @@ async fn api_keys_are_shown_once_masked_in_lists_and_managed_by_id_or_key() {
         format!("ApiKey with key or id={id} not found.")
     );
 }
+
+#[tokio::test]
+async fn a_token_from_a_header_or_the_query_comes_back_as_a_cookie() {
+    let server = server().await;
+    let anon = reqwest::Client::new();
+    let token = token(&server).await;
+    let url = server.url("/api/v1/webhooks");
+    for request in [
+        anon.get(&url).header("X-Auth-Token", &token),
+        anon.get(format!("{url}?x-auth-token={token}")),
+    ] {
+        let resp = request.send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
+        assert!(
+            cookie.starts_with(&format!("auth-token={token}; Max-Age=")),
+            "{cookie}"
+        );
+        let max_age: i64 = cookie
+            .split("Max-Age=")
+            .nth(1)
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((86_000..=86_400).contains(&max_age), "{cookie}");
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("SameSite=lax"),
+            "{cookie}"
+        );
+    }
+    let by_cookie = anon
+        .get(&url)
+        .header("Cookie", format!("auth-token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_cookie.status(), 200);
+    assert!(by_cookie.headers().get("set-cookie").is_none());
+    let by_key = server.client().get(&url).send().await.unwrap();
+    assert!(by_key.headers().get("set-cookie").is_none());
+}

@@ -91,6 +91,8 @@ pub enum TokenError {
 pub struct Principal {
     /// The user name.
     pub user: String,
+    /// When the token expires, if a token authenticated the request.
+    pub token_expiry: Option<String>,
 }
 
 /// A freshly issued token (the only time its value is known).
@@ -186,7 +188,10 @@ impl Auth {
         if !enabled {
             return Err(AuthError::KeyDisabled);
         }
-        Ok(Principal { user })
+        Ok(Principal {
+            user,
+            token_expiry: None,
+        })
     }
 
     async fn verify_token(&self, token: &str) -> Result<Principal, AuthError> {
@@ -212,7 +217,10 @@ impl Auth {
         if expiry <= ids::now() {
             return Err(AuthError::TokenExpired);
         }
-        Ok(Principal { user })
+        Ok(Principal {
+            user,
+            token_expiry: Some(expiry),
+        })
     }
 
     /// Forgets cached verifications (after an API key changes).

@@ -143,17 +143,40 @@ pub(crate) async fn authenticate(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let credential = credential(&request);
+    let (credential, from_cookie) = credential(&request);
     match state.auth.verify(credential.as_ref()).await {
         Ok(principal) => {
+            let cookie = match (&credential, &principal.token_expiry) {
+                // As StackStorm does: a token from a header or the query is handed back as a
+                // cookie, so a browser can go on without it.
+                (Some(Credential::Token(token)), Some(expiry)) if !from_cookie => {
+                    auth_cookie(token, expiry)
+                }
+                _ => None,
+            };
             request.extensions_mut().insert(principal);
-            next.run(request).await
+            let mut response = next.run(request).await;
+            if let Some(cookie) = cookie {
+                response.headers_mut().append(header::SET_COOKIE, cookie);
+            }
+            response
         }
         Err(err) => ApiError::from(err).into_response(),
     }
 }
 
-fn credential(request: &Request) -> Option<Credential> {
+/// `auth-token=<token>; Max-Age=<seconds to expiry>; HttpOnly; SameSite=lax; Secure`.
+fn auth_cookie(token: &str, expiry: &str) -> Option<HeaderValue> {
+    let expiry = stormhook_storage::ids::parse_time(expiry)?;
+    let max_age = (expiry - chrono::Utc::now()).num_seconds().max(0);
+    HeaderValue::from_str(&format!(
+        "auth-token={token}; Max-Age={max_age}; HttpOnly; SameSite=lax; Secure"
+    ))
+    .ok()
+}
+
+/// The request's credential in StackStorm's order, and whether it came from the cookie.
+fn credential(request: &Request) -> (Option<Credential>, bool) {
     let header = |name: &str| {
         request
             .headers()
@@ -162,10 +185,10 @@ fn credential(request: &Request) -> Option<Credential> {
             .map(str::to_owned)
     };
     if let Some(token) = header("x-auth-token") {
-        return Some(Credential::Token(token));
+        return (Some(Credential::Token(token)), false);
     }
     if let Some(key) = header("st2-api-key") {
-        return Some(Credential::ApiKey(key));
+        return (Some(Credential::ApiKey(key)), false);
     }
     let query: Vec<(String, String)> = request
         .uri()
@@ -179,13 +202,14 @@ fn credential(request: &Request) -> Option<Credential> {
             .map(|(_, v)| v.clone())
     };
     if let Some(token) = param("x-auth-token") {
-        return Some(Credential::Token(token));
+        return (Some(Credential::Token(token)), false);
     }
     if let Some(key) = param("st2-api-key") {
-        return Some(Credential::ApiKey(key));
+        return (Some(Credential::ApiKey(key)), false);
     }
-    let cookies = request.headers().get_all(header::COOKIE);
-    cookies
+    let cookie = request
+        .headers()
+        .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
@@ -193,7 +217,8 @@ fn credential(request: &Request) -> Option<Credential> {
             c.trim()
                 .strip_prefix("auth-token=")
                 .map(|t| Credential::Token(t.to_owned()))
-        })
+        });
+    (cookie, true)
 }
 
 /// Removes one trailing slash before routing, as StackStorm's router does (`/v1/rules/` is
