@@ -22,12 +22,13 @@ pub mod schema;
 pub mod server;
 pub mod triggers;
 
-/// Installs the tracing subscriber: `RUST_LOG` wins; otherwise `info`, or `debug` with `-v`.
-pub fn init_tracing(verbose: bool) {
-    let default = if verbose {
-        "stormhook=debug,stormhook_runtime=debug,plugin=debug,info"
-    } else {
-        "info"
+/// Installs the tracing subscriber: `RUST_LOG` wins; otherwise `info` for the server and `warn`
+/// for one-shot commands, or `debug` with `-v`.
+pub fn init_tracing(verbose: bool, server: bool) {
+    let default = match (verbose, server) {
+        (true, _) => "stormhook=debug,stormhook_runtime=debug,plugin=debug,info",
+        (false, true) => "info",
+        (false, false) => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
@@ -50,5 +51,6 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Serve(args) => cli::serve::run(*args).await,
         cli::Command::Plugin(cmd) => cli::plugin::run(cmd).await,
         cli::Command::Apikey(cmd) => cli::apikey::run(cmd).await,
+        cli::Command::Rule(cmd) => cli::rule::run(cmd).await,
     }
 }

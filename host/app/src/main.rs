@@ -6,7 +6,8 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = stormhook::cli::Cli::parse();
-    stormhook::init_tracing(cli.verbose);
+    let server = matches!(cli.command, stormhook::cli::Command::Serve(_));
+    stormhook::init_tracing(cli.verbose, server);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -43,7 +43,8 @@ pub struct Trigger {
 }
 
 impl Trigger {
-    fn new(trigger_type: &str, parameters: &serde_json::Value) -> Self {
+    /// The trigger of `trigger_type` with `parameters` (id and name derived from both).
+    pub fn new(trigger_type: &str, parameters: &serde_json::Value) -> Self {
         let canonical = python_json(parameters);
         let digest = Sha256::digest(format!("{trigger_type}\n{canonical}").as_bytes());
         let mut bytes = [0u8; 16];

@@ -374,3 +374,123 @@ fn query_string_credentials_never_reach_the_log() {
         "a credential reached the log"
     );
 }
+
+/// The example rule and a trigger instance file in a temporary folder.
+fn rule_fixture(
+    body: &serde_json::Value,
+    event: &str,
+) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    stormhook::examples::install(dir.path()).unwrap();
+    let rule = dir.path().join("demo/rules/push_to_main.yaml");
+    let instance = dir.path().join("ti.json");
+    let ti = serde_json::json!({
+        "trigger": "core.st2.webhook",
+        "payload": {"headers": {"X-Github-Event": event}, "headers_lower": {"x-github-event": event}, "body": body}
+    });
+    std::fs::write(&instance, ti.to_string()).unwrap();
+    (dir, rule, instance)
+}
+
+fn rule_test(rule: &std::path::Path, instance: &std::path::Path) -> (Option<i32>, String, String) {
+    let out = stormhook()
+        .args(["rule", "test", "--rule"])
+        .arg(rule)
+        .arg("--trigger-instance")
+        .arg(instance)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn rule_test_explains_matches_and_failures() {
+    let push = serde_json::json!({"ref": "refs/heads/main", "pusher": {"name": "ada"}});
+    let (_dir, rule, instance) = rule_fixture(&push, "push");
+    let (code, out, err) = rule_test(&rule, &instance);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("MATCH: rule `demo.push_to_main` matches; it would run `demo.greet`"),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#"matched with values {"branch":"main","pusher":"ada"}"#),
+        "{out}"
+    );
+    assert!(err.is_empty(), "one-shot commands log only warnings: {err}");
+
+    let (_dir, rule, instance) = rule_fixture(&push, "issues");
+    let (code, out, _) = rule_test(&rule, &instance);
+    assert_eq!(code, Some(1));
+    assert!(out.contains(r#"criterion `trigger.headers_lower['x-github-event']` (equals) failed: value "issues" vs pattern "push""#), "{out}");
+
+    let (_dir, rule, instance) =
+        rule_fixture(&serde_json::json!({"ref": "refs/heads/dev"}), "push");
+    let (code, out, _) = rule_test(&rule, &instance);
+    assert_eq!(code, Some(1));
+    assert!(
+        out.contains("the rule component `branch_filter.wasm` decided no match"),
+        "{out}"
+    );
+
+    // A trigger instance of another trigger.
+    std::fs::write(
+        &instance,
+        r#"{"trigger": "git.pr-merged", "payload": {"a": 1}}"#,
+    )
+    .unwrap();
+    let (code, out, _) = rule_test(&rule, &instance);
+    assert_eq!(code, Some(1));
+    assert!(out.contains("listens to `core.st2.webhook`"), "{out}");
+
+    // A broken rule file: exit 2 with file, line and column.
+    std::fs::write(&rule, "name: r\ntrigger: [\n").unwrap();
+    let (code, _, err) = rule_test(&rule, &instance);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("push_to_main.yaml:"), "{err}");
+}
+
+#[test]
+fn rule_test_reads_a_stored_trigger_instance_by_id() {
+    use stormhook_storage::Store as _;
+    let data = tempfile::tempdir().unwrap();
+    let (_dir, rule, _) = rule_fixture(&serde_json::json!({}), "push");
+    let id = stormhook_storage::ids::object_id();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store = stormhook_storage::sqlite::SqliteStore::open(&data.path().join("stormhook.db")).await.unwrap();
+        let trace = stormhook_storage::Trace { id: stormhook_storage::ids::object_id(), trace_tag: "t".into(), start_timestamp: stormhook_storage::ids::now(), trigger_instances: vec![] };
+        let instance = stormhook_storage::TriggerInstance {
+            id: id.clone(),
+            trigger: "core.st2.webhook".into(),
+            trigger_type: Some("core.st2.webhook".into()),
+            payload: serde_json::json!({"headers_lower": {"x-github-event": "push"}, "body": {"ref": "refs/heads/master", "pusher": {"name": "grace"}}}),
+            occurrence_time: stormhook_storage::ids::now(),
+            status: "pending".into(),
+            trace_id: Some(trace.id.clone()),
+        };
+        store.commit_events(&[stormhook_storage::NewEvent { trace, instances: vec![instance] }]).await.unwrap();
+    });
+    let out = stormhook()
+        .args(["rule", "test", "--rule"])
+        .arg(&rule)
+        .args(["--trigger-instance-id", &id, "--data-dir"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains(r#""pusher":"grace""#), "{text}");
+}

@@ -195,6 +195,25 @@ impl RuleDoc {
         Ok(rule)
     }
 
+    /// Parses a rule file outside a pack folder (the rule tester): the pack is the file's own
+    /// `pack`, or `default` as in StackStorm.
+    ///
+    /// # Errors
+    ///
+    /// [`DocError`] with line and column.
+    pub fn parse_standalone(path: &str, text: &str) -> Result<Self, DocError> {
+        #[derive(Deserialize)]
+        struct PackOnly {
+            #[serde(default)]
+            pack: Option<String>,
+        }
+        let pack = yaml_serde::from_str::<PackOnly>(text)
+            .ok()
+            .and_then(|p| p.pack)
+            .unwrap_or_else(|| "default".to_owned());
+        Self::parse(path, text, &pack)
+    }
+
     /// `<pack>.<name>`.
     pub fn reference(&self) -> String {
         format!("{}.{}", self.pack, self.name)

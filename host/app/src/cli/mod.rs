@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 pub mod apikey;
 pub mod plugin;
+pub mod rule;
 pub mod serve;
 
 /// Stormhook: StackStorm-compatible webhooks, with rules and actions as WebAssembly.
@@ -31,6 +32,35 @@ pub enum Command {
     /// Create, list and delete API keys in the store (works without a running server).
     #[command(subcommand)]
     Apikey(ApikeyCommand),
+    /// Work with rules.
+    #[command(subcommand)]
+    Rule(RuleCommand),
+}
+
+/// `stormhook rule ...`.
+#[derive(Debug, Subcommand)]
+pub enum RuleCommand {
+    /// Tell whether a rule matches a trigger instance, and if not, which criterion failed
+    /// (like StackStorm's `st2-rule-tester`). Exit code 0 on a match, 1 otherwise.
+    Test {
+        /// The rule file (YAML).
+        #[arg(long)]
+        rule: PathBuf,
+        /// A trigger instance as JSON (`{"trigger": ..., "payload": {...}}`, as
+        /// `GET /api/v1/triggerinstances/{id}` returns it).
+        #[arg(
+            long,
+            conflicts_with = "trigger_instance_id",
+            required_unless_present = "trigger_instance_id"
+        )]
+        trigger_instance: Option<PathBuf>,
+        /// The id of a stored trigger instance (read from the store in `--data-dir`).
+        #[arg(long)]
+        trigger_instance_id: Option<String>,
+        /// The store, for `--trigger-instance-id`.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 /// Where the state lives; shared by `serve` and the offline commands.

@@ -1,0 +1,199 @@
+//! `stormhook rule test`: StackStorm's `st2-rule-tester`. Says whether a rule matches a trigger
+//! instance and, when it does not, which criterion failed, with the value it saw and the pattern
+//! it compared against. A rule with a `wasm` key runs its component too, in the same sandbox the
+//! server uses.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+use stormhook_packs::RuleDoc;
+use stormhook_rules::template::Renderer;
+use stormhook_runtime::datastore::MemoryDatastore;
+use stormhook_runtime::{PluginKind, PluginSpec, Runtime, RuntimeConfig, TriggerInstance};
+use stormhook_storage::Store as _;
+
+use super::{RuleCommand, open_store};
+use crate::triggers::Trigger;
+
+/// Runs a `rule` subcommand.
+///
+/// # Errors
+///
+/// The rule or trigger instance cannot be read or parsed, or the store cannot be opened.
+pub async fn run(cmd: RuleCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        RuleCommand::Test {
+            rule,
+            trigger_instance,
+            trigger_instance_id,
+            store,
+        } => {
+            let instance = match (trigger_instance, trigger_instance_id) {
+                (Some(path), _) => {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    serde_json::from_str::<Value>(&text)
+                        .with_context(|| format!("{} is not JSON", path.display()))?
+                }
+                (None, Some(id)) => {
+                    let data_dir = store.data_dir.display().to_string();
+                    let store = open_store(&store).await?;
+                    let Some(ti) = store.trigger_instance(&id).await? else {
+                        bail!("no trigger instance {id} in the store of {data_dir}")
+                    };
+                    json!({"id": ti.id, "trigger": ti.trigger, "payload": ti.payload, "occurrence_time": ti.occurrence_time})
+                }
+                (None, None) => bail!("give --trigger-instance FILE or --trigger-instance-id ID"),
+            };
+            let matched = test(&rule, &instance).await?;
+            Ok(if matched {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+    }
+}
+
+/// Prints the verdict; returns whether the rule matches.
+async fn test(rule_path: &Path, instance: &Value) -> anyhow::Result<bool> {
+    let shown = rule_path.display().to_string();
+    let text = std::fs::read_to_string(rule_path).with_context(|| format!("reading {shown}"))?;
+    let rule = RuleDoc::parse_standalone(&shown, &text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let reference = rule.reference();
+    let trigger = instance
+        .get("trigger")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let payload = instance.get("payload").cloned().unwrap_or(Value::Null);
+
+    // The trigger instance must come from the rule's trigger: its type, or the trigger that the
+    // rule's type and parameters make.
+    let own_trigger = Trigger::new(
+        &rule.trigger.trigger_type,
+        &Value::Object(rule.trigger.parameters.clone()),
+    );
+    if trigger != rule.trigger.trigger_type && trigger != own_trigger.reference {
+        println!(
+            "NO MATCH: rule `{reference}` listens to `{}` (trigger `{}`), the instance is of `{trigger}`",
+            rule.trigger.trigger_type, own_trigger.reference
+        );
+        return Ok(false);
+    }
+    if !rule.enabled {
+        println!("note: rule `{reference}` is disabled; it would never be enforced");
+    }
+
+    let extra = json!({"st2kv": {"system": {}}});
+    let outcome = stormhook_rules::evaluate_criteria(
+        &rule.criteria,
+        &payload,
+        extra.as_object().expect("an object"),
+        &Renderer::new(),
+    );
+    for result in &outcome.results {
+        let mark = if result.passed { "ok  " } else { "FAIL" };
+        let value = result
+            .value
+            .as_ref()
+            .map_or_else(|| "nothing".to_owned(), Value::to_string);
+        println!(
+            "{mark} {} {} {} (value: {value})",
+            result.key, result.operator, result.pattern
+        );
+    }
+    if let Some(error) = &outcome.error {
+        println!("NO MATCH: rule `{reference}`: {error}");
+        return Ok(false);
+    }
+    if !outcome.matched {
+        match outcome.results.last() {
+            Some(failed) => println!(
+                "NO MATCH: rule `{reference}`: criterion `{}` ({}) failed: value {} vs pattern {}",
+                failed.key,
+                failed.operator,
+                failed
+                    .value
+                    .as_ref()
+                    .map_or_else(|| "nothing".to_owned(), Value::to_string),
+                failed.pattern
+            ),
+            None => println!(
+                "NO MATCH: rule `{reference}`: the payload is empty and the rule has criteria"
+            ),
+        }
+        return Ok(false);
+    }
+
+    if let Some(wasm) = &rule.wasm {
+        let folder = rule_path.parent().unwrap_or(Path::new("."));
+        let runtime = Arc::new(Runtime::new(
+            RuntimeConfig {
+                max_instances: 4,
+                ..RuntimeConfig::default()
+            },
+            Arc::new(MemoryDatastore::default()),
+        )?);
+        let mut spec = PluginSpec::new(
+            reference.clone(),
+            PluginKind::Rule,
+            folder.join(&wasm.entry_point),
+        );
+        if let Some(timeout) = wasm.timeout_ms {
+            spec.limits = Some(stormhook_runtime::Limits {
+                timeout: std::time::Duration::from_millis(timeout),
+                memory_bytes: wasm.memory_mb.map_or(32 << 20, |m| m << 20),
+            });
+        }
+        runtime.load(spec).await?;
+        let ti = TriggerInstance {
+            id: instance
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or("000000000000000000000000")
+                .to_owned(),
+            trigger: trigger.to_owned(),
+            payload: payload.to_string(),
+            occurrence_time: instance
+                .get("occurrence_time")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+        };
+        let report = runtime.evaluate_rule(&reference, &ti).await;
+        for line in &report.captured.logs {
+            println!("  plugin log [{:?}] {}", line.level, line.message);
+        }
+        match report.result {
+            Err(err) => {
+                println!("NO MATCH: rule `{reference}`: {err}");
+                return Ok(false);
+            }
+            Ok(decision) if !decision.matched => {
+                println!(
+                    "NO MATCH: rule `{reference}`: the rule component `{}` decided no match",
+                    wasm.entry_point
+                );
+                return Ok(false);
+            }
+            Ok(decision) => {
+                if let Some(values) = decision.values {
+                    println!(
+                        "ok   rule component `{}` matched with values {values}",
+                        wasm.entry_point
+                    );
+                } else {
+                    println!("ok   rule component `{}` matched", wasm.entry_point);
+                }
+            }
+        }
+    }
+    println!(
+        "MATCH: rule `{reference}` matches; it would run `{}`",
+        rule.action.reference
+    );
+    Ok(true)
+}
