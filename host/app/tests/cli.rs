@@ -1,17 +1,12 @@
 //! The `stormhook` binary as a user runs it: `serve` on a fresh data directory (the example packs
 //! are installed and loaded), `plugin list` and `plugin reload` against it, and clear failures.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-fn stormhook() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_stormhook"));
-    cmd.env_remove("RUST_LOG")
-        .env_remove("STORMHOOK_URL")
-        .env_remove("STORMHOOK_PACKS");
-    cmd
-}
+use common::{spawn_serve, stormhook};
 
 /// A `stormhook serve` process on a free port; killed on drop.
 struct Server {
@@ -30,41 +25,11 @@ impl Drop for Server {
 }
 
 fn serve_in(data: tempfile::TempDir) -> Server {
-    let mut child = stormhook()
-        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
-        .arg(data.path())
-        .stderr(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                let _ = tx.send(
-                    rest.split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned(),
-                );
-            }
-        }
-    });
-    let stdout = child.stdout.take().unwrap();
-    let (out_tx, out_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = out_tx.send(line);
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the server says where it listens");
+    let (child, url, stdout) = spawn_serve(data.path(), &[]);
     Server {
         child,
         url,
-        stdout: out_rx,
+        stdout,
         data,
     }
 }

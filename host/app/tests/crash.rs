@@ -2,52 +2,29 @@
 //! webhooks; after a restart on the same data directory, every request that got a 202 is a
 //! trigger instance.
 
+mod common;
+
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-fn start(data: &std::path::Path, bind: &str) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stormhook"))
-        .args(["serve", "--no-watch", "--bind", bind, "--data-dir"])
-        .arg(data)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                let _ = tx.send(
-                    rest.split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned(),
-                );
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the server starts");
+fn start(data: &std::path::Path) -> (Child, String) {
+    let (child, url, _stdout) = common::spawn_serve(data, &["--no-watch"]);
     (child, url)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_accepted_webhook_survives_sigkill() {
     let data = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_stormhook"))
+    let out = common::stormhook()
         .args(["apikey", "create", "-k", "--data-dir"])
         .arg(data.path())
         .output()
         .unwrap();
     assert!(out.status.success());
     let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    let (mut child, url) = start(data.path(), "127.0.0.1:0");
+    let (mut child, url) = start(data.path());
 
     let acked = Arc::new(Mutex::new(HashSet::new()));
     let client = reqwest::Client::builder()
@@ -88,7 +65,7 @@ async fn every_accepted_webhook_survives_sigkill() {
     }
     let acked = acked.lock().unwrap().clone();
 
-    let (mut child, url) = start(data.path(), "127.0.0.1:0");
+    let (mut child, url) = start(data.path());
     let stored: Vec<serde_json::Value> = client
         .get(format!("{url}/api/v1/triggerinstances?limit=-1"))
         .header("St2-Api-Key", &key)
