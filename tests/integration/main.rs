@@ -4,6 +4,7 @@ mod auth;
 mod examples;
 mod limits;
 mod reload;
+mod rules;
 mod sandbox;
 mod server;
 mod tls;

@@ -189,6 +189,9 @@ impl TestServerBuilder {
         let packs = Arc::new(stormhook::packs::PackManager::new(packs_dir, rt));
         let report = packs.reload().await;
         assert!(report.errors.is_empty(), "{:?}", report.errors);
+        stormhook::server::rules::load_api_rules(dyn_store.as_ref(), &packs)
+            .await
+            .unwrap();
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();

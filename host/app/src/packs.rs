@@ -31,17 +31,55 @@ pub struct PackManager {
     runtime: Arc<Runtime>,
     /// What the last good parse of each document produced; serialises reloads.
     last_good: Mutex<HashMap<PathBuf, DocContent>>,
-    /// The rules of the packs and the webhooks they register, swapped whole on reload.
+    /// The rules and the webhooks they register, swapped whole when either source changes.
     rules: ArcSwap<RuleSet>,
+    /// Rules from the pack folders, as of the last reload.
+    pack_rules: std::sync::Mutex<Vec<LoadedRule>>,
+    /// Rules created through the API, as the store holds them.
+    api_rules: std::sync::Mutex<Vec<LoadedRule>>,
 }
 
-/// The rules loaded from the packs, and what they register.
+/// Every rule the server knows, and what they register.
 #[derive(Debug, Default)]
 pub struct RuleSet {
-    /// Every rule file that parsed (enabled or not), in path order.
-    pub rules: Vec<RuleDoc>,
+    /// Rules from pack files (in path order), then rules from the API (by pack and name),
+    /// enabled or not.
+    pub rules: Vec<LoadedRule>,
     /// The webhooks those rules register.
     pub webhooks: Webhooks,
+}
+
+impl RuleSet {
+    /// The rule with this ref.
+    pub fn get(&self, reference: &str) -> Option<&LoadedRule> {
+        self.rules.iter().find(|r| r.doc.reference() == reference)
+    }
+}
+
+/// A rule and where it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedRule {
+    /// The document.
+    pub doc: RuleDoc,
+    /// Its source.
+    pub source: RuleSource,
+}
+
+/// Where a rule came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleSource {
+    /// A file in a pack folder; edited there, not through the API.
+    Pack {
+        /// The file.
+        file: PathBuf,
+    },
+    /// The rules API.
+    Api {
+        /// The stored rule's id.
+        id: String,
+        /// The user who created it.
+        created_by: String,
+    },
 }
 
 /// What one document contributes.
@@ -75,12 +113,34 @@ impl PackManager {
             runtime,
             last_good: Mutex::default(),
             rules: ArcSwap::default(),
+            pack_rules: std::sync::Mutex::default(),
+            api_rules: std::sync::Mutex::default(),
         }
     }
 
     /// The packs folder.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Replaces the rules that came through the API, and republishes the rule set.
+    pub fn set_api_rules(&self, rules: Vec<LoadedRule>) {
+        if let Ok(mut api) = self.api_rules.lock() {
+            *api = rules;
+        }
+        self.publish();
+    }
+
+    /// Rebuilds the rule set and its webhooks from both sources.
+    fn publish(&self) {
+        let mut rules: Vec<LoadedRule> = self
+            .pack_rules
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default();
+        rules.extend(self.api_rules.lock().map(|r| r.clone()).unwrap_or_default());
+        let webhooks = Webhooks::from_rules(rules.iter().map(|r| &r.doc));
+        self.rules.store(Arc::new(RuleSet { rules, webhooks }));
     }
 
     /// The rules and webhooks as of the last reload.
@@ -127,7 +187,12 @@ impl PackManager {
                     }
                 }
             };
-            rules.extend(content.rule.iter().cloned());
+            if let Some(rule) = &content.rule {
+                rules.push(LoadedRule {
+                    doc: rule.clone(),
+                    source: RuleSource::Pack { file: doc.clone() },
+                });
+            }
             for spec in &content.specs {
                 let key = (spec.kind, spec.reference.clone());
                 if let Some(first) = desired.get(&key) {
@@ -147,8 +212,10 @@ impl PackManager {
             next_good.insert(doc, content);
         }
         *last_good = next_good;
-        let webhooks = Webhooks::from_rules(&rules);
-        self.rules.store(Arc::new(RuleSet { rules, webhooks }));
+        if let Ok(mut pack_rules) = self.pack_rules.lock() {
+            *pack_rules = rules;
+        }
+        self.publish();
 
         // A component file that is gone takes its plugin away, as deleting the document does.
         desired.retain(|_, spec| {

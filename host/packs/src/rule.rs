@@ -120,8 +120,33 @@ impl RuleDoc {
     ///
     /// [`DocError`] with line and column.
     pub fn parse(path: &str, text: &str, pack: &str) -> Result<Self, DocError> {
-        let mut rule: Self =
-            yaml_serde::from_str(text).map_err(|e| DocError::from_yaml(path, &e))?;
+        let rule: Self = yaml_serde::from_str(text).map_err(|e| DocError::from_yaml(path, &e))?;
+        rule.validate(path, text, pack)
+    }
+
+    /// Validates a rule that arrived as JSON (the rules API): the same checks as a file, with
+    /// `source` naming it in messages. The pack is the document's own, or `default`.
+    ///
+    /// # Errors
+    ///
+    /// [`DocError`] without a position.
+    pub fn from_json(source: &str, value: serde_json::Value) -> Result<Self, DocError> {
+        let rule: Self = serde_json::from_value(value).map_err(|e| DocError {
+            path: source.to_owned(),
+            line: None,
+            column: None,
+            message: e.to_string(),
+        })?;
+        let pack = if rule.pack.is_empty() {
+            "default".to_owned()
+        } else {
+            rule.pack.clone()
+        };
+        rule.validate(source, "", &pack)
+    }
+
+    fn validate(self, path: &str, text: &str, pack: &str) -> Result<Self, DocError> {
+        let mut rule = self;
         if !crate::is_valid_name(&rule.name) {
             return Err(DocError::at_key(
                 path,

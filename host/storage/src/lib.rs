@@ -113,6 +113,15 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a trigger type by id; returns whether it existed.
     async fn delete_trigger_type(&self, id: &str) -> Result<bool>;
 
+    /// Stores a new API rule. Conflict (with the existing id) when the ref exists.
+    async fn insert_rule(&self, rule: &StoredRule) -> Result<()>;
+    /// Every API rule, sorted by pack and name.
+    async fn list_rules(&self) -> Result<Vec<StoredRule>>;
+    /// Replaces an API rule (matched by id); returns whether it exists.
+    async fn update_rule(&self, rule: &StoredRule) -> Result<bool>;
+    /// Deletes an API rule by id; returns whether it existed.
+    async fn delete_rule(&self, id: &str) -> Result<bool>;
+
     /// The datastore value under `name`.
     async fn kv_get(&self, name: &str) -> Result<Option<String>>;
     /// Stores a datastore value.

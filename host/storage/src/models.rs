@@ -137,3 +137,21 @@ pub struct TriggerType {
     /// Tags.
     pub tags: serde_json::Value,
 }
+
+/// A rule created through the API. The document is the rule as the API shows it, without the
+/// computed fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRule {
+    /// Object id.
+    pub id: String,
+    /// `<pack>.<name>`.
+    pub reference: String,
+    /// The pack.
+    pub pack: String,
+    /// The name.
+    pub name: String,
+    /// The rule document (StackStorm's schema).
+    pub document: serde_json::Value,
+    /// Who created it.
+    pub created_by: String,
+}

@@ -473,6 +473,71 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn insert_rule(&self, rule: &StoredRule) -> Result<()> {
+        let existing: Option<String> = sqlx::query_scalar("SELECT id FROM rules WHERE ref = ?")
+            .bind(&rule.reference)
+            .fetch_optional(&self.pool)
+            .await?;
+        if existing.is_some() {
+            return Err(StorageError::Conflict {
+                message: format!("Rule {} already exists", rule.reference),
+                existing_id: existing,
+            });
+        }
+        sqlx::query("INSERT INTO rules (id, ref, pack, name, document, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+            .bind(&rule.id)
+            .bind(&rule.reference)
+            .bind(&rule.pack)
+            .bind(&rule.name)
+            .bind(rule.document.to_string())
+            .bind(&rule.created_by)
+            .bind(crate::ids::now())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| conflict(e, "a rule with this ref"))?;
+        Ok(())
+    }
+
+    async fn list_rules(&self) -> Result<Vec<StoredRule>> {
+        let rows = sqlx::query("SELECT * FROM rules ORDER BY pack, name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredRule {
+                    id: row.try_get("id")?,
+                    reference: row.try_get("ref")?,
+                    pack: row.try_get("pack")?,
+                    name: row.try_get("name")?,
+                    document: json(row.try_get("document")?)?,
+                    created_by: row.try_get("created_by")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn update_rule(&self, rule: &StoredRule) -> Result<bool> {
+        let done =
+            sqlx::query("UPDATE rules SET ref = ?, pack = ?, name = ?, document = ? WHERE id = ?")
+                .bind(&rule.reference)
+                .bind(&rule.pack)
+                .bind(&rule.name)
+                .bind(rule.document.to_string())
+                .bind(&rule.id)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| conflict(e, "a rule with this ref"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_rule(&self, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM rules WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn kv_get(&self, name: &str) -> Result<Option<String>> {
         Ok(sqlx::query_scalar("SELECT value FROM kv WHERE name = ?")
             .bind(name)

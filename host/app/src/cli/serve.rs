@@ -56,6 +56,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Arc::new(Runtime::new(config, datastore).context("starting the WebAssembly runtime")?);
     let packs = Arc::new(PackManager::new(packs_dir.clone(), Arc::clone(&runtime)));
     let report = packs.reload().await;
+    server::rules::load_api_rules(store.as_ref(), &packs)
+        .await
+        .context("loading the rules created through the API")?;
     tracing::info!(
         packs = %packs_dir.display(),
         loaded = report.loaded.len() + report.unchanged.len(),

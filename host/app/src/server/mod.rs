@@ -30,6 +30,7 @@ pub mod listener;
 mod middleware;
 mod paging;
 mod plugins;
+pub mod rules;
 mod tokens;
 mod triggers;
 mod webhooks;
@@ -83,6 +84,7 @@ fn api(state: &AppState) -> Router<AppState> {
         .merge(triggers::routes())
         .merge(apikeys::routes())
         .merge(plugins::routes())
+        .merge(rules::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::authenticate,
@@ -162,17 +164,19 @@ pub(crate) fn json_body<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> 
         serde_json::from_slice(raw)
             .map_err(|e| ApiError::BadRequest(format!("Failed to parse request body: {e}")))?
     };
-    serde_json::from_value(value).map_err(|e| {
-        let text = e.to_string();
-        let field = |prefix: &str| {
-            text.strip_prefix(prefix)
-                .and_then(|r| r.split('`').next())
-                .map(str::to_owned)
-        };
-        ApiError::BadRequest(match (field("unknown field `"), field("missing field `")) {
-            (Some(f), _) => format!("Additional properties are not allowed ('{f}' was unexpected)"),
-            (_, Some(f)) => format!("'{f}' is a required property"),
-            _ => text,
-        })
-    })
+    serde_json::from_value(value).map_err(|e| ApiError::BadRequest(serde_message(&e.to_string())))
+}
+
+/// A serde error worded as Python's jsonschema words the same problem.
+pub(crate) fn serde_message(text: &str) -> String {
+    let field = |prefix: &str| {
+        text.strip_prefix(prefix)
+            .and_then(|r| r.split('`').next())
+            .map(str::to_owned)
+    };
+    match (field("unknown field `"), field("missing field `")) {
+        (Some(f), _) => format!("Additional properties are not allowed ('{f}' was unexpected)"),
+        (_, Some(f)) => format!("'{f}' is a required property"),
+        _ => text.to_owned(),
+    }
 }

@@ -1,0 +1,380 @@
+//! Rules (`shared/docs/st2-api.md` §3.5): `GET/POST /rules`, `GET/PUT/DELETE /rules/{ref_or_id}`.
+//!
+//! Rules come from two places: files in pack folders (listed here, edited in the files) and
+//! this API (stored in the database). Both register webhooks. A rule created here is disabled
+//! unless it says `enabled: true`, as in StackStorm.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use stormhook_packs::RuleDoc;
+use stormhook_rules::operators::NAMES;
+use stormhook_storage::{Store, StoredRule, ids};
+
+use super::paging::{Paging, Params, boolean, list_response};
+use super::{ApiError, AppState};
+use crate::auth::Principal;
+use crate::packs::{LoadedRule, PackManager, RuleSource};
+use crate::triggers::Trigger;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new().route("/rules", get(list).post(create)).route(
+        "/rules/{ref_or_id}",
+        get(get_one).put(update).delete(delete),
+    )
+}
+
+/// Top-level keys of StackStorm's rule schema (`additionalProperties: false`).
+const KEYS: &[&str] = &[
+    "name",
+    "pack",
+    "description",
+    "enabled",
+    "trigger",
+    "criteria",
+    "action",
+    "type",
+    "tags",
+    "context",
+    "id",
+    "ref",
+    "uid",
+    "metadata_file",
+];
+
+/// Loads the API rules from the store into the pack manager (at start and after each change).
+///
+/// # Errors
+///
+/// The store fails. A stored rule that no longer validates is skipped with an error log.
+pub async fn load_api_rules(
+    store: &dyn Store,
+    packs: &PackManager,
+) -> Result<(), stormhook_storage::StorageError> {
+    let mut rules = Vec::new();
+    for stored in store.list_rules().await? {
+        match RuleDoc::from_json(
+            &format!("rule {}", stored.reference),
+            stored.document.clone(),
+        ) {
+            Ok(doc) => rules.push(LoadedRule {
+                doc,
+                source: RuleSource::Api {
+                    id: stored.id,
+                    created_by: stored.created_by,
+                },
+            }),
+            Err(e) => tracing::error!(
+                "stored rule {} is invalid and is skipped: {e}",
+                stored.reference
+            ),
+        }
+    }
+    packs.set_api_rules(rules);
+    Ok(())
+}
+
+/// The id of a rule: stored for API rules, derived from the ref for pack rules.
+fn rule_id(rule: &LoadedRule) -> String {
+    match &rule.source {
+        RuleSource::Api { id, .. } => id.clone(),
+        RuleSource::Pack { .. } => {
+            hex::encode(&Sha256::digest(format!("rule:{}", rule.doc.reference()).as_bytes())[..12])
+        }
+    }
+}
+
+/// A rule as the API shows it.
+fn rule_json(rule: &LoadedRule, packs_root: &std::path::Path) -> Value {
+    let doc = &rule.doc;
+    let parameters = Value::Object(doc.trigger.parameters.clone());
+    let trigger = Trigger::new(&doc.trigger.trigger_type, &parameters);
+    let (user, metadata_file) = match &rule.source {
+        RuleSource::Api { created_by, .. } => (created_by.clone(), String::new()),
+        RuleSource::Pack { file } => (
+            "stanley".to_owned(),
+            file.strip_prefix(packs_root.join(&doc.pack))
+                .unwrap_or(file)
+                .display()
+                .to_string(),
+        ),
+    };
+    let rule_type = match &doc.rule_type {
+        Some(Value::Object(t)) => {
+            json!({"ref": t.get("ref").cloned().unwrap_or(json!("standard")), "parameters": t.get("parameters").cloned().unwrap_or(json!({}))})
+        }
+        Some(Value::String(r)) => json!({"ref": r, "parameters": {}}),
+        _ => json!({"ref": "standard", "parameters": {}}),
+    };
+    let mut out = json!({
+        "id": rule_id(rule),
+        "ref": doc.reference(),
+        "uid": format!("rule:{}:{}", doc.pack, doc.name),
+        "name": doc.name,
+        "pack": doc.pack,
+        "enabled": doc.enabled,
+        "type": rule_type,
+        "trigger": {"type": doc.trigger.trigger_type, "parameters": parameters, "ref": trigger.reference},
+        "criteria": doc.criteria,
+        "action": {"ref": doc.action.reference, "parameters": doc.action.parameters},
+        "context": {"user": user},
+        "tags": doc.tags,
+        "metadata_file": metadata_file,
+    });
+    if !doc.description.is_empty() {
+        out["description"] = json!(doc.description);
+    }
+    out
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Query(params): Query<Params>,
+) -> Result<Response, ApiError> {
+    let paging = Paging::from(&params, u64::MAX)?;
+    let paging = Paging {
+        limit: paging.limit.filter(|&l| l != u64::MAX),
+        ..paging
+    };
+    let enabled = boolean(&params, "enabled")?;
+    let ids: Option<Vec<&str>> = params.get("id").map(|ids| ids.split(',').collect());
+    let set = state.packs.rules();
+    let mut matching: Vec<&LoadedRule> = set
+        .rules
+        .iter()
+        .filter(|r| params.get("name").is_none_or(|n| *n == r.doc.name))
+        .filter(|r| params.get("pack").is_none_or(|p| *p == r.doc.pack))
+        .filter(|r| {
+            params
+                .get("action")
+                .is_none_or(|a| *a == r.doc.action.reference)
+        })
+        .filter(|r| enabled.is_none_or(|e| e == r.doc.enabled))
+        .filter(|r| {
+            params.get("trigger").is_none_or(|t| {
+                *t == Trigger::new(
+                    &r.doc.trigger.trigger_type,
+                    &Value::Object(r.doc.trigger.parameters.clone()),
+                )
+                .reference
+            })
+        })
+        .filter(|r| {
+            ids.as_ref()
+                .is_none_or(|ids| ids.contains(&rule_id(r).as_str()))
+        })
+        .collect();
+    matching.sort_by(|a, b| (&a.doc.pack, &a.doc.name).cmp(&(&b.doc.pack, &b.doc.name)));
+    let total = matching.len() as u64;
+    let root = state.packs.root().to_owned();
+    let page = matching
+        .into_iter()
+        .take(paging.limit.map_or(usize::MAX, |l| l as usize))
+        .map(|r| rule_json(r, &root))
+        .collect();
+    // `offset` is not a declared parameter for rules in StackStorm: ignored.
+    Ok(list_response(page, total, paging))
+}
+
+fn find(state: &AppState, ref_or_id: &str) -> Result<LoadedRule, ApiError> {
+    let set = state.packs.rules();
+    let found = if ref_or_id.contains('.') {
+        set.get(ref_or_id)
+    } else {
+        set.rules.iter().find(|r| rule_id(r) == ref_or_id)
+    };
+    found.cloned().ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "Resource with a reference or id \"{ref_or_id}\" not found"
+        ))
+    })
+}
+
+async fn get_one(
+    State(state): State<AppState>,
+    Path(ref_or_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(rule_json(
+        &find(&state, &ref_or_id)?,
+        state.packs.root(),
+    )))
+}
+
+/// Validates a rule body as StackStorm does at create and update; returns the stored document.
+async fn validate(state: &AppState, body: &[u8]) -> Result<(RuleDoc, Value), ApiError> {
+    let value: Value = super::json_body(body)?;
+    let Value::Object(mut object) = value else {
+        return Err(ApiError::BadRequest(
+            "the rule must be a JSON object".into(),
+        ));
+    };
+    if let Some(extra) = object.keys().find(|k| !KEYS.contains(&k.as_str())) {
+        let hint = if extra == "wasm" {
+            "; rule components are loaded from pack folders"
+        } else {
+            ""
+        };
+        return Err(ApiError::BadRequest(format!(
+            "Additional properties are not allowed ('{extra}' was unexpected){hint}"
+        )));
+    }
+    for required in ["name", "trigger", "action"] {
+        if !object.contains_key(required) {
+            return Err(ApiError::BadRequest(format!(
+                "'{required}' is a required property"
+            )));
+        }
+    }
+    // Through the API a rule is disabled unless it says otherwise.
+    object.entry("enabled").or_insert(Value::Bool(false));
+    object
+        .entry("pack")
+        .or_insert(Value::String("default".into()));
+    for computed in ["id", "ref", "uid", "context", "metadata_file"] {
+        object.remove(computed);
+    }
+    check_criteria(object.get("criteria"))?;
+    let document = Value::Object(object);
+    let doc = RuleDoc::from_json("rule", document.clone())
+        .map_err(|e| ApiError::BadRequest(super::serde_message(&e.message)))?;
+
+    // Trigger parameters against the trigger type's schema.
+    let trigger_type = state.store.trigger_type(&doc.trigger.trigger_type).await?;
+    match trigger_type {
+        None if doc.trigger.parameters.is_empty() => {
+            return Err(ApiError::BadRequest(format!(
+                "Trigger \"{}\" defined in the rule does not exist in system or it's missing required \"parameters\" attribute",
+                doc.trigger.trigger_type
+            )));
+        }
+        None => {}
+        Some(t)
+            if t.parameters_schema
+                .as_object()
+                .is_some_and(|s| !s.is_empty()) =>
+        {
+            crate::schema::validate(
+                &t.parameters_schema,
+                &Value::Object(doc.trigger.parameters.clone()),
+            )
+            .map_err(ApiError::BadRequest)?;
+        }
+        Some(_) => {}
+    }
+    Ok((doc, document))
+}
+
+/// Criteria need an operator from the table (case-sensitive here, as StackStorm checks at
+/// create time) and a pattern (even `exists`: StackStorm issue #6197).
+fn check_criteria(criteria: Option<&Value>) -> Result<(), ApiError> {
+    let Some(criteria) = criteria else {
+        return Ok(());
+    };
+    let criteria: &Map<String, Value> = criteria
+        .as_object()
+        .ok_or_else(|| ApiError::BadRequest("criteria must be an object".into()))?;
+    for (key, criterion) in criteria {
+        let Some(op) = criterion.get("type").and_then(Value::as_str) else {
+            return Err(ApiError::BadRequest(format!(
+                "Operator not specified for field: {key}"
+            )));
+        };
+        if !NAMES.iter().any(|(name, _)| *name == op) {
+            let allowed: Vec<&str> = NAMES.iter().map(|(n, _)| *n).collect();
+            return Err(ApiError::BadRequest(format!(
+                "For field: {key}, operator {op} not in list of allowed operators: {allowed:?}"
+            )));
+        }
+        if criterion.get("pattern").is_none_or(Value::is_null) {
+            return Err(ApiError::BadRequest(format!(
+                "For field: {key}, no pattern specified for operator {op}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let (doc, document) = validate(&state, &body).await?;
+    let reference = doc.reference();
+    if let Some(existing) = state
+        .packs
+        .rules()
+        .get(&reference)
+        .filter(|r| matches!(r.source, RuleSource::Pack { .. }))
+    {
+        return Err(ApiError::Conflict {
+            message: format!("Rule {reference} is defined by a pack file"),
+            existing_id: Some(rule_id(existing)),
+        });
+    }
+    let stored = StoredRule {
+        id: ids::object_id(),
+        reference: reference.clone(),
+        pack: doc.pack.clone(),
+        name: doc.name.clone(),
+        document,
+        created_by: principal.user,
+    };
+    state.store.insert_rule(&stored).await?;
+    load_api_rules(state.store.as_ref(), &state.packs).await?;
+    let rule = find(&state, &reference)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(rule_json(&rule, state.packs.root())),
+    )
+        .into_response())
+}
+
+async fn update(
+    State(state): State<AppState>,
+    Path(ref_or_id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let existing = find(&state, &ref_or_id)?;
+    let RuleSource::Api { id, created_by } = existing.source.clone() else {
+        return Err(ApiError::BadRequest(format!(
+            "Rule {} is defined by a pack file; edit the file instead",
+            existing.doc.reference()
+        )));
+    };
+    let (doc, document) = validate(&state, &body).await?;
+    let stored = StoredRule {
+        id,
+        reference: doc.reference(),
+        pack: doc.pack.clone(),
+        name: doc.name.clone(),
+        document,
+        created_by,
+    };
+    state.store.update_rule(&stored).await?;
+    load_api_rules(state.store.as_ref(), &state.packs).await?;
+    Ok(Json(rule_json(
+        &find(&state, &doc.reference())?,
+        state.packs.root(),
+    )))
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    Path(ref_or_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let existing = find(&state, &ref_or_id)?;
+    let RuleSource::Api { id, .. } = &existing.source else {
+        return Err(ApiError::BadRequest(format!(
+            "Rule {} is defined by a pack file; delete the file instead",
+            existing.doc.reference()
+        )));
+    };
+    state.store.delete_rule(id).await?;
+    load_api_rules(state.store.as_ref(), &state.packs).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

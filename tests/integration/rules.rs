@@ -1,0 +1,221 @@
+//! The rules API (`shared/docs/st2-api.md` §3.5): create, list, get, update, delete, its
+//! validation messages, and webhook registration as rules come and go.
+
+use serde_json::{Value, json};
+use stormhook_tests::{TestServer, webhook_rule};
+
+async fn fault(resp: reqwest::Response) -> String {
+    resp.json::<Value>().await.unwrap()["faultstring"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn rule(name: &str, url: &str) -> Value {
+    json!({
+        "name": name,
+        "pack": "examples",
+        "description": "from the API",
+        "trigger": {"type": "core.st2.webhook", "parameters": {"url": url}},
+        "criteria": {"trigger.body.ok": {"type": "equals", "pattern": true}},
+        "action": {"ref": "core.noop", "parameters": {}}
+    })
+}
+
+#[tokio::test]
+async fn rules_come_and_go_with_their_webhooks() {
+    let server = TestServer::builder()
+        .rules([webhook_rule("from_file", "file-hook")])
+        .start()
+        .await;
+    let client = server.client();
+    let post_hook = |url: &str| {
+        client
+            .post(server.url(&format!("/api/v1/webhooks/{url}")))
+            .json(&json!({"ok": true}))
+            .send()
+    };
+    assert_eq!(post_hook("api-hook").await.unwrap().status(), 404);
+
+    let resp = client
+        .post(server.url("/api/v1/rules"))
+        .json(&rule("r1", "/api-hook/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let created: Value = resp.json().await.unwrap();
+    assert_eq!(created["ref"], "examples.r1");
+    assert_eq!(created["uid"], "rule:examples:r1");
+    assert_eq!(
+        created["enabled"], false,
+        "disabled unless the body says otherwise"
+    );
+    assert_eq!(
+        created["type"],
+        json!({"ref": "standard", "parameters": {}})
+    );
+    assert_eq!(created["context"], json!({"user": "admin"}));
+    assert!(
+        created["trigger"]["ref"]
+            .as_str()
+            .unwrap()
+            .starts_with("core.")
+    );
+    assert_eq!(created["description"], "from the API");
+    let id = created["id"].as_str().unwrap().to_owned();
+
+    // Registered at once (disabled rules register their webhook too).
+    assert_eq!(post_hook("api-hook").await.unwrap().status(), 202);
+
+    let listed: Vec<Value> = client
+        .get(server.url("/api/v1/rules/"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let refs: Vec<&str> = listed.iter().map(|r| r["ref"].as_str().unwrap()).collect();
+    assert_eq!(refs, ["examples.r1", "t.from_file"], "sorted by pack, name");
+    assert_eq!(listed[1]["metadata_file"], "rules/from_file.yaml");
+    for lookup in ["examples.r1", id.as_str()] {
+        let one: Value = client
+            .get(server.url(&format!("/api/v1/rules/{lookup}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(one["id"], id.as_str());
+    }
+    let filtered: Vec<Value> = client
+        .get(server.url("/api/v1/rules?pack=t&enabled=true"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(filtered.len(), 1);
+
+    let resp = client
+        .post(server.url("/api/v1/rules"))
+        .json(&rule("r1", "other"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 409);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["conflict-id"],
+        id.as_str()
+    );
+
+    let mut changed = rule("r1", "moved-hook");
+    changed["enabled"] = json!(true);
+    let resp = client
+        .put(server.url(&format!("/api/v1/rules/{id}")))
+        .json(&changed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.json::<Value>().await.unwrap()["enabled"], true);
+    assert_eq!(
+        post_hook("api-hook").await.unwrap().status(),
+        404,
+        "the old url is unregistered"
+    );
+    assert_eq!(post_hook("moved-hook").await.unwrap().status(), 202);
+
+    let resp = client
+        .delete(server.url("/api/v1/rules/examples.r1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    assert_eq!(post_hook("moved-hook").await.unwrap().status(), 404);
+    let resp = client
+        .get(server.url("/api/v1/rules/examples.r1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_eq!(
+        fault(resp).await,
+        "Resource with a reference or id \"examples.r1\" not found"
+    );
+
+    // Pack rules are edited in their files.
+    let resp = client
+        .delete(server.url("/api/v1/rules/t.from_file"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(fault(resp).await.contains("defined by a pack file"));
+}
+
+#[tokio::test]
+async fn invalid_rules_get_stackstorms_messages() {
+    let server = TestServer::builder().start().await;
+    let client = server.client();
+    let mut cases: Vec<(Value, &str)> = Vec::new();
+    let mut no_trigger = rule("a", "x");
+    no_trigger.as_object_mut().unwrap().remove("trigger");
+    cases.push((no_trigger, "'trigger' is a required property"));
+    let mut extra = rule("a", "x");
+    extra["minutex"] = json!(1);
+    cases.push((
+        extra,
+        "Additional properties are not allowed ('minutex' was unexpected)",
+    ));
+    let mut no_op = rule("a", "x");
+    no_op["criteria"] = json!({"trigger.body.x": {"pattern": 1}});
+    cases.push((no_op, "Operator not specified for field: trigger.body.x"));
+    let mut bad_op = rule("a", "x");
+    bad_op["criteria"] = json!({"trigger.body.x": {"type": "EQUALS", "pattern": 1}});
+    cases.push((
+        bad_op,
+        "For field: trigger.body.x, operator EQUALS not in list of allowed operators",
+    ));
+    let mut no_pattern = rule("a", "x");
+    no_pattern["criteria"] = json!({"trigger.body.x": {"type": "exists"}});
+    cases.push((
+        no_pattern,
+        "For field: trigger.body.x, no pattern specified for operator exists",
+    ));
+    let mut bad_params = rule("a", "x");
+    bad_params["trigger"]["parameters"] = json!({"url": "x", "path": "y"});
+    cases.push((
+        bad_params,
+        "Additional properties are not allowed ('path' was unexpected)",
+    ));
+    let mut unknown_type = rule("a", "x");
+    unknown_type["trigger"] = json!({"type": "nope.nothing"});
+    cases.push((unknown_type, "Trigger \"nope.nothing\" defined in the rule does not exist in system or it's missing required \"parameters\" attribute"));
+    let mut wasm = rule("a", "x");
+    wasm["wasm"] = json!({"entry_point": "x.wasm"});
+    cases.push((wasm, "rule components are loaded from pack folders"));
+    for (body, message) in cases {
+        let resp = client
+            .post(server.url("/api/v1/rules"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{body}");
+        let text = fault(resp).await;
+        assert!(text.contains(message), "{body}: {text}");
+    }
+    let listed: Vec<Value> = client
+        .get(server.url("/api/v1/rules"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(listed.is_empty());
+}
