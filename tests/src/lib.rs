@@ -192,6 +192,9 @@ impl TestServerBuilder {
         stormhook::server::rules::load_api_rules(dyn_store.as_ref(), &packs)
             .await
             .unwrap();
+        stormhook::engine::start(Arc::clone(&dyn_store), Arc::clone(&packs))
+            .await
+            .unwrap();
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();

@@ -16,6 +16,7 @@ use std::process::ExitCode;
 pub mod auth;
 pub mod cli;
 pub mod datastore;
+pub mod engine;
 pub mod examples;
 pub mod packs;
 pub mod schema;

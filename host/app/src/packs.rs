@@ -65,6 +65,43 @@ pub struct LoadedRule {
     pub source: RuleSource,
 }
 
+impl LoadedRule {
+    /// The rule's id: stored for API rules, derived from the ref for pack rules.
+    pub fn id(&self) -> String {
+        use sha2::Digest as _;
+        match &self.source {
+            RuleSource::Api { id, .. } => id.clone(),
+            RuleSource::Pack { .. } => hex::encode(
+                &sha2::Sha256::digest(format!("rule:{}", self.doc.reference()).as_bytes())[..12],
+            ),
+        }
+    }
+
+    /// `rule:<pack>:<name>`.
+    pub fn uid(&self) -> String {
+        format!("rule:{}:{}", self.doc.pack, self.doc.name)
+    }
+
+    /// The trigger the rule's type and parameters make.
+    pub fn trigger(&self) -> crate::triggers::Trigger {
+        crate::triggers::Trigger::new(
+            &self.doc.trigger.trigger_type,
+            &serde_json::Value::Object(self.doc.trigger.parameters.clone()),
+        )
+    }
+
+    /// Whether the rule is a `backstop` rule (evaluated only when no standard rule matched).
+    pub fn is_backstop(&self) -> bool {
+        match &self.doc.rule_type {
+            Some(serde_json::Value::Object(t)) => {
+                t.get("ref").and_then(serde_json::Value::as_str) == Some("backstop")
+            }
+            Some(serde_json::Value::String(r)) => r == "backstop",
+            _ => false,
+        }
+    }
+}
+
 /// Where a rule came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RuleSource {

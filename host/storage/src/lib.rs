@@ -79,6 +79,26 @@ pub trait Store: Send + Sync + 'static {
     /// Moves a trigger instance to `status`; returns whether it exists.
     async fn set_trigger_instance_status(&self, id: &str, status: &str) -> Result<bool>;
 
+    /// Moves up to `limit` pending trigger instances to `processing` and returns them, oldest
+    /// first. Each instance is handed out once.
+    async fn claim_pending(&self, limit: u64) -> Result<Vec<TriggerInstance>>;
+    /// Moves instances left in `processing` (by a crash) back to `pending`; returns how many.
+    async fn requeue_processing(&self) -> Result<u64>;
+    /// Stores the enforcements of one trigger instance and moves it to `status`, together.
+    async fn finish_trigger_instance(
+        &self,
+        id: &str,
+        status: &str,
+        enforcements: &[RuleEnforcement],
+    ) -> Result<()>;
+    /// One rule enforcement.
+    async fn rule_enforcement(&self, id: &str) -> Result<Option<RuleEnforcement>>;
+    /// A page of rule enforcements, newest first.
+    async fn list_rule_enforcements(
+        &self,
+        query: &EnforcementQuery,
+    ) -> Result<Page<RuleEnforcement>>;
+
     /// One trace.
     async fn trace(&self, id: &str) -> Result<Option<Trace>>;
     /// A page of traces, newest first, and the total matching.
@@ -124,6 +144,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// The datastore value under `name`.
     async fn kv_get(&self, name: &str) -> Result<Option<String>>;
+    /// Every datastore value, by name.
+    async fn kv_all(&self) -> Result<Vec<(String, String)>>;
     /// Stores a datastore value.
     async fn kv_set(&self, name: &str, value: &str) -> Result<()>;
     /// Deletes a datastore value; returns whether it existed.

@@ -155,3 +155,49 @@ pub struct StoredRule {
     /// Who created it.
     pub created_by: String,
 }
+
+/// What happened when a rule met a trigger instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleEnforcement {
+    /// Object id.
+    pub id: String,
+    /// The trigger instance.
+    pub trigger_instance_id: String,
+    /// The execution the rule caused, once executions exist.
+    pub execution_id: Option<String>,
+    /// Why the enforcement failed.
+    pub failure_reason: Option<String>,
+    /// The rule's ref.
+    pub rule_ref: String,
+    /// The rule's id.
+    pub rule_id: String,
+    /// The rule's uid.
+    pub rule_uid: String,
+    /// When.
+    pub enforced_at: String,
+    /// `succeeded` or `failed`.
+    pub status: String,
+}
+
+/// Filters and paging for rule enforcements.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EnforcementQuery {
+    /// Only this id.
+    pub id: Option<String>,
+    /// Only this rule.
+    pub rule_ref: Option<String>,
+    /// Only this rule id.
+    pub rule_id: Option<String>,
+    /// Only this trigger instance.
+    pub trigger_instance: Option<String>,
+    /// Only this execution.
+    pub execution: Option<String>,
+    /// Only after this time.
+    pub enforced_at_gt: Option<String>,
+    /// Only before this time.
+    pub enforced_at_lt: Option<String>,
+    /// Page size; `None` is all.
+    pub limit: Option<u64>,
+    /// Items to skip.
+    pub offset: u64,
+}

@@ -156,6 +156,20 @@ fn trigger_instance(row: &SqliteRow) -> Result<TriggerInstance> {
     })
 }
 
+fn enforcement(row: &SqliteRow) -> Result<RuleEnforcement> {
+    Ok(RuleEnforcement {
+        id: row.try_get("id")?,
+        trigger_instance_id: row.try_get("trigger_instance_id")?,
+        execution_id: row.try_get("execution_id")?,
+        failure_reason: row.try_get("failure_reason")?,
+        rule_ref: row.try_get("rule_ref")?,
+        rule_id: row.try_get("rule_id")?,
+        rule_uid: row.try_get("rule_uid")?,
+        enforced_at: row.try_get("enforced_at")?,
+        status: row.try_get("status")?,
+    })
+}
+
 fn api_key(row: &SqliteRow) -> Result<ApiKey> {
     Ok(ApiKey {
         id: row.try_get("id")?,
@@ -267,6 +281,111 @@ impl Store for SqliteStore {
                 .execute(&self.pool)
                 .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn claim_pending(&self, limit: u64) -> Result<Vec<TriggerInstance>> {
+        let rows = sqlx::query(
+            "UPDATE trigger_instances SET status = 'processing', updated_at = ? WHERE id IN \
+             (SELECT id FROM trigger_instances WHERE status = 'pending' ORDER BY rowid LIMIT ?) RETURNING *",
+        )
+        .bind(crate::ids::now())
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut claimed: Vec<TriggerInstance> =
+            rows.iter().map(trigger_instance).collect::<Result<_>>()?;
+        claimed.sort_by(|a, b| {
+            a.occurrence_time
+                .cmp(&b.occurrence_time)
+                .then(a.id.cmp(&b.id))
+        });
+        Ok(claimed)
+    }
+
+    async fn requeue_processing(&self) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE trigger_instances SET status = 'pending' WHERE status = 'processing'",
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn finish_trigger_instance(
+        &self,
+        id: &str,
+        status: &str,
+        enforcements: &[RuleEnforcement],
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for e in enforcements {
+            sqlx::query(
+                "INSERT INTO rule_enforcements (id, trigger_instance_id, execution_id, failure_reason, rule_ref, rule_id, rule_uid, enforced_at, status) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&e.id)
+            .bind(&e.trigger_instance_id)
+            .bind(&e.execution_id)
+            .bind(&e.failure_reason)
+            .bind(&e.rule_ref)
+            .bind(&e.rule_id)
+            .bind(&e.rule_uid)
+            .bind(&e.enforced_at)
+            .bind(&e.status)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("UPDATE trigger_instances SET status = ?, updated_at = ? WHERE id = ?")
+            .bind(status)
+            .bind(crate::ids::now())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn rule_enforcement(&self, id: &str) -> Result<Option<RuleEnforcement>> {
+        let row = sqlx::query("SELECT * FROM rule_enforcements WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(enforcement).transpose()
+    }
+
+    async fn list_rule_enforcements(&self, q: &EnforcementQuery) -> Result<Page<RuleEnforcement>> {
+        let filters = |qb: &mut QueryBuilder<'_, Sqlite>| {
+            qb.push(" WHERE 1=1");
+            for (column, value) in [
+                ("id", &q.id),
+                ("rule_ref", &q.rule_ref),
+                ("rule_id", &q.rule_id),
+                ("trigger_instance_id", &q.trigger_instance),
+                ("execution_id", &q.execution),
+            ] {
+                if let Some(v) = value {
+                    qb.push(format!(" AND {column} = ")).push_bind(v.clone());
+                }
+            }
+            if let Some(t) = &q.enforced_at_gt {
+                qb.push(" AND enforced_at > ").push_bind(t.clone());
+            }
+            if let Some(t) = &q.enforced_at_lt {
+                qb.push(" AND enforced_at < ").push_bind(t.clone());
+            }
+        };
+        let mut count = QueryBuilder::new("SELECT COUNT(*) FROM rule_enforcements");
+        filters(&mut count);
+        let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
+        let mut select = QueryBuilder::new("SELECT * FROM rule_enforcements");
+        filters(&mut select);
+        select.push(" ORDER BY enforced_at DESC, rule_ref ASC, rowid DESC");
+        limit_clause(&mut select, q.limit, q.offset);
+        let rows = select.build().fetch_all(&self.pool).await?;
+        Ok(Page {
+            items: rows.iter().map(enforcement).collect::<Result<_>>()?,
+            total: total as u64,
+        })
     }
 
     async fn trace(&self, id: &str) -> Result<Option<Trace>> {
@@ -542,6 +661,12 @@ impl Store for SqliteStore {
         Ok(sqlx::query_scalar("SELECT value FROM kv WHERE name = ?")
             .bind(name)
             .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn kv_all(&self) -> Result<Vec<(String, String)>> {
+        Ok(sqlx::query_as("SELECT name, value FROM kv ORDER BY name")
+            .fetch_all(&self.pool)
             .await?)
     }
 

@@ -174,10 +174,69 @@ async fn story(store: Arc<dyn Store>) {
         other => panic!("expected a conflict, got {other:?}"),
     }
 
+    // The rules engine's queue: pending instances are handed out once, requeued after a crash,
+    // and finished together with their enforcements.
+    let claimed = store.claim_pending(3).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    let again = store.claim_pending(10).await.unwrap();
+    assert!(
+        again.iter().all(|t| !claimed.iter().any(|c| c.id == t.id)),
+        "handed out once"
+    );
+    assert_eq!(
+        store.requeue_processing().await.unwrap() as usize,
+        claimed.len() + again.len()
+    );
+    let claimed = store.claim_pending(1).await.unwrap();
+    let enforcement = stormhook_storage::RuleEnforcement {
+        id: ids::object_id(),
+        trigger_instance_id: claimed[0].id.clone(),
+        execution_id: None,
+        failure_reason: None,
+        rule_ref: "p.r".into(),
+        rule_id: "r1".into(),
+        rule_uid: "rule:p:r".into(),
+        enforced_at: ids::now(),
+        status: "succeeded".into(),
+    };
+    store
+        .finish_trigger_instance(
+            &claimed[0].id,
+            "processed",
+            std::slice::from_ref(&enforcement),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .trigger_instance(&claimed[0].id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        "processed"
+    );
+    assert_eq!(
+        store.rule_enforcement(&enforcement.id).await.unwrap(),
+        Some(enforcement.clone())
+    );
+    let by_rule = store
+        .list_rule_enforcements(&stormhook_storage::EnforcementQuery {
+            rule_ref: Some("p.r".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_rule.total, 1);
+
     // The datastore.
     store.kv_set("a.b", "1").await.unwrap();
     store.kv_set("a.b", "2").await.unwrap();
     assert_eq!(store.kv_get("a.b").await.unwrap().as_deref(), Some("2"));
+    assert_eq!(
+        store.kv_all().await.unwrap(),
+        [("a.b".to_owned(), "2".to_owned())]
+    );
     assert!(store.kv_delete("a.b").await.unwrap());
     assert_eq!(store.kv_get("a.b").await.unwrap(), None);
 

@@ -59,6 +59,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     server::rules::load_api_rules(store.as_ref(), &packs)
         .await
         .context("loading the rules created through the API")?;
+    crate::engine::start(Arc::clone(&store), Arc::clone(&packs))
+        .await
+        .context("starting the rules engine")?;
     tracing::info!(
         packs = %packs_dir.display(),
         loaded = report.loaded.len() + report.unchanged.len(),

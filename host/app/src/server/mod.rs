@@ -25,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 mod apikeys;
+mod enforcements;
 mod error;
 pub mod listener;
 mod middleware;
@@ -85,6 +86,7 @@ fn api(state: &AppState) -> Router<AppState> {
         .merge(apikeys::routes())
         .merge(plugins::routes())
         .merge(rules::routes())
+        .merge(enforcements::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::authenticate,

@@ -10,7 +10,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
 use stormhook_packs::RuleDoc;
 use stormhook_rules::operators::NAMES;
 use stormhook_storage::{Store, StoredRule, ids};
@@ -78,14 +77,8 @@ pub async fn load_api_rules(
     Ok(())
 }
 
-/// The id of a rule: stored for API rules, derived from the ref for pack rules.
 fn rule_id(rule: &LoadedRule) -> String {
-    match &rule.source {
-        RuleSource::Api { id, .. } => id.clone(),
-        RuleSource::Pack { .. } => {
-            hex::encode(&Sha256::digest(format!("rule:{}", rule.doc.reference()).as_bytes())[..12])
-        }
-    }
+    rule.id()
 }
 
 /// A rule as the API shows it.

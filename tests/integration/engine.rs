@@ -1,0 +1,223 @@
+//! The rules engine end to end: webhooks posted over HTTP are evaluated from the store after the
+//! 202. Matching YAML and WASM rules each record one enforcement; non-matching payloads record
+//! none; errors record failed enforcements; backstop rules fire only when nothing else matched.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use stormhook_tests::TestServer;
+
+fn rule(name: &str, url: &str, extra: &str) -> (String, String) {
+    let yaml = format!(
+        "name: {name}\ntrigger:\n  type: core.st2.webhook\n  parameters:\n    url: {url}\naction:\n  ref: core.noop\n{extra}"
+    );
+    (name.to_owned(), yaml)
+}
+
+/// Posts `body` to `/api/v1/webhooks/{url}` and waits until its trigger instance is processed;
+/// returns the instance id.
+async fn post_and_process(
+    server: &TestServer,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Value,
+) -> String {
+    let client = server.client();
+    let before: Vec<Value> = client
+        .get(server.url("/api/v1/triggerinstances?limit=-1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut request = client
+        .post(server.url(&format!("/api/v1/webhooks/{url}")))
+        .json(&body);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    assert_eq!(request.send().await.unwrap().status(), 202);
+    let started = Instant::now();
+    loop {
+        let all: Vec<Value> = client
+            .get(server.url("/api/v1/triggerinstances?limit=-1"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let new: Vec<&Value> = all
+            .iter()
+            .filter(|t| !before.iter().any(|b| b["id"] == t["id"]))
+            .collect();
+        if let Some(t) = new.first()
+            && t["status"] == "processed"
+        {
+            return t["id"].as_str().unwrap().to_owned();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "not processed: {new:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn enforcements(server: &TestServer, instance: &str) -> Vec<Value> {
+    let url = server.url(&format!(
+        "/api/v1/ruleenforcements?trigger_instance={instance}"
+    ));
+    server
+        .client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn yaml_and_wasm_rules_each_produce_one_enforcement() {
+    let yaml_rule = rule(
+        "on_push",
+        "github",
+        "criteria:\n  trigger.headers_lower['x-github-event']:\n    type: equals\n    pattern: push\n  trigger.body.ref:\n    type: startswith\n    pattern: refs/heads/\n",
+    );
+    let server = TestServer::builder()
+        .examples()
+        .rules([yaml_rule])
+        .start()
+        .await;
+    let main = json!({"ref": "refs/heads/main", "pusher": {"name": "ada"}});
+    let id = post_and_process(&server, "github", &[("X-GitHub-Event", "push")], main).await;
+    let found = enforcements(&server, &id).await;
+    let mut rules: Vec<&str> = found
+        .iter()
+        .map(|e| e["rule"]["ref"].as_str().unwrap())
+        .collect();
+    rules.sort();
+    assert_eq!(rules, ["demo.push_to_main", "t.on_push"], "{found:?}");
+    for e in &found {
+        assert_eq!(e["status"], "succeeded");
+        assert_eq!(e["trigger_instance_id"], id.as_str());
+        assert!(
+            e.get("failure_reason").is_none(),
+            "falsy fields are omitted"
+        );
+        assert!(e["rule"]["uid"].as_str().unwrap().starts_with("rule:"));
+    }
+
+    // A push to another branch: the YAML rule matches, the WASM rule's component says no.
+    let dev = json!({"ref": "refs/heads/dev"});
+    let id = post_and_process(&server, "github", &[("X-GitHub-Event", "push")], dev).await;
+    let found = enforcements(&server, &id).await;
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0]["rule"]["ref"], "t.on_push");
+
+    // Another event: neither matches.
+    let id = post_and_process(
+        &server,
+        "github",
+        &[("X-GitHub-Event", "issues")],
+        json!({"action": "opened"}),
+    )
+    .await;
+    assert!(enforcements(&server, &id).await.is_empty());
+
+    let one = &found[0];
+    let by_id: Value = server
+        .client()
+        .get(server.url(&format!(
+            "/api/v1/ruleenforcements/{}",
+            one["id"].as_str().unwrap()
+        )))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(&by_id, one);
+    let resp = server
+        .client()
+        .get(server.url("/api/v1/ruleenforcements/nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    let resp = server
+        .client()
+        .get(server.url("/api/v1/ruleenforcements?rule_ref=t.on_push"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-total-count"], "2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_fail_the_enforcement_and_the_engine_goes_on() {
+    let broken = rule(
+        "broken",
+        "hook",
+        "criteria:\n  trigger.body.name:\n    type: regex\n    pattern: \"(unclosed\"\n",
+    );
+    let fine = rule(
+        "fine",
+        "hook",
+        "criteria:\n  trigger.body.name:\n    type: exists\n    pattern: x\n",
+    );
+    let server = TestServer::builder().rules([broken, fine]).start().await;
+    let id = post_and_process(&server, "hook", &[], json!({"name": "x"})).await;
+    let found = enforcements(&server, &id).await;
+    let failed = found
+        .iter()
+        .find(|e| e["rule"]["ref"] == "t.broken")
+        .expect("a failed enforcement");
+    assert_eq!(failed["status"], "failed");
+    let reason = failed["failure_reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with(&format!(
+            "Failed to match rule \"t.broken\" against trigger instance \"{id}\": "
+        )),
+        "{reason}"
+    );
+    assert!(reason.contains("invalid regex"), "{reason}");
+    assert!(
+        found
+            .iter()
+            .any(|e| e["rule"]["ref"] == "t.fine" && e["status"] == "succeeded")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backstop_rules_fire_only_when_no_standard_rule_matched_and_disabled_rules_never() {
+    let standard = rule(
+        "standard",
+        "hook",
+        "criteria:\n  trigger.body.kind:\n    type: equals\n    pattern: known\n",
+    );
+    let backstop = rule("fallback", "hook", "type:\n  ref: backstop\n");
+    let disabled = rule("off", "hook", "enabled: false\n");
+    let server = TestServer::builder()
+        .rules([standard, backstop, disabled])
+        .start()
+        .await;
+    let id = post_and_process(&server, "hook", &[], json!({"kind": "known"})).await;
+    let refs: Vec<Value> = enforcements(&server, &id)
+        .await
+        .iter()
+        .map(|e| e["rule"]["ref"].clone())
+        .collect();
+    assert_eq!(refs, [json!("t.standard")]);
+    let id = post_and_process(&server, "hook", &[], json!({"kind": "other"})).await;
+    let refs: Vec<Value> = enforcements(&server, &id)
+        .await
+        .iter()
+        .map(|e| e["rule"]["ref"].clone())
+        .collect();
+    assert_eq!(refs, [json!("t.fallback")]);
+}
