@@ -10,10 +10,12 @@
 //! - [`jsonpath`]: criteria keys (`trigger.body.items[0].name`, `trigger.headers['X-Y']`, `#suffix`).
 //! - [`template`]: Jinja rendering of patterns (minijinja, strict undefined, `{{ x }}` keeps its type).
 //! - [`criteria`]: a rule's criteria, ANDed, with the reason the first failing one failed.
+//! - [`params`]: action parameters rendered in dependency order and cast to declared types.
 
 pub mod criteria;
 pub mod jsonpath;
 pub mod operators;
+pub mod params;
 pub mod template;
 
 pub use criteria::{CriteriaOutcome, CriterionResult, evaluate_criteria};

@@ -251,10 +251,33 @@ fn py_in(needle: &Value, haystack: &Value) -> Result<bool, OperatorError> {
 }
 
 fn regex_search(pattern: &str, haystack: &str, flags: &str) -> Result<bool, OperatorError> {
-    let re = fancy_regex::Regex::new(&format!("{flags}{pattern}"))
-        .map_err(|e| OperatorError(format!("invalid regex {pattern:?}: {e}")))?;
+    let source = format!("{flags}{pattern}");
+    let re =
+        compiled(&source).map_err(|e| OperatorError(format!("invalid regex {pattern:?}: {e}")))?;
     re.is_match(haystack)
         .map_err(|e| OperatorError(format!("regex {pattern:?} failed: {e}")))
+}
+
+/// Compiled regexes, per thread: rules apply the same patterns to every trigger instance, and
+/// compiling costs far more than matching. Bounded: cleared when it grows past 512 entries.
+fn compiled(source: &str) -> Result<fancy_regex::Regex, fancy_regex::Error> {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    thread_local! {
+        static CACHE: RefCell<HashMap<String, fancy_regex::Regex>> = RefCell::new(HashMap::new());
+    }
+    CACHE.with(|cache| {
+        if let Some(re) = cache.borrow().get(source) {
+            return Ok(re.clone());
+        }
+        let re = fancy_regex::Regex::new(source)?;
+        let mut cache = cache.borrow_mut();
+        if cache.len() >= 512 {
+            cache.clear();
+        }
+        cache.insert(source.to_owned(), re.clone());
+        Ok(re)
+    })
 }
 
 /// `fnmatch.translate`: `*`, `?`, `[seq]`, `[!seq]`, anchored at both ends.

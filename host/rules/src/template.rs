@@ -69,6 +69,17 @@ impl Renderer {
     }
 }
 
+impl Renderer {
+    /// The top-level variable names a template uses (empty when it does not parse: rendering
+    /// reports that error).
+    pub fn variables(&self, template: &str) -> Vec<String> {
+        self.env
+            .template_from_str(template)
+            .map(|t| t.undeclared_variables(false).into_iter().collect())
+            .unwrap_or_default()
+    }
+}
+
 /// The expression of a pattern that is exactly one `{{ ... }}`.
 fn single_expression(text: &str) -> Option<&str> {
     let inner = text.trim().strip_prefix("{{")?.strip_suffix("}}")?;
