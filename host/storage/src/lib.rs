@@ -84,12 +84,11 @@ pub trait Store: Send + Sync + 'static {
     async fn claim_pending(&self, limit: u64) -> Result<Vec<TriggerInstance>>;
     /// Moves instances left in `processing` (by a crash) back to `pending`; returns how many.
     async fn requeue_processing(&self) -> Result<u64>;
-    /// Stores the enforcements of one trigger instance and moves it to `status`, together.
-    async fn finish_trigger_instance(
+    /// Stores the enforcements of trigger instances and moves each to its status, all in one
+    /// transaction: `(instance id, status, enforcements)`.
+    async fn finish_trigger_instances(
         &self,
-        id: &str,
-        status: &str,
-        enforcements: &[RuleEnforcement],
+        finished: &[(String, String, Vec<RuleEnforcement>)],
     ) -> Result<()>;
     /// One rule enforcement.
     async fn rule_enforcement(&self, id: &str) -> Result<Option<RuleEnforcement>>;

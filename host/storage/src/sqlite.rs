@@ -311,36 +311,37 @@ impl Store for SqliteStore {
         Ok(done.rows_affected())
     }
 
-    async fn finish_trigger_instance(
+    async fn finish_trigger_instances(
         &self,
-        id: &str,
-        status: &str,
-        enforcements: &[RuleEnforcement],
+        finished: &[(String, String, Vec<RuleEnforcement>)],
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        for e in enforcements {
-            sqlx::query(
-                "INSERT INTO rule_enforcements (id, trigger_instance_id, execution_id, failure_reason, rule_ref, rule_id, rule_uid, enforced_at, status) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&e.id)
-            .bind(&e.trigger_instance_id)
-            .bind(&e.execution_id)
-            .bind(&e.failure_reason)
-            .bind(&e.rule_ref)
-            .bind(&e.rule_id)
-            .bind(&e.rule_uid)
-            .bind(&e.enforced_at)
-            .bind(&e.status)
-            .execute(&mut *tx)
-            .await?;
+        let now = crate::ids::now();
+        for (id, status, enforcements) in finished {
+            for e in enforcements {
+                sqlx::query(
+                    "INSERT INTO rule_enforcements (id, trigger_instance_id, execution_id, failure_reason, rule_ref, rule_id, rule_uid, enforced_at, status) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(&e.id)
+                .bind(&e.trigger_instance_id)
+                .bind(&e.execution_id)
+                .bind(&e.failure_reason)
+                .bind(&e.rule_ref)
+                .bind(&e.rule_id)
+                .bind(&e.rule_uid)
+                .bind(&e.enforced_at)
+                .bind(&e.status)
+                .execute(&mut *tx)
+                .await?;
+            }
+            sqlx::query("UPDATE trigger_instances SET status = ?, updated_at = ? WHERE id = ?")
+                .bind(status)
+                .bind(&now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
         }
-        sqlx::query("UPDATE trigger_instances SET status = ?, updated_at = ? WHERE id = ?")
-            .bind(status)
-            .bind(crate::ids::now())
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
         Ok(())
     }

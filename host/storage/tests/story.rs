@@ -200,11 +200,11 @@ async fn story(store: Arc<dyn Store>) {
         status: "succeeded".into(),
     };
     store
-        .finish_trigger_instance(
-            &claimed[0].id,
-            "processed",
-            std::slice::from_ref(&enforcement),
-        )
+        .finish_trigger_instances(&[(
+            claimed[0].id.clone(),
+            "processed".into(),
+            vec![enforcement.clone()],
+        )])
         .await
         .unwrap();
     assert_eq!(
