@@ -459,3 +459,68 @@ fn rule_test_reads_a_stored_trigger_instance_by_id() {
     );
     assert!(text.contains(r#""pusher":"grace""#), "{text}");
 }
+
+#[test]
+fn rule_test_reads_the_datastore_of_the_data_dir() {
+    use stormhook_storage::Store as _;
+    let data = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store = stormhook_storage::sqlite::SqliteStore::open(&data.path().join("stormhook.db"))
+            .await
+            .unwrap();
+        store.kv_set("deploy.branch", "release").await.unwrap();
+    });
+    let rule = data.path().join("rule.yaml");
+    std::fs::write(
+        &rule,
+        "name: deploy\ntrigger:\n  type: core.st2.webhook\n  parameters: {url: deploy}\ncriteria:\n  trigger.body.branch:\n    type: equals\n    pattern: \"{{ st2kv.system['deploy.branch'] }}\"\naction: {ref: core.noop}\n",
+    )
+    .unwrap();
+    let instance = data.path().join("ti.json");
+    std::fs::write(
+        &instance,
+        r#"{"trigger": "core.st2.webhook", "payload": {"body": {"branch": "release"}}}"#,
+    )
+    .unwrap();
+    let out = stormhook()
+        .args(["rule", "test", "--rule"])
+        .arg(&rule)
+        .arg("--trigger-instance")
+        .arg(&instance)
+        .arg("--data-dir")
+        .arg(data.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Without the store, the key is undefined: the pattern fails to render.
+    let empty = tempfile::tempdir().unwrap();
+    let out = stormhook()
+        .args(["rule", "test", "--rule"])
+        .arg(&rule)
+        .arg("--trigger-instance")
+        .arg(&instance)
+        .arg("--data-dir")
+        .arg(empty.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .contains("Failed to render pattern value")
+    );
+    assert!(
+        !empty.path().join("stormhook.db").exists(),
+        "the tester never creates a store"
+    );
+}

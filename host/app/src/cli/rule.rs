@@ -48,7 +48,15 @@ pub async fn run(cmd: RuleCommand) -> anyhow::Result<ExitCode> {
                 }
                 (None, None) => bail!("give --trigger-instance FILE or --trigger-instance-id ID"),
             };
-            let matched = test(&rule, &instance).await?;
+            // The datastore, when the data directory holds a store (never created here).
+            let mut system = serde_json::Map::new();
+            if store.data_dir.join("stormhook.db").exists() {
+                let store = open_store(&store).await?;
+                for (name, value) in store.kv_all().await? {
+                    system.insert(name, Value::String(value));
+                }
+            }
+            let matched = test(&rule, &instance, system).await?;
             Ok(if matched {
                 ExitCode::SUCCESS
             } else {
@@ -59,7 +67,11 @@ pub async fn run(cmd: RuleCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// Prints the verdict; returns whether the rule matches.
-async fn test(rule_path: &Path, instance: &Value) -> anyhow::Result<bool> {
+async fn test(
+    rule_path: &Path,
+    instance: &Value,
+    datastore: serde_json::Map<String, Value>,
+) -> anyhow::Result<bool> {
     let shown = rule_path.display().to_string();
     let text = std::fs::read_to_string(rule_path).with_context(|| format!("reading {shown}"))?;
     let rule = RuleDoc::parse_standalone(&shown, &text).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -87,7 +99,7 @@ async fn test(rule_path: &Path, instance: &Value) -> anyhow::Result<bool> {
         println!("note: rule `{reference}` is disabled; it would never be enforced");
     }
 
-    let extra = json!({"st2kv": {"system": {}}});
+    let extra = json!({"st2kv": {"system": datastore}});
     let outcome = stormhook_rules::evaluate_criteria(
         &rule.criteria,
         &payload,
