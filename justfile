@@ -23,17 +23,19 @@ lint:
 test:
     cargo test --workspace
 
-# Unit tests only (no plugins needed).
+# Library tests (no server).
 test-unit:
-    cargo test -p stormhook-packs -p stormhook-runtime --lib
+    cargo test -p stormhook-packs -p stormhook-runtime -p stormhook-rules -p stormhook-storage
 
 # The integration suite.
 test-integration:
     cargo test -p stormhook-tests -p stormhook
 
-# Per-call runtime benchmark (see BENCHMARKS.md).
+# Benchmarks (see BENCHMARKS.md): per-call runtime, rules, durable ingest.
 bench:
     cargo bench -p stormhook-tests --bench runtime
+    cargo bench -p stormhook-tests --bench rules
+    cargo bench -p stormhook-tests --bench ingest
 
 # Serve with the embedded defaults and the example packs.
 run RUST_LOG='info':
