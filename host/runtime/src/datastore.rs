@@ -34,6 +34,13 @@ pub struct MemoryDatastore {
 }
 
 impl MemoryDatastore {
+    /// A datastore holding `values` (for example a copy of the real one, for a dry run).
+    pub fn with_values(values: impl IntoIterator<Item = (String, String)>) -> Self {
+        Self {
+            entries: Mutex::new(values.into_iter().collect()),
+        }
+    }
+
     fn with<T>(
         &self,
         f: impl FnOnce(&mut BTreeMap<String, String>) -> T,

@@ -40,6 +40,11 @@ pub async fn run(cmd: RuleCommand) -> anyhow::Result<ExitCode> {
                 }
                 (None, Some(id)) => {
                     let data_dir = store.data_dir.display().to_string();
+                    if !store.data_dir.join("stormhook.db").exists() {
+                        bail!(
+                            "no store in {data_dir} (give the data directory of the server with --data-dir)"
+                        );
+                    }
                     let store = open_store(&store).await?;
                     let Some(ti) = store.trigger_instance(&id).await? else {
                         bail!("no trigger instance {id} in the store of {data_dir}")
@@ -99,7 +104,7 @@ async fn test(
         println!("note: rule `{reference}` is disabled; it would never be enforced");
     }
 
-    let extra = json!({"st2kv": {"system": datastore}});
+    let extra = json!({"st2kv": {"system": datastore.clone()}});
     let outcome = stormhook_rules::evaluate_criteria(
         &rule.criteria,
         &payload,
@@ -147,18 +152,34 @@ async fn test(
                 max_instances: 4,
                 ..RuntimeConfig::default()
             },
-            Arc::new(MemoryDatastore::default()),
+            // A copy of the datastore: the component reads real values, its writes are discarded.
+            Arc::new(MemoryDatastore::with_values(datastore.iter().map(
+                |(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()),
+            ))),
         )?);
         let mut spec = PluginSpec::new(
             reference.clone(),
             PluginKind::Rule,
             folder.join(&wasm.entry_point),
         );
-        if let Some(timeout) = wasm.timeout_ms {
+        let defaults = RuntimeConfig::default().rule_defaults;
+        if wasm.timeout_ms.is_some() || wasm.memory_mb.is_some() {
             spec.limits = Some(stormhook_runtime::Limits {
-                timeout: std::time::Duration::from_millis(timeout),
-                memory_bytes: wasm.memory_mb.map_or(32 << 20, |m| m << 20),
+                timeout: wasm
+                    .timeout_ms
+                    .map_or(defaults.timeout, std::time::Duration::from_millis),
+                memory_bytes: wasm.memory_mb.map_or(defaults.memory_bytes, |m| m << 20),
             });
+        }
+        if let Some(grant) = &wasm.datastore {
+            spec.kv = stormhook_runtime::KvGrant {
+                read: grant.read,
+                write: grant.write,
+                prefix: grant
+                    .prefix
+                    .clone()
+                    .unwrap_or_else(|| format!("{}.", rule.pack)),
+            };
         }
         runtime.load(spec).await?;
         let ti = TriggerInstance {

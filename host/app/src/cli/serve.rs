@@ -141,7 +141,7 @@ fn print_first_key(key: &str, base: &str, tls: bool) {
         "    curl {insecure}-X POST {base}/api/v1/webhooks/github -H \"St2-Api-Key: {key}\" -H \"Content-Type: application/json\" -H \"X-GitHub-Event: push\" --data '{{\"ref\": \"refs/heads/main\", \"pusher\": {{\"name\": \"ada\"}}}}'"
     );
     println!();
-    println!("More keys: `stormhook apikey create` (or `st2 apikey create` against this server).");
+    println!("More keys: `stormhook apikey create`, or `POST /api/v1/apikeys`.");
     println!();
 }
 
