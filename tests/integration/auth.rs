@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 use stormhook_storage::{Store as _, Token};
-use stormhook_tests::{TestServer, webhook_rule};
+use stormhook_tests::{TestServer, faultstring as fault, webhook_rule};
 
 // `openssl passwd -apr1 -salt abcdefgh secret`
 const HTPASSWD: &str = "alice:$apr1$abcdefgh$h9FWgUz3n9YxylKLlR5SQ/\n";
@@ -14,13 +14,6 @@ async fn server() -> TestServer {
         .htpasswd(HTPASSWD)
         .start()
         .await
-}
-
-async fn fault(resp: reqwest::Response) -> String {
-    resp.json::<Value>().await.unwrap()["faultstring"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
 }
 
 async fn token(server: &TestServer) -> String {

@@ -2,14 +2,7 @@
 //! validation messages, and webhook registration as rules come and go.
 
 use serde_json::{Value, json};
-use stormhook_tests::{TestServer, webhook_rule};
-
-async fn fault(resp: reqwest::Response) -> String {
-    resp.json::<Value>().await.unwrap()["faultstring"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
+use stormhook_tests::{TestServer, faultstring as fault, webhook_rule};
 
 fn rule(name: &str, url: &str) -> Value {
     json!({

@@ -3,7 +3,7 @@
 //! becomes the stored trigger instance, read back through `GET /triggerinstances`.
 
 use serde_json::{Value, json};
-use stormhook_tests::{TestServer, webhook_rule};
+use stormhook_tests::{TestServer, faultstring as fault, webhook_rule};
 
 async fn server() -> TestServer {
     let rules = [
@@ -58,11 +58,6 @@ async fn trace_tag_of(server: &TestServer, instance_id: &str) -> String {
         .unwrap();
     assert_eq!(traces.len(), 1, "{traces:?}");
     traces[0]["trace_tag"].as_str().unwrap().to_owned()
-}
-
-async fn fault(resp: reqwest::Response) -> String {
-    let body: Value = resp.json().await.unwrap();
-    body["faultstring"].as_str().unwrap_or_default().to_owned()
 }
 
 #[tokio::test]

@@ -259,3 +259,9 @@ impl TestServer {
             .unwrap()
     }
 }
+
+/// The `faultstring` of an error response (empty when there is none).
+pub async fn faultstring(resp: reqwest::Response) -> String {
+    let body: serde_json::Value = resp.json().await.unwrap();
+    body["faultstring"].as_str().unwrap_or_default().to_owned()
+}

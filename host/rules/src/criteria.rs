@@ -168,7 +168,8 @@ fn search(
     }
 }
 
-fn is_falsy(v: &Value) -> bool {
+/// Python's falsiness of a JSON value: null, false, 0, empty string, list or object.
+pub fn is_falsy(v: &Value) -> bool {
     match v {
         Value::Null => true,
         Value::Bool(b) => !b,

@@ -139,7 +139,8 @@ impl Operator {
     }
 }
 
-fn type_name(v: &Value) -> &'static str {
+/// Python's name for the type of a JSON value (`int`, `str`, `dict`, ...), as its errors say.
+pub(crate) fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "NoneType",
         Value::Bool(_) => "bool",

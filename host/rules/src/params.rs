@@ -124,7 +124,7 @@ fn cast(name: &str, value: Value, kind: &str) -> Result<Value, String> {
             ("string", Value::Null) => Ok(value),
             ("string", other) => Err(format!(
                 "Value \"{other}\" must either be a string or None. Got \"{}\".",
-                json_kind(other)
+                crate::operators::type_name(other)
             )),
             _ => Ok(value),
         };
@@ -149,18 +149,6 @@ fn cast(name: &str, value: Value, kind: &str) -> Result<Value, String> {
         "object" | "array" => serde_json::from_str(text).map_err(|e| fail(e.to_string()))?,
         _ => value,
     })
-}
-
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "NoneType",
-        Value::Bool(_) => "bool",
-        Value::Number(n) if n.is_f64() => "float",
-        Value::Number(_) => "int",
-        Value::String(_) => "str",
-        Value::Array(_) => "list",
-        Value::Object(_) => "dict",
-    }
 }
 
 #[cfg(test)]

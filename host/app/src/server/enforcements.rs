@@ -6,9 +6,9 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
-use stormhook_storage::{EnforcementQuery, RuleEnforcement, ids};
+use stormhook_storage::{EnforcementQuery, RuleEnforcement};
 
-use super::paging::{Paging, Params, list_response};
+use super::paging::{Paging, Params, list_response, time_param};
 use super::{ApiError, AppState};
 
 pub(super) fn routes() -> Router<AppState> {
@@ -34,19 +34,6 @@ fn enforcement_json(e: &RuleEnforcement) -> Value {
     v
 }
 
-fn time(params: &Params, name: &str) -> Result<Option<String>, ApiError> {
-    params
-        .get(name)
-        .map(|v| {
-            ids::parse_time(v).map(ids::format_time).ok_or_else(|| {
-                ApiError::BadRequest(format!(
-                    "Parameter \"{name}\" is not a valid timestamp: \"{v}\""
-                ))
-            })
-        })
-        .transpose()
-}
-
 async fn list(
     State(state): State<AppState>,
     Query(params): Query<Params>,
@@ -58,8 +45,8 @@ async fn list(
         rule_id: params.get("rule_id").cloned(),
         trigger_instance: params.get("trigger_instance").cloned(),
         execution: params.get("execution").cloned(),
-        enforced_at_gt: time(&params, "enforced_at_gt")?,
-        enforced_at_lt: time(&params, "enforced_at_lt")?,
+        enforced_at_gt: time_param(&params, "enforced_at_gt")?,
+        enforced_at_lt: time_param(&params, "enforced_at_lt")?,
         limit: paging.limit,
         offset: paging.offset,
     };

@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 
+use stormhook_storage::ids;
+
 use super::ApiError;
 
 /// Raw query parameters (undeclared ones are ignored, as StackStorm ignores them).
@@ -58,6 +60,20 @@ pub(crate) fn int(params: &Params, name: &str) -> Result<Option<i64>, ApiError> 
         .map(|v| {
             v.trim().parse::<i64>().map_err(|_| {
                 ApiError::BadRequest(format!("Parameter \"{name}\" is not of type integer"))
+            })
+        })
+        .transpose()
+}
+
+/// A timestamp query parameter in the forms StackStorm accepts, normalised to its rendering.
+pub(crate) fn time_param(params: &Params, name: &str) -> Result<Option<String>, ApiError> {
+    params
+        .get(name)
+        .map(|v| {
+            ids::parse_time(v).map(ids::format_time).ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "Parameter \"{name}\" is not a valid timestamp: \"{v}\""
+                ))
             })
         })
         .transpose()

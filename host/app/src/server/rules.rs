@@ -77,10 +77,6 @@ pub async fn load_api_rules(
     Ok(())
 }
 
-fn rule_id(rule: &LoadedRule) -> String {
-    rule.id()
-}
-
 /// A rule as the API shows it.
 fn rule_json(rule: &LoadedRule, packs_root: &std::path::Path) -> Value {
     let doc = &rule.doc;
@@ -104,7 +100,7 @@ fn rule_json(rule: &LoadedRule, packs_root: &std::path::Path) -> Value {
         _ => json!({"ref": "standard", "parameters": {}}),
     };
     let mut out = json!({
-        "id": rule_id(rule),
+        "id": rule.id(),
         "ref": doc.reference(),
         "uid": format!("rule:{}:{}", doc.pack, doc.name),
         "name": doc.name,
@@ -158,7 +154,7 @@ async fn list(
         })
         .filter(|r| {
             ids.as_ref()
-                .is_none_or(|ids| ids.contains(&rule_id(r).as_str()))
+                .is_none_or(|ids| ids.contains(&r.id().as_str()))
         })
         .collect();
     matching.sort_by(|a, b| (&a.doc.pack, &a.doc.name).cmp(&(&b.doc.pack, &b.doc.name)));
@@ -178,7 +174,7 @@ fn find(state: &AppState, ref_or_id: &str) -> Result<LoadedRule, ApiError> {
     let found = if ref_or_id.contains('.') {
         set.get(ref_or_id)
     } else {
-        set.rules.iter().find(|r| rule_id(r) == ref_or_id)
+        set.rules.iter().find(|r| r.id() == ref_or_id)
     };
     found.cloned().ok_or_else(|| {
         ApiError::NotFound(format!(
@@ -306,7 +302,7 @@ async fn create(
     {
         return Err(ApiError::Conflict {
             message: format!("Rule {reference} is defined by a pack file"),
-            existing_id: Some(rule_id(existing)),
+            existing_id: Some(existing.id()),
         });
     }
     let stored = StoredRule {

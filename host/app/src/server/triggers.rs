@@ -11,7 +11,7 @@ use stormhook_storage::{
     NewEvent, Trace, TraceQuery, TriggerInstance, TriggerInstanceQuery, TriggerType, ids,
 };
 
-use super::paging::{Paging, Params, list_response};
+use super::paging::{Paging, Params, list_response, time_param};
 use super::{ApiError, AppState};
 
 pub(super) fn routes() -> Router<AppState> {
@@ -194,19 +194,6 @@ async fn delete_type(
     }
     state.store.delete_trigger_type(&existing.id).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-fn time_param(params: &Params, name: &str) -> Result<Option<String>, ApiError> {
-    params
-        .get(name)
-        .map(|v| {
-            ids::parse_time(v).map(ids::format_time).ok_or_else(|| {
-                ApiError::BadRequest(format!(
-                    "Parameter \"{name}\" is not a valid timestamp: \"{v}\""
-                ))
-            })
-        })
-        .transpose()
 }
 
 async fn list_instances(

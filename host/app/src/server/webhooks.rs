@@ -169,7 +169,7 @@ async fn generic(state: &AppState, body: &Value) -> Result<(String, String, Valu
     };
     let trigger = match object.get("trigger") {
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
-        Some(v) if truthy(v) => v.to_string(),
+        Some(v) if !stormhook_rules::criteria::is_falsy(v) => v.to_string(),
         _ => return Err(ApiError::BadRequest("Trigger not specified.".into())),
     };
     let payload = object.get("payload").cloned().unwrap_or(Value::Null);
@@ -310,17 +310,6 @@ fn json_type(value: &Value) -> &'static str {
         Value::Number(_) | Value::Bool(_) => "number",
         Value::Object(_) => "object",
         Value::Null => "null",
-    }
-}
-
-fn truthy(value: &Value) -> bool {
-    match value {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
     }
 }
 
