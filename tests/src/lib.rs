@@ -36,12 +36,20 @@ pub fn cache_dir() -> PathBuf {
 
 /// A runtime configured like the server's, with the shared cache and an in-memory datastore.
 pub fn runtime(config: RuntimeConfig) -> Arc<Runtime> {
+    runtime_with(config, Arc::new(MemoryDatastore::default()))
+}
+
+/// A runtime configured like the server's, with the shared cache and this datastore.
+pub fn runtime_with(
+    config: RuntimeConfig,
+    datastore: Arc<dyn stormhook_runtime::datastore::Datastore>,
+) -> Arc<Runtime> {
     let config = RuntimeConfig {
         cache_dir: Some(cache_dir()),
         max_instances: config.max_instances.min(64),
         ..config
     };
-    Arc::new(Runtime::new(config, Arc::new(MemoryDatastore::default())).expect("runtime starts"))
+    Arc::new(Runtime::new(config, datastore).expect("runtime starts"))
 }
 
 /// Loads fixture `<name>.wasm` as `test.<name>` of the given kind.
@@ -93,6 +101,8 @@ pub struct TestServerBuilder {
     htpasswd: Option<String>,
     token_ttl: Option<std::time::Duration>,
     examples: bool,
+    actions: Vec<(String, String, String)>,
+    local_disabled: bool,
 }
 
 /// A rule in pack `t` on webhook `url`.
@@ -140,6 +150,20 @@ impl TestServerBuilder {
         self
     }
 
+    /// Adds WASM action `t.<name>` running fixture `<fixture>.wasm`; `extra` is more YAML for
+    /// its metadata (parameters, limits, datastore).
+    pub fn action(mut self, name: &str, fixture: &str, extra: &str) -> Self {
+        self.actions
+            .push((name.to_owned(), fixture.to_owned(), extra.to_owned()));
+        self
+    }
+
+    /// Disables `core.local`, as `--disable-core-local` does.
+    pub fn without_core_local(mut self) -> Self {
+        self.local_disabled = true;
+        self
+    }
+
     /// Installs the example packs too.
     pub fn examples(mut self) -> Self {
         self.examples = true;
@@ -158,6 +182,20 @@ impl TestServerBuilder {
         }
         if self.examples {
             install_examples(&packs_dir);
+        }
+        let actions_dir = packs_dir.join("t/actions");
+        std::fs::create_dir_all(&actions_dir).unwrap();
+        for (name, fixture, extra) in &self.actions {
+            std::fs::copy(
+                component(fixture),
+                actions_dir.join(format!("{fixture}.wasm")),
+            )
+            .unwrap();
+            std::fs::write(
+                actions_dir.join(format!("{name}.yaml")),
+                format!("name: {name}\nrunner_type: wasm\nentry_point: {fixture}.wasm\n{extra}\n"),
+            )
+            .unwrap();
         }
         let store = Arc::new(
             stormhook_storage::sqlite::SqliteStore::open(&dir.path().join("stormhook.db"))
@@ -185,16 +223,32 @@ impl TestServerBuilder {
             .create_api_key("admin", serde_json::json!({}))
             .await
             .unwrap();
-        let rt = runtime(RuntimeConfig::default());
+        let rt = runtime_with(
+            RuntimeConfig::default(),
+            Arc::new(stormhook::datastore::StoreDatastore::new(Arc::clone(
+                &dyn_store,
+            ))),
+        );
         let packs = Arc::new(stormhook::packs::PackManager::new(packs_dir, rt));
         let report = packs.reload().await;
         assert!(report.errors.is_empty(), "{:?}", report.errors);
         stormhook::server::rules::load_api_rules(dyn_store.as_ref(), &packs)
             .await
             .unwrap();
-        stormhook::engine::start(Arc::clone(&dyn_store), Arc::clone(&packs))
-            .await
-            .unwrap();
+        let catalog = stormhook::actions::Catalog::new(Arc::clone(&packs), !self.local_disabled);
+        let executor = Arc::new(stormhook::executions::Executor::new(
+            Arc::clone(&dyn_store),
+            Arc::clone(&packs),
+            catalog,
+        ));
+        executor.start().await.unwrap();
+        stormhook::engine::start(
+            Arc::clone(&dyn_store),
+            Arc::clone(&packs),
+            Arc::clone(&executor),
+        )
+        .await
+        .unwrap();
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -216,6 +270,7 @@ impl TestServerBuilder {
             store: dyn_store,
             auth,
             settings: Arc::new(settings),
+            executor,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(stormhook::server::serve(

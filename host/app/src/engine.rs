@@ -7,8 +7,11 @@
 //! error (a bad regex, a key that does not parse, a trapping component) fails that rule's
 //! enforcement with the reason and never stops the engine.
 //!
-//! Executions arrive with issue 5. Until then a matched rule's enforcement has no
-//! `execution_id`.
+//! A matched rule requests its action: the execution (parameters rendered with `trigger`,
+//! `st2kv`, `action_context` and `rule`, the values a rule component returned) is stored in the
+//! same transaction as the enforcement and the instance's new status, then the executor runs it.
+//! A rendering failure stores a `failed` execution and fails the enforcement; an unknown or
+//! disabled action fails the enforcement without an execution.
 //!
 //! Instances left in `processing` by a crash go back to `pending` at start, so every accepted
 //! instance is evaluated at least once.
@@ -16,10 +19,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use stormhook_rules::template::Renderer;
-use stormhook_storage::{RuleEnforcement, Store, TriggerInstance, ids};
+use stormhook_storage::{
+    Execution, FinishedInstance, RuleEnforcement, Store, TriggerInstance, ids,
+};
 
+use crate::executions::{Executor, RuleRequest, datastore_context};
 use crate::packs::{LoadedRule, PackManager};
 
 /// How often the engine looks for new trigger instances when it found none.
@@ -36,6 +42,7 @@ const BATCH: u64 = 512;
 pub async fn start(
     store: Arc<dyn Store>,
     packs: Arc<PackManager>,
+    executor: Arc<Executor>,
 ) -> Result<(), stormhook_storage::StorageError> {
     let requeued = store.requeue_processing().await?;
     if requeued > 0 {
@@ -59,51 +66,57 @@ pub async fn start(
                 tokio::time::sleep(POLL).await;
                 continue;
             }
-            let kv = datastore_context(store.as_ref()).await;
+            let st2kv = datastore_context(store.as_ref()).await;
+            let mut kv = Map::new();
+            kv.insert("st2kv".into(), st2kv.clone());
             let mut finished = Vec::with_capacity(claimed.len());
             for instance in claimed {
-                let enforcements = evaluate(&packs, &renderer, &kv, &instance).await;
-                finished.push((instance.id, "processed".to_owned(), enforcements));
+                let matches = evaluate(&packs, &renderer, &kv, &instance).await;
+                let (enforcements, executions) =
+                    enforce(&packs, &executor, &st2kv, &instance, matches);
+                finished.push(FinishedInstance {
+                    id: instance.id,
+                    status: "processed".to_owned(),
+                    enforcements,
+                    executions,
+                });
             }
-            if let Err(e) = store.finish_trigger_instances(&finished).await {
+            match store.finish_trigger_instances(&finished).await {
+                Ok(()) => executor.notify(),
                 // Left in `processing`: evaluated again after the next start.
-                tracing::error!(
+                Err(e) => tracing::error!(
                     instances = finished.len(),
                     "recording rule enforcements failed: {e}"
-                );
+                ),
             }
         }
     });
     Ok(())
 }
 
-/// `st2kv.system` for templates: every datastore value by name.
-async fn datastore_context(store: &dyn Store) -> Map<String, Value> {
-    let values: Map<String, Value> = store
-        .kv_all()
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, Value::String(v)))
-        .collect();
-    let mut context = Map::new();
-    context.insert("st2kv".into(), json!({ "system": values }));
-    context
-}
-
 enum Verdict {
-    Match,
+    Match(Option<Value>),
     NoMatch,
     Failed(String),
 }
 
-/// The enforcements a trigger instance causes.
+/// A rule that matched a trigger instance, or failed to be evaluated on it.
+#[derive(Debug, Clone)]
+pub struct RuleMatch {
+    /// The rule.
+    pub rule: LoadedRule,
+    /// `Ok(values)` when it matched (the values its component returned, if any), or why the
+    /// evaluation failed.
+    pub outcome: Result<Option<Value>, String>,
+}
+
+/// The rules a trigger instance matches (and those that failed on it), in evaluation order.
 pub async fn evaluate(
     packs: &PackManager,
     renderer: &Renderer,
     kv: &Map<String, Value>,
     instance: &TriggerInstance,
-) -> Vec<RuleEnforcement> {
+) -> Vec<RuleMatch> {
     let set = packs.rules();
     let candidates: Vec<&LoadedRule> = set
         .rules
@@ -114,7 +127,7 @@ pub async fn evaluate(
                 || instance.trigger == r.doc.trigger.trigger_type
         })
         .collect();
-    let mut enforcements = Vec::new();
+    let mut matches = Vec::new();
     let mut matched_standard = false;
     for backstop in [false, true] {
         if backstop && matched_standard {
@@ -122,35 +135,68 @@ pub async fn evaluate(
         }
         for rule in candidates.iter().filter(|r| r.is_backstop() == backstop) {
             let verdict = judge(packs, renderer, kv, rule, instance).await;
-            let (status, failure_reason) = match verdict {
+            let outcome = match verdict {
                 Verdict::NoMatch => continue,
-                Verdict::Match => {
+                Verdict::Match(values) => {
                     matched_standard |= !backstop;
-                    ("succeeded", None)
+                    Ok(values)
                 }
-                Verdict::Failed(reason) => (
-                    "failed",
-                    Some(format!(
-                        "Failed to match rule \"{}\" against trigger instance \"{}\": {reason}",
-                        rule.doc.reference(),
-                        instance.id
-                    )),
-                ),
+                Verdict::Failed(reason) => Err(format!(
+                    "Failed to match rule \"{}\" against trigger instance \"{}\": {reason}",
+                    rule.doc.reference(),
+                    instance.id
+                )),
             };
-            enforcements.push(RuleEnforcement {
-                id: ids::object_id(),
-                trigger_instance_id: instance.id.clone(),
-                execution_id: None,
-                failure_reason,
-                rule_ref: rule.doc.reference(),
-                rule_id: rule.id(),
-                rule_uid: rule.uid(),
-                enforced_at: ids::now(),
-                status: status.into(),
+            matches.push(RuleMatch {
+                rule: (*rule).clone(),
+                outcome,
             });
         }
     }
-    enforcements
+    matches
+}
+
+/// The enforcements and executions of a trigger instance's matches.
+pub fn enforce(
+    packs: &PackManager,
+    executor: &Executor,
+    st2kv: &Value,
+    instance: &TriggerInstance,
+    matches: Vec<RuleMatch>,
+) -> (Vec<RuleEnforcement>, Vec<Execution>) {
+    let mut enforcements = Vec::with_capacity(matches.len());
+    let mut executions = Vec::new();
+    for RuleMatch { rule, outcome } in matches {
+        let (execution, failure_reason) = match outcome {
+            Err(reason) => (None, Some(reason)),
+            Ok(values) => {
+                let rule_json = crate::server::rules::rule_json(&rule, packs.root());
+                match executor.for_rule(&rule, rule_json, instance, values, st2kv) {
+                    RuleRequest::Requested(execution) => (Some(execution), None),
+                    RuleRequest::Failed(execution, reason) => (Some(execution), Some(reason)),
+                    RuleRequest::Refused(reason) => (None, Some(reason)),
+                }
+            }
+        };
+        enforcements.push(RuleEnforcement {
+            id: ids::object_id(),
+            trigger_instance_id: instance.id.clone(),
+            execution_id: execution.as_ref().map(|e| e.id.clone()),
+            status: if failure_reason.is_some() {
+                "failed"
+            } else {
+                "succeeded"
+            }
+            .into(),
+            failure_reason,
+            rule_ref: rule.doc.reference(),
+            rule_id: rule.id(),
+            rule_uid: rule.uid(),
+            enforced_at: ids::now(),
+        });
+        executions.extend(execution);
+    }
+    (enforcements, executions)
 }
 
 async fn judge(
@@ -169,7 +215,7 @@ async fn judge(
         return Verdict::NoMatch;
     }
     if rule.doc.wasm.is_none() {
-        return Verdict::Match;
+        return Verdict::Match(None);
     }
     let call = stormhook_runtime::TriggerInstance {
         id: instance.id.clone(),
@@ -182,7 +228,7 @@ async fn judge(
         .evaluate_rule(&rule.doc.reference(), &call)
         .await;
     match report.result {
-        Ok(decision) if decision.matched => Verdict::Match,
+        Ok(decision) if decision.matched => Verdict::Match(decision.values),
         Ok(_) => Verdict::NoMatch,
         Err(err) => Verdict::Failed(err.to_string()),
     }

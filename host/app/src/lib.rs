@@ -13,11 +13,13 @@
 
 use std::process::ExitCode;
 
+pub mod actions;
 pub mod auth;
 pub mod cli;
 pub mod datastore;
 pub mod engine;
 pub mod examples;
+pub mod executions;
 pub mod packs;
 pub mod schema;
 pub mod server;

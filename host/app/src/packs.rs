@@ -37,6 +37,8 @@ pub struct PackManager {
     pack_rules: std::sync::Mutex<Vec<LoadedRule>>,
     /// Rules created through the API, as the store holds them.
     api_rules: std::sync::Mutex<Vec<LoadedRule>>,
+    /// Actions from the pack folders, as of the last reload.
+    actions: ArcSwap<Vec<ActionMeta>>,
 }
 
 /// Every rule the server knows, and what they register.
@@ -124,6 +126,7 @@ pub enum RuleSource {
 struct DocContent {
     specs: Vec<PluginSpec>,
     rule: Option<RuleDoc>,
+    action: Option<ActionMeta>,
 }
 
 /// What one reload did.
@@ -152,6 +155,7 @@ impl PackManager {
             rules: ArcSwap::default(),
             pack_rules: std::sync::Mutex::default(),
             api_rules: std::sync::Mutex::default(),
+            actions: ArcSwap::default(),
         }
     }
 
@@ -185,6 +189,11 @@ impl PackManager {
         self.rules.load_full()
     }
 
+    /// The actions of the pack folders (enabled or not), as of the last reload.
+    pub fn actions(&self) -> Arc<Vec<ActionMeta>> {
+        self.actions.load_full()
+    }
+
     /// The runtime the packs load into.
     pub fn runtime(&self) -> &Arc<Runtime> {
         &self.runtime
@@ -211,6 +220,7 @@ impl PackManager {
         let mut next_good = HashMap::new();
         let mut desired: BTreeMap<(PluginKind, String), PluginSpec> = BTreeMap::new();
         let mut rules = Vec::new();
+        let mut actions = Vec::new();
         for (doc, parsed) in docs {
             let content = match parsed {
                 Ok(content) => content,
@@ -224,6 +234,9 @@ impl PackManager {
                     }
                 }
             };
+            if let Some(action) = &content.action {
+                actions.push(action.clone());
+            }
             if let Some(rule) = &content.rule {
                 rules.push(LoadedRule {
                     doc: rule.clone(),
@@ -249,6 +262,7 @@ impl PackManager {
             next_good.insert(doc, content);
         }
         *last_good = next_good;
+        self.actions.store(Arc::new(actions));
         if let Ok(mut pack_rules) = self.pack_rules.lock() {
             *pack_rules = rules;
         }
@@ -362,7 +376,10 @@ fn read_doc(
         PluginKind::Action => {
             let meta = ActionMeta::parse(&shown, &text, pack).map_err(|e| e.to_string())?;
             if !meta.enabled {
-                return Ok(DocContent::default());
+                return Ok(DocContent {
+                    action: Some(meta),
+                    ..DocContent::default()
+                });
             }
             let spec = PluginSpec {
                 reference: meta.reference(),
@@ -374,6 +391,7 @@ fn read_doc(
             Ok(DocContent {
                 specs: vec![spec],
                 rule: None,
+                action: Some(meta),
             })
         }
         PluginKind::Rule => {
@@ -391,6 +409,7 @@ fn read_doc(
             Ok(DocContent {
                 specs,
                 rule: Some(rule),
+                action: None,
             })
         }
     }

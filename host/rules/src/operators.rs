@@ -140,7 +140,7 @@ impl Operator {
 }
 
 /// Python's name for the type of a JSON value (`int`, `str`, `dict`, ...), as its errors say.
-pub(crate) fn type_name(v: &Value) -> &'static str {
+pub fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "NoneType",
         Value::Bool(_) => "bool",

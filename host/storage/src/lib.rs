@@ -84,12 +84,9 @@ pub trait Store: Send + Sync + 'static {
     async fn claim_pending(&self, limit: u64) -> Result<Vec<TriggerInstance>>;
     /// Moves instances left in `processing` (by a crash) back to `pending`; returns how many.
     async fn requeue_processing(&self) -> Result<u64>;
-    /// Stores the enforcements of trigger instances and moves each to its status, all in one
-    /// transaction: `(instance id, status, enforcements)`.
-    async fn finish_trigger_instances(
-        &self,
-        finished: &[(String, String, Vec<RuleEnforcement>)],
-    ) -> Result<()>;
+    /// Stores the enforcements of trigger instances and the executions they requested, and moves
+    /// each instance to its status, all in one transaction.
+    async fn finish_trigger_instances(&self, finished: &[FinishedInstance]) -> Result<()>;
     /// One rule enforcement.
     async fn rule_enforcement(&self, id: &str) -> Result<Option<RuleEnforcement>>;
     /// A page of rule enforcements, newest first.
@@ -97,6 +94,17 @@ pub trait Store: Send + Sync + 'static {
         &self,
         query: &EnforcementQuery,
     ) -> Result<Page<RuleEnforcement>>;
+
+    /// Stores a new execution.
+    async fn insert_execution(&self, execution: &Execution) -> Result<()>;
+    /// One execution.
+    async fn execution(&self, id: &str) -> Result<Option<Execution>>;
+    /// A page of executions (newest first unless `ascending`), and the total matching.
+    async fn list_executions(&self, query: &ExecutionQuery) -> Result<Page<Execution>>;
+    /// Replaces an execution (matched by id) when its stored status is one of `only_from`
+    /// (any status when empty); returns whether it was replaced. This is how a status
+    /// transition is claimed: of two writers moving `requested` on, one wins.
+    async fn update_execution(&self, execution: &Execution, only_from: &[&str]) -> Result<bool>;
 
     /// One trace.
     async fn trace(&self, id: &str) -> Result<Option<Trace>>;

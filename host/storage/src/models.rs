@@ -201,3 +201,76 @@ pub struct EnforcementQuery {
     /// Items to skip.
     pub offset: u64,
 }
+
+/// What the rules engine decided for one trigger instance: its final status, its enforcements
+/// and the executions they requested, stored together.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinishedInstance {
+    /// The trigger instance.
+    pub id: String,
+    /// `processed` or `processing_failed`.
+    pub status: String,
+    /// One per matched rule and per failed evaluation.
+    pub enforcements: Vec<RuleEnforcement>,
+    /// The executions the matched rules requested.
+    pub executions: Vec<Execution>,
+}
+
+/// An action execution. `document` is the whole record as the API shows it; the other fields
+/// are copies of some of its fields, kept for filtering and sorting.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Execution {
+    /// Object id.
+    pub id: String,
+    /// The action's ref.
+    pub action_ref: String,
+    /// The runner type's name.
+    pub runner: String,
+    /// `requested`, `scheduled`, `running`, `succeeded`, `failed`, `timeout`, `canceling`,
+    /// `canceled` or `abandoned`.
+    pub status: String,
+    /// When it was requested.
+    pub start_timestamp: String,
+    /// When it completed.
+    pub end_timestamp: Option<String>,
+    /// `context.user`.
+    pub user: Option<String>,
+    /// The rule that requested it.
+    pub rule_ref: Option<String>,
+    /// The trigger instance that caused it.
+    pub trigger_instance_id: Option<String>,
+    /// What the runner gets: the rendered parameters with every default filled in (the
+    /// document shows only the parameters the caller gave).
+    pub run_parameters: serde_json::Value,
+    /// The execution as the API shows it.
+    pub document: serde_json::Value,
+}
+
+/// Filters, order and paging for executions.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExecutionQuery {
+    /// Only these ids (empty: any).
+    pub ids: Vec<String>,
+    /// Only these statuses (empty: any).
+    pub statuses: Vec<String>,
+    /// Only this action ref.
+    pub action: Option<String>,
+    /// Only this runner.
+    pub runner: Option<String>,
+    /// Only executions of this rule (ref).
+    pub rule: Option<String>,
+    /// Only executions caused by this trigger instance.
+    pub trigger_instance: Option<String>,
+    /// Only executions of this user.
+    pub user: Option<String>,
+    /// Only executions that started after this time.
+    pub timestamp_gt: Option<String>,
+    /// Only executions that started before this time.
+    pub timestamp_lt: Option<String>,
+    /// Oldest first (default: newest first).
+    pub ascending: bool,
+    /// Page size; `None` is all.
+    pub limit: Option<u64>,
+    /// Items to skip.
+    pub offset: u64,
+}

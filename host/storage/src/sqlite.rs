@@ -170,6 +170,42 @@ fn enforcement(row: &SqliteRow) -> Result<RuleEnforcement> {
     })
 }
 
+fn execution(row: &SqliteRow) -> Result<Execution> {
+    Ok(Execution {
+        id: row.try_get("id")?,
+        action_ref: row.try_get("action_ref")?,
+        runner: row.try_get("runner")?,
+        status: row.try_get("status")?,
+        start_timestamp: row.try_get("start_timestamp")?,
+        end_timestamp: row.try_get("end_timestamp")?,
+        user: row.try_get("user_name")?,
+        rule_ref: row.try_get("rule_ref")?,
+        trigger_instance_id: row.try_get("trigger_instance_id")?,
+        run_parameters: json(row.try_get("run_parameters")?)?,
+        document: json(row.try_get("document")?)?,
+    })
+}
+
+fn insert_execution(
+    e: &Execution,
+) -> sqlx::query::Query<'static, Sqlite, sqlx::sqlite::SqliteArguments<'static>> {
+    sqlx::query(
+        "INSERT INTO executions (id, action_ref, runner, status, start_timestamp, end_timestamp, user_name, rule_ref, trigger_instance_id, run_parameters, document) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(e.id.clone())
+    .bind(e.action_ref.clone())
+    .bind(e.runner.clone())
+    .bind(e.status.clone())
+    .bind(e.start_timestamp.clone())
+    .bind(e.end_timestamp.clone())
+    .bind(e.user.clone())
+    .bind(e.rule_ref.clone())
+    .bind(e.trigger_instance_id.clone())
+    .bind(e.run_parameters.to_string())
+    .bind(e.document.to_string())
+}
+
 fn api_key(row: &SqliteRow) -> Result<ApiKey> {
     Ok(ApiKey {
         id: row.try_get("id")?,
@@ -311,14 +347,11 @@ impl Store for SqliteStore {
         Ok(done.rows_affected())
     }
 
-    async fn finish_trigger_instances(
-        &self,
-        finished: &[(String, String, Vec<RuleEnforcement>)],
-    ) -> Result<()> {
+    async fn finish_trigger_instances(&self, finished: &[FinishedInstance]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         let now = crate::ids::now();
-        for (id, status, enforcements) in finished {
-            for e in enforcements {
+        for done in finished {
+            for e in &done.enforcements {
                 sqlx::query(
                     "INSERT INTO rule_enforcements (id, trigger_instance_id, execution_id, failure_reason, rule_ref, rule_id, rule_uid, enforced_at, status) \
                      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -335,15 +368,106 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await?;
             }
+            for execution in &done.executions {
+                insert_execution(execution).execute(&mut *tx).await?;
+            }
             sqlx::query("UPDATE trigger_instances SET status = ?, updated_at = ? WHERE id = ?")
-                .bind(status)
+                .bind(&done.status)
                 .bind(&now)
-                .bind(id)
+                .bind(&done.id)
                 .execute(&mut *tx)
                 .await?;
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn insert_execution(&self, execution: &Execution) -> Result<()> {
+        insert_execution(execution)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| conflict(e, "execution"))?;
+        Ok(())
+    }
+
+    async fn execution(&self, id: &str) -> Result<Option<Execution>> {
+        sqlx::query("SELECT * FROM executions WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(execution)
+            .transpose()
+    }
+
+    async fn list_executions(&self, q: &ExecutionQuery) -> Result<Page<Execution>> {
+        let filters = |qb: &mut QueryBuilder<'_, Sqlite>| {
+            qb.push(" WHERE 1=1");
+            for (column, values) in [("id", &q.ids), ("status", &q.statuses)] {
+                if !values.is_empty() {
+                    qb.push(format!(" AND {column} IN ("));
+                    let mut list = qb.separated(", ");
+                    for v in values {
+                        list.push_bind(v.clone());
+                    }
+                    list.push_unseparated(")");
+                }
+            }
+            for (column, value) in [
+                ("action_ref", &q.action),
+                ("runner", &q.runner),
+                ("rule_ref", &q.rule),
+                ("trigger_instance_id", &q.trigger_instance),
+                ("user_name", &q.user),
+            ] {
+                if let Some(v) = value {
+                    qb.push(format!(" AND {column} = ")).push_bind(v.clone());
+                }
+            }
+            if let Some(t) = &q.timestamp_gt {
+                qb.push(" AND start_timestamp > ").push_bind(t.clone());
+            }
+            if let Some(t) = &q.timestamp_lt {
+                qb.push(" AND start_timestamp < ").push_bind(t.clone());
+            }
+        };
+        let mut count = QueryBuilder::new("SELECT COUNT(*) FROM executions");
+        filters(&mut count);
+        let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
+        let mut select = QueryBuilder::new("SELECT * FROM executions");
+        filters(&mut select);
+        select.push(if q.ascending {
+            " ORDER BY start_timestamp ASC, action_ref ASC, rowid ASC"
+        } else {
+            " ORDER BY start_timestamp DESC, action_ref ASC, rowid DESC"
+        });
+        limit_clause(&mut select, q.limit, q.offset);
+        let rows = select.build().fetch_all(&self.pool).await?;
+        Ok(Page {
+            items: rows.iter().map(execution).collect::<Result<_>>()?,
+            total: total as u64,
+        })
+    }
+
+    async fn update_execution(&self, e: &Execution, only_from: &[&str]) -> Result<bool> {
+        let mut qb = QueryBuilder::<Sqlite>::new("UPDATE executions SET status = ");
+        qb.push_bind(e.status.clone())
+            .push(", end_timestamp = ")
+            .push_bind(e.end_timestamp.clone())
+            .push(", document = ")
+            .push_bind(e.document.to_string())
+            .push(" WHERE id = ")
+            .push_bind(e.id.clone());
+        if !only_from.is_empty() {
+            qb.push(" AND status IN (");
+            let mut list = qb.separated(", ");
+            for status in only_from {
+                list.push_bind((*status).to_owned());
+            }
+            list.push_unseparated(")");
+        }
+        let done = qb.build().execute(&self.pool).await?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn rule_enforcement(&self, id: &str) -> Result<Option<RuleEnforcement>> {

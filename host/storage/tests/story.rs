@@ -199,14 +199,65 @@ async fn story(store: Arc<dyn Store>) {
         enforced_at: ids::now(),
         status: "succeeded".into(),
     };
+    let execution = stormhook_storage::Execution {
+        id: ids::object_id(),
+        action_ref: "core.noop".into(),
+        runner: "noop".into(),
+        status: "requested".into(),
+        start_timestamp: ids::now(),
+        end_timestamp: None,
+        user: Some("stanley".into()),
+        rule_ref: Some("p.r".into()),
+        trigger_instance_id: Some(claimed[0].id.clone()),
+        run_parameters: serde_json::json!({}),
+        document: serde_json::json!({"status": "requested"}),
+    };
     store
-        .finish_trigger_instances(&[(
-            claimed[0].id.clone(),
-            "processed".into(),
-            vec![enforcement.clone()],
-        )])
+        .finish_trigger_instances(&[stormhook_storage::FinishedInstance {
+            id: claimed[0].id.clone(),
+            status: "processed".into(),
+            enforcements: vec![enforcement.clone()],
+            executions: vec![execution.clone()],
+        }])
         .await
         .unwrap();
+    // The execution was stored with the enforcement; a status move is claimed once.
+    assert_eq!(
+        store.execution(&execution.id).await.unwrap(),
+        Some(execution.clone())
+    );
+    let mut scheduled = execution.clone();
+    scheduled.status = "scheduled".into();
+    assert!(
+        store
+            .update_execution(&scheduled, &["requested"])
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .update_execution(&scheduled, &["requested"])
+            .await
+            .unwrap()
+    );
+    let by_rule = store
+        .list_executions(&stormhook_storage::ExecutionQuery {
+            rule: Some("p.r".into()),
+            statuses: vec!["scheduled".into(), "running".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_rule.total, 1);
+    assert_eq!(by_rule.items[0].status, "scheduled");
+    let none = store
+        .list_executions(&stormhook_storage::ExecutionQuery {
+            statuses: vec!["requested".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(none.total, 0);
     assert_eq!(
         store
             .trigger_instance(&claimed[0].id)

@@ -128,6 +128,10 @@ pub struct ServeArgs {
     /// Do not watch the packs folder for changes (reload with `stormhook plugin reload`).
     #[arg(long, env = "STORMHOOK_NO_WATCH")]
     pub no_watch: bool,
+    /// Disables `core.local` (shell commands on the server's host); only sandboxed WASM
+    /// actions, `core.http`, `core.echo` and `core.noop` run.
+    #[arg(long, env = "STORMHOOK_DISABLE_CORE_LOCAL")]
+    pub disable_core_local: bool,
 }
 
 /// `stormhook plugin ...`.

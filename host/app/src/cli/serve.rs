@@ -59,9 +59,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     server::rules::load_api_rules(store.as_ref(), &packs)
         .await
         .context("loading the rules created through the API")?;
-    crate::engine::start(Arc::clone(&store), Arc::clone(&packs))
-        .await
-        .context("starting the rules engine")?;
+    let catalog = crate::actions::Catalog::new(Arc::clone(&packs), !args.disable_core_local);
+    let executor = Arc::new(crate::executions::Executor::new(
+        Arc::clone(&store),
+        Arc::clone(&packs),
+        catalog,
+    ));
+    executor.start().await.context("starting the executor")?;
+    crate::engine::start(
+        Arc::clone(&store),
+        Arc::clone(&packs),
+        Arc::clone(&executor),
+    )
+    .await
+    .context("starting the rules engine")?;
     tracing::info!(
         packs = %packs_dir.display(),
         loaded = report.loaded.len() + report.unchanged.len(),
@@ -104,6 +115,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         store,
         auth,
         settings: Arc::new(settings),
+        executor,
     };
     let limits = ConnectionLimits {
         header_timeout: Duration::from_secs(args.header_timeout_secs),

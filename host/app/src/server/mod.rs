@@ -24,9 +24,12 @@ use stormhook_storage::ingest::Ingest;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+mod actions;
 mod apikeys;
 mod enforcements;
 mod error;
+mod executions;
+mod keys;
 pub mod listener;
 mod middleware;
 mod paging;
@@ -38,6 +41,7 @@ mod webhooks;
 
 pub use error::ApiError;
 pub use listener::ConnectionLimits;
+pub(crate) use triggers::type_json as trigger_type_json;
 
 use crate::auth::Auth;
 use crate::packs::PackManager;
@@ -76,6 +80,8 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     /// Request-level settings.
     pub settings: Arc<Settings>,
+    /// Runs executions.
+    pub executor: Arc<crate::executions::Executor>,
 }
 
 /// The API routes (authenticated), without prefixes.
@@ -87,6 +93,9 @@ fn api(state: &AppState) -> Router<AppState> {
         .merge(plugins::routes())
         .merge(rules::routes())
         .merge(enforcements::routes())
+        .merge(executions::routes())
+        .merge(actions::routes())
+        .merge(keys::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::authenticate,

@@ -78,7 +78,7 @@ pub async fn load_api_rules(
 }
 
 /// A rule as the API shows it.
-fn rule_json(rule: &LoadedRule, packs_root: &std::path::Path) -> Value {
+pub(crate) fn rule_json(rule: &LoadedRule, packs_root: &std::path::Path) -> Value {
     let doc = &rule.doc;
     let parameters = Value::Object(doc.trigger.parameters.clone());
     let trigger = Trigger::new(&doc.trigger.trigger_type, &parameters);

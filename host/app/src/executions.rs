@@ -1,0 +1,822 @@
+//! Executions (`shared/docs/st2-api.md` §4): requesting an action run, running it after the
+//! answer (from the durable store, never on the request path), cancelling it, and waiting for
+//! it.
+//!
+//! Life of an execution: `requested -> scheduled -> running -> succeeded | failed | timeout |
+//! abandoned`, or `canceled` (from `requested`/`scheduled`, or `running -> canceling ->
+//! canceled`). Every move is a conditional update in the store (it applies only from the
+//! expected status), so two movers never both win, and each appends to the execution's `log`.
+//!
+//! A request is checked and stored before the caller's answer: the action exists and is
+//! enabled, no immutable parameter is overridden, the parameters render (Jinja, with `st2kv`
+//! and `action_context`) and then validate against the action's schema (runner parameters
+//! merged under the action's). A rendering failure still stores the execution, `failed`, as
+//! StackStorm does.
+//!
+//! The [`Executor`] worker takes `requested` executions oldest first, up to
+//! [`MAX_PARALLEL`] at a time. After a crash, executions left `scheduled` are requested
+//! again; executions left `running` become `abandoned` (they may have had effects, so they are
+//! not run twice).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use stormhook_rules::template::Renderer;
+use stormhook_storage::{Execution, ExecutionQuery, StorageError, Store, TriggerInstance, ids};
+use tokio::sync::{Notify, Semaphore, oneshot};
+
+use crate::actions::{self, Action, Catalog, RunnerType};
+use crate::packs::{LoadedRule, PackManager};
+
+/// How many executions run at once.
+pub const MAX_PARALLEL: usize = 16;
+/// The user rule-triggered executions run as (StackStorm's system user).
+pub const SYSTEM_USER: &str = "stanley";
+/// Statuses after which nothing changes.
+pub const COMPLETED: &[&str] = &["succeeded", "failed", "timeout", "canceled", "abandoned"];
+/// Statuses the `st2` CLI keeps polling on.
+const CANCELABLE_BEFORE_RUN: &[&str] = &["requested", "scheduled", "delayed"];
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// The final status.
+    pub status: &'static str,
+    /// The result object.
+    pub result: Value,
+}
+
+impl Outcome {
+    /// A `failed` run with this result.
+    pub fn failed(result: Value) -> Self {
+        Self {
+            status: "failed",
+            result,
+        }
+    }
+}
+
+/// Why an execution could not be requested.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// No such action.
+    #[error("Action \"{0}\" cannot be found.")]
+    UnknownAction(String),
+    /// The action is disabled.
+    #[error("Unable to execute. Action \"{0}\" is disabled.")]
+    Disabled(String),
+    /// The parameters are not acceptable (nothing was stored).
+    #[error("{0}")]
+    Invalid(String),
+    /// The parameters did not render; the execution was stored as `failed`.
+    #[error("{message}")]
+    RenderFailed {
+        /// Why.
+        message: String,
+        /// The failed execution.
+        execution: Box<Execution>,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StorageError),
+}
+
+/// Why an execution could not be cancelled.
+#[derive(Debug, thiserror::Error)]
+pub enum CancelError {
+    /// No such execution.
+    #[error("Unable to identify resource with id \"{0}\".")]
+    NotFound(String),
+    /// It already completed.
+    #[error("Action cannot be canceled. State = {0}.")]
+    Completed(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StorageError),
+}
+
+/// What a caller asks for.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// The action ref.
+    pub action: String,
+    /// Parameters as given (templates allowed).
+    pub parameters: Map<String, Value>,
+    /// Who asks.
+    pub user: String,
+    /// Context given by the caller (merged under the server's `user` and `pack`).
+    pub context: Map<String, Value>,
+}
+
+/// The action a rule requests, and why it could not be requested when it could not.
+#[derive(Debug)]
+pub enum RuleRequest {
+    /// The execution to store, `requested`.
+    Requested(Execution),
+    /// The parameters did not render: the execution to store, `failed`, and why.
+    Failed(Execution, String),
+    /// Nothing to run (unknown or disabled action, invalid parameters), and why.
+    Refused(String),
+}
+
+/// Runs executions.
+pub struct Executor {
+    store: Arc<dyn Store>,
+    packs: Arc<PackManager>,
+    catalog: Catalog,
+    renderer: Renderer,
+    /// New executions were requested.
+    wake: Notify,
+    /// An execution moved (waiters look again).
+    moved: Notify,
+    /// Cancel signals of the runs in progress.
+    cancels: Mutex<HashMap<String, oneshot::Sender<()>>>,
+    slots: Arc<Semaphore>,
+    hostname: String,
+}
+
+impl std::fmt::Debug for Executor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executor").finish_non_exhaustive()
+    }
+}
+
+/// `st2kv` for templates: `{system: {name: value}}`.
+pub async fn datastore_context(store: &dyn Store) -> Value {
+    let values: Map<String, Value> = store
+        .kv_all()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    json!({ "system": values })
+}
+
+impl Executor {
+    /// An executor over `store`, running the actions of `catalog`.
+    pub fn new(store: Arc<dyn Store>, packs: Arc<PackManager>, catalog: Catalog) -> Self {
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "localhost".into());
+        Self {
+            store,
+            packs,
+            catalog,
+            renderer: Renderer::new(),
+            wake: Notify::new(),
+            moved: Notify::new(),
+            cancels: Mutex::default(),
+            slots: Arc::new(Semaphore::new(MAX_PARALLEL)),
+            hostname,
+        }
+    }
+
+    /// The actions this executor runs.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// Checks a caller's request, stores the execution (`requested`) and returns it.
+    ///
+    /// # Errors
+    ///
+    /// [`RequestError`] with StackStorm's messages.
+    pub async fn request(&self, req: Request) -> Result<Execution, RequestError> {
+        let action = self
+            .catalog
+            .get(&req.action)
+            .ok_or_else(|| RequestError::UnknownAction(req.action.clone()))?;
+        if !action.enabled {
+            return Err(RequestError::Disabled(action.reference));
+        }
+        let runner = runner_of(&action)?;
+        let mut context = req.context.clone();
+        context.insert("user".into(), json!(req.user));
+        context.insert("pack".into(), json!(action.pack));
+        let kv = datastore_context(self.store.as_ref()).await;
+        let mut render_ctx = Map::new();
+        render_ctx.insert("st2kv".into(), kv);
+        render_ctx.insert("action_context".into(), Value::Object(context.clone()));
+        let id = ids::object_id();
+        let mut execution = new_execution(
+            &id,
+            &action,
+            &runner,
+            &req.parameters,
+            Value::Object(context),
+            Some(req.user.clone()),
+        );
+        match self.prepare(&action, &runner, &req.parameters, &render_ctx) {
+            Ok((shown, full)) => {
+                execution.document["parameters"] = Value::Object(shown.clone());
+                execution.document["liveaction"]["parameters"] = Value::Object(shown);
+                execution.run_parameters = Value::Object(full);
+                self.store.insert_execution(&execution).await?;
+                self.wake.notify_one();
+                Ok(execution)
+            }
+            Err(Prepared::Invalid(message)) => Err(RequestError::Invalid(message)),
+            Err(Prepared::RenderFailed(message)) => {
+                finish(
+                    &mut execution,
+                    Outcome::failed(json!({"error": message, "traceback": ""})),
+                    &self.hostname,
+                );
+                self.store.insert_execution(&execution).await?;
+                self.moved.notify_waiters();
+                Err(RequestError::RenderFailed {
+                    message,
+                    execution: Box::new(execution),
+                })
+            }
+        }
+    }
+
+    /// The execution rule `rule` requests for `instance` (not stored: the engine stores it
+    /// with the enforcement). `values` are what the rule component returned (`rule` in
+    /// templates); `kv` is `st2kv`.
+    pub fn for_rule(
+        &self,
+        rule: &LoadedRule,
+        rule_json: Value,
+        instance: &TriggerInstance,
+        values: Option<Value>,
+        kv: &Value,
+    ) -> RuleRequest {
+        let reference = &rule.doc.action.reference;
+        let Some(action) = self.catalog.get(reference) else {
+            return RuleRequest::Refused(format!("Action \"{reference}\" doesn't exist"));
+        };
+        if !action.enabled {
+            return RuleRequest::Refused(format!(
+                "Unable to execute. Action \"{reference}\" is disabled."
+            ));
+        }
+        let runner = match runner_of(&action) {
+            Ok(runner) => runner,
+            Err(e) => return RuleRequest::Refused(e.to_string()),
+        };
+        let context = json!({
+            "user": SYSTEM_USER,
+            "pack": action.pack,
+            "rule": {"id": rule.id(), "name": rule.doc.name},
+            "trigger_instance": {"id": instance.id, "name": null},
+            "trace_context": {"id_": instance.trace_id},
+        });
+        let mut render_ctx = Map::new();
+        render_ctx.insert("trigger".into(), instance.payload.clone());
+        render_ctx.insert("st2kv".into(), kv.clone());
+        render_ctx.insert("action_context".into(), context.clone());
+        render_ctx.insert("rule".into(), values.unwrap_or_else(|| json!({})));
+        let given = &rule.doc.action.parameters;
+        let id = ids::object_id();
+        let mut execution = new_execution(
+            &id,
+            &action,
+            &runner,
+            given,
+            context,
+            Some(SYSTEM_USER.into()),
+        );
+        let trigger = rule.trigger();
+        execution.rule_ref = Some(rule.doc.reference());
+        execution.trigger_instance_id = Some(instance.id.clone());
+        execution.document["rule"] = rule_json;
+        execution.document["trigger"] = serde_json::to_value(&trigger).unwrap_or(Value::Null);
+        execution.document["trigger_type"] = crate::triggers::system_trigger_types()
+            .iter()
+            .find(|t| t.reference == trigger.trigger_type)
+            .map_or_else(
+                || json!({"ref": trigger.trigger_type}),
+                crate::server::trigger_type_json,
+            );
+        execution.document["trigger_instance"] = json!({
+            "id": instance.id,
+            "trigger": instance.trigger,
+            "payload": instance.payload,
+            "occurrence_time": instance.occurrence_time,
+            "status": "processed",
+        });
+        match self.prepare(&action, &runner, given, &render_ctx) {
+            Ok((shown, full)) => {
+                execution.document["parameters"] = Value::Object(shown.clone());
+                execution.document["liveaction"]["parameters"] = Value::Object(shown);
+                execution.run_parameters = Value::Object(full);
+                RuleRequest::Requested(execution)
+            }
+            Err(Prepared::Invalid(message)) => RuleRequest::Refused(message),
+            Err(Prepared::RenderFailed(message)) => {
+                finish(
+                    &mut execution,
+                    Outcome::failed(json!({"error": message, "traceback": ""})),
+                    &self.hostname,
+                );
+                RuleRequest::Failed(execution, message)
+            }
+        }
+    }
+
+    /// Renders and validates parameters: `(what the execution shows, what the runner gets)`.
+    fn prepare(
+        &self,
+        action: &Action,
+        runner: &RunnerType,
+        given: &Map<String, Value>,
+        render_ctx: &Map<String, Value>,
+    ) -> Result<(Map<String, Value>, Map<String, Value>), Prepared> {
+        let declared = action.effective_parameters(runner);
+        let mut immutable: Vec<&str> = given
+            .keys()
+            .filter(|k| {
+                declared
+                    .get(*k)
+                    .and_then(|s| s.get("immutable"))
+                    .and_then(Value::as_bool)
+                    == Some(true)
+            })
+            .map(String::as_str)
+            .collect();
+        if !immutable.is_empty() {
+            immutable.sort_unstable();
+            let list: Vec<String> = immutable.iter().map(|k| format!("'{k}'")).collect();
+            return Err(Prepared::Invalid(format!(
+                "Override of immutable parameter(s) [{}] is unsupported.",
+                list.join(", ")
+            )));
+        }
+        let full = stormhook_rules::params::render_parameters(
+            given,
+            &declared,
+            render_ctx,
+            &self.renderer,
+        )
+        .map_err(|message| {
+            if message.starts_with("Value ") {
+                Prepared::Invalid(message)
+            } else {
+                Prepared::RenderFailed(message)
+            }
+        })?;
+        let schema = parameters_schema(&declared);
+        crate::schema::validate(&schema, &Value::Object(full.clone()))
+            .map_err(Prepared::Invalid)?;
+        let shown: Map<String, Value> = full
+            .iter()
+            .filter(|(k, _)| given.contains_key(*k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Ok((shown, full))
+    }
+
+    /// Wakes the worker (the engine calls this after storing rule executions).
+    pub fn notify(&self) {
+        self.wake.notify_one();
+    }
+
+    /// The execution, once it completed or at the deadline, whichever is first.
+    ///
+    /// # Errors
+    ///
+    /// The store failed.
+    pub async fn wait(
+        &self,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<Option<Execution>, StorageError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let moved = self.moved.notified();
+            let current = self.store.execution(id).await?;
+            let done = current
+                .as_ref()
+                .is_none_or(|e| COMPLETED.contains(&e.status.as_str()));
+            if done {
+                return Ok(current);
+            }
+            // A poll as well as the signal: another node may run it (PostgreSQL mode).
+            let poll = tokio::time::sleep(Duration::from_millis(500));
+            tokio::select! {
+                () = moved => {}
+                () = poll => {}
+                () = tokio::time::sleep_until(deadline) => return Ok(current),
+            }
+        }
+    }
+
+    /// Cancels an execution: at once when it has not started, through `canceling` when it
+    /// runs.
+    ///
+    /// # Errors
+    ///
+    /// [`CancelError`].
+    pub async fn cancel(&self, id: &str) -> Result<Execution, CancelError> {
+        for _ in 0..3 {
+            let mut execution = self
+                .store
+                .execution(id)
+                .await?
+                .ok_or_else(|| CancelError::NotFound(id.to_owned()))?;
+            let status = execution.status.clone();
+            if COMPLETED.contains(&status.as_str()) {
+                return Err(CancelError::Completed(status));
+            }
+            if CANCELABLE_BEFORE_RUN.contains(&status.as_str()) {
+                finish(
+                    &mut execution,
+                    Outcome {
+                        status: "canceled",
+                        result: Value::Null,
+                    },
+                    &self.hostname,
+                );
+                if self
+                    .store
+                    .update_execution(&execution, CANCELABLE_BEFORE_RUN)
+                    .await?
+                {
+                    self.moved.notify_waiters();
+                    return Ok(execution);
+                }
+                continue;
+            }
+            if status == "running" {
+                transition(&mut execution, "canceling");
+                if !self
+                    .store
+                    .update_execution(&execution, &["running"])
+                    .await?
+                {
+                    continue;
+                }
+            }
+            if let Some(signal) = self.cancels.lock().ok().and_then(|mut c| c.remove(id)) {
+                let _ = signal.send(());
+            }
+            return Ok(execution);
+        }
+        self.store
+            .execution(id)
+            .await?
+            .ok_or_else(|| CancelError::NotFound(id.to_owned()))
+    }
+
+    /// Recovers from a stop and starts the worker.
+    ///
+    /// # Errors
+    ///
+    /// The store cannot be read.
+    pub async fn start(self: &Arc<Self>) -> Result<(), StorageError> {
+        for (from, to) in [
+            ("scheduled", "requested"),
+            ("running", "abandoned"),
+            ("canceling", "canceled"),
+        ] {
+            let left = self
+                .store
+                .list_executions(&ExecutionQuery {
+                    statuses: vec![from.into()],
+                    ..Default::default()
+                })
+                .await?;
+            for mut execution in left.items {
+                if to == "requested" {
+                    transition(&mut execution, to);
+                } else {
+                    let result = json!({"error": "Stormhook stopped while the action was running; it is not run again because it may already have had effects."});
+                    finish(
+                        &mut execution,
+                        Outcome {
+                            status: if to == "abandoned" {
+                                "abandoned"
+                            } else {
+                                "canceled"
+                            },
+                            result,
+                        },
+                        &self.hostname,
+                    );
+                }
+                self.store.update_execution(&execution, &[from]).await?;
+                tracing::warn!(id = %execution.id, action = %execution.action_ref, "execution left {from} by a stop is now {to}");
+            }
+        }
+        let me = Arc::clone(self);
+        tokio::spawn(async move { me.work().await });
+        Ok(())
+    }
+
+    async fn work(self: Arc<Self>) {
+        loop {
+            let woken = self.wake.notified();
+            let requested = match self
+                .store
+                .list_executions(&ExecutionQuery {
+                    statuses: vec!["requested".into()],
+                    ascending: true,
+                    limit: Some(MAX_PARALLEL as u64),
+                    ..Default::default()
+                })
+                .await
+            {
+                Ok(page) => page.items,
+                Err(e) => {
+                    tracing::error!("cannot read requested executions: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let found = !requested.is_empty();
+            for mut execution in requested {
+                let Ok(slot) = Arc::clone(&self.slots).acquire_owned().await else {
+                    return;
+                };
+                transition(&mut execution, "scheduled");
+                match self
+                    .store
+                    .update_execution(&execution, &["requested"])
+                    .await
+                {
+                    Ok(true) => {
+                        let me = Arc::clone(&self);
+                        tokio::spawn(async move {
+                            me.run(execution).await;
+                            drop(slot);
+                        });
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::error!(id = %execution.id, "cannot schedule execution: {e}"),
+                }
+            }
+            if !found {
+                tokio::select! {
+                    () = woken => {}
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+
+    async fn run(&self, mut execution: Execution) {
+        transition(&mut execution, "running");
+        execution.document["liveaction"]["runner_info"] =
+            json!({"hostname": self.hostname, "pid": std::process::id()});
+        match self
+            .store
+            .update_execution(&execution, &["scheduled"])
+            .await
+        {
+            Ok(true) => self.moved.notify_waiters(),
+            Ok(false) => return, // cancelled meanwhile
+            Err(e) => {
+                tracing::error!(id = %execution.id, "cannot start execution: {e}");
+                return;
+            }
+        }
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut cancels) = self.cancels.lock() {
+            cancels.insert(execution.id.clone(), tx);
+        }
+        let outcome = tokio::select! {
+            outcome = self.dispatch(&execution) => outcome,
+            Ok(()) = rx => Outcome { status: "canceled", result: Value::Null },
+        };
+        if let Ok(mut cancels) = self.cancels.lock() {
+            cancels.remove(&execution.id);
+        }
+        // A cancel that arrived as the run ended still wins: the caller was told `canceling`.
+        let canceling = matches!(
+            self.store.execution(&execution.id).await,
+            Ok(Some(ref e)) if e.status == "canceling"
+        );
+        if canceling && outcome.status != "canceled" {
+            transition(&mut execution, "canceling");
+        }
+        finish(&mut execution, outcome, &self.hostname);
+        tracing::info!(id = %execution.id, action = %execution.action_ref, status = %execution.status, "execution finished");
+        if let Err(e) = self
+            .store
+            .update_execution(&execution, &["running", "canceling"])
+            .await
+        {
+            tracing::error!(id = %execution.id, "cannot record the end of execution: {e}");
+        }
+        self.moved.notify_waiters();
+    }
+
+    async fn dispatch(&self, execution: &Execution) -> Outcome {
+        let empty = Map::new();
+        let params = execution.run_parameters.as_object().unwrap_or(&empty);
+        match (execution.action_ref.as_str(), execution.runner.as_str()) {
+            ("core.echo", _) => {
+                let message = params.get("message").and_then(Value::as_str).unwrap_or("");
+                let mut stdout = message.as_bytes().to_vec();
+                stdout.push(b'\n');
+                Outcome {
+                    status: "succeeded",
+                    result: json!({"failed": false, "succeeded": true, "return_code": 0,
+                                   "stdout": actions::local::decode(&stdout), "stderr": ""}),
+                }
+            }
+            (_, actions::NOOP_RUNNER) => Outcome {
+                status: "succeeded",
+                result: json!({"failed": false, "succeeded": true, "return_code": 0}),
+            },
+            (_, actions::LOCAL_RUNNER) if !self.catalog.local_enabled() => Outcome::failed(
+                json!({"error": "core.local is disabled on this server (--disable-core-local)"}),
+            ),
+            (_, actions::LOCAL_RUNNER) => actions::local::run(params).await,
+            (reference, actions::HTTP_RUNNER) => {
+                let name = reference.rsplit('.').next().unwrap_or(reference);
+                actions::http::run(params, name).await
+            }
+            (reference, actions::WASM_RUNNER) => self.run_wasm(reference, execution, params).await,
+            (_, runner) => Outcome::failed(json!({"error": format!("unknown runner {runner:?}")})),
+        }
+    }
+
+    async fn run_wasm(
+        &self,
+        reference: &str,
+        execution: &Execution,
+        params: &Map<String, Value>,
+    ) -> Outcome {
+        let trigger_instance = execution.document.get("trigger_instance").map(|ti| {
+            stormhook_runtime::TriggerInstance {
+                id: ti["id"].as_str().unwrap_or_default().to_owned(),
+                trigger: ti["trigger"].as_str().unwrap_or_default().to_owned(),
+                payload: ti["payload"].to_string(),
+                occurrence_time: ti["occurrence_time"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            }
+        });
+        let context = stormhook_runtime::ActionContext {
+            execution_id: execution.id.clone(),
+            rule_ref: execution.rule_ref.clone(),
+            trigger_instance,
+        };
+        let report = self
+            .packs
+            .runtime()
+            .run_action(
+                reference,
+                &Value::Object(params.clone()).to_string(),
+                context,
+            )
+            .await;
+        let captured = &report.captured;
+        let logs: Vec<Value> = captured
+            .logs
+            .iter()
+            .map(|l| {
+                let fields: Map<String, Value> =
+                    l.fields.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+                json!({"level": serde_json::to_value(l.level).unwrap_or(Value::Null), "message": l.message, "fields": fields})
+            })
+            .collect();
+        let plugin = report
+            .plugin
+            .as_ref()
+            .map_or_else(|| reference.to_owned(), ToString::to_string);
+        let mut result = json!({
+            "stdout": captured.stdout,
+            "stderr": captured.stderr,
+            "logs": logs,
+            "plugin": plugin,
+        });
+        if captured.truncated() {
+            result["truncated"] = json!(true);
+        }
+        let status = match report.result {
+            Ok(value) => {
+                result["result"] = value;
+                "succeeded"
+            }
+            Err(err) => {
+                result["error"] = json!(err.to_string());
+                result["error_kind"] = json!(err.kind());
+                if err.is_timeout() {
+                    "timeout"
+                } else {
+                    "failed"
+                }
+            }
+        };
+        Outcome { status, result }
+    }
+}
+
+enum Prepared {
+    Invalid(String),
+    RenderFailed(String),
+}
+
+fn runner_of(action: &Action) -> Result<RunnerType, RequestError> {
+    actions::runner_type(&action.runner_type).ok_or_else(|| {
+        RequestError::Invalid(format!(
+            "Action \"{}\" has an unknown runner type \"{}\".",
+            action.reference, action.runner_type
+        ))
+    })
+}
+
+/// The JSON schema of an action's parameters (StackStorm's `additionalProperties: false`).
+fn parameters_schema(declared: &Map<String, Value>) -> Value {
+    let properties: Map<String, Value> = declared
+        .iter()
+        .map(|(name, schema)| {
+            let mut schema = schema.clone();
+            if let Some(obj) = schema.as_object_mut() {
+                // Not JSON-schema keywords.
+                for k in ["immutable", "secret", "position"] {
+                    obj.remove(k);
+                }
+            }
+            (name.clone(), schema)
+        })
+        .collect();
+    json!({"type": "object", "properties": properties, "additionalProperties": false})
+}
+
+/// A new execution, `requested`, with its log's first entry.
+fn new_execution(
+    id: &str,
+    action: &Action,
+    runner: &RunnerType,
+    given: &Map<String, Value>,
+    context: Value,
+    user: Option<String>,
+) -> Execution {
+    let now = ids::now();
+    let document = json!({
+        "id": id,
+        "action": action.json(),
+        "runner": runner.json(),
+        "liveaction": {
+            "id": ids::object_id(),
+            "action": action.reference,
+            "parameters": given,
+            "callback": {},
+            "runner_info": {},
+            "action_is_workflow": false,
+        },
+        "status": "requested",
+        "start_timestamp": now,
+        "parameters": given,
+        "context": context,
+        "log": [{"status": "requested", "timestamp": now}],
+    });
+    Execution {
+        id: id.to_owned(),
+        action_ref: action.reference.clone(),
+        runner: runner.name.to_owned(),
+        status: "requested".into(),
+        start_timestamp: now,
+        end_timestamp: None,
+        user,
+        rule_ref: None,
+        trigger_instance_id: None,
+        run_parameters: json!({}),
+        document,
+    }
+}
+
+/// Moves an execution to `status` and logs the move.
+fn transition(execution: &mut Execution, status: &str) {
+    let now = ids::now();
+    execution.status = status.to_owned();
+    execution.document["status"] = json!(status);
+    if let Some(log) = execution.document["log"].as_array_mut() {
+        log.push(json!({"status": status, "timestamp": now}));
+    }
+}
+
+/// Completes an execution with `outcome`.
+fn finish(execution: &mut Execution, outcome: Outcome, hostname: &str) {
+    transition(execution, outcome.status);
+    let end = ids::now();
+    let doc = &mut execution.document;
+    doc["end_timestamp"] = json!(end);
+    if let (Some(start), Some(stop)) = (
+        ids::parse_time(&execution.start_timestamp),
+        ids::parse_time(&end),
+    ) {
+        let micros = (stop - start).num_microseconds().unwrap_or(0);
+        doc["elapsed_seconds"] = json!(micros as f64 / 1e6);
+    }
+    if !outcome.result.is_null() {
+        doc["result_size"] = json!(outcome.result.to_string().len());
+        doc["result"] = outcome.result;
+    }
+    if doc["liveaction"]["runner_info"]
+        .as_object()
+        .is_none_or(Map::is_empty)
+    {
+        doc["liveaction"]["runner_info"] = json!({"hostname": hostname, "pid": std::process::id()});
+    }
+    execution.end_timestamp = Some(end);
+}
