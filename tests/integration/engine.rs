@@ -104,6 +104,22 @@ async fn yaml_and_wasm_rules_each_produce_one_enforcement() {
     for e in &found {
         assert_eq!(e["status"], "succeeded");
         assert_eq!(e["trigger_instance_id"], id.as_str());
+        // Each enforcement requested one execution of the rule's action.
+        let execution: Value = server
+            .client()
+            .get(server.url(&format!(
+                "/api/v1/executions/{}",
+                e["execution_id"].as_str().expect("an execution id")
+            )))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(execution["rule"]["ref"], e["rule"]["ref"]);
+        assert_eq!(execution["trigger_instance"]["id"], id.as_str());
+        assert_eq!(execution["context"]["user"], "stanley");
         assert!(
             e.get("failure_reason").is_none(),
             "falsy fields are omitted"
@@ -112,6 +128,26 @@ async fn yaml_and_wasm_rules_each_produce_one_enforcement() {
     }
 
     // A push to another branch: the YAML rule matches, the WASM rule's component says no.
+    let executions: Vec<Value> = server
+        .client()
+        .get(server.url(&format!("/api/v1/executions?trigger_instance={id}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(executions.len(), 2, "one execution per matched rule");
+    // The WASM rule's values reach the action's parameters (`rule.pusher`, `rule.branch`).
+    let greet = executions
+        .iter()
+        .find(|e| e["action"]["ref"] == "demo.greet")
+        .expect("the WASM rule's execution");
+    assert_eq!(
+        greet["parameters"],
+        json!({"name": "ada", "greeting": "Thanks for pushing to main"})
+    );
+
     let dev = json!({"ref": "refs/heads/dev"});
     let id = post_and_process(&server, "github", &[("X-GitHub-Event", "push")], dev).await;
     let found = enforcements(&server, &id).await;

@@ -1,0 +1,732 @@
+//! Executions end to end (`shared/docs/st2-api.md` §4): the seed's curl line, statuses and
+//! their log, the `wait` option, validation messages, cancel, listing, WASM actions (results,
+//! typed errors, traps, deadlines, datastore), core actions, the datastore API, and rules that
+//! request executions.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use stormhook_tests::{TestServer, faultstring, webhook_rule};
+
+async fn post(server: &TestServer, path: &str, body: Value) -> reqwest::Response {
+    server
+        .client()
+        .post(server.url(path))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn get(server: &TestServer, path: &str) -> Value {
+    let resp = server.client().get(server.url(path)).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "GET {path}");
+    resp.json().await.unwrap()
+}
+
+/// Requests `action` and returns the 201 body.
+async fn request(server: &TestServer, action: &str, parameters: Value) -> Value {
+    let resp = post(
+        server,
+        "/api/v1/executions",
+        json!({"action": action, "parameters": parameters, "user": null}),
+    )
+    .await;
+    assert_eq!(resp.status(), 201);
+    resp.json().await.unwrap()
+}
+
+const DONE: &[&str] = &["succeeded", "failed", "timeout", "canceled", "abandoned"];
+
+/// Polls the execution until it completes.
+async fn finished(server: &TestServer, id: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let e = get(server, &format!("/api/v1/executions/{id}")).await;
+        if DONE.contains(&e["status"].as_str().unwrap()) {
+            return e;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "not done: {e}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn statuses(e: &Value) -> Vec<&str> {
+    e["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["status"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_curl_line_runs_date() {
+    let server = TestServer::builder().start().await;
+    // The seed's last curl line, verbatim apart from the host.
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-w",
+            "\n%{http_code}",
+            "-X",
+            "POST",
+            &server.url("/api/v1/executions"),
+            "-H",
+            &format!("St2-Api-Key: {}", server.key),
+            "-H",
+            "Content-Type: application/json",
+            "--data",
+            r#"{"action": "core.local", "parameters": {"cmd": "date"}}"#,
+        ])
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    assert_eq!(code, "201", "{body}");
+    let created: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(created["status"], "requested");
+    assert_eq!(created["action"]["ref"], "core.local");
+    assert_eq!(created["action"]["runner_type"], "local-shell-cmd");
+    assert_eq!(created["runner"]["name"], "local-shell-cmd");
+    assert_eq!(created["liveaction"]["action"], "core.local");
+    assert_eq!(created["parameters"], json!({"cmd": "date"}));
+    assert_eq!(created["context"], json!({"user": "admin", "pack": "core"}));
+    assert_eq!(statuses(&created), ["requested"]);
+    assert!(created.get("result").is_none(), "falsy fields are omitted");
+
+    let done = finished(&server, created["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(
+        statuses(&done),
+        ["requested", "scheduled", "running", "succeeded"]
+    );
+    let year = String::from_utf8(
+        std::process::Command::new("date")
+            .arg("+%Y")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let year = year.trim();
+    let stdout = done["result"]["stdout"].as_str().unwrap();
+    assert!(stdout.contains(year), "{stdout}");
+    assert_eq!(done["result"]["return_code"], 0);
+    assert_eq!(done["result"]["succeeded"], true);
+    assert!(done["elapsed_seconds"].as_f64().unwrap() > 0.0);
+    assert!(done["end_timestamp"].as_str().unwrap() >= done["start_timestamp"].as_str().unwrap());
+    assert_eq!(done["liveaction"]["runner_info"]["pid"], std::process::id());
+
+    // `last` is the newest.
+    let last = get(&server, "/api/v1/executions/last").await;
+    assert_eq!(last["id"], done["id"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn core_local_statuses_and_the_wait_option() {
+    let server = TestServer::builder().start().await;
+    // wait: the answer is the finished execution.
+    let resp = post(
+        &server,
+        "/api/v1/executions?wait=20",
+        json!({"action": "core.local", "parameters": {"cmd": "echo '{\"a\": [1, 2]}'"}}),
+    )
+    .await;
+    assert_eq!(resp.status(), 201);
+    let e: Value = resp.json().await.unwrap();
+    assert_eq!(e["status"], "succeeded");
+    assert_eq!(
+        e["result"]["stdout"],
+        json!({"a": [1, 2]}),
+        "stdout is JSON-decoded"
+    );
+
+    let resp = post(
+        &server,
+        "/api/v1/executions?wait=20",
+        json!({"action": "core.local", "parameters": {"cmd": "echo oops >&2; exit 3"}}),
+    )
+    .await;
+    let e: Value = resp.json().await.unwrap();
+    assert_eq!(e["status"], "failed");
+    assert_eq!(e["result"]["return_code"], 3);
+    assert_eq!(e["result"]["stderr"], "oops");
+
+    let resp = post(
+        &server,
+        "/api/v1/executions?wait=20",
+        json!({"action": "core.local", "parameters": {"cmd": "sleep 30", "timeout": 1}}),
+    )
+    .await;
+    let e: Value = resp.json().await.unwrap();
+    assert_eq!(e["status"], "timeout");
+    assert_eq!(e["result"]["return_code"], -9);
+    assert_eq!(
+        e["result"]["error"],
+        "Action failed to complete in 1 seconds"
+    );
+
+    // At the deadline, the current state.
+    let started = Instant::now();
+    let resp = post(
+        &server,
+        "/api/v1/executions?wait=1",
+        json!({"action": "core.local", "parameters": {"cmd": "sleep 3"}}),
+    )
+    .await;
+    let e: Value = resp.json().await.unwrap();
+    assert!(started.elapsed() < Duration::from_millis(2500));
+    assert!(["requested", "scheduled", "running"].contains(&e["status"].as_str().unwrap()));
+    assert_eq!(
+        finished(&server, e["id"].as_str().unwrap()).await["status"],
+        "succeeded"
+    );
+
+    let resp = post(
+        &server,
+        "/api/v1/executions?wait=9999",
+        json!({"action": "core.noop"}),
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+
+    // cwd and env.
+    let resp = post(
+        &server,
+        "/api/v1/executions?wait=20",
+        json!({"action": "core.local", "parameters": {"cmd": "pwd; echo $GREETING", "cwd": "/tmp", "env": {"GREETING": "hi"}}}),
+    )
+    .await;
+    let e: Value = resp.json().await.unwrap();
+    assert_eq!(e["result"]["stdout"], "/tmp\nhi");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_stackstorms_messages() {
+    let server = TestServer::builder().start().await;
+    let cases = [
+        (
+            json!({"action": "nope.nope"}),
+            "Action \"nope.nope\" cannot be found.",
+        ),
+        (json!({"parameters": {}}), "'action' is a required property"),
+        (
+            json!({"action": "core.local"}),
+            "'cmd' is a required property",
+        ),
+        (
+            json!({"action": "core.local", "parameters": {"cmd": "date", "foo": 1}}),
+            "Additional properties are not allowed ('foo' was unexpected)",
+        ),
+        (
+            json!({"action": "core.local", "parameters": {"cmd": "date", "sudo": true}}),
+            "Override of immutable parameter(s) ['sudo'] is unsupported.",
+        ),
+        (
+            json!({"action": "core.local", "parameters": {"cmd": 1000}}),
+            "Value \"1000\" must either be a string or None. Got \"int\".",
+        ),
+    ];
+    for (body, message) in cases {
+        let resp = post(&server, "/api/v1/executions", body.clone()).await;
+        assert_eq!(resp.status(), 400, "{body}");
+        assert_eq!(faultstring(resp).await, message, "{body}");
+    }
+    // Nothing was stored for those.
+    let all = get(&server, "/api/v1/executions").await;
+    assert_eq!(all, json!([]));
+
+    let resp = server
+        .client()
+        .post(server.url("/api/v1/executions"))
+        .header("st2-context", "not json")
+        .json(&json!({"action": "core.noop"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(
+        faultstring(resp)
+            .await
+            .contains("Unable to convert st2-context")
+    );
+
+    // A rendering failure still stores the execution, failed.
+    let resp = post(
+        &server,
+        "/api/v1/executions",
+        json!({"action": "core.local", "parameters": {"cmd": "echo {{ nothing }}"}}),
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(
+        faultstring(resp).await,
+        "Dependency unsatisfied in variable \"nothing\""
+    );
+    let all = get(&server, "/api/v1/executions").await;
+    assert_eq!(all[0]["status"], "failed");
+    assert_eq!(
+        all[0]["result"]["error"],
+        "Dependency unsatisfied in variable \"nothing\""
+    );
+
+    // Parameters render with st2kv and action_context.
+    server
+        .client()
+        .put(server.url("/api/v1/keys/who"))
+        .json(&json!({"name": "who", "value": "world"}))
+        .send()
+        .await
+        .unwrap();
+    let resp = post(
+        &server,
+        "/api/v1/executions?wait=20",
+        json!({"action": "core.local", "parameters": {"cmd": "echo {{ st2kv.system.who }} {{ action_context.user }}"}}),
+    )
+    .await;
+    let e: Value = resp.json().await.unwrap();
+    assert_eq!(e["parameters"]["cmd"], "echo world admin");
+    assert_eq!(e["result"]["stdout"], "world admin");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_filters_get_and_cancel() {
+    let server = TestServer::builder().start().await;
+    let a = request(&server, "core.noop", json!({})).await;
+    let b = request(&server, "core.echo", json!({"message": "hello"})).await;
+    let slow = request(&server, "core.local", json!({"cmd": "sleep 30"})).await;
+    let a = finished(&server, a["id"].as_str().unwrap()).await;
+    let b = finished(&server, b["id"].as_str().unwrap()).await;
+    assert_eq!(
+        a["result"],
+        json!({"failed": false, "succeeded": true, "return_code": 0})
+    );
+    assert_eq!(b["result"]["stdout"], "hello");
+
+    // What `st2 execution list` sends.
+    let resp = server
+        .client()
+        .get(server.url("/v1/executions/?limit=50&parent=null&sort_desc=True&include_attributes=id%2Caction.ref%2Ccontext.user%2Cstatus%2Cstart_timestamp%2Cend_timestamp"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-total-count"], "3");
+    let items: Vec<Value> = resp.json().await.unwrap();
+    let ids: Vec<&str> = items.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        [
+            slow["id"].as_str().unwrap(),
+            b["id"].as_str().unwrap(),
+            a["id"].as_str().unwrap()
+        ],
+        "newest first"
+    );
+    assert!(
+        items[1].get("result").is_none(),
+        "include_attributes keeps only what was asked"
+    );
+    assert_eq!(items[1]["action"]["ref"], "core.echo");
+
+    let asc: Vec<Value> = get(&server, "/api/v1/executions?sort_asc=True")
+        .await
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(asc[0]["id"], a["id"]);
+    let echo = get(&server, "/api/v1/executions?action=core.echo").await;
+    assert_eq!(echo.as_array().unwrap().len(), 1);
+    let done = get(&server, "/api/v1/executions?status=succeeded").await;
+    assert_eq!(done.as_array().unwrap().len(), 2);
+    let children = get(
+        &server,
+        &format!("/api/v1/executions?parent={}", a["id"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(children, json!([]));
+    let resp = server
+        .client()
+        .get(server.url("/api/v1/executions?id=zzz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(faultstring(resp).await.contains("not a valid ObjectId"));
+    for id in ["1", "000000000000000000000000"] {
+        let resp = server
+            .client()
+            .get(server.url(&format!("/api/v1/executions/{id}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 404);
+        assert_eq!(
+            faultstring(resp).await,
+            format!("Unable to identify resource with id \"{id}\".")
+        );
+    }
+
+    // Cancel a running command: it is stopped and ends `canceled`.
+    let id = slow["id"].as_str().unwrap();
+    let started = Instant::now();
+    loop {
+        if get(&server, &format!("/api/v1/executions/{id}")).await["status"] == "running" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let resp = server
+        .client()
+        .delete(server.url(&format!("/api/v1/executions/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let canceling: Value = resp.json().await.unwrap();
+    assert!(["canceling", "canceled"].contains(&canceling["status"].as_str().unwrap()));
+    let canceled = finished(&server, id).await;
+    assert_eq!(canceled["status"], "canceled");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // A completed execution cannot be cancelled: 200 with a faultstring, as StackStorm answers.
+    let resp = server
+        .client()
+        .delete(server.url(&format!("/api/v1/executions/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        faultstring(resp).await,
+        "Action cannot be canceled. State = canceled."
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wasm_actions_results_errors_traps_deadlines_and_datastore() {
+    let server = TestServer::builder()
+        .examples()
+        .action("fails", "guest_error", "parameters:\n  kind: {type: string}")
+        .action("panics", "panic", "")
+        .action("spins", "loop_forever", "limits: {timeout_ms: 200}")
+        .action(
+            "kv",
+            "kv_probe",
+            "parameters:\n  op: {type: string, required: true}\n  key: {type: string, required: true}\n  value: {type: string}\ndatastore: {read: true, write: true, prefix: \"t.\"}",
+        )
+        .start()
+        .await;
+    let run = |action: &'static str, params: Value| {
+        let server = &server;
+        async move {
+            let resp = post(
+                server,
+                "/api/v1/executions?wait=30",
+                json!({"action": action, "parameters": params}),
+            )
+            .await;
+            assert_eq!(resp.status(), 201);
+            resp.json::<Value>().await.unwrap()
+        }
+    };
+
+    let greet = run("demo.greet", json!({"name": "Ada"})).await;
+    assert_eq!(greet["status"], "succeeded");
+    assert_eq!(greet["result"]["result"], json!({"message": "Hello, Ada!"}));
+    assert_eq!(
+        greet["result"]["logs"][0]["message"], "Hello, Ada!",
+        "captured logs are kept"
+    );
+    assert_eq!(greet["runner"]["name"], "wasm");
+
+    let fails = run("t.fails", json!({"kind": "denied"})).await;
+    assert_eq!(fails["status"], "failed");
+    assert_eq!(fails["result"]["error_kind"], "guest-error");
+    let error = fails["result"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("t.fails") && error.contains("fixture guest error: denied"),
+        "{error}"
+    );
+
+    let panics = run("t.panics", json!({})).await;
+    assert_eq!(panics["status"], "failed");
+    assert_eq!(panics["result"]["error_kind"], "trap");
+    let error = panics["result"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("t.panics") && error.contains("fixture panic"),
+        "{error}"
+    );
+    assert!(
+        panics["result"]["stderr"]
+            .as_str()
+            .unwrap()
+            .contains("panicked at")
+    );
+
+    let spins = run("t.spins", json!({})).await;
+    assert_eq!(spins["status"], "timeout", "{spins}");
+    assert_eq!(spins["result"]["error_kind"], "timeout");
+    assert!(
+        spins["result"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("t.spins")
+    );
+
+    // The plugin's datastore is the API's datastore.
+    let set = run(
+        "t.kv",
+        json!({"op": "set", "key": "t.color", "value": "blue"}),
+    )
+    .await;
+    assert_eq!(set["status"], "succeeded", "{set}");
+    let key = get(&server, "/api/v1/keys/t.color").await;
+    assert_eq!(key["value"], "blue");
+    server
+        .client()
+        .put(server.url("/api/v1/keys/t.color"))
+        .json(&json!({"name": "t.color", "value": "green"}))
+        .send()
+        .await
+        .unwrap();
+    let got = run("t.kv", json!({"op": "get", "key": "t.color"})).await;
+    assert_eq!(got["result"]["result"], json!({"result": "green"}));
+    let denied = run("t.kv", json!({"op": "get", "key": "other"})).await;
+    assert_eq!(denied["status"], "failed");
+
+    // Another action still serves after all of that.
+    assert_eq!(
+        run("demo.greet", json!({"name": "Bo"})).await["status"],
+        "succeeded"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn core_http_and_a_disabled_core_local() {
+    let server = TestServer::builder().without_core_local().start().await;
+    let resp = post(
+        &server,
+        "/api/v1/executions",
+        json!({"action": "core.local", "parameters": {"cmd": "date"}}),
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(
+        faultstring(resp).await,
+        "Unable to execute. Action \"core.local\" is disabled."
+    );
+    let action = get(&server, "/api/v1/actions/core.local").await;
+    assert_eq!(action["enabled"], false);
+
+    // core.http against this server's own API.
+    let resp = post(
+        &server,
+        "/api/v1/executions?wait=20",
+        json!({"action": "core.http", "parameters": {
+            "url": server.url("/api/v1/actions/core.noop"),
+            "headers": {"St2-Api-Key": server.key},
+        }}),
+    )
+    .await;
+    let e: Value = resp.json().await.unwrap();
+    assert_eq!(e["status"], "succeeded", "{e}");
+    assert_eq!(e["result"]["status_code"], 200);
+    assert_eq!(e["result"]["parsed"], true);
+    assert_eq!(e["result"]["body"]["ref"], "core.noop");
+    let resp = post(
+        &server,
+        "/api/v1/executions?wait=20",
+        json!({"action": "core.http", "parameters": {"url": server.url("/api/v1/nothing")}}),
+    )
+    .await;
+    let e: Value = resp.json().await.unwrap();
+    assert_eq!(e["status"], "failed");
+    assert_eq!(e["result"]["status_code"], 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_runnertypes_and_keys() {
+    let server = TestServer::builder().examples().start().await;
+    let actions = get(&server, "/api/v1/actions").await;
+    let refs: Vec<&str> = actions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["ref"].as_str().unwrap())
+        .collect();
+    for r in [
+        "core.echo",
+        "core.http",
+        "core.local",
+        "core.noop",
+        "demo.counter",
+        "demo.greet",
+    ] {
+        assert!(refs.contains(&r), "{refs:?}");
+    }
+    let local = get(&server, "/api/v1/actions/core.local").await;
+    assert_eq!(local["uid"], "action:core:local");
+    assert_eq!(local["parameters"]["cmd"]["type"], "string");
+    let demo = get(&server, "/api/v1/actions?pack=demo").await;
+    assert_eq!(demo.as_array().unwrap().len(), 2);
+    // What `st2 run` asks: exactly one runner, with typed runner parameters.
+    let runners = get(&server, "/v1/runnertypes/?name=local-shell-cmd").await;
+    assert_eq!(runners.as_array().unwrap().len(), 1);
+    assert_eq!(
+        runners[0]["runner_parameters"]["timeout"]["type"],
+        "integer"
+    );
+    let resp = server
+        .client()
+        .get(server.url("/api/v1/actions/nope.nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+
+    let client = server.client();
+    let put = client
+        .put(server.url("/api/v1/keys/color"))
+        .json(&json!({"name": "color", "scope": "system", "user": null, "value": "blue"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    let key: Value = put.json().await.unwrap();
+    assert_eq!(key["uid"], "key_value_pair:st2kv.system:color");
+    assert_eq!(key["scope"], "st2kv.system");
+    let got = get(&server, "/api/v1/keys/color?decrypt=false&scope=system").await;
+    assert_eq!(got["value"], "blue");
+    let listed = get(&server, "/api/v1/keys?prefix=col").await;
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    let secret = client
+        .put(server.url("/api/v1/keys/pw"))
+        .json(&json!({"name": "pw", "value": "x", "secret": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(secret.status(), 400);
+    let deleted = client
+        .delete(server.url("/api/v1/keys/color"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    let resp = client
+        .get(server.url("/api/v1/keys/color"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_eq!(
+        faultstring(resp).await,
+        "KeyValuePair with name: color and scope: st2kv.system not found in db."
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_render_parameters_from_the_trigger_and_fail_cleanly() {
+    let ok = (
+        "say".to_owned(),
+        "name: say\ntrigger:\n  type: core.st2.webhook\n  parameters:\n    url: hook\ncriteria:\n  trigger.body.kind:\n    type: equals\n    pattern: hello\naction:\n  ref: core.echo\n  parameters:\n    message: \"hi {{ trigger.body.who }}\"\n".to_owned(),
+    );
+    let broken = (
+        "broken".to_owned(),
+        "name: broken\ntrigger:\n  type: core.st2.webhook\n  parameters:\n    url: hook\ncriteria:\n  trigger.body.kind:\n    type: equals\n    pattern: hello\naction:\n  ref: core.echo\n  parameters:\n    message: \"{{ nope }}\"\n".to_owned(),
+    );
+    let missing = (
+        "missing".to_owned(),
+        "name: missing\ntrigger:\n  type: core.st2.webhook\n  parameters:\n    url: hook\naction:\n  ref: nowhere.nothing\n".to_owned(),
+    );
+    let server = TestServer::builder()
+        .rules([ok, broken, missing, webhook_rule("other", "elsewhere")])
+        .start()
+        .await;
+    let resp = post(
+        &server,
+        "/api/v1/webhooks/hook",
+        json!({"kind": "hello", "who": "ada"}),
+    )
+    .await;
+    assert_eq!(resp.status(), 202);
+    let started = Instant::now();
+    let enforcements = loop {
+        let found = get(&server, "/api/v1/ruleenforcements").await;
+        if found.as_array().unwrap().len() == 3 {
+            break found;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{found}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let by_rule = |r: &str| {
+        enforcements
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["rule"]["ref"] == r)
+            .unwrap()
+            .clone()
+    };
+    let say = by_rule("t.say");
+    assert_eq!(say["status"], "succeeded");
+    let execution = finished(&server, say["execution_id"].as_str().unwrap()).await;
+    assert_eq!(execution["parameters"], json!({"message": "hi ada"}));
+    assert_eq!(execution["result"]["stdout"], "hi ada");
+    assert_eq!(execution["context"]["rule"]["name"], "say");
+    assert_eq!(execution["trigger"]["type"], "core.st2.webhook");
+
+    let broken = by_rule("t.broken");
+    assert_eq!(broken["status"], "failed");
+    assert_eq!(
+        broken["failure_reason"],
+        "Dependency unsatisfied in variable \"nope\""
+    );
+    let failed = get(
+        &server,
+        &format!(
+            "/api/v1/executions/{}",
+            broken["execution_id"].as_str().unwrap()
+        ),
+    )
+    .await;
+    assert_eq!(failed["status"], "failed");
+
+    let missing = by_rule("t.missing");
+    assert_eq!(missing["status"], "failed");
+    assert_eq!(
+        missing["failure_reason"],
+        "Action \"nowhere.nothing\" doesn't exist"
+    );
+    assert!(missing.get("execution_id").is_none());
+
+    // A payload the criteria reject requests nothing; a rule without criteria requests one.
+    for (url, body, expected) in [
+        ("hook", json!({"kind": "bye", "n": 1}), 0),
+        ("elsewhere", json!({"kind": "bye", "n": 2}), 1),
+    ] {
+        let n = body["n"].clone();
+        let resp = post(&server, &format!("/api/v1/webhooks/{url}"), body).await;
+        assert_eq!(resp.status(), 202);
+        let started = Instant::now();
+        let instance = loop {
+            let newest = get(&server, "/api/v1/triggerinstances?limit=1").await[0].clone();
+            if newest["payload"]["body"]["n"] == n && newest["status"] == "processed" {
+                break newest;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let id = instance["id"].as_str().unwrap();
+        let caused = get(
+            &server,
+            &format!("/api/v1/executions?trigger_instance={id}"),
+        )
+        .await;
+        assert_eq!(
+            caused.as_array().unwrap().len(),
+            expected,
+            "{url}: {caused}"
+        );
+    }
+}
