@@ -3,6 +3,7 @@
 mod auth;
 mod engine;
 mod examples;
+mod executions;
 mod limits;
 mod reload;
 mod rules;
