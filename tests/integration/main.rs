@@ -9,5 +9,6 @@ mod reload;
 mod rules;
 mod sandbox;
 mod server;
+mod st2_cli;
 mod tls;
 mod webhooks;
