@@ -24,7 +24,7 @@ async fn post_and_process(
 ) -> String {
     let client = server.client();
     let before: Vec<Value> = client
-        .get(server.url("/api/v1/triggerinstances?limit=-1"))
+        .get(server.url("/api/v1/triggerinstances?limit=-1&trigger_type=core.st2.webhook"))
         .send()
         .await
         .unwrap()
@@ -41,7 +41,7 @@ async fn post_and_process(
     let started = Instant::now();
     loop {
         let all: Vec<Value> = client
-            .get(server.url("/api/v1/triggerinstances?limit=-1"))
+            .get(server.url("/api/v1/triggerinstances?limit=-1&trigger_type=core.st2.webhook"))
             .send()
             .await
             .unwrap()

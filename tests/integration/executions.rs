@@ -710,7 +710,12 @@ async fn rules_render_parameters_from_the_trigger_and_fail_cleanly() {
         assert_eq!(resp.status(), 202);
         let started = Instant::now();
         let instance = loop {
-            let newest = get(&server, "/api/v1/triggerinstances?limit=1").await[0].clone();
+            let newest = get(
+                &server,
+                "/api/v1/triggerinstances?limit=1&trigger_type=core.st2.webhook",
+            )
+            .await[0]
+                .clone();
             if newest["payload"]["body"]["n"] == n && newest["status"] == "processed" {
                 break newest;
             }
@@ -729,4 +734,42 @@ async fn rules_render_parameters_from_the_trigger_and_fail_cleanly() {
             "{url}: {caused}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completed_executions_dispatch_an_action_trigger_that_rules_can_follow() {
+    let follow = (
+        "follow".to_owned(),
+        "name: follow\ntrigger:\n  type: core.st2.generic.actiontrigger\ncriteria:\n  trigger.action_ref:\n    type: equals\n    pattern: core.local\n  trigger.status:\n    type: equals\n    pattern: failed\naction:\n  ref: core.echo\n  parameters:\n    message: \"{{ trigger.action_ref }} failed with {{ trigger.result.return_code }}\"\n".to_owned(),
+    );
+    let server = TestServer::builder().rules([follow]).start().await;
+    let failed = request(&server, "core.local", json!({"cmd": "exit 4"})).await;
+    let failed_id = failed["id"].as_str().unwrap().to_owned();
+    let started = Instant::now();
+    let followed = loop {
+        let echoes = get(&server, "/api/v1/executions?action=core.echo").await;
+        if let Some(e) = echoes.as_array().unwrap().first() {
+            break finished(&server, e["id"].as_str().unwrap()).await;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no follow-up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(followed["result"]["stdout"], "core.local failed with 4");
+    assert_eq!(
+        followed["trigger_instance"]["payload"]["execution_id"],
+        failed_id.as_str()
+    );
+    let instances = get(
+        &server,
+        "/api/v1/triggerinstances?trigger_type=core.st2.generic.actiontrigger",
+    )
+    .await;
+    // The failed command's, then the echo's (which no rule follows).
+    let statuses: Vec<&str> = instances
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["payload"]["status"].as_str().unwrap())
+        .collect();
+    assert!(statuses.contains(&"failed"), "{instances}");
 }

@@ -72,7 +72,7 @@ async fn an_oversized_chunked_body_gets_413() {
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     let stored: Vec<serde_json::Value> = server
         .client()
-        .get(server.url("/api/v1/triggerinstances"))
+        .get(server.url("/api/v1/triggerinstances?trigger_type=core.st2.webhook"))
         .send()
         .await
         .unwrap()

@@ -13,6 +13,10 @@
 //! merged under the action's). A rendering failure still stores the execution, `failed`, as
 //! StackStorm does.
 //!
+//! Every completed execution dispatches a trigger instance of `core.st2.generic.actiontrigger`
+//! (payload `{execution_id, status, start_timestamp, action_name, action_ref, runner_ref,
+//! parameters, result}`), as StackStorm's action sensor does, so rules can follow actions.
+//!
 //! The [`Executor`] worker takes `requested` executions oldest first, up to
 //! [`MAX_PARALLEL`] at a time. After a crash, executions left `scheduled` are requested
 //! again; executions left `running` become `abandoned` (they may have had effects, so they are
@@ -596,14 +600,59 @@ impl Executor {
         }
         finish(&mut execution, outcome, &self.hostname);
         tracing::info!(id = %execution.id, action = %execution.action_ref, status = %execution.status, "execution finished");
-        if let Err(e) = self
+        match self
             .store
             .update_execution(&execution, &["running", "canceling"])
             .await
         {
-            tracing::error!(id = %execution.id, "cannot record the end of execution: {e}");
+            Ok(true) => {
+                self.moved.notify_waiters();
+                self.dispatch_action_trigger(&execution).await;
+            }
+            Ok(false) => self.moved.notify_waiters(),
+            Err(e) => {
+                tracing::error!(id = %execution.id, "cannot record the end of execution: {e}");
+            }
         }
-        self.moved.notify_waiters();
+    }
+
+    /// Stores the `core.st2.generic.actiontrigger` instance of a completed execution.
+    async fn dispatch_action_trigger(&self, execution: &Execution) {
+        use crate::triggers::ACTION_TRIGGER_TYPE;
+        let doc = &execution.document;
+        let now = ids::now();
+        let instance_id = ids::object_id();
+        let trace = stormhook_storage::Trace {
+            id: ids::object_id(),
+            trace_tag: format!("execution-{}", execution.id),
+            start_timestamp: now.clone(),
+            trigger_instances: Vec::new(),
+        };
+        let instance = TriggerInstance {
+            id: instance_id,
+            trigger: ACTION_TRIGGER_TYPE.to_owned(),
+            trigger_type: Some(ACTION_TRIGGER_TYPE.to_owned()),
+            payload: json!({
+                "execution_id": execution.id,
+                "status": execution.status,
+                "start_timestamp": execution.start_timestamp,
+                "action_name": doc["action"]["name"],
+                "action_ref": execution.action_ref,
+                "runner_ref": execution.runner,
+                "parameters": doc["parameters"],
+                "result": doc.get("result").cloned().unwrap_or_else(|| json!({})),
+            }),
+            occurrence_time: now,
+            status: "pending".into(),
+            trace_id: Some(trace.id.clone()),
+        };
+        let event = stormhook_storage::NewEvent {
+            trace,
+            instances: vec![instance],
+        };
+        if let Err(e) = self.store.commit_events(std::slice::from_ref(&event)).await {
+            tracing::error!(id = %execution.id, "cannot dispatch the action trigger: {e}");
+        }
     }
 
     async fn dispatch(&self, execution: &Execution) -> Outcome {

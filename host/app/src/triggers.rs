@@ -123,30 +123,60 @@ pub fn normalize_url(url: &str) -> &str {
     url.trim_matches('/')
 }
 
+/// The trigger type of the trigger instance every completed execution dispatches.
+pub const ACTION_TRIGGER_TYPE: &str = "core.st2.generic.actiontrigger";
+
 /// The trigger types every server has.
 pub fn system_trigger_types() -> Vec<TriggerType> {
-    vec![TriggerType {
-        id: hex::encode(&Sha256::digest(WEBHOOK_TYPE.as_bytes())[..12]),
-        reference: WEBHOOK_TYPE.to_owned(),
-        pack: "core".to_owned(),
-        name: "st2.webhook".to_owned(),
-        description: Some(
-            "Trigger type for registering webhooks that can consume arbitrary payload.".to_owned(),
-        ),
-        payload_schema: serde_json::json!({
-            "type": "object",
-            "properties": {
-                "headers": {"type": "object"},
-                "body": {"anyOf": [{"type": "array"}, {"type": "object"}]}
-            }
-        }),
-        parameters_schema: serde_json::json!({
-            "type": "object",
-            "properties": {"url": {"type": "string", "required": true}},
-            "additionalProperties": false
-        }),
-        tags: serde_json::json!([]),
-    }]
+    vec![
+        TriggerType {
+            id: hex::encode(&Sha256::digest(ACTION_TRIGGER_TYPE.as_bytes())[..12]),
+            reference: ACTION_TRIGGER_TYPE.to_owned(),
+            pack: "core".to_owned(),
+            name: "st2.generic.actiontrigger".to_owned(),
+            description: Some(
+                "Trigger encapsulating the completion of an action execution.".to_owned(),
+            ),
+            payload_schema: serde_json::json!({
+                "type": "object",
+                "properties": {
+                    "execution_id": {},
+                    "status": {},
+                    "start_timestamp": {},
+                    "action_name": {},
+                    "action_ref": {},
+                    "runner_ref": {},
+                    "parameters": {},
+                    "result": {}
+                }
+            }),
+            parameters_schema: serde_json::json!({}),
+            tags: serde_json::json!([]),
+        },
+        TriggerType {
+            id: hex::encode(&Sha256::digest(WEBHOOK_TYPE.as_bytes())[..12]),
+            reference: WEBHOOK_TYPE.to_owned(),
+            pack: "core".to_owned(),
+            name: "st2.webhook".to_owned(),
+            description: Some(
+                "Trigger type for registering webhooks that can consume arbitrary payload."
+                    .to_owned(),
+            ),
+            payload_schema: serde_json::json!({
+                "type": "object",
+                "properties": {
+                    "headers": {"type": "object"},
+                    "body": {"anyOf": [{"type": "array"}, {"type": "object"}]}
+                }
+            }),
+            parameters_schema: serde_json::json!({
+                "type": "object",
+                "properties": {"url": {"type": "string", "required": true}},
+                "additionalProperties": false
+            }),
+            tags: serde_json::json!([]),
+        },
+    ]
 }
 
 /// JSON text as Python's `json.dumps(value, sort_keys=True)` writes it (", " and ": "
