@@ -212,3 +212,50 @@ async fn invalid_rules_get_stackstorms_messages() {
         .unwrap();
     assert!(listed.is_empty());
 }
+
+#[tokio::test]
+async fn secret_action_parameters_are_masked_unless_asked_for() {
+    let server = TestServer::builder().start().await;
+    let client = server.client();
+    let body = json!({
+        "name": "calls_out",
+        "pack": "examples",
+        "trigger": {"type": "core.st2.webhook", "parameters": {"url": "out"}},
+        "action": {"ref": "core.http", "parameters": {"url": "https://example.com", "password": "hunter2"}}
+    });
+    let resp = client
+        .post(server.url("/api/v1/rules"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let shown: Value = client
+        .get(server.url("/api/v1/rules/examples.calls_out"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["action"]["parameters"]["password"], "********");
+    assert_eq!(shown["action"]["parameters"]["url"], "https://example.com");
+    let listed: Value = client
+        .get(server.url("/api/v1/rules"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed[0]["action"]["parameters"]["password"], "********");
+    let revealed: Value = client
+        .get(server.url("/api/v1/rules/examples.calls_out?show_secrets=true"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(revealed["action"]["parameters"]["password"], "hunter2");
+}

@@ -120,6 +120,38 @@ pub(crate) fn rule_json(rule: &LoadedRule, packs_root: &std::path::Path) -> Valu
     out
 }
 
+/// Masks the rule's action parameters that the action declares `secret`, unless the caller
+/// asked for `show_secrets` (StackStorm masks them the same way; with RBAC off every caller may
+/// ask).
+fn masked(state: &AppState, mut rule: Value, params: &Params) -> Result<Value, ApiError> {
+    if boolean(params, "show_secrets")?.unwrap_or(false) {
+        return Ok(rule);
+    }
+    let Some(action) = rule["action"]["ref"]
+        .as_str()
+        .and_then(|r| state.executor.catalog().get(r))
+    else {
+        return Ok(rule);
+    };
+    let Some(runner) = crate::actions::runner_type(&action.runner_type) else {
+        return Ok(rule);
+    };
+    let declared = action.effective_parameters(&runner);
+    if let Some(given) = rule["action"]["parameters"].as_object_mut() {
+        for (name, value) in given.iter_mut() {
+            let secret = declared
+                .get(name)
+                .and_then(|s| s.get("secret"))
+                .and_then(Value::as_bool)
+                == Some(true);
+            if secret {
+                *value = Value::String("********".into());
+            }
+        }
+    }
+    Ok(rule)
+}
+
 async fn list(
     State(state): State<AppState>,
     Query(params): Query<Params>,
@@ -163,8 +195,8 @@ async fn list(
     let page = matching
         .into_iter()
         .take(paging.limit.map_or(usize::MAX, |l| l as usize))
-        .map(|r| rule_json(r, &root))
-        .collect();
+        .map(|r| masked(&state, rule_json(r, &root), &params))
+        .collect::<Result<_, _>>()?;
     // `offset` is not a declared parameter for rules in StackStorm: ignored.
     Ok(list_response(page, total, paging))
 }
@@ -186,11 +218,10 @@ fn find(state: &AppState, ref_or_id: &str) -> Result<LoadedRule, ApiError> {
 async fn get_one(
     State(state): State<AppState>,
     Path(ref_or_id): Path<String>,
+    Query(params): Query<Params>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(rule_json(
-        &find(&state, &ref_or_id)?,
-        state.packs.root(),
-    )))
+    let rule = rule_json(&find(&state, &ref_or_id)?, state.packs.root());
+    Ok(Json(masked(&state, rule, &params)?))
 }
 
 /// Validates a rule body as StackStorm does at create and update; returns the stored document.
