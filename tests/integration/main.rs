@@ -1,6 +1,7 @@
 //! Stormhook's integration suite: one test binary, one module per area.
 
 mod auth;
+mod cli;
 mod engine;
 mod examples;
 mod executions;

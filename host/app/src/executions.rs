@@ -330,7 +330,7 @@ impl Executor {
         runner: &RunnerType,
         given: &Map<String, Value>,
         render_ctx: &Map<String, Value>,
-    ) -> Result<(Map<String, Value>, Map<String, Value>), Prepared> {
+    ) -> Result<(Params, Params), Prepared> {
         let declared = action.effective_parameters(runner);
         let mut immutable: Vec<&str> = given
             .keys()
@@ -758,6 +758,9 @@ impl Executor {
         Outcome { status, result }
     }
 }
+
+/// Parameters by name.
+type Params = Map<String, Value>;
 
 enum Prepared {
     Invalid(String),

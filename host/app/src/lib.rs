@@ -55,5 +55,11 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Plugin(cmd) => cli::plugin::run(cmd).await,
         cli::Command::Apikey(cmd) => cli::apikey::run(cmd).await,
         cli::Command::Rule(cmd) => cli::rule::run(cmd).await,
+        cli::Command::Webhook(cmd) => cli::webhook::run(cmd).await,
+        cli::Command::Run(args) => cli::execution::run_action(args).await,
+        cli::Command::Execution(cmd) => cli::execution::run(cmd).await,
+        cli::Command::TriggerInstance(cmd) => cli::trigger_instance::run(cmd).await,
+        cli::Command::Key(cmd) => cli::key::run(cmd).await,
+        cli::Command::Auth(args) => cli::auth::run(args).await,
     }
 }

@@ -138,7 +138,7 @@ fn serve_installs_the_examples_and_plugin_list_shows_them() {
         .env_remove("ST2_API_KEY")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&out.stderr)
             .contains("Unauthorized - One of Token or API key required.")

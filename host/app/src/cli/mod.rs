@@ -5,9 +5,16 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 pub mod apikey;
+pub mod auth;
+pub mod client;
+pub mod execution;
+pub mod key;
+pub mod output;
 pub mod plugin;
 pub mod rule;
 pub mod serve;
+pub mod trigger_instance;
+pub mod webhook;
 
 /// Stormhook: StackStorm-compatible webhooks, with rules and actions as WebAssembly.
 #[derive(Debug, Parser)]
@@ -32,14 +39,67 @@ pub enum Command {
     /// Create, list and delete API keys in the store (works without a running server).
     #[command(subcommand)]
     Apikey(ApikeyCommand),
-    /// Work with rules.
+    /// List, show, create and delete rules on a running server, or test a rule offline.
     #[command(subcommand)]
     Rule(RuleCommand),
+    /// List and show the webhooks a running server accepts.
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
+    /// Run an action and wait for its result (like `st2 run`); exit code 1 unless it succeeded.
+    Run(RunArgs),
+    /// List, show and cancel executions.
+    #[command(subcommand)]
+    Execution(ExecutionCommand),
+    /// List, show and re-emit trigger instances.
+    #[command(subcommand)]
+    TriggerInstance(TriggerInstanceCommand),
+    /// Read and write the datastore (`st2kv.system`).
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Get a token for a user of the server's htpasswd file (`POST /auth/v1/tokens`).
+    Auth(AuthArgs),
 }
 
 /// `stormhook rule ...`.
 #[derive(Debug, Subcommand)]
 pub enum RuleCommand {
+    /// List rules: ref, pack, description, enabled.
+    List {
+        /// Only the rules of this pack.
+        #[arg(short, long)]
+        pack: Option<String>,
+        /// How many rules to show at most.
+        #[arg(short = 'n', long, default_value_t = 50)]
+        limit: u64,
+        /// The server.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show one rule.
+    Get {
+        /// The rule's ref (`pack.name`) or id.
+        reference: String,
+        /// The server.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Create a rule from a YAML or JSON file (sent as it is; disabled unless it says
+    /// `enabled: true`).
+    Create {
+        /// The rule file.
+        file: PathBuf,
+        /// The server.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete a rule created through the API.
+    Delete {
+        /// The rule's ref (`pack.name`) or id.
+        reference: String,
+        /// The server.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Tell whether a rule matches a trigger instance, and if not, which criterion failed
     /// (like StackStorm's `st2-rule-tester`). Exit code 0 on a match, 1 otherwise.
     Test {
@@ -143,6 +203,168 @@ pub enum PluginCommand {
     Reload(ClientArgs),
 }
 
+/// `stormhook webhook ...`.
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// List webhooks: url, trigger type, description.
+    List(ClientArgs),
+    /// Show one webhook.
+    Get {
+        /// The webhook's url, as in `/api/v1/webhooks/<url>`.
+        #[arg(value_name = "URL")]
+        hook: String,
+        /// The server.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// `stormhook run ACTION [NAME=VALUE...]`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The action's ref, e.g. `core.local`.
+    pub action: String,
+    /// Parameters as `NAME=VALUE`. Values are cast to the type the action (or its runner)
+    /// declares: `timeout=30` is an integer, `env={"A":"1"}` or `env=A=1,B=2` an object,
+    /// `list=a,b` or `list=["a"]` an array; undeclared names keep JSON values and strings.
+    #[arg(value_name = "NAME=VALUE")]
+    pub parameters: Vec<String>,
+    /// Do not wait: print the execution's id and return.
+    #[arg(short = 'a', long = "async")]
+    pub asynchronous: bool,
+    /// The server.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `stormhook execution ...`.
+#[derive(Debug, Subcommand)]
+pub enum ExecutionCommand {
+    /// List executions, newest last: id, action, user, status, start and end.
+    List {
+        /// How many executions to show at most (the newest).
+        #[arg(short = 'n', long, default_value_t = 50)]
+        limit: u64,
+        /// Only executions with this status (e.g. `failed`; a comma list is allowed).
+        #[arg(long)]
+        status: Option<String>,
+        /// Only executions of this action ref.
+        #[arg(long)]
+        action: Option<String>,
+        /// The server.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show one execution with its result (`last` is the newest).
+    Get {
+        /// The execution's id.
+        id: String,
+        /// The server.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Cancel an execution.
+    Cancel {
+        /// The execution's id.
+        id: String,
+        /// The server.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// `stormhook trigger-instance ...`.
+#[derive(Debug, Subcommand)]
+pub enum TriggerInstanceCommand {
+    /// List trigger instances, newest last: id, trigger, occurrence time, status.
+    List {
+        /// How many trigger instances to show at most (the newest).
+        #[arg(short = 'n', long, default_value_t = 50)]
+        limit: u64,
+        /// Only instances of this trigger ref.
+        #[arg(long)]
+        trigger: Option<String>,
+        /// The server.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show one trigger instance with its payload.
+    Get {
+        /// The trigger instance's id.
+        id: String,
+        /// The server.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Send a trigger instance's payload again, as a new trigger instance.
+    ReEmit {
+        /// The trigger instance's id.
+        id: String,
+        /// The server.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// `stormhook key ...`.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// List datastore keys: name, value, secret, scope, expiry.
+    List {
+        /// Only keys whose name starts with this.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// The server.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show one key.
+    Get {
+        /// The key's name.
+        name: String,
+        /// The server.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Create or update a key.
+    Set {
+        /// The key's name.
+        name: String,
+        /// The value (a string).
+        value: String,
+        /// The server.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete a key.
+    Delete {
+        /// The key's name.
+        name: String,
+        /// The server.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// `stormhook auth USER`.
+#[derive(Debug, Args)]
+pub struct AuthArgs {
+    /// The user, as in the server's htpasswd file.
+    pub user: String,
+    /// The password; without it, read from `STORMHOOK_PASSWORD` or asked for on the terminal.
+    #[arg(short, long, env = "STORMHOOK_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// The token's lifetime in seconds (at most the server's `--token-ttl-secs`).
+    #[arg(short = 'l', long)]
+    pub ttl: Option<u64>,
+    /// Print only the token.
+    #[arg(short = 't', long)]
+    pub only_token: bool,
+    /// The server (only the URL is used: the request carries the user and password alone).
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
 /// `stormhook apikey ...`.
 #[derive(Debug, Subcommand)]
 pub enum ApikeyCommand {
@@ -180,40 +402,29 @@ pub enum ApikeyCommand {
     },
 }
 
-/// How a client command reaches the server.
-#[derive(Debug, Args)]
+/// How a client command reaches the server. Each setting comes from its flag, else its
+/// environment variable, else the config file, else the default (see [`client`]).
+#[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
-    /// The server's base URL.
-    #[arg(long, env = "STORMHOOK_URL", default_value = "http://127.0.0.1:9101")]
-    pub url: String,
+    /// The server's base URL [default: http://127.0.0.1:9101].
+    #[arg(long, env = "STORMHOOK_URL")]
+    pub url: Option<String>,
     /// API key (`St2-Api-Key`); `ST2_API_KEY` is read too, as the `st2` CLI does.
     #[arg(long, env = "ST2_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
-    /// Token (`X-Auth-Token`).
+    /// Token (`X-Auth-Token`), from `stormhook auth`.
     #[arg(long, env = "ST2_AUTH_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// Print JSON instead of a table.
+    /// Config file with `url = "..."`, `api_key = "..."` and `token = "..."` lines
+    /// [default: ~/.config/stormhook/config.toml, when it exists].
+    #[arg(long, env = "STORMHOOK_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the server's JSON instead of a table.
     #[arg(short = 'j', long)]
     pub json: bool,
-}
-
-impl ClientArgs {
-    /// A request with the configured credential.
-    pub fn request(
-        &self,
-        client: &reqwest::Client,
-        method: reqwest::Method,
-        path: &str,
-    ) -> (String, reqwest::RequestBuilder) {
-        let url = format!("{}{path}", self.url.trim_end_matches('/'));
-        let mut request = client.request(method, &url);
-        if let Some(token) = &self.token {
-            request = request.header("X-Auth-Token", token);
-        } else if let Some(key) = &self.api_key {
-            request = request.header("St2-Api-Key", key);
-        }
-        (url, request)
-    }
+    /// Print every HTTP request as a curl command line, and its raw answer, on stderr.
+    #[arg(long)]
+    pub debug: bool,
 }
 
 /// Opens the store in the data directory (creating both if needed).
@@ -232,4 +443,14 @@ pub async fn open_store(
         .await
         .with_context(|| format!("opening the database {}", path.display()))?;
     Ok(std::sync::Arc::new(store))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }

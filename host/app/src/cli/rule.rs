@@ -1,7 +1,11 @@
-//! `stormhook rule test`: StackStorm's `st2-rule-tester`. Says whether a rule matches a trigger
-//! instance and, when it does not, which criterion failed, with the value it saw and the pattern
-//! it compared against. A rule with a `wasm` key runs its component too, in the same sandbox the
-//! server uses.
+//! `stormhook rule ...`.
+//!
+//! `rule list|get|create|delete` ask a running server (`/api/v1/rules`), like `st2 rule ...`.
+//!
+//! `rule test` is StackStorm's `st2-rule-tester` and works offline. It says whether a rule
+//! matches a trigger instance and, when it does not, which criterion failed, with the value it
+//! saw and the pattern it compared against. A rule with a `wasm` key runs its component too, in
+//! the same sandbox the server uses.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -15,16 +19,45 @@ use stormhook_runtime::datastore::MemoryDatastore;
 use stormhook_runtime::{PluginKind, PluginSpec, Runtime, RuntimeConfig, TriggerInstance};
 use stormhook_storage::Store as _;
 
+use super::client::{Client, report};
+use super::output::{emit, note_truncated, print_json, print_object, print_table};
 use super::{RuleCommand, open_store};
 use crate::triggers::Trigger;
+
+/// The fields `rule get` and `rule create` show first, in `st2`'s order.
+const FIRST_FIELDS: &[&str] = &["id", "uid", "ref", "pack", "name", "description", "enabled"];
 
 /// Runs a `rule` subcommand.
 ///
 /// # Errors
 ///
-/// The rule or trigger instance cannot be read or parsed, or the store cannot be opened.
+/// The rule or trigger instance cannot be read or parsed, or the store cannot be opened; the
+/// server cannot be reached. An error answer of the server is printed and gives exit code 1.
 pub async fn run(cmd: RuleCommand) -> anyhow::Result<ExitCode> {
     match cmd {
+        RuleCommand::List {
+            pack,
+            limit,
+            client,
+        } => {
+            let client = Client::new(&client)?;
+            let mut query = vec![("limit", limit.to_string())];
+            query.extend(pack.map(|p| ("pack", p)));
+            report(list(&client, &query).await)
+        }
+        RuleCommand::Get { reference, client } => {
+            let client = Client::new(&client)?;
+            report(get(&client, &reference).await)
+        }
+        RuleCommand::Create { file, client } => {
+            let client = Client::new(&client)?;
+            let rule = read_rule_file(&file)?;
+            report(create(&client, &rule).await)
+        }
+        RuleCommand::Delete { reference, client } => {
+            let client = Client::new(&client)?;
+            report(delete(&client, &reference).await)
+        }
         RuleCommand::Test {
             rule,
             trigger_instance,
@@ -69,6 +102,79 @@ pub async fn run(cmd: RuleCommand) -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+/// `rule list`.
+async fn list(client: &Client, query: &[(&str, String)]) -> anyhow::Result<ExitCode> {
+    let answer = client.get(&["rules"], query).await?;
+    if client.json {
+        print_json(&answer.body);
+    } else {
+        let rules = answer
+            .body
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        print_table(
+            rules,
+            &[
+                ("REF", "ref"),
+                ("PACK", "pack"),
+                ("DESCRIPTION", "description"),
+                ("ENABLED", "enabled"),
+            ],
+            "(no rules)",
+        );
+        note_truncated(rules.len(), answer.total, "rules");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `rule get`.
+async fn get(client: &Client, reference: &str) -> anyhow::Result<ExitCode> {
+    let body = client.get(&["rules", reference], &[]).await?.body;
+    Ok(print_object(client.json, &body, FIRST_FIELDS))
+}
+
+/// Reads a rule file as `st2 rule create` does: JSON for `.json` files, YAML otherwise (YAML
+/// also reads JSON). The document is sent as it is; the server validates it.
+fn read_rule_file(path: &Path) -> anyhow::Result<Value> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {shown}"))?;
+    let is_json = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    let value: Value = if is_json {
+        serde_json::from_str(&text).with_context(|| format!("{shown} is not valid JSON"))?
+    } else {
+        yaml_serde::from_str(&text).with_context(|| format!("{shown} is not valid YAML"))?
+    };
+    if !value.is_object() {
+        bail!("{shown} does not hold a rule (a mapping with name, pack, trigger, action...)");
+    }
+    Ok(value)
+}
+
+/// `rule create`.
+async fn create(client: &Client, rule: &Value) -> anyhow::Result<ExitCode> {
+    let url = client.api_url(&["rules"], &[]);
+    let body = client
+        .call(reqwest::Method::POST, url)
+        .json(rule)
+        .send()
+        .await?
+        .body;
+    Ok(print_object(client.json, &body, FIRST_FIELDS))
+}
+
+/// `rule delete`.
+async fn delete(client: &Client, reference: &str) -> anyhow::Result<ExitCode> {
+    let url = client.api_url(&["rules", reference], &[]);
+    client.call(reqwest::Method::DELETE, url).send().await?;
+    emit(&format!(
+        "Resource with id \"{reference}\" has been successfully deleted.\n"
+    ));
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Prints the verdict; returns whether the rule matches.

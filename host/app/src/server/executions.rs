@@ -327,6 +327,8 @@ async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    // `last` works here too.
+    let id = find(&state, &id).await?.id;
     match state.executor.cancel(&id).await {
         Ok(execution) => Ok(Json(execution_json(&execution, false)).into_response()),
         // StackStorm answers 200 with a faultstring here.
