@@ -17,8 +17,12 @@ use stormhook_tests::TestServer;
 // `openssl passwd -apr1 -salt abcdefgh secret`
 const HTPASSWD: &str = "alice:$apr1$abcdefgh$h9FWgUz3n9YxylKLlR5SQ/\n";
 
-/// The `stormhook` binary: `STORMHOOK_BIN`, or built once per test run next to this test
-/// binary (`target/<profile>/stormhook`).
+/// The `stormhook` binary: `STORMHOOK_BIN`, or the one next to this test binary
+/// (`target/<profile>/stormhook`), which `cargo test --workspace` builds (for `host/app`'s own
+/// tests) with the same features. Only when it is missing is it built here: `cargo build -p
+/// stormhook` alone unifies features differently and would rebuild dependencies on every run.
+/// After changing the host, run `cargo test --workspace` (or `cargo build -p stormhook`) so the
+/// binary is not stale.
 fn binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
@@ -31,6 +35,10 @@ fn binary() -> &'static Path {
             .parent()
             .and_then(Path::parent)
             .expect("the test binary is in target/<profile>/deps");
+        let binary = profile_dir.join(format!("stormhook{}", std::env::consts::EXE_SUFFIX));
+        if binary.exists() {
+            return binary;
+        }
         let target_dir = profile_dir.parent().expect("target/<profile> has a parent");
         let mut build = std::process::Command::new(env!("CARGO"));
         build
@@ -55,7 +63,7 @@ fn binary() -> &'static Path {
             "building the stormhook binary failed (or set STORMHOOK_BIN):\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        profile_dir.join(format!("stormhook{}", std::env::consts::EXE_SUFFIX))
+        binary
     })
 }
 
