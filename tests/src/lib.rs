@@ -236,10 +236,12 @@ impl TestServerBuilder {
             .await
             .unwrap();
         let catalog = stormhook::actions::Catalog::new(Arc::clone(&packs), !self.local_disabled);
+        let ingest = stormhook_storage::ingest::Ingest::start(Arc::clone(&dyn_store), 8192);
         let executor = Arc::new(stormhook::executions::Executor::new(
             Arc::clone(&dyn_store),
             Arc::clone(&packs),
             catalog,
+            ingest.clone(),
         ));
         executor.start().await.unwrap();
         stormhook::engine::start(
@@ -266,7 +268,7 @@ impl TestServerBuilder {
         };
         let state = stormhook::server::AppState {
             packs: Arc::clone(&packs),
-            ingest: stormhook_storage::ingest::Ingest::start(Arc::clone(&dyn_store), 8192),
+            ingest,
             store: dyn_store,
             auth,
             settings: Arc::new(settings),

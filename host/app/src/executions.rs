@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 use stormhook_rules::template::Renderer;
+use stormhook_storage::ingest::Ingest;
 use stormhook_storage::{Execution, ExecutionQuery, StorageError, Store, TriggerInstance, ids};
 use tokio::sync::{Notify, Semaphore, oneshot};
 
@@ -139,6 +140,8 @@ pub struct Executor {
     cancels: Mutex<HashMap<String, oneshot::Sender<()>>>,
     slots: Arc<Semaphore>,
     hostname: String,
+    /// Group commit, for the action triggers.
+    ingest: Ingest,
 }
 
 impl std::fmt::Debug for Executor {
@@ -160,8 +163,14 @@ pub async fn datastore_context(store: &dyn Store) -> Value {
 }
 
 impl Executor {
-    /// An executor over `store`, running the actions of `catalog`.
-    pub fn new(store: Arc<dyn Store>, packs: Arc<PackManager>, catalog: Catalog) -> Self {
+    /// An executor over `store`, running the actions of `catalog`; `ingest` commits the action
+    /// triggers.
+    pub fn new(
+        store: Arc<dyn Store>,
+        packs: Arc<PackManager>,
+        catalog: Catalog,
+        ingest: Ingest,
+    ) -> Self {
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_owned())
             .unwrap_or_else(|_| "localhost".into());
@@ -175,6 +184,7 @@ impl Executor {
             cancels: Mutex::default(),
             slots: Arc::new(Semaphore::new(MAX_PARALLEL)),
             hostname,
+            ingest,
         }
     }
 
@@ -537,13 +547,19 @@ impl Executor {
                 let Ok(slot) = Arc::clone(&self.slots).acquire_owned().await else {
                     return;
                 };
+                // It has a slot, so it starts now: `scheduled` and `running` are logged
+                // together, in one durable write.
                 transition(&mut execution, "scheduled");
+                transition(&mut execution, "running");
+                execution.document["liveaction"]["runner_info"] =
+                    json!({"hostname": self.hostname, "pid": std::process::id()});
                 match self
                     .store
                     .update_execution(&execution, &["requested"])
                     .await
                 {
                     Ok(true) => {
+                        self.moved.notify_waiters();
                         let me = Arc::clone(&self);
                         tokio::spawn(async move {
                             me.run(execution).await;
@@ -563,22 +579,8 @@ impl Executor {
         }
     }
 
+    /// Runs an execution that the worker moved to `running`.
     async fn run(&self, mut execution: Execution) {
-        transition(&mut execution, "running");
-        execution.document["liveaction"]["runner_info"] =
-            json!({"hostname": self.hostname, "pid": std::process::id()});
-        match self
-            .store
-            .update_execution(&execution, &["scheduled"])
-            .await
-        {
-            Ok(true) => self.moved.notify_waiters(),
-            Ok(false) => return, // cancelled meanwhile
-            Err(e) => {
-                tracing::error!(id = %execution.id, "cannot start execution: {e}");
-                return;
-            }
-        }
         let (tx, rx) = oneshot::channel();
         if let Ok(mut cancels) = self.cancels.lock() {
             cancels.insert(execution.id.clone(), tx);
@@ -650,7 +652,8 @@ impl Executor {
             trace,
             instances: vec![instance],
         };
-        if let Err(e) = self.store.commit_events(std::slice::from_ref(&event)).await {
+        // Group commit: shares its fsync with webhooks and other completions.
+        if let Err(e) = self.ingest.submit(event).await {
             tracing::error!(id = %execution.id, "cannot dispatch the action trigger: {e}");
         }
     }

@@ -60,10 +60,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .await
         .context("loading the rules created through the API")?;
     let catalog = crate::actions::Catalog::new(Arc::clone(&packs), !args.disable_core_local);
+    let ingest = Ingest::start(Arc::clone(&store), INGEST_QUEUE);
     let executor = Arc::new(crate::executions::Executor::new(
         Arc::clone(&store),
         Arc::clone(&packs),
         catalog,
+        ingest.clone(),
     ));
     executor.start().await.context("starting the executor")?;
     crate::engine::start(
@@ -111,7 +113,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .context("creating the first API key")?;
     let state = AppState {
         packs,
-        ingest: Ingest::start(Arc::clone(&store), INGEST_QUEUE),
+        ingest,
         store,
         auth,
         settings: Arc::new(settings),
