@@ -18,6 +18,10 @@ use hyper::body::Bytes;
 use stormhook_tests::TestServer;
 use tokio::net::TcpStream;
 
+/// The allocator the `stormhook` binary uses (`host/app/src/main.rs`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const CONNECTIONS: usize = 256;
 const BODY: &str = r#"{"ref":"refs/heads/main","before":"6113728f27ae82c7b1a177c8d03f9e96e0adf246","after":"59b20b8d5c6ff8d09518216e25b35f0f4c56e7c9","repository":{"id":35129377,"name":"public-repo","full_name":"baxterthehacker/public-repo"},"pusher":{"name":"baxterthehacker","email":"baxterthehacker@users.noreply.github.com"},"sender":{"login":"baxterthehacker","id":6752317}}"#;
 

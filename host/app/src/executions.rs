@@ -648,10 +648,7 @@ impl Executor {
             status: "pending".into(),
             trace_id: Some(trace.id.clone()),
         };
-        let event = stormhook_storage::NewEvent {
-            trace,
-            instances: vec![instance],
-        };
+        let event = stormhook_storage::NewEvent::new(trace, vec![instance]);
         // Group commit: shares its fsync with webhooks and other completions.
         if let Err(e) = self.ingest.submit(event).await {
             tracing::error!(id = %execution.id, "cannot dispatch the action trigger: {e}");

@@ -4,6 +4,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc rather than glibc malloc: under webhook load, glibc's arena locks and frees took
+/// about a sixth of the CPU (see BENCHMARKS.md, ingest).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = stormhook::cli::Cli::parse();
     let server = matches!(cli.command, stormhook::cli::Command::Serve(_));

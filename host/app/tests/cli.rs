@@ -441,7 +441,7 @@ fn rule_test_reads_a_stored_trigger_instance_by_id() {
             status: "pending".into(),
             trace_id: Some(trace.id.clone()),
         };
-        store.commit_events(&[stormhook_storage::NewEvent { trace, instances: vec![instance] }]).await.unwrap();
+        store.commit_events(&[stormhook_storage::NewEvent::new(trace, vec![instance])]).await.unwrap();
     });
     let out = stormhook()
         .args(["rule", "test", "--rule"])

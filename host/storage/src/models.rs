@@ -17,6 +17,21 @@ pub struct NewEvent {
     pub trace: Trace,
     /// The trigger instances (one per matching trigger).
     pub instances: Vec<TriggerInstance>,
+    /// Each instance's payload as JSON text, encoded by [`NewEvent::new`] on the caller's
+    /// thread, so the single group-commit writer only copies it.
+    pub payloads: Vec<String>,
+}
+
+impl NewEvent {
+    /// The event of `trace` and `instances`, with the payloads encoded.
+    pub fn new(trace: Trace, instances: Vec<TriggerInstance>) -> Self {
+        let payloads = instances.iter().map(|i| i.payload.to_string()).collect();
+        Self {
+            trace,
+            instances,
+            payloads,
+        }
+    }
 }
 
 /// Something that happened, as rules see it.

@@ -84,7 +84,18 @@ impl SqliteStore {
         });
         let writer = rusqlite::Connection::open(path).map_err(writer_error)?;
         writer
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0; PRAGMA busy_timeout = 5000;")
+            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0;")
+            .map_err(writer_error)?;
+        // SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25... ms between retries. While
+        // the rules engine or the executor held the write lock for a millisecond, the writer
+        // slept for up to 25 ms, and every request waiting for the commit with it (strace showed
+        // the writer asleep most of the time under load). Retry every 100 µs instead, for up to
+        // the same 5 s.
+        writer
+            .busy_handler(Some(|retries: i32| {
+                std::thread::sleep(Duration::from_micros(100));
+                retries < 50_000
+            }))
             .map_err(writer_error)?;
         Ok(Self {
             pool,
@@ -114,12 +125,12 @@ fn commit_blocking(conn: &mut rusqlite::Connection, events: &[NewEvent]) -> rusq
                 &event.trace.trace_tag,
                 &event.trace.start_timestamp,
             ))?;
-            for ti in &event.instances {
+            for (ti, payload) in event.instances.iter().zip(&event.payloads) {
                 instance.execute((
                     &ti.id,
                     &ti.trigger,
                     &ti.trigger_type,
-                    ti.payload.to_string(),
+                    payload,
                     &ti.occurrence_time,
                     &ti.status,
                     &ti.trace_id,

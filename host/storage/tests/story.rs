@@ -27,10 +27,7 @@ fn event(trigger: &str, n: u64, time: &str) -> NewEvent {
         status: "pending".into(),
         trace_id: Some(trace.id.clone()),
     };
-    NewEvent {
-        trace,
-        instances: vec![instance],
-    }
+    NewEvent::new(trace, vec![instance])
 }
 
 async fn story(store: Arc<dyn Store>) {

@@ -266,10 +266,7 @@ async fn re_emit(
     };
     state
         .ingest
-        .submit(NewEvent {
-            trace,
-            instances: vec![instance],
-        })
+        .submit(NewEvent::new(trace, vec![instance]))
         .await
         .map_err(|e| match e {
             IngestError::Failed(detail) => ApiError::Internal(detail),

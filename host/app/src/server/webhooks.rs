@@ -98,7 +98,9 @@ async fn post(
         .and_then(|v| v.to_str().ok())
         .filter(|t| !t.is_empty())
         .map_or_else(
-            || format!("webhook-{hook}-{}", uuid::Uuid::new_v4().simple()),
+            // StackStorm's `webhook-<hook>-<uuid hex>`, with a time-ordered uuid (v7) so new
+            // tags land at the end of the trace-tag index instead of on a random page.
+            || format!("webhook-{hook}-{}", uuid::Uuid::now_v7().simple()),
             str::to_owned,
         );
     let now = ids::now();
@@ -148,7 +150,7 @@ async fn post(
 
     state
         .ingest
-        .submit(NewEvent { trace, instances })
+        .submit(NewEvent::new(trace, instances))
         .await
         .map_err(|e| match e {
             IngestError::Overloaded | IngestError::Stopped => ApiError::Unavailable(format!("{e}")),
