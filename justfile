@@ -36,6 +36,7 @@ bench:
     cargo bench -p stormhook-tests --bench runtime
     cargo bench -p stormhook-tests --bench rules
     cargo bench -p stormhook-tests --bench ingest
+    cargo bench -p stormhook-tests --bench executions
 
 # Serve with the embedded defaults and the example packs.
 run RUST_LOG='info':
