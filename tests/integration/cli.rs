@@ -695,6 +695,15 @@ async fn debug_prints_each_request_as_a_curl_line_with_the_raw_answer() {
     );
     assert_eq!(lines[5], "");
 
+    // Before the subcommand, as `st2 --debug rule list` is written, it works the same.
+    let first = env.run(&["--debug", "rule", "list", "-j"]).await;
+    assert_eq!(first.json(), rules);
+    assert!(first.stderr.starts_with("# -------- begin "), "{first:?}");
+    assert!(
+        first.stderr.contains("curl -X GET -H  'St2-Api-Key: "),
+        "{first:?}"
+    );
+
     // A body is shown with --data-binary; every request of `run` is shown.
     let out = env
         .run(&["run", "core.echo", "message=it's", "--debug"])

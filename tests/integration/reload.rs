@@ -120,6 +120,27 @@ async fn a_broken_replacement_is_refused_and_the_old_version_keeps_serving() {
         "the old version keeps serving"
     );
 
+    // Not WebAssembly at all: the error (wasmtime pretty-prints the bytes it expected) is one
+    // line, for the log and for `plugin list`.
+    replace(&actions.join("swap.wasm"), b"garbage, not a component");
+    let last_error = || {
+        rt.list()
+            .into_iter()
+            .find(|i| i.reference == "t.swap")
+            .and_then(|i| i.last_error)
+            .unwrap_or_default()
+    };
+    let refused = within(Duration::from_secs(2), || async {
+        last_error().contains("magic")
+    })
+    .await;
+    assert!(
+        refused.is_some(),
+        "the garbage file is refused: {}",
+        last_error()
+    );
+    assert!(!last_error().contains('\n'), "{}", last_error());
+
     // Fixing the file clears the error and serves the fix.
     replace(
         &actions.join("swap.wasm"),

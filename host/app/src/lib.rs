@@ -50,6 +50,7 @@ pub fn init_tracing(verbose: bool, server: bool) {
 ///
 /// Any failure of the command, with context; the binary prints the cause chain.
 pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
+    cli::client::DEBUG.store(cli.debug, std::sync::atomic::Ordering::Relaxed);
     match cli.command {
         cli::Command::Serve(args) => cli::serve::run(*args).await,
         cli::Command::Plugin(cmd) => cli::plugin::run(cmd).await,

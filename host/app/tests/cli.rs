@@ -402,6 +402,16 @@ fn rule_test_explains_matches_and_failures() {
         "{out}"
     );
 
+    // Written by hand with `headers` only (as the README shows it): `headers_lower` is derived.
+    let (_dir, rule, instance) = rule_fixture(&push, "push");
+    std::fs::write(
+        &instance,
+        r#"{"trigger": "core.st2.webhook", "payload": {"headers": {"X-GitHub-Event": "push"}, "body": {"ref": "refs/heads/main", "pusher": {"name": "ada"}}}}"#,
+    )
+    .unwrap();
+    let (code, out, err) = rule_test(&rule, &instance);
+    assert_eq!(code, Some(0), "{out}{err}");
+
     // A trigger instance of another trigger.
     std::fs::write(
         &instance,

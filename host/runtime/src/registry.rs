@@ -299,7 +299,7 @@ impl Runtime {
             reference: reference.clone(),
             path: spec.path.clone(),
             world: spec.kind.world(),
-            reason: format!("{e:#}"),
+            reason: one_line(&format!("{e:#}")),
         };
         let pre = match spec.kind {
             PluginKind::Rule => Pre::Rule(
@@ -354,7 +354,7 @@ impl Runtime {
         let compile_err = |e: wasmtime::Error| LoadError::Compile {
             reference: id.reference.clone(),
             path: spec.path.clone(),
-            reason: format!("{e:#}"),
+            reason: one_line(&format!("{e:#}")),
         };
         let component = match &self.config.cache_dir {
             None => Component::new(&self.engine, bytes).map_err(compile_err)?,
@@ -378,7 +378,7 @@ impl Runtime {
                 // compatibility hash), never a `.cwasm` from a pack folder.
                 #[allow(unsafe_code)]
                 let loaded = unsafe { Component::deserialize_file(&self.engine, &path) };
-                loaded.map_err(|e| cache_err(format!("{e:#}")))?
+                loaded.map_err(|e| cache_err(one_line(&format!("{e:#}"))))?
             }
         };
         component
@@ -503,4 +503,10 @@ pub(crate) fn rfc3339(time: SystemTime) -> String {
     chrono::DateTime::<chrono::Utc>::from(time)
         .format("%Y-%m-%dT%H:%M:%S%.6fZ")
         .to_string()
+}
+
+/// A compiler or linker message on one line: wasmtime pretty-prints some details (the bytes of
+/// a bad magic number) over many lines, which broke log lines and `plugin list` tables.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -52,6 +52,9 @@ use serde_json::Value;
 
 use super::ClientArgs;
 
+/// `--debug` (a global flag of the command line, set once by [`crate::run`]).
+pub static DEBUG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// The server used when neither a flag, an environment variable nor the config file names one.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:9101";
 
@@ -226,7 +229,7 @@ impl Client {
                 .clone()
                 .or(config.api_key)
                 .filter(|k| !k.is_empty()),
-            debug: args.debug,
+            debug: DEBUG.load(std::sync::atomic::Ordering::Relaxed),
             json: args.json,
         })
     }

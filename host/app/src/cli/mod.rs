@@ -23,6 +23,10 @@ pub struct Cli {
     /// Log more (debug level); `RUST_LOG` overrides.
     #[arg(short, long, global = true)]
     pub verbose: bool,
+    /// Client commands: print every HTTP request as a curl command line, and its raw answer,
+    /// on stderr (before or after the subcommand, as `st2 --debug` allows).
+    #[arg(long, global = true)]
+    pub debug: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -186,11 +190,11 @@ pub struct ServeArgs {
     #[arg(long, env = "STORMHOOK_MAX_MEMORY_MB", default_value_t = 1024)]
     pub max_memory_mb: u64,
     /// Do not watch the packs folder for changes (reload with `stormhook plugin reload`).
-    #[arg(long, env = "STORMHOOK_NO_WATCH")]
+    #[arg(long, env = "STORMHOOK_NO_WATCH", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_watch: bool,
     /// Disables `core.local` (shell commands on the server's host); only sandboxed WASM
     /// actions, `core.http`, `core.echo` and `core.noop` run.
-    #[arg(long, env = "STORMHOOK_DISABLE_CORE_LOCAL")]
+    #[arg(long, env = "STORMHOOK_DISABLE_CORE_LOCAL", value_parser = clap::builder::BoolishValueParser::new())]
     pub disable_core_local: bool,
 }
 
@@ -422,9 +426,6 @@ pub struct ClientArgs {
     /// Print the server's JSON instead of a table.
     #[arg(short = 'j', long)]
     pub json: bool,
-    /// Print every HTTP request as a curl command line, and its raw answer, on stderr.
-    #[arg(long)]
-    pub debug: bool,
 }
 
 /// Opens the store in the data directory (creating both if needed).

@@ -191,7 +191,19 @@ async fn test(
         .get("trigger")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let payload = instance.get("payload").cloned().unwrap_or(Value::Null);
+    let mut payload = instance.get("payload").cloned().unwrap_or(Value::Null);
+    // A webhook payload written by hand often has `headers` only; the server always adds
+    // `headers_lower` (names lower-cased), which rules usually match on. Add it the same way.
+    if let Some(object) = payload.as_object_mut()
+        && !object.contains_key("headers_lower")
+        && let Some(headers) = object.get("headers").and_then(Value::as_object)
+    {
+        let lower: serde_json::Map<String, Value> = headers
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+            .collect();
+        object.insert("headers_lower".into(), Value::Object(lower));
+    }
 
     // The trigger instance must come from the rule's trigger: its type, or the trigger that the
     // rule's type and parameters make.

@@ -103,6 +103,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         max_concurrent_requests: args.max_concurrent_requests,
         api_url: args.api_url.clone().unwrap_or_else(|| base.clone()),
     };
+    if args.htpasswd.is_none() {
+        tracing::info!(
+            "no --htpasswd: POST /auth/v1/tokens refuses every user (API keys work); give an htpasswd file to issue tokens"
+        );
+    }
     let auth = Arc::new(Auth::new(
         Arc::clone(&store),
         args.htpasswd.clone(),

@@ -86,7 +86,9 @@ async fn get_one(
     Query(params): Query<Params>,
 ) -> Result<Json<Value>, ApiError> {
     if !check_scope(&params)? {
-        return Err(not_found(&name));
+        return Err(ApiError::BadRequest(
+            "The user scope (st2kv.user) is not supported by Stormhook; only the system scope (st2kv.system) is.".into(),
+        ));
     }
     let value = state
         .store
