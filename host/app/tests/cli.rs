@@ -248,6 +248,17 @@ fn apikey_commands_work_offline() {
         String::from_utf8_lossy(&out.stderr)
             .contains(&format!("ApiKey with key or id={id} not found."))
     );
+
+    // A mistyped data directory is refused, not turned into an empty store.
+    let typo = data.path().join("typo");
+    let out = stormhook()
+        .args(["apikey", "list", "--data-dir"])
+        .arg(&typo)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no store in"));
+    assert!(!typo.exists());
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use stormhook_storage::{Store, ids};
 
-use super::{ApikeyCommand, open_store};
+use super::{ApikeyCommand, open_existing_store, open_store};
 use crate::auth::{Auth, hash_api_key};
 
 /// Runs an `apikey` subcommand.
@@ -47,7 +47,7 @@ pub async fn run(cmd: ApikeyCommand) -> anyhow::Result<ExitCode> {
             }
         }
         ApikeyCommand::List { store, json } => {
-            let store = open_store(&store).await?;
+            let store = open_existing_store(&store).await?;
             let keys = store
                 .list_api_keys(None, 0)
                 .await
@@ -76,7 +76,7 @@ pub async fn run(cmd: ApikeyCommand) -> anyhow::Result<ExitCode> {
             }
         }
         ApikeyCommand::Delete { store, id_or_key } => {
-            let store = open_store(&store).await?;
+            let store = open_existing_store(&store).await?;
             let found = match store.api_key(&id_or_key).await? {
                 Some(k) if ids::is_object_id(&id_or_key) => Some(k),
                 _ => store.api_key_by_hash(&hash_api_key(&id_or_key)).await?,

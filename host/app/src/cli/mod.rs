@@ -428,6 +428,24 @@ pub struct ClientArgs {
     pub json: bool,
 }
 
+/// Opens the store a server already made in the data directory; refuses, rather than creating
+/// an empty one, when there is none (a mistyped `--data-dir` must not look like "no data").
+///
+/// # Errors
+///
+/// There is no `stormhook.db` in the directory, or it cannot be opened.
+pub async fn open_existing_store(
+    args: &StoreArgs,
+) -> anyhow::Result<std::sync::Arc<stormhook_storage::sqlite::SqliteStore>> {
+    if !args.data_dir.join("stormhook.db").exists() {
+        anyhow::bail!(
+            "no store in {} (give the data directory of the server with --data-dir)",
+            args.data_dir.display()
+        );
+    }
+    open_store(args).await
+}
+
 /// Opens the store in the data directory (creating both if needed).
 ///
 /// # Errors

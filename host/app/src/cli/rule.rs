@@ -21,7 +21,7 @@ use stormhook_storage::Store as _;
 
 use super::client::{Client, report};
 use super::output::{emit, note_truncated, print_json, print_object, print_table};
-use super::{RuleCommand, open_store};
+use super::{RuleCommand, open_existing_store, open_store};
 use crate::triggers::Trigger;
 
 /// The fields `rule get` and `rule create` show first, in `st2`'s order.
@@ -73,12 +73,7 @@ pub async fn run(cmd: RuleCommand) -> anyhow::Result<ExitCode> {
                 }
                 (None, Some(id)) => {
                     let data_dir = store.data_dir.display().to_string();
-                    if !store.data_dir.join("stormhook.db").exists() {
-                        bail!(
-                            "no store in {data_dir} (give the data directory of the server with --data-dir)"
-                        );
-                    }
-                    let store = open_store(&store).await?;
+                    let store = open_existing_store(&store).await?;
                     let Some(ti) = store.trigger_instance(&id).await? else {
                         bail!("no trigger instance {id} in the store of {data_dir}")
                     };
