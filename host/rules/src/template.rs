@@ -54,7 +54,11 @@ impl Renderer {
                 .env
                 .compile_expression(expr)
                 .map_err(|e| e.to_string())?;
-            let value = compiled.eval(&ctx).map_err(|e| e.to_string())?;
+            let value = compiled.eval(&ctx).map_err(|e| match e.kind() {
+                // Strict mode stops at the first missing step; name the whole expression.
+                minijinja::ErrorKind::UndefinedError => format!("undefined value: {expr}"),
+                _ => e.to_string(),
+            })?;
             if value.is_undefined() {
                 return Err(format!("undefined value: {expr}"));
             }
@@ -122,6 +126,12 @@ mod tests {
             r.render(&json!("{{ trigger.body.missing }}"), &ctx)
                 .is_err(),
             "strict undefined"
+        );
+        // A missing step deeper in the path names the whole expression.
+        assert_eq!(
+            r.render(&json!("{{ trigger.body.pusher.name }}"), &ctx)
+                .unwrap_err(),
+            "undefined value: trigger.body.pusher.name"
         );
         assert!(r.render(&json!("{{ nope }}"), &ctx).is_err());
         assert!(r.render(&json!("{{ unclosed"), &ctx).is_err());
