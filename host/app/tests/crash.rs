@@ -95,3 +95,131 @@ async fn every_accepted_webhook_survives_sigkill() {
     );
     assert!(stored.len() >= acked.len());
 }
+
+/// Executions survive SIGKILL too: every execution that got a 201 is still there after a
+/// restart. Those that had not started run then; those that were running (a command that may
+/// have had effects) become `abandoned`, with an error saying why, and are not run twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executions_survive_sigkill_and_running_ones_are_abandoned_not_rerun() {
+    let data = tempfile::tempdir().unwrap();
+    let out = common::stormhook()
+        .args(["apikey", "create", "-k", "--data-dir"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let marker = data.path().join("ran");
+    let (mut child, url) = start(data.path());
+    let client = reqwest::Client::new();
+    // 16 run at once; the other 14 wait as `requested`. Each appends a line when it starts.
+    let mut ids = Vec::new();
+    for _ in 0..30 {
+        let resp = client
+            .post(format!("{url}/api/v1/executions"))
+            .header("St2-Api-Key", &key)
+            .json(&serde_json::json!({"action": "core.local", "parameters": {
+                "cmd": format!("echo x >> {}; sleep 30", marker.display()),
+            }}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+        let e: serde_json::Value = resp.json().await.unwrap();
+        ids.push(e["id"].as_str().unwrap().to_owned());
+    }
+    let started = std::time::Instant::now();
+    let status_of = |url: String, key: String| {
+        let client = client.clone();
+        move |id: String| {
+            let (client, url, key) = (client.clone(), url.clone(), key.clone());
+            async move {
+                let e: serde_json::Value = client
+                    .get(format!("{url}/api/v1/executions/{id}"))
+                    .header("St2-Api-Key", &key)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                e
+            }
+        }
+    };
+    let get = status_of(url.clone(), key.clone());
+    loop {
+        let mut running = 0;
+        for id in &ids {
+            if get(id.clone()).await["status"] == "running" {
+                running += 1;
+            }
+        }
+        if running == 16 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{running} running"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // The commands were in the server's process groups; they die with their sleep, not with
+    // the server. Let the marker settle before the restart.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ran_before = std::fs::read_to_string(&marker).unwrap().lines().count();
+    assert_eq!(ran_before, 16);
+
+    let (mut child, url) = start(data.path());
+    let get = status_of(url.clone(), key.clone());
+    let mut abandoned = 0;
+    let mut restarted = 0;
+    for id in &ids {
+        let e = get(id.clone()).await;
+        match e["status"].as_str().unwrap() {
+            "abandoned" => {
+                abandoned += 1;
+                assert!(
+                    e["result"]["error"]
+                        .as_str()
+                        .unwrap()
+                        .contains("not run again"),
+                    "{e}"
+                );
+            }
+            "requested" | "scheduled" | "running" => restarted += 1,
+            other => panic!("unexpected status {other}: {e}"),
+        }
+    }
+    assert_eq!(
+        (abandoned, restarted),
+        (16, 14),
+        "none lost, none run twice"
+    );
+    // The 14 that had not started run now (and only they).
+    let started = std::time::Instant::now();
+    loop {
+        let lines = std::fs::read_to_string(&marker).unwrap().lines().count();
+        if lines == 30 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{lines} started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap().lines().count(),
+        30
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Leave no sleeping commands behind.
+    let _ = std::process::Command::new("pkill")
+        .args(["-f", &format!("{}; sleep 30", marker.display())])
+        .status();
+}
