@@ -18,7 +18,8 @@
 //! parameters, result}`), as StackStorm's action sensor does, so rules can follow actions.
 //!
 //! The [`Executor`] worker takes `requested` executions oldest first, up to
-//! [`MAX_PARALLEL`] at a time. After a crash, executions left `scheduled` are requested
+//! [`MAX_PARALLEL`] at a time, and claims every one that gets a free slot in one transaction;
+//! completed executions are recorded together in one transaction too (`record`). After a crash, executions left `scheduled` are requested
 //! again; executions left `running` become `abandoned` (they may have had effects, so they are
 //! not run twice).
 
@@ -30,7 +31,7 @@ use serde_json::{Map, Value, json};
 use stormhook_rules::template::Renderer;
 use stormhook_storage::ingest::Ingest;
 use stormhook_storage::{Execution, ExecutionQuery, StorageError, Store, TriggerInstance, ids};
-use tokio::sync::{Notify, Semaphore, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
 use crate::actions::{self, Action, Catalog, RunnerType};
 use crate::packs::{LoadedRule, PackManager};
@@ -142,6 +143,10 @@ pub struct Executor {
     hostname: String,
     /// Group commit, for the action triggers.
     ingest: Ingest,
+    /// Completed executions, to [`Executor::record`].
+    finished: mpsc::UnboundedSender<Execution>,
+    /// Its receiving end, until [`Executor::start`] takes it.
+    finished_rx: Mutex<Option<mpsc::UnboundedReceiver<Execution>>>,
 }
 
 impl std::fmt::Debug for Executor {
@@ -171,6 +176,7 @@ impl Executor {
         catalog: Catalog,
         ingest: Ingest,
     ) -> Self {
+        let (finished, finished_rx) = mpsc::unbounded_channel();
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_owned())
             .unwrap_or_else(|_| "localhost".into());
@@ -185,6 +191,8 @@ impl Executor {
             slots: Arc::new(Semaphore::new(MAX_PARALLEL)),
             hostname,
             ingest,
+            finished,
+            finished_rx: Mutex::new(Some(finished_rx)),
         }
     }
 
@@ -517,6 +525,9 @@ impl Executor {
                 tracing::warn!(id = %execution.id, action = %execution.action_ref, "execution left {from} by a stop is now {to}");
             }
         }
+        if let Some(rx) = self.finished_rx.lock().ok().and_then(|mut rx| rx.take()) {
+            tokio::spawn(Arc::clone(self).record(rx));
+        }
         let me = Arc::clone(self);
         tokio::spawn(async move { me.work().await });
         Ok(())
@@ -543,31 +554,48 @@ impl Executor {
                 }
             };
             let found = !requested.is_empty();
-            for mut execution in requested {
-                let Ok(slot) = Arc::clone(&self.slots).acquire_owned().await else {
+            if found {
+                // Wait for one free slot, then take every other free one: the executions that
+                // get a slot start now, `scheduled` and `running` logged together, all claimed
+                // in one durable write.
+                let Ok(first) = Arc::clone(&self.slots).acquire_owned().await else {
                     return;
                 };
-                // It has a slot, so it starts now: `scheduled` and `running` are logged
-                // together, in one durable write.
-                transition(&mut execution, "scheduled");
-                transition(&mut execution, "running");
-                execution.document["liveaction"]["runner_info"] =
-                    json!({"hostname": self.hostname, "pid": std::process::id()});
-                match self
-                    .store
-                    .update_execution(&execution, &["requested"])
-                    .await
-                {
-                    Ok(true) => {
-                        self.moved.notify_waiters();
-                        let me = Arc::clone(&self);
-                        tokio::spawn(async move {
-                            me.run(execution).await;
-                            drop(slot);
-                        });
+                let mut slots = vec![first];
+                while slots.len() < requested.len() {
+                    match Arc::clone(&self.slots).try_acquire_owned() {
+                        Ok(slot) => slots.push(slot),
+                        Err(_) => break,
                     }
-                    Ok(false) => {}
-                    Err(e) => tracing::error!(id = %execution.id, "cannot schedule execution: {e}"),
+                }
+                let batch: Vec<Execution> = requested
+                    .into_iter()
+                    .take(slots.len())
+                    .map(|mut execution| {
+                        transition(&mut execution, "scheduled");
+                        transition(&mut execution, "running");
+                        execution.document["liveaction"]["runner_info"] =
+                            json!({"hostname": self.hostname, "pid": std::process::id()});
+                        execution
+                    })
+                    .collect();
+                match self.store.update_executions(&batch, &["requested"]).await {
+                    Ok(claimed) => {
+                        self.moved.notify_waiters();
+                        for ((execution, ok), slot) in batch.into_iter().zip(claimed).zip(slots) {
+                            if ok {
+                                let me = Arc::clone(&self);
+                                tokio::spawn(async move {
+                                    me.run(execution).await;
+                                    drop(slot);
+                                });
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!("cannot schedule executions: {e}");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
                 }
             }
             if !found {
@@ -602,18 +630,37 @@ impl Executor {
         }
         finish(&mut execution, outcome, &self.hostname);
         tracing::info!(id = %execution.id, action = %execution.action_ref, status = %execution.status, "execution finished");
-        match self
-            .store
-            .update_execution(&execution, &["running", "canceling"])
-            .await
-        {
-            Ok(true) => {
-                self.moved.notify_waiters();
-                self.dispatch_action_trigger(&execution).await;
-            }
-            Ok(false) => self.moved.notify_waiters(),
-            Err(e) => {
-                tracing::error!(id = %execution.id, "cannot record the end of execution: {e}");
+        let _ = self.finished.send(execution);
+    }
+
+    /// Records completed executions, every one that is waiting in one durable write, then
+    /// dispatches their action triggers (group commit).
+    async fn record(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Execution>) {
+        let mut batch = Vec::new();
+        while rx.recv_many(&mut batch, 256).await > 0 {
+            let done = std::mem::take(&mut batch);
+            match self
+                .store
+                .update_executions(&done, &["running", "canceling"])
+                .await
+            {
+                Ok(recorded) => {
+                    self.moved.notify_waiters();
+                    let triggers = done
+                        .iter()
+                        .zip(recorded)
+                        .filter(|(_, ok)| *ok)
+                        .map(|(execution, _)| self.dispatch_action_trigger(execution));
+                    // Together, so their group commits are shared.
+                    futures_util::future::join_all(triggers).await;
+                }
+                Err(e) => {
+                    // Left `running`: after a restart they are `abandoned`, never run twice.
+                    tracing::error!(
+                        executions = done.len(),
+                        "cannot record the end of executions: {e}"
+                    );
+                }
             }
         }
     }

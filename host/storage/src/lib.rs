@@ -105,6 +105,13 @@ pub trait Store: Send + Sync + 'static {
     /// (any status when empty); returns whether it was replaced. This is how a status
     /// transition is claimed: of two writers moving `requested` on, one wins.
     async fn update_execution(&self, execution: &Execution, only_from: &[&str]) -> Result<bool>;
+    /// [`Store::update_execution`] for many executions in one transaction; says which were
+    /// replaced.
+    async fn update_executions(
+        &self,
+        executions: &[Execution],
+        only_from: &[&str],
+    ) -> Result<Vec<bool>>;
 
     /// One trace.
     async fn trace(&self, id: &str) -> Result<Option<Trace>>;

@@ -461,24 +461,41 @@ impl Store for SqliteStore {
     }
 
     async fn update_execution(&self, e: &Execution, only_from: &[&str]) -> Result<bool> {
-        let mut qb = QueryBuilder::<Sqlite>::new("UPDATE executions SET status = ");
-        qb.push_bind(e.status.clone())
-            .push(", end_timestamp = ")
-            .push_bind(e.end_timestamp.clone())
-            .push(", document = ")
-            .push_bind(e.document.to_string())
-            .push(" WHERE id = ")
-            .push_bind(e.id.clone());
-        if !only_from.is_empty() {
-            qb.push(" AND status IN (");
-            let mut list = qb.separated(", ");
-            for status in only_from {
-                list.push_bind((*status).to_owned());
+        let done = self
+            .update_executions(std::slice::from_ref(e), only_from)
+            .await?;
+        Ok(done.first().copied().unwrap_or(false))
+    }
+
+    async fn update_executions(
+        &self,
+        executions: &[Execution],
+        only_from: &[&str],
+    ) -> Result<Vec<bool>> {
+        let mut tx = self.pool.begin().await?;
+        let mut replaced = Vec::with_capacity(executions.len());
+        for e in executions {
+            let mut qb = QueryBuilder::<Sqlite>::new("UPDATE executions SET status = ");
+            qb.push_bind(e.status.clone())
+                .push(", end_timestamp = ")
+                .push_bind(e.end_timestamp.clone())
+                .push(", document = ")
+                .push_bind(e.document.to_string())
+                .push(" WHERE id = ")
+                .push_bind(e.id.clone());
+            if !only_from.is_empty() {
+                qb.push(" AND status IN (");
+                let mut list = qb.separated(", ");
+                for status in only_from {
+                    list.push_bind((*status).to_owned());
+                }
+                list.push_unseparated(")");
             }
-            list.push_unseparated(")");
+            let done = qb.build().execute(&mut *tx).await?;
+            replaced.push(done.rows_affected() > 0);
         }
-        let done = qb.build().execute(&self.pool).await?;
-        Ok(done.rows_affected() > 0)
+        tx.commit().await?;
+        Ok(replaced)
     }
 
     async fn rule_enforcement(&self, id: &str) -> Result<Option<RuleEnforcement>> {
