@@ -226,27 +226,25 @@ impl Executor {
         let mut execution = new_execution(
             &id,
             &action,
-            &runner,
+            runner,
             &req.parameters,
             Value::Object(context),
             Some(req.user.clone()),
         );
-        match self.prepare(&action, &runner, &req.parameters, &render_ctx) {
-            Ok((shown, full)) => {
-                execution.document["parameters"] = Value::Object(shown.clone());
-                execution.document["liveaction"]["parameters"] = Value::Object(shown);
-                execution.run_parameters = Value::Object(full);
+        match self.prepare(
+            &mut execution,
+            &action,
+            runner,
+            &req.parameters,
+            &render_ctx,
+        ) {
+            Ok(()) => {
                 self.store.insert_execution(&execution).await?;
                 self.wake.notify_one();
                 Ok(execution)
             }
             Err(Prepared::Invalid(message)) => Err(RequestError::Invalid(message)),
             Err(Prepared::RenderFailed(message)) => {
-                finish(
-                    &mut execution,
-                    Outcome::failed(json!({"error": message, "traceback": ""})),
-                    &self.hostname,
-                );
                 self.store.insert_execution(&execution).await?;
                 self.moved.notify_waiters();
                 Err(RequestError::RenderFailed {
@@ -298,7 +296,7 @@ impl Executor {
         let mut execution = new_execution(
             &id,
             &action,
-            &runner,
+            runner,
             given,
             context,
             Some(SYSTEM_USER.into()),
@@ -322,33 +320,25 @@ impl Executor {
             "occurrence_time": instance.occurrence_time,
             "status": "processed",
         });
-        match self.prepare(&action, &runner, given, &render_ctx) {
-            Ok((shown, full)) => {
-                execution.document["parameters"] = Value::Object(shown.clone());
-                execution.document["liveaction"]["parameters"] = Value::Object(shown);
-                execution.run_parameters = Value::Object(full);
-                RuleRequest::Requested(execution)
-            }
+        match self.prepare(&mut execution, &action, runner, given, &render_ctx) {
+            Ok(()) => RuleRequest::Requested(execution),
             Err(Prepared::Invalid(message)) => RuleRequest::Refused(message),
-            Err(Prepared::RenderFailed(message)) => {
-                finish(
-                    &mut execution,
-                    Outcome::failed(json!({"error": message, "traceback": ""})),
-                    &self.hostname,
-                );
-                RuleRequest::Failed(execution, message)
-            }
+            Err(Prepared::RenderFailed(message)) => RuleRequest::Failed(execution, message),
         }
     }
 
-    /// Renders and validates parameters: `(what the execution shows, what the runner gets)`.
+    /// Renders and validates the parameters into `execution`: the document shows those given,
+    /// the runner gets them all (defaults filled in). A rendering failure completes the
+    /// execution as `failed` (it is still stored, as StackStorm does); invalid parameters leave
+    /// it untouched (nothing is stored).
     fn prepare(
         &self,
+        execution: &mut Execution,
         action: &Action,
         runner: &RunnerType,
         given: &Map<String, Value>,
         render_ctx: &Map<String, Value>,
-    ) -> Result<(Params, Params), Prepared> {
+    ) -> Result<(), Prepared> {
         let declared = action.effective_parameters(runner);
         let mut immutable: Vec<&str> = given
             .keys()
@@ -379,6 +369,11 @@ impl Executor {
             if message.starts_with("Value ") {
                 Prepared::Invalid(message)
             } else {
+                finish(
+                    execution,
+                    Outcome::failed(json!({"error": message, "traceback": ""})),
+                    &self.hostname,
+                );
                 Prepared::RenderFailed(message)
             }
         })?;
@@ -390,7 +385,10 @@ impl Executor {
             .filter(|(k, _)| given.contains_key(*k))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        Ok((shown, full))
+        execution.document["parameters"] = Value::Object(shown.clone());
+        execution.document["liveaction"]["parameters"] = Value::Object(shown);
+        execution.run_parameters = Value::Object(full);
+        Ok(())
     }
 
     /// Wakes the worker (the engine calls this after storing rule executions).
@@ -806,15 +804,12 @@ impl Executor {
     }
 }
 
-/// Parameters by name.
-type Params = Map<String, Value>;
-
 enum Prepared {
     Invalid(String),
     RenderFailed(String),
 }
 
-fn runner_of(action: &Action) -> Result<RunnerType, RequestError> {
+fn runner_of(action: &Action) -> Result<&'static RunnerType, RequestError> {
     actions::runner_type(&action.runner_type).ok_or_else(|| {
         RequestError::Invalid(format!(
             "Action \"{}\" has an unknown runner type \"{}\".",

@@ -248,31 +248,49 @@ fn limit_clause(qb: &mut QueryBuilder<'_, Sqlite>, limit: Option<u64>, offset: u
         .push_bind(offset as i64);
 }
 
-fn push_instance_filters<'a>(qb: &mut QueryBuilder<'a, Sqlite>, q: &'a TriggerInstanceQuery) {
+/// `WHERE` clauses of a list query: `column = value` for each given value, `column IN (...)` for
+/// each non-empty list, and `column > after` / `column < before` on a time column.
+fn push_filters(
+    qb: &mut QueryBuilder<'_, Sqlite>,
+    equal: &[(&str, &Option<String>)],
+    any_of: &[(&str, &[String])],
+    (time, after, before): (&str, &Option<String>, &Option<String>),
+) {
     qb.push(" WHERE 1=1");
-    if let Some(id) = &q.id {
-        qb.push(" AND id = ").push_bind(id);
-    }
-    if !q.triggers.is_empty() {
-        qb.push(" AND trigger_ref IN (");
-        let mut sep = qb.separated(", ");
-        for t in &q.triggers {
-            sep.push_bind(t);
+    for (column, value) in equal {
+        if let Some(v) = value {
+            qb.push(format!(" AND {column} = ")).push_bind(v.clone());
         }
-        qb.push(")");
     }
-    if let Some(t) = &q.trigger_type {
-        qb.push(" AND trigger_type = ").push_bind(t);
+    for (column, values) in any_of {
+        if !values.is_empty() {
+            qb.push(format!(" AND {column} IN ("));
+            let mut list = qb.separated(", ");
+            for v in *values {
+                list.push_bind(v.clone());
+            }
+            list.push_unseparated(")");
+        }
     }
-    if let Some(t) = &q.timestamp_gt {
-        qb.push(" AND occurrence_time > ").push_bind(t);
+    if let Some(t) = after {
+        qb.push(format!(" AND {time} > ")).push_bind(t.clone());
     }
-    if let Some(t) = &q.timestamp_lt {
-        qb.push(" AND occurrence_time < ").push_bind(t);
+    if let Some(t) = before {
+        qb.push(format!(" AND {time} < ")).push_bind(t.clone());
     }
-    if let Some(s) = &q.status {
-        qb.push(" AND status = ").push_bind(s);
-    }
+}
+
+fn push_instance_filters(qb: &mut QueryBuilder<'_, Sqlite>, q: &TriggerInstanceQuery) {
+    push_filters(
+        qb,
+        &[
+            ("id", &q.id),
+            ("trigger_type", &q.trigger_type),
+            ("status", &q.status),
+        ],
+        &[("trigger_ref", &q.triggers)],
+        ("occurrence_time", &q.timestamp_gt, &q.timestamp_lt),
+    );
 }
 
 #[async_trait]
@@ -305,17 +323,18 @@ impl Store for SqliteStore {
         &self,
         q: &TriggerInstanceQuery,
     ) -> Result<Page<TriggerInstance>> {
-        let mut count = QueryBuilder::new("SELECT COUNT(*) FROM trigger_instances");
-        push_instance_filters(&mut count, q);
-        let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
-        let mut select = QueryBuilder::new("SELECT * FROM trigger_instances");
-        push_instance_filters(&mut select, q);
-        select.push(" ORDER BY occurrence_time DESC, trigger_ref ASC, rowid DESC");
-        limit_clause(&mut select, q.limit, q.offset);
-        let rows = select.build().fetch_all(&self.pool).await?;
+        let (rows, total) = self
+            .page_of(
+                "trigger_instances",
+                |qb| push_instance_filters(qb, q),
+                "occurrence_time DESC, trigger_ref ASC, rowid DESC",
+                q.limit,
+                q.offset,
+            )
+            .await?;
         Ok(Page {
             items: rows.iter().map(trigger_instance).collect::<Result<_>>()?,
-            total: total as u64,
+            total,
         })
     }
 
@@ -413,50 +432,30 @@ impl Store for SqliteStore {
 
     async fn list_executions(&self, q: &ExecutionQuery) -> Result<Page<Execution>> {
         let filters = |qb: &mut QueryBuilder<'_, Sqlite>| {
-            qb.push(" WHERE 1=1");
-            for (column, values) in [("id", &q.ids), ("status", &q.statuses)] {
-                if !values.is_empty() {
-                    qb.push(format!(" AND {column} IN ("));
-                    let mut list = qb.separated(", ");
-                    for v in values {
-                        list.push_bind(v.clone());
-                    }
-                    list.push_unseparated(")");
-                }
-            }
-            for (column, value) in [
-                ("action_ref", &q.action),
-                ("runner", &q.runner),
-                ("rule_ref", &q.rule),
-                ("trigger_instance_id", &q.trigger_instance),
-                ("user_name", &q.user),
-            ] {
-                if let Some(v) = value {
-                    qb.push(format!(" AND {column} = ")).push_bind(v.clone());
-                }
-            }
-            if let Some(t) = &q.timestamp_gt {
-                qb.push(" AND start_timestamp > ").push_bind(t.clone());
-            }
-            if let Some(t) = &q.timestamp_lt {
-                qb.push(" AND start_timestamp < ").push_bind(t.clone());
-            }
+            push_filters(
+                qb,
+                &[
+                    ("action_ref", &q.action),
+                    ("runner", &q.runner),
+                    ("rule_ref", &q.rule),
+                    ("trigger_instance_id", &q.trigger_instance),
+                    ("user_name", &q.user),
+                ],
+                &[("id", &q.ids), ("status", &q.statuses)],
+                ("start_timestamp", &q.timestamp_gt, &q.timestamp_lt),
+            );
         };
-        let mut count = QueryBuilder::new("SELECT COUNT(*) FROM executions");
-        filters(&mut count);
-        let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
-        let mut select = QueryBuilder::new("SELECT * FROM executions");
-        filters(&mut select);
-        select.push(if q.ascending {
-            " ORDER BY start_timestamp ASC, action_ref ASC, rowid ASC"
+        let order = if q.ascending {
+            "start_timestamp ASC, action_ref ASC, rowid ASC"
         } else {
-            " ORDER BY start_timestamp DESC, action_ref ASC, rowid DESC"
-        });
-        limit_clause(&mut select, q.limit, q.offset);
-        let rows = select.build().fetch_all(&self.pool).await?;
+            "start_timestamp DESC, action_ref ASC, rowid DESC"
+        };
+        let (rows, total) = self
+            .page_of("executions", filters, order, q.limit, q.offset)
+            .await?;
         Ok(Page {
             items: rows.iter().map(execution).collect::<Result<_>>()?,
-            total: total as u64,
+            total,
         })
     }
 
@@ -508,36 +507,31 @@ impl Store for SqliteStore {
 
     async fn list_rule_enforcements(&self, q: &EnforcementQuery) -> Result<Page<RuleEnforcement>> {
         let filters = |qb: &mut QueryBuilder<'_, Sqlite>| {
-            qb.push(" WHERE 1=1");
-            for (column, value) in [
-                ("id", &q.id),
-                ("rule_ref", &q.rule_ref),
-                ("rule_id", &q.rule_id),
-                ("trigger_instance_id", &q.trigger_instance),
-                ("execution_id", &q.execution),
-            ] {
-                if let Some(v) = value {
-                    qb.push(format!(" AND {column} = ")).push_bind(v.clone());
-                }
-            }
-            if let Some(t) = &q.enforced_at_gt {
-                qb.push(" AND enforced_at > ").push_bind(t.clone());
-            }
-            if let Some(t) = &q.enforced_at_lt {
-                qb.push(" AND enforced_at < ").push_bind(t.clone());
-            }
+            push_filters(
+                qb,
+                &[
+                    ("id", &q.id),
+                    ("rule_ref", &q.rule_ref),
+                    ("rule_id", &q.rule_id),
+                    ("trigger_instance_id", &q.trigger_instance),
+                    ("execution_id", &q.execution),
+                ],
+                &[],
+                ("enforced_at", &q.enforced_at_gt, &q.enforced_at_lt),
+            );
         };
-        let mut count = QueryBuilder::new("SELECT COUNT(*) FROM rule_enforcements");
-        filters(&mut count);
-        let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
-        let mut select = QueryBuilder::new("SELECT * FROM rule_enforcements");
-        filters(&mut select);
-        select.push(" ORDER BY enforced_at DESC, rule_ref ASC, rowid DESC");
-        limit_clause(&mut select, q.limit, q.offset);
-        let rows = select.build().fetch_all(&self.pool).await?;
+        let (rows, total) = self
+            .page_of(
+                "rule_enforcements",
+                filters,
+                "enforced_at DESC, rule_ref ASC, rowid DESC",
+                q.limit,
+                q.offset,
+            )
+            .await?;
         Ok(Page {
             items: rows.iter().map(enforcement).collect::<Result<_>>()?,
-            total: total as u64,
+            total,
         })
     }
 
@@ -554,32 +548,27 @@ impl Store for SqliteStore {
 
     async fn list_traces(&self, q: &TraceQuery) -> Result<Page<Trace>> {
         let filters = |qb: &mut QueryBuilder<'_, Sqlite>| {
-            qb.push(" WHERE 1=1");
-            if let Some(tag) = &q.trace_tag {
-                qb.push(" AND trace_tag = ").push_bind(tag.clone());
-            }
+            push_filters(qb, &[("trace_tag", &q.trace_tag)], &[], ("", &None, &None));
             if let Some(ti) = &q.trigger_instance {
                 qb.push(" AND id IN (SELECT trace_id FROM trigger_instances WHERE id = ")
                     .push_bind(ti.clone())
                     .push(")");
             }
         };
-        let mut count = QueryBuilder::new("SELECT COUNT(*) FROM traces");
-        filters(&mut count);
-        let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
-        let mut select = QueryBuilder::new("SELECT * FROM traces");
-        filters(&mut select);
-        select.push(" ORDER BY start_timestamp DESC, trace_tag ASC, rowid DESC");
-        limit_clause(&mut select, q.limit, q.offset);
-        let rows = select.build().fetch_all(&self.pool).await?;
+        let (rows, total) = self
+            .page_of(
+                "traces",
+                filters,
+                "start_timestamp DESC, trace_tag ASC, rowid DESC",
+                q.limit,
+                q.offset,
+            )
+            .await?;
         let mut items = Vec::with_capacity(rows.len());
         for row in &rows {
             items.push(self.assemble_trace(row).await?);
         }
-        Ok(Page {
-            items,
-            total: total as u64,
-        })
+        Ok(Page { items, total })
     }
 
     async fn insert_api_key(&self, key: &ApiKey) -> Result<()> {
@@ -842,6 +831,27 @@ impl Store for SqliteStore {
 }
 
 impl SqliteStore {
+    /// One page of `table` and how many rows match in all: the same `filters` for both
+    /// queries, then `order` and the page.
+    async fn page_of(
+        &self,
+        table: &str,
+        filters: impl Fn(&mut QueryBuilder<'_, Sqlite>),
+        order: &str,
+        limit: Option<u64>,
+        offset: u64,
+    ) -> Result<(Vec<SqliteRow>, u64)> {
+        let mut count = QueryBuilder::new(format!("SELECT COUNT(*) FROM {table}"));
+        filters(&mut count);
+        let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
+        let mut select = QueryBuilder::new(format!("SELECT * FROM {table}"));
+        filters(&mut select);
+        select.push(format!(" ORDER BY {order}"));
+        limit_clause(&mut select, limit, offset);
+        let rows = select.build().fetch_all(&self.pool).await?;
+        Ok((rows, total as u64))
+    }
+
     async fn assemble_trace(&self, row: &SqliteRow) -> Result<Trace> {
         let id: String = row.try_get("id")?;
         let instances = sqlx::query("SELECT id, trigger_ref, updated_at FROM trigger_instances WHERE trace_id = ? ORDER BY rowid")

@@ -68,8 +68,13 @@ fn params(value: Value) -> Map<String, Value> {
     }
 }
 
-/// Every runner type Stormhook has, sorted by name.
-pub fn runner_types() -> Vec<RunnerType> {
+/// Every runner type Stormhook has, sorted by name (built once).
+pub fn runner_types() -> &'static [RunnerType] {
+    static RUNNERS: std::sync::LazyLock<Vec<RunnerType>> = std::sync::LazyLock::new(runners);
+    &RUNNERS
+}
+
+fn runners() -> Vec<RunnerType> {
     vec![
         RunnerType {
             name: HTTP_RUNNER,
@@ -120,8 +125,8 @@ pub fn runner_types() -> Vec<RunnerType> {
 }
 
 /// The runner type called `name`.
-pub fn runner_type(name: &str) -> Option<RunnerType> {
-    runner_types().into_iter().find(|r| r.name == name)
+pub fn runner_type(name: &str) -> Option<&'static RunnerType> {
+    runner_types().iter().find(|r| r.name == name)
 }
 
 /// One action, built in or from a pack.
@@ -190,6 +195,20 @@ impl Action {
 fn derived_id(uid: &str) -> String {
     use sha2::Digest as _;
     hex::encode(&sha2::Sha256::digest(uid.as_bytes())[..12])
+}
+
+fn pack_action(meta: &stormhook_packs::ActionMeta) -> Action {
+    Action {
+        reference: meta.reference(),
+        pack: meta.pack.clone(),
+        name: meta.name.clone(),
+        description: meta.description.clone(),
+        enabled: meta.enabled,
+        runner_type: WASM_RUNNER.into(),
+        entry_point: meta.entry_point.clone(),
+        parameters: meta.parameters.clone(),
+        tags: meta.tags.clone(),
+    }
 }
 
 fn builtin(
@@ -285,25 +304,23 @@ impl Catalog {
     /// Every action, sorted by ref.
     pub fn list(&self) -> Vec<Action> {
         let mut all = self.builtins();
-        all.extend(self.packs.actions().iter().map(|meta| Action {
-            reference: meta.reference(),
-            pack: meta.pack.clone(),
-            name: meta.name.clone(),
-            description: meta.description.clone(),
-            enabled: meta.enabled,
-            runner_type: WASM_RUNNER.into(),
-            entry_point: meta.entry_point.clone(),
-            parameters: meta.parameters.clone(),
-            tags: meta.tags.clone(),
-        }));
+        all.extend(self.packs.actions().iter().map(pack_action));
         all.sort_by(|a, b| a.reference.cmp(&b.reference));
         all
     }
 
     /// The action with this ref (or derived id).
     pub fn get(&self, ref_or_id: &str) -> Option<Action> {
-        self.list().into_iter().find(|a| {
-            a.reference == ref_or_id || derived_id(&format!("action:{}", a.reference)) == ref_or_id
-        })
+        let is = |reference: &str| {
+            reference == ref_or_id || derived_id(&format!("action:{reference}")) == ref_or_id
+        };
+        if let Some(builtin) = self.builtins().into_iter().find(|a| is(&a.reference)) {
+            return Some(builtin);
+        }
+        self.packs
+            .actions()
+            .iter()
+            .find(|meta| is(&meta.reference()))
+            .map(pack_action)
     }
 }

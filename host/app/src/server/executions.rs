@@ -63,15 +63,12 @@ pub(crate) fn execution_json(e: &Execution, show_secrets: bool) -> Value {
                 );
             }
         }
-        for name in &secret {
-            for params in ["parameters", "liveaction"] {
-                let target = if params == "liveaction" {
-                    doc["liveaction"]["parameters"].as_object_mut()
-                } else {
-                    doc["parameters"].as_object_mut()
-                };
-                if let Some(value) = target.and_then(|p| p.get_mut(name)) {
-                    *value = json!("********");
+        for pointer in ["/parameters", "/liveaction/parameters"] {
+            if let Some(params) = doc.pointer_mut(pointer).and_then(Value::as_object_mut) {
+                for name in &secret {
+                    if let Some(value) = params.get_mut(name) {
+                        *value = json!("********");
+                    }
                 }
             }
         }

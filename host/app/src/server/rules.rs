@@ -136,7 +136,7 @@ fn masked(state: &AppState, mut rule: Value, params: &Params) -> Result<Value, A
     let Some(runner) = crate::actions::runner_type(&action.runner_type) else {
         return Ok(rule);
     };
-    let declared = action.effective_parameters(&runner);
+    let declared = action.effective_parameters(runner);
     if let Some(given) = rule["action"]["parameters"].as_object_mut() {
         for (name, value) in given.iter_mut() {
             let secret = declared
