@@ -266,14 +266,14 @@ impl TestServerBuilder {
             api_url: base.clone(),
             ..self.settings.unwrap_or_default()
         };
-        let state = stormhook::server::AppState {
+        let state = stormhook::server::AppState::new(stormhook::server::Shared {
             packs: Arc::clone(&packs),
             ingest,
             store: dyn_store,
             auth,
             settings: Arc::new(settings),
             executor,
-        };
+        });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(stormhook::server::serve(
             listener,

@@ -1,6 +1,6 @@
 //! The rules engine: takes accepted trigger instances from the store (never from the request
 //! path), evaluates the enabled rules on their trigger, and records one enforcement per matched
-//! rule and per failed evaluation. The instance moves `pending -> processing -> processed`.
+//! rule and per failed evaluation. The instance moves `pending -> processed`.
 //!
 //! For each instance, standard rules are evaluated first: their declarative criteria, then their
 //! rule component if they have one. `backstop` rules run only when no standard rule matched. An
@@ -13,8 +13,11 @@
 //! A rendering failure stores a `failed` execution and fails the enforcement; an unknown or
 //! disabled action fails the enforcement without an execution.
 //!
-//! Instances left in `processing` by a crash go back to `pending` at start, so every accepted
-//! instance is evaluated at least once.
+//! The engine reads pending instances in insertion order and remembers how far it got, so taking
+//! them writes nothing; their enforcements and new status are one transaction. After a crash
+//! the instances still `pending` are evaluated again, so every accepted instance is evaluated at
+//! least once. (Instances left in `processing` by earlier versions go back to `pending` at
+//! start.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,8 +56,11 @@ pub async fn start(
     }
     tokio::spawn(async move {
         let renderer = Renderer::new();
+        // The number of the last instance taken. An instance whose enforcements could not be
+        // recorded stays `pending` and is evaluated again after the next start.
+        let mut cursor = 0;
         loop {
-            let claimed = match store.claim_pending(BATCH).await {
+            let claimed = match store.pending_after(cursor, BATCH).await {
                 Ok(claimed) => claimed,
                 Err(e) => {
                     tracing::error!("rules engine cannot read pending trigger instances: {e}");
@@ -70,7 +76,8 @@ pub async fn start(
             let mut kv = Map::new();
             kv.insert("st2kv".into(), st2kv.clone());
             let mut finished = Vec::with_capacity(claimed.len());
-            for instance in claimed {
+            for (seq, instance) in claimed {
+                cursor = cursor.max(seq);
                 let matches = evaluate(&packs, &renderer, &kv, &instance).await;
                 let (enforcements, executions) =
                     enforce(&packs, &executor, &st2kv, &instance, matches);
@@ -83,11 +90,13 @@ pub async fn start(
             }
             match store.finish_trigger_instances(&finished).await {
                 Ok(()) => executor.notify(),
-                // Left in `processing`: evaluated again after the next start.
-                Err(e) => tracing::error!(
-                    instances = finished.len(),
-                    "recording rule enforcements failed: {e}"
-                ),
+                // Left `pending`: evaluated again after the next start.
+                Err(e) => {
+                    tracing::error!(
+                        instances = finished.len(),
+                        "recording rule enforcements failed: {e}"
+                    )
+                }
             }
         }
     });

@@ -79,9 +79,13 @@ pub trait Store: Send + Sync + 'static {
     /// Moves a trigger instance to `status`; returns whether it exists.
     async fn set_trigger_instance_status(&self, id: &str, status: &str) -> Result<bool>;
 
-    /// Moves up to `limit` pending trigger instances to `processing` and returns them, oldest
-    /// first. Each instance is handed out once.
-    async fn claim_pending(&self, limit: u64) -> Result<Vec<TriggerInstance>>;
+    /// Up to `limit` pending trigger instances stored after the one numbered `after` (0: from
+    /// the first), oldest first, each with its number in the store's insertion order.
+    ///
+    /// Reading writes nothing: the one rules engine of a store keeps the last number it took and
+    /// asks for what follows. Instances are committed in number order (one writer at a time), so
+    /// nothing committed later is numbered lower.
+    async fn pending_after(&self, after: i64, limit: u64) -> Result<Vec<(i64, TriggerInstance)>>;
     /// Moves instances left in `processing` (by a crash) back to `pending`; returns how many.
     async fn requeue_processing(&self) -> Result<u64>;
     /// Stores the enforcements of trigger instances and the executions they requested, and moves

@@ -32,6 +32,25 @@ impl NewEvent {
             payloads,
         }
     }
+
+    /// The event of `trace` and `instances`, with their payloads already encoded:
+    /// `payloads[i]` is `instances[i].payload` as JSON text (any spacing).
+    ///
+    /// # Panics
+    ///
+    /// When the two lists differ in length.
+    pub fn with_payloads(
+        trace: Trace,
+        instances: Vec<TriggerInstance>,
+        payloads: Vec<String>,
+    ) -> Self {
+        assert_eq!(instances.len(), payloads.len(), "one payload per instance");
+        Self {
+            trace,
+            instances,
+            payloads,
+        }
+    }
 }
 
 /// Something that happened, as rules see it.

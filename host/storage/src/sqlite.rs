@@ -104,6 +104,13 @@ impl SqliteStore {
     }
 }
 
+const INSERT_ENFORCEMENT: &str = "INSERT INTO rule_enforcements (id, trigger_instance_id, execution_id, failure_reason, rule_ref, rule_id, rule_uid, enforced_at, status) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
+const INSERT_EXECUTION: &str = "INSERT INTO executions (id, action_ref, runner, status, start_timestamp, end_timestamp, user_name, rule_ref, trigger_instance_id, run_parameters, document) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+const FINISH_INSTANCE: &str =
+    "UPDATE trigger_instances SET status = ?, updated_at = ? WHERE id = ?";
+
 fn writer_error(e: rusqlite::Error) -> StorageError {
     StorageError::Writer(e.to_string())
 }
@@ -200,21 +207,18 @@ fn execution(row: &SqliteRow) -> Result<Execution> {
 fn insert_execution(
     e: &Execution,
 ) -> sqlx::query::Query<'static, Sqlite, sqlx::sqlite::SqliteArguments<'static>> {
-    sqlx::query(
-        "INSERT INTO executions (id, action_ref, runner, status, start_timestamp, end_timestamp, user_name, rule_ref, trigger_instance_id, run_parameters, document) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(e.id.clone())
-    .bind(e.action_ref.clone())
-    .bind(e.runner.clone())
-    .bind(e.status.clone())
-    .bind(e.start_timestamp.clone())
-    .bind(e.end_timestamp.clone())
-    .bind(e.user.clone())
-    .bind(e.rule_ref.clone())
-    .bind(e.trigger_instance_id.clone())
-    .bind(e.run_parameters.to_string())
-    .bind(e.document.to_string())
+    sqlx::query(INSERT_EXECUTION)
+        .bind(e.id.clone())
+        .bind(e.action_ref.clone())
+        .bind(e.runner.clone())
+        .bind(e.status.clone())
+        .bind(e.start_timestamp.clone())
+        .bind(e.end_timestamp.clone())
+        .bind(e.user.clone())
+        .bind(e.rule_ref.clone())
+        .bind(e.trigger_instance_id.clone())
+        .bind(e.run_parameters.to_string())
+        .bind(e.document.to_string())
 }
 
 fn api_key(row: &SqliteRow) -> Result<ApiKey> {
@@ -349,23 +353,19 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn claim_pending(&self, limit: u64) -> Result<Vec<TriggerInstance>> {
+    async fn pending_after(&self, after: i64, limit: u64) -> Result<Vec<(i64, TriggerInstance)>> {
+        // The partial index on pending instances holds them in rowid order.
         let rows = sqlx::query(
-            "UPDATE trigger_instances SET status = 'processing', updated_at = ? WHERE id IN \
-             (SELECT id FROM trigger_instances WHERE status = 'pending' ORDER BY rowid LIMIT ?) RETURNING *",
+            "SELECT rowid AS seq, * FROM trigger_instances WHERE status = 'pending' AND rowid > ? \
+             ORDER BY rowid LIMIT ?",
         )
-        .bind(crate::ids::now())
+        .bind(after)
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?;
-        let mut claimed: Vec<TriggerInstance> =
-            rows.iter().map(trigger_instance).collect::<Result<_>>()?;
-        claimed.sort_by(|a, b| {
-            a.occurrence_time
-                .cmp(&b.occurrence_time)
-                .then(a.id.cmp(&b.id))
-        });
-        Ok(claimed)
+        rows.iter()
+            .map(|row| Ok((row.try_get("seq")?, trigger_instance(row)?)))
+            .collect()
     }
 
     async fn requeue_processing(&self) -> Result<u64> {
@@ -382,26 +382,23 @@ impl Store for SqliteStore {
         let now = crate::ids::now();
         for done in finished {
             for e in &done.enforcements {
-                sqlx::query(
-                    "INSERT INTO rule_enforcements (id, trigger_instance_id, execution_id, failure_reason, rule_ref, rule_id, rule_uid, enforced_at, status) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(&e.id)
-                .bind(&e.trigger_instance_id)
-                .bind(&e.execution_id)
-                .bind(&e.failure_reason)
-                .bind(&e.rule_ref)
-                .bind(&e.rule_id)
-                .bind(&e.rule_uid)
-                .bind(&e.enforced_at)
-                .bind(&e.status)
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query(INSERT_ENFORCEMENT)
+                    .bind(&e.id)
+                    .bind(&e.trigger_instance_id)
+                    .bind(&e.execution_id)
+                    .bind(&e.failure_reason)
+                    .bind(&e.rule_ref)
+                    .bind(&e.rule_id)
+                    .bind(&e.rule_uid)
+                    .bind(&e.enforced_at)
+                    .bind(&e.status)
+                    .execute(&mut *tx)
+                    .await?;
             }
             for execution in &done.executions {
                 insert_execution(execution).execute(&mut *tx).await?;
             }
-            sqlx::query("UPDATE trigger_instances SET status = ?, updated_at = ? WHERE id = ?")
+            sqlx::query(FINISH_INSTANCE)
                 .bind(&done.status)
                 .bind(&now)
                 .bind(&done.id)

@@ -171,20 +171,25 @@ async fn story(store: Arc<dyn Store>) {
         other => panic!("expected a conflict, got {other:?}"),
     }
 
-    // The rules engine's queue: pending instances are handed out once, requeued after a crash,
-    // and finished together with their enforcements.
-    let claimed = store.claim_pending(3).await.unwrap();
-    assert_eq!(claimed.len(), 3);
-    let again = store.claim_pending(10).await.unwrap();
+    // The rules engine's queue: pending instances in insertion order, each with its number, and
+    // from a number on; finished instances are no longer pending.
+    let all = store.pending_after(0, 100).await.unwrap();
+    assert!(all.len() >= 4, "{all:?}");
+    assert!(all.windows(2).all(|w| w[0].0 < w[1].0), "numbered in order");
+    let first = store.pending_after(0, 3).await.unwrap();
+    assert_eq!(first, all[..3]);
+    let rest = store.pending_after(first[2].0, 100).await.unwrap();
+    assert_eq!(rest, all[3..]);
+    // Nothing is pending after the last one; reading wrote nothing.
     assert!(
-        again.iter().all(|t| !claimed.iter().any(|c| c.id == t.id)),
-        "handed out once"
+        store
+            .pending_after(all.last().unwrap().0, 100)
+            .await
+            .unwrap()
+            .is_empty()
     );
-    assert_eq!(
-        store.requeue_processing().await.unwrap() as usize,
-        claimed.len() + again.len()
-    );
-    let claimed = store.claim_pending(1).await.unwrap();
+    assert_eq!(store.pending_after(0, 100).await.unwrap(), all);
+    let claimed: Vec<_> = all.iter().take(1).map(|(_, t)| t.clone()).collect();
     let enforcement = stormhook_storage::RuleEnforcement {
         id: ids::object_id(),
         trigger_instance_id: claimed[0].id.clone(),
@@ -264,6 +269,18 @@ async fn story(store: Arc<dyn Store>) {
             .status,
         "processed"
     );
+    // A finished instance is no longer pending; the others still are.
+    assert_eq!(store.pending_after(0, 100).await.unwrap(), all[1..]);
+    // An instance left in `processing` (by an earlier version) is pending again after requeue.
+    assert!(
+        store
+            .set_trigger_instance_status(&all[1].1.id, "processing")
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.pending_after(0, 100).await.unwrap(), all[2..]);
+    assert_eq!(store.requeue_processing().await.unwrap(), 1);
+    assert_eq!(store.pending_after(0, 100).await.unwrap(), all[1..]);
     assert_eq!(
         store.rule_enforcement(&enforcement.id).await.unwrap(),
         Some(enforcement.clone())

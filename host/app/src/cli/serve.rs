@@ -14,7 +14,7 @@ use super::{ServeArgs, open_store};
 use crate::auth::Auth;
 use crate::datastore::StoreDatastore;
 use crate::packs::PackManager;
-use crate::server::{self, AppState, ConnectionLimits, Settings};
+use crate::server::{self, AppState, ConnectionLimits, Settings, Shared};
 
 /// How many accepted events may wait for the writer before new ones get 503.
 const INGEST_QUEUE: usize = 8192;
@@ -116,14 +116,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let first_key = super::apikey::first_key(Arc::clone(&store))
         .await
         .context("creating the first API key")?;
-    let state = AppState {
+    let state = AppState::new(Shared {
         packs,
         ingest,
         store,
         auth,
         settings: Arc::new(settings),
         executor,
-    };
+    });
     let limits = ConnectionLimits {
         header_timeout: Duration::from_secs(args.header_timeout_secs),
         max_connections: args.max_connections,

@@ -1,8 +1,11 @@
-//! Cross-cutting request handling, outermost first: CORS and `OPTIONS`, the request id, load
-//! shedding (a global concurrency limit answered 503), the body-size limit (413 on
-//! `Content-Length` before reading), and, on API routes only, authentication.
-
-use std::sync::Arc;
+//! Cross-cutting request handling. [`edge`] is one layer, outermost, that does in order: CORS
+//! and `OPTIONS`, the request id, load shedding (a global concurrency limit answered 503), the
+//! body-size limit (413 on `Content-Length` before reading) and the trailing slash. On API
+//! routes only, [`authenticate`] runs after routing.
+//!
+//! These steps were four axum layers; each layer boxes a future and clones a boxed service per
+//! request, and on the webhook path that overhead was measurable (BENCHMARKS.md), so they are one
+//! function now.
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
@@ -13,66 +16,111 @@ use tokio::sync::Semaphore;
 use super::{ApiError, AppState};
 use crate::auth::Credential;
 
-const CORS: [(&str, &str); 4] = [
+const CORS: [(HeaderName, HeaderValue); 4] = [
     (
-        "access-control-allow-methods",
-        "GET,POST,PUT,DELETE,OPTIONS",
+        HeaderName::from_static("access-control-allow-methods"),
+        HeaderValue::from_static("GET,POST,PUT,DELETE,OPTIONS"),
     ),
     (
-        "access-control-allow-headers",
-        "Content-Type,Authorization,X-Auth-Token,St2-Api-Key,X-Request-ID",
+        HeaderName::from_static("access-control-allow-headers"),
+        HeaderValue::from_static(
+            "Content-Type,Authorization,X-Auth-Token,St2-Api-Key,X-Request-ID",
+        ),
     ),
-    ("access-control-allow-credentials", "true"),
     (
-        "access-control-expose-headers",
-        "Content-Type,X-Limit,X-Total-Count,X-Request-ID",
+        HeaderName::from_static("access-control-allow-credentials"),
+        HeaderValue::from_static("true"),
+    ),
+    (
+        HeaderName::from_static("access-control-expose-headers"),
+        HeaderValue::from_static("Content-Type,X-Limit,X-Total-Count,X-Request-ID"),
     ),
 ];
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const ALLOW_ORIGIN: HeaderName = HeaderName::from_static("access-control-allow-origin");
+
+/// The limits [`edge`] applies.
+#[derive(Debug)]
+pub(crate) struct EdgeLimits {
+    /// Requests in progress at once.
+    pub(crate) concurrency: Semaphore,
+    /// Largest declared body.
+    pub(crate) max_body_bytes: usize,
+}
 
 /// CORS headers on every response, `OPTIONS` answered without authentication, and
 /// `X-Request-ID` echoed or generated (and injected into the request, as StackStorm does, so a
-/// webhook payload carries it).
-pub(crate) async fn edge(mut request: Request, next: Next) -> Response {
+/// webhook payload carries it). Then [`guard`]: shedding, the declared body size, the trailing
+/// slash.
+pub(crate) async fn edge(
+    State(limits): State<std::sync::Arc<EdgeLimits>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let origin = request.headers().get(header::ORIGIN).cloned();
-    let request_id = match request.headers().get("x-request-id") {
+    let request_id = match request.headers().get(&REQUEST_ID) {
         Some(id) => id.clone(),
         None => {
-            let id = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
-                .expect("a uuid is a valid header value");
-            request.headers_mut().insert("x-request-id", id.clone());
+            let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+            let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+            let id = HeaderValue::from_str(text).expect("a uuid is a valid header value");
+            request.headers_mut().insert(REQUEST_ID, id.clone());
             id
         }
     };
     let mut response = if request.method() == Method::OPTIONS {
         StatusCode::OK.into_response()
     } else {
-        faultstring(next.run(request).await).await
+        faultstring(guard(&limits, request, next).await).await
     };
     let headers = response.headers_mut();
-    headers.insert("x-request-id", request_id);
+    headers.reserve(6);
+    headers.insert(REQUEST_ID, request_id);
     headers.insert(
-        "access-control-allow-origin",
+        ALLOW_ORIGIN,
         origin.unwrap_or_else(|| HeaderValue::from_static("*")),
     );
     for (name, value) in CORS {
-        headers.insert(
-            HeaderName::from_static(name),
-            HeaderValue::from_static(value),
-        );
+        headers.insert(name, value);
     }
     response
+}
+
+/// Sheds load past the global concurrency limit with 503 and `Retry-After`, rather than queueing
+/// without bound; refuses a body whose declared length exceeds the limit, without reading it
+/// (bodies without a declared length are bounded where they are read); and removes one trailing
+/// slash before routing, as StackStorm's router does (`/v1/rules/` is `/v1/rules`; the `st2` CLI
+/// depends on it). All of it before authentication and before any body is read.
+async fn guard(limits: &EdgeLimits, mut request: Request, next: Next) -> Response {
+    let Ok(_permit) = limits.concurrency.try_acquire() else {
+        return ApiError::Unavailable("Too many requests in progress; retry later.".into())
+            .into_response();
+    };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limits.max_body_bytes as u64) {
+        return too_large(limits.max_body_bytes).into_response();
+    }
+    strip_trailing_slash(&mut request);
+    next.run(request).await
 }
 
 /// Gives every error the `{"faultstring": ...}` shape, including the plain-text rejections of
 /// axum's extractors (a path that is not valid percent-encoded UTF-8, a body over the limit).
 async fn faultstring(response: Response) -> Response {
     let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
     let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+    if is_json {
         return response;
     }
     let (parts, body) = response.into_parts();
@@ -98,34 +146,6 @@ async fn faultstring(response: Response) -> Response {
         }
     }
     fixed
-}
-
-/// Sheds load past the global concurrency limit with 503 and `Retry-After`, rather than queueing
-/// without bound. Runs before authentication and before any body is read.
-pub(crate) async fn shed(
-    State(limit): State<Arc<Semaphore>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    match limit.try_acquire_owned() {
-        Ok(_permit) => next.run(request).await,
-        Err(_) => ApiError::Unavailable("Too many requests in progress; retry later.".into())
-            .into_response(),
-    }
-}
-
-/// Refuses a body whose declared length exceeds the limit, without reading it. Bodies without a
-/// declared length are bounded where they are read.
-pub(crate) async fn body_limit(State(max): State<usize>, request: Request, next: Next) -> Response {
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > max as u64) {
-        return too_large(max).into_response();
-    }
-    next.run(request).await
 }
 
 /// The 413 error for a body over `max` bytes.
@@ -221,9 +241,8 @@ fn credential(request: &Request) -> (Option<Credential>, bool) {
     (cookie, true)
 }
 
-/// Removes one trailing slash before routing, as StackStorm's router does (`/v1/rules/` is
-/// `/v1/rules`; the `st2` CLI depends on it).
-pub(crate) async fn strip_trailing_slash(mut request: Request) -> Request {
+/// Removes one trailing slash (`/v1/rules/` is `/v1/rules`).
+fn strip_trailing_slash(request: &mut Request) {
     let path = request.uri().path();
     if path.len() > 1 && path.ends_with('/') {
         let trimmed = &path[..path.len() - 1];
@@ -235,5 +254,4 @@ pub(crate) async fn strip_trailing_slash(mut request: Request) -> Request {
             *request.uri_mut() = uri;
         }
     }
-    request
 }

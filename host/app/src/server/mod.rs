@@ -67,9 +67,28 @@ impl Default for Settings {
     }
 }
 
-/// What every handler can reach. Cheap to clone.
+/// What every handler can reach: one `Arc`, so the clones that axum makes for every middleware
+/// and extractor on every request cost one reference count each.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    /// Wraps the shared parts.
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct Shared {
     /// The packs folder (rules, webhooks) and, through it, the plugin runtime.
     pub packs: Arc<PackManager>,
     /// The durable store.
@@ -123,25 +142,20 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .with_state(state.clone());
-    let limit = Arc::new(Semaphore::new(state.settings.max_concurrent_requests));
+    let limits = Arc::new(middleware::EdgeLimits {
+        concurrency: Semaphore::new(state.settings.max_concurrent_requests),
+        max_body_bytes: state.settings.max_body_bytes,
+    });
     // Layers run bottom-up: the last added is the outermost.
     Router::new()
         .fallback_service(routes)
-        .layer(axum::middleware::map_request(
-            middleware::strip_trailing_slash,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.settings.max_body_bytes,
-            middleware::body_limit,
-        ))
         .layer(axum::extract::DefaultBodyLimit::max(
             state.settings.max_body_bytes,
         ))
         .layer(axum::middleware::from_fn_with_state(
-            limit,
-            middleware::shed,
+            limits,
+            middleware::edge,
         ))
-        .layer(axum::middleware::from_fn(middleware::edge))
 }
 
 /// StackStorm answers 404 for an unknown path and for a known path with the wrong method.

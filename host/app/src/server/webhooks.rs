@@ -92,7 +92,7 @@ async fn post(
     let raw = read_body(body, state.settings.max_body_bytes).await?;
     // As in StackStorm, the body is parsed (and a bad content type refused) before the hook is
     // looked up.
-    let body = parse_body(&headers, &raw)?;
+    let (body, is_json) = parse_body(&headers, &raw)?;
     let trace_tag = headers
         .get("st2-trace-tag")
         .and_then(|v| v.to_str().ok())
@@ -110,6 +110,7 @@ async fn post(
         start_timestamp: now.clone(),
         trigger_instances: Vec::new(),
     };
+    let trace_id = trace.id.clone();
     let instance = |trigger: String, trigger_type: String, payload: Value| TriggerInstance {
         id: ids::object_id(),
         trigger,
@@ -117,46 +118,73 @@ async fn post(
         payload,
         occurrence_time: now.clone(),
         status: "pending".into(),
-        trace_id: Some(trace.id.clone()),
+        trace_id: Some(trace_id.clone()),
     };
 
-    let instances = if hook == "st2" {
+    if hook == "st2" {
         let (trigger, trigger_type, payload) = generic(&state, &body).await?;
-        vec![instance(trigger, trigger_type, payload)]
+        let event = NewEvent::new(trace, vec![instance(trigger, trigger_type, payload)]);
+        submit(&state, event).await?;
+        return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
+    }
+    if !(body.is_object() || body.is_array()) {
+        return Err(ApiError::BadRequest(format!(
+            "{} is not of type 'object', 'array'",
+            python_repr(&body)
+        )));
+    }
+    let rules = state.packs.rules();
+    let triggers = rules
+        .webhooks
+        .get(&hook)
+        .ok_or_else(|| ApiError::NotFound(format!("Webhook {hook} not registered with st2")))?;
+    // A JSON body is stored and echoed as it came (it parsed, so it is valid JSON), which saves
+    // encoding it twice; a form body is stored and echoed as its JSON.
+    let verbatim = is_json && !raw.iter().all(u8::is_ascii_whitespace);
+    let echo = (!verbatim).then(|| body.clone());
+    let payload = webhook_payload(&headers, body);
+    let encoded = if verbatim {
+        encode_payload(&payload, &raw)
     } else {
-        if !(body.is_object() || body.is_array()) {
-            return Err(ApiError::BadRequest(format!(
-                "{} is not of type 'object', 'array'",
-                python_repr(&body)
-            )));
-        }
-        let rules = state.packs.rules();
-        let triggers = rules
-            .webhooks
-            .get(&hook)
-            .ok_or_else(|| ApiError::NotFound(format!("Webhook {hook} not registered with st2")))?;
-        let payload = webhook_payload(&headers, &body);
-        triggers
-            .iter()
-            .map(|t| {
-                instance(
-                    t.reference.clone(),
-                    WEBHOOK_TYPE.to_owned(),
-                    payload.clone(),
-                )
-            })
-            .collect()
+        payload.to_string()
     };
+    // Every rule on the hook gets its own instance; the last one takes the payload itself.
+    let mut payload = Some(payload);
+    let mut instances = Vec::with_capacity(triggers.len());
+    for (i, t) in triggers.iter().enumerate() {
+        let payload = if i + 1 == triggers.len() {
+            payload.take()
+        } else {
+            payload.clone()
+        };
+        instances.push(instance(
+            t.reference.clone(),
+            WEBHOOK_TYPE.to_owned(),
+            payload.unwrap_or_default(),
+        ));
+    }
+    let payloads = vec![encoded; instances.len()];
+    submit(&state, NewEvent::with_payloads(trace, instances, payloads)).await?;
+    Ok(match echo {
+        Some(echo) => (StatusCode::ACCEPTED, Json(echo)).into_response(),
+        None => (
+            StatusCode::ACCEPTED,
+            [(
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("application/json"),
+            )],
+            raw,
+        )
+            .into_response(),
+    })
+}
 
-    state
-        .ingest
-        .submit(NewEvent::new(trace, instances))
-        .await
-        .map_err(|e| match e {
-            IngestError::Overloaded | IngestError::Stopped => ApiError::Unavailable(format!("{e}")),
-            IngestError::Failed(detail) => ApiError::Internal(detail),
-        })?;
-    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+/// Hands the event to the group commit and waits until it is on disk.
+async fn submit(state: &AppState, event: NewEvent) -> Result<(), ApiError> {
+    state.ingest.submit(event).await.map_err(|e| match e {
+        IngestError::Overloaded | IngestError::Stopped => ApiError::Unavailable(format!("{e}")),
+        IngestError::Failed(detail) => ApiError::Internal(detail),
+    })
 }
 
 /// The generic webhook: `{"trigger": "<type or trigger ref>", "payload": {...}}`, validated
@@ -223,8 +251,9 @@ pub(super) async fn read_body(body: Body, max: usize) -> Result<Bytes, ApiError>
     })
 }
 
-/// Parses a body by its media type, as StackStorm's router does (§0.3).
-pub(super) fn parse_body(headers: &HeaderMap, raw: &[u8]) -> Result<Value, ApiError> {
+/// Parses a body by its media type, as StackStorm's router does (§0.3); says whether it was
+/// JSON (as opposed to a form).
+fn parse_body(headers: &HeaderMap, raw: &[u8]) -> Result<(Value, bool), ApiError> {
     let content_type = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -236,11 +265,13 @@ pub(super) fn parse_body(headers: &HeaderMap, raw: &[u8]) -> Result<Value, ApiEr
         // Standalone st2api parses text/plain as JSON too.
         "application/json" | "text/plain" => {
             if raw.iter().all(u8::is_ascii_whitespace) {
-                return Ok(Value::Object(Map::new()));
+                return Ok((Value::Object(Map::new()), true));
             }
-            serde_json::from_slice(raw).map_err(|e| failed(e.to_string()))
+            serde_json::from_slice(raw)
+                .map(|v| (v, true))
+                .map_err(|e| failed(e.to_string()))
         }
-        "application/x-www-form-urlencoded" | "multipart/form-data" => Ok(form(raw)),
+        "application/x-www-form-urlencoded" | "multipart/form-data" => Ok((form(raw), false)),
         other => Err(failed(format!("Unsupported Content-Type: \"{other}\""))),
     }
 }
@@ -264,24 +295,43 @@ fn form(raw: &[u8]) -> Value {
 
 /// `{headers, headers_lower, body}` with StackStorm's header casing, and without the
 /// credentials, cookies and trace tag.
-fn webhook_payload(headers: &HeaderMap, body: &Value) -> Value {
+fn webhook_payload(headers: &HeaderMap, body: Value) -> Value {
     const REMOVED: [&str; 4] = ["st2-api-key", "x-auth-token", "cookie", "st2-trace-tag"];
-    let mut cased = Map::new();
-    let mut lower = Map::new();
+    let mut cased = Map::with_capacity(headers.keys_len());
+    let mut lower = Map::with_capacity(headers.keys_len());
     for name in headers.keys() {
         if REMOVED.contains(&name.as_str()) {
             continue;
         }
-        let values: Vec<&str> = headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        let value = Value::String(values.join(", "));
-        cased.insert(title_case(name.as_str()), value.clone());
-        lower.insert(name.as_str().to_owned(), value);
+        let mut values = headers.get_all(name).iter().filter_map(|v| v.to_str().ok());
+        let mut joined = values.next().unwrap_or_default().to_owned();
+        for more in values {
+            joined.push_str(", ");
+            joined.push_str(more);
+        }
+        cased.insert(title_case(name.as_str()), Value::String(joined.clone()));
+        lower.insert(name.as_str().to_owned(), Value::String(joined));
     }
-    serde_json::json!({ "headers": cased, "headers_lower": lower, "body": body })
+    let mut payload = Map::with_capacity(3);
+    payload.insert("headers".into(), Value::Object(cased));
+    payload.insert("headers_lower".into(), Value::Object(lower));
+    payload.insert("body".into(), body);
+    Value::Object(payload)
+}
+
+/// The JSON text of a [`webhook_payload`] whose body is the JSON text `raw`, spliced in as it
+/// came instead of encoded again.
+fn encode_payload(payload: &Value, raw: &[u8]) -> String {
+    let mut out = Vec::with_capacity(raw.len() + 1024);
+    out.extend_from_slice(b"{\"headers\":");
+    let _ = serde_json::to_writer(&mut out, &payload["headers"]);
+    out.extend_from_slice(b",\"headers_lower\":");
+    let _ = serde_json::to_writer(&mut out, &payload["headers_lower"]);
+    out.extend_from_slice(b",\"body\":");
+    out.extend_from_slice(raw);
+    out.push(b'}');
+    // `raw` parsed as JSON, so it is UTF-8; fall back to encoding the value all the same.
+    String::from_utf8(out).unwrap_or_else(|_| payload.to_string())
 }
 
 /// Python's `str.title()`: a letter after a non-letter is upper case, other letters lower case
@@ -324,6 +374,20 @@ mod tests {
         assert_eq!(title_case("x-github-event"), "X-Github-Event");
         assert_eq!(title_case("content-type"), "Content-Type");
         assert_eq!(title_case("x-2fa"), "X-2Fa");
+    }
+
+    #[test]
+    fn a_spliced_payload_decodes_to_the_payload() {
+        let raw = br#" {"a": [1, 2.5e3, "\u00e9"], "b": {"c": null}} "#;
+        let mut headers = HeaderMap::new();
+        headers.insert("x-github-event", "push".parse().unwrap());
+        headers.insert("st2-api-key", "secret".parse().unwrap());
+        let body: Value = serde_json::from_slice(raw).unwrap();
+        let payload = webhook_payload(&headers, body);
+        let text = encode_payload(&payload, raw);
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), payload);
+        assert!(!text.contains("secret"));
+        assert_eq!(payload["headers"]["X-Github-Event"], "push");
     }
 
     #[test]
