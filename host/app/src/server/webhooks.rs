@@ -6,7 +6,7 @@
 //! request path.
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -77,18 +77,19 @@ async fn get_one(
 async fn post_nested(
     State(state): State<AppState>,
     Path((first, rest)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    post(State(state), Path(format!("{first}/{rest}")), headers, body).await
+    post(State(state), Path(format!("{first}/{rest}")), request).await
 }
 
 async fn post(
     State(state): State<AppState>,
     Path(hook): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Result<Response, ApiError> {
+    // The request whole, not a `HeaderMap` extractor, which would clone every header.
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
     let raw = read_body(body, state.settings.max_body_bytes).await?;
     // As in StackStorm, the body is parsed (and a bad content type refused) before the hook is
     // looked up.
