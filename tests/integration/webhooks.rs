@@ -490,6 +490,58 @@ async fn several_rules_on_one_url_each_get_an_instance() {
     // "/shared" and "shared" are two triggers; rules b and c share one.
     assert_eq!(stored.len(), 2);
     assert_ne!(stored[0]["trigger"], stored[1]["trigger"]);
+    // Each instance carries the whole payload.
+    for instance in &stored {
+        assert_eq!(instance["payload"]["body"], json!({"x": 1}), "{instance}");
+        assert_eq!(
+            instance["payload"]["headers"]["Content-Type"],
+            "application/json"
+        );
+    }
+}
+
+/// A JSON body is echoed as it was sent (the same JSON value, spacing kept) and stored as its
+/// value; a blank JSON body is `{}`.
+#[tokio::test]
+async fn json_bodies_are_echoed_as_sent_and_stored_as_values() {
+    let server = server().await;
+    let sent = concat!(r#"  {"b": [1, 2.5, "\u00e9"],   "a": {"n": null}}"#, "\n");
+    let resp = server
+        .client()
+        .post(server.url("/api/v1/webhooks/git"))
+        .header("content-type", "application/json; charset=utf-8")
+        .body(sent)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    assert_eq!(resp.text().await.unwrap(), sent);
+    let stored = instances(&server).await;
+    assert_eq!(
+        stored[0]["payload"]["body"],
+        json!({"b": [1, 2.5, "é"], "a": {"n": null}})
+    );
+    // Key order is kept.
+    let keys: Vec<_> = stored[0]["payload"]["body"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(keys, ["b", "a"]);
+
+    let resp = server
+        .client()
+        .post(server.url("/api/v1/webhooks/git"))
+        .header("content-type", "application/json")
+        .body("  ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    assert_eq!(resp.json::<Value>().await.unwrap(), json!({}));
+    assert_eq!(instances(&server).await[0]["payload"]["body"], json!({}));
 }
 
 #[tokio::test]
