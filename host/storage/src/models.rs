@@ -15,41 +15,46 @@ pub struct Page<T> {
 pub struct NewEvent {
     /// The trace (a new one per accepted request, as StackStorm does).
     pub trace: Trace,
-    /// The trigger instances (one per matching trigger).
-    pub instances: Vec<TriggerInstance>,
-    /// Each instance's payload as JSON text, encoded by [`NewEvent::new`] on the caller's
-    /// thread, so the single group-commit writer only copies it.
-    pub payloads: Vec<String>,
+    /// The trigger instances (one per matching trigger), with their payloads already encoded.
+    pub instances: Vec<NewInstance>,
+}
+
+/// A trigger instance to store: its payload is JSON text, encoded on the caller's thread, so the
+/// single group-commit writer only copies it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewInstance {
+    /// Object id.
+    pub id: String,
+    /// The trigger ref.
+    pub trigger: String,
+    /// The trigger type ref, when known.
+    pub trigger_type: Option<String>,
+    /// The payload as JSON text (any spacing).
+    pub payload: String,
+    /// When it happened.
+    pub occurrence_time: String,
+    /// Its status (`pending` for a new instance).
+    pub status: String,
+    /// The trace it belongs to.
+    pub trace_id: Option<String>,
 }
 
 impl NewEvent {
     /// The event of `trace` and `instances`, with the payloads encoded.
     pub fn new(trace: Trace, instances: Vec<TriggerInstance>) -> Self {
-        let payloads = instances.iter().map(|i| i.payload.to_string()).collect();
-        Self {
-            trace,
-            instances,
-            payloads,
-        }
-    }
-
-    /// The event of `trace` and `instances`, with their payloads already encoded:
-    /// `payloads[i]` is `instances[i].payload` as JSON text (any spacing).
-    ///
-    /// # Panics
-    ///
-    /// When the two lists differ in length.
-    pub fn with_payloads(
-        trace: Trace,
-        instances: Vec<TriggerInstance>,
-        payloads: Vec<String>,
-    ) -> Self {
-        assert_eq!(instances.len(), payloads.len(), "one payload per instance");
-        Self {
-            trace,
-            instances,
-            payloads,
-        }
+        let instances = instances
+            .into_iter()
+            .map(|i| NewInstance {
+                payload: i.payload.to_string(),
+                id: i.id,
+                trigger: i.trigger,
+                trigger_type: i.trigger_type,
+                occurrence_time: i.occurrence_time,
+                status: i.status,
+                trace_id: i.trace_id,
+            })
+            .collect();
+        Self { trace, instances }
     }
 }
 

@@ -132,12 +132,12 @@ fn commit_blocking(conn: &mut rusqlite::Connection, events: &[NewEvent]) -> rusq
                 &event.trace.trace_tag,
                 &event.trace.start_timestamp,
             ))?;
-            for (ti, payload) in event.instances.iter().zip(&event.payloads) {
+            for ti in &event.instances {
                 instance.execute((
                     &ti.id,
                     &ti.trigger,
                     &ti.trigger_type,
-                    payload,
+                    &ti.payload,
                     &ti.occurrence_time,
                     &ti.status,
                     &ti.trace_id,

@@ -13,7 +13,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Map, Value};
 use stormhook_storage::ingest::IngestError;
-use stormhook_storage::{NewEvent, Trace, TriggerInstance, ids};
+use stormhook_storage::{NewEvent, NewInstance, Trace, TriggerInstance, ids};
 
 use super::{ApiError, AppState, middleware::too_large};
 use crate::triggers::{WEBHOOK_TYPE, python_repr};
@@ -93,7 +93,7 @@ async fn post(
     let raw = read_body(body, state.settings.max_body_bytes).await?;
     // As in StackStorm, the body is parsed (and a bad content type refused) before the hook is
     // looked up.
-    let (body, is_json) = parse_body(&headers, &raw)?;
+    let media = media_type(&headers)?;
     let trace_tag = headers
         .get("st2-trace-tag")
         .and_then(|v| v.to_str().ok())
@@ -111,46 +111,53 @@ async fn post(
         start_timestamp: now.clone(),
         trigger_instances: Vec::new(),
     };
-    let trace_id = trace.id.clone();
-    let instance = |trigger: String, trigger_type: String, payload: Value| TriggerInstance {
-        id: ids::object_id(),
-        trigger,
-        trigger_type: Some(trigger_type),
-        payload,
-        occurrence_time: now.clone(),
-        status: "pending".into(),
-        trace_id: Some(trace_id.clone()),
-    };
 
     if hook == "st2" {
+        let body = match media {
+            Media::Json => json_value(&raw)?,
+            Media::Form => form(&raw),
+        };
         let (trigger, trigger_type, payload) = generic(&state, &body).await?;
-        let event = NewEvent::new(trace, vec![instance(trigger, trigger_type, payload)]);
-        submit(&state, event).await?;
+        let instance = TriggerInstance {
+            id: ids::object_id(),
+            trigger,
+            trigger_type: Some(trigger_type),
+            payload,
+            occurrence_time: now,
+            status: "pending".into(),
+            trace_id: Some(trace.id.clone()),
+        };
+        submit(&state, NewEvent::new(trace, vec![instance])).await?;
         return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
     }
-    if !(body.is_object() || body.is_array()) {
-        return Err(ApiError::BadRequest(format!(
-            "{} is not of type 'object', 'array'",
-            python_repr(&body)
-        )));
-    }
+
+    // A custom hook takes an object or an array. A JSON body is only checked (no value is
+    // built), then stored inside the payload's JSON text and echoed as it came; a form body is
+    // stored and echoed as its JSON.
+    let body: Bytes = match media {
+        Media::Json if !is_blank(&raw) => {
+            check_json(&raw)?;
+            if !matches!(
+                raw.iter().find(|b| !b.is_ascii_whitespace()),
+                Some(b'{' | b'[')
+            ) {
+                return Err(ApiError::BadRequest(format!(
+                    "{} is not of type 'object', 'array'",
+                    python_repr(&json_value(&raw)?)
+                )));
+            }
+            raw
+        }
+        Media::Json => Bytes::from_static(b"{}"),
+        Media::Form => Bytes::from(form(&raw).to_string()),
+    };
     let rules = state.packs.rules();
     let triggers = rules
         .webhooks
         .get(&hook)
         .ok_or_else(|| ApiError::NotFound(format!("Webhook {hook} not registered with st2")))?;
-    // A JSON body is stored and echoed as it came (it parsed, so it is valid JSON), which saves
-    // encoding it twice; a form body is stored and echoed as its JSON.
-    let verbatim = is_json && !raw.iter().all(u8::is_ascii_whitespace);
-    let echo = (!verbatim).then(|| body.clone());
-    let payload = webhook_payload(&headers, body);
-    let encoded = if verbatim {
-        encode_payload(&payload, &raw)
-    } else {
-        payload.to_string()
-    };
     // Every rule on the hook gets its own instance; the last one takes the payload itself.
-    let mut payload = Some(payload);
+    let mut payload = Some(webhook_payload(&headers, &body));
     let mut instances = Vec::with_capacity(triggers.len());
     for (i, t) in triggers.iter().enumerate() {
         let payload = if i + 1 == triggers.len() {
@@ -158,26 +165,26 @@ async fn post(
         } else {
             payload.clone()
         };
-        instances.push(instance(
-            t.reference.clone(),
-            WEBHOOK_TYPE.to_owned(),
-            payload.unwrap_or_default(),
-        ));
+        instances.push(NewInstance {
+            id: ids::object_id(),
+            trigger: t.reference.clone(),
+            trigger_type: Some(WEBHOOK_TYPE.to_owned()),
+            payload: payload.unwrap_or_default(),
+            occurrence_time: now.clone(),
+            status: "pending".into(),
+            trace_id: Some(trace.id.clone()),
+        });
     }
-    let payloads = vec![encoded; instances.len()];
-    submit(&state, NewEvent::with_payloads(trace, instances, payloads)).await?;
-    Ok(match echo {
-        Some(echo) => (StatusCode::ACCEPTED, Json(echo)).into_response(),
-        None => (
-            StatusCode::ACCEPTED,
-            [(
-                axum::http::header::CONTENT_TYPE,
-                axum::http::HeaderValue::from_static("application/json"),
-            )],
-            raw,
-        )
-            .into_response(),
-    })
+    submit(&state, NewEvent { trace, instances }).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response())
 }
 
 /// Hands the event to the group commit and waits until it is on disk.
@@ -252,28 +259,52 @@ pub(super) async fn read_body(body: Body, max: usize) -> Result<Bytes, ApiError>
     })
 }
 
-/// Parses a body by its media type, as StackStorm's router does (§0.3); says whether it was
-/// JSON (as opposed to a form).
-fn parse_body(headers: &HeaderMap, raw: &[u8]) -> Result<(Value, bool), ApiError> {
+/// How a body is parsed, by its media type, as StackStorm's router does (§0.3).
+enum Media {
+    Json,
+    Form,
+}
+
+fn media_type(headers: &HeaderMap) -> Result<Media, ApiError> {
     let content_type = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
-    let media = content_type.split(';').next().unwrap_or_default().trim();
-    let failed =
-        |reason: String| ApiError::BadRequest(format!("Failed to parse request body: {reason}"));
-    match media {
+    match content_type.split(';').next().unwrap_or_default().trim() {
         // Standalone st2api parses text/plain as JSON too.
-        "application/json" | "text/plain" => {
-            if raw.iter().all(u8::is_ascii_whitespace) {
-                return Ok((Value::Object(Map::new()), true));
-            }
-            serde_json::from_slice(raw)
-                .map(|v| (v, true))
-                .map_err(|e| failed(e.to_string()))
-        }
-        "application/x-www-form-urlencoded" | "multipart/form-data" => Ok((form(raw), false)),
-        other => Err(failed(format!("Unsupported Content-Type: \"{other}\""))),
+        "application/json" | "text/plain" => Ok(Media::Json),
+        "application/x-www-form-urlencoded" | "multipart/form-data" => Ok(Media::Form),
+        other => Err(parse_failed(format!(
+            "Unsupported Content-Type: \"{other}\""
+        ))),
+    }
+}
+
+fn parse_failed(reason: String) -> ApiError {
+    ApiError::BadRequest(format!("Failed to parse request body: {reason}"))
+}
+
+fn is_blank(raw: &[u8]) -> bool {
+    raw.iter().all(u8::is_ascii_whitespace)
+}
+
+/// A JSON body's value; a blank body is `{}`.
+fn json_value(raw: &[u8]) -> Result<Value, ApiError> {
+    if is_blank(raw) {
+        return Ok(Value::Object(Map::new()));
+    }
+    serde_json::from_slice(raw).map_err(|e| parse_failed(e.to_string()))
+}
+
+/// Checks that a body is JSON without building its value. On an error it parses the body
+/// again for [`json_value`]'s message (skipping a value words some errors differently, e.g. a
+/// trailing comma).
+fn check_json(raw: &[u8]) -> Result<(), ApiError> {
+    match serde_json::from_slice::<serde::de::IgnoredAny>(raw) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(json_value(raw)
+            .err()
+            .unwrap_or_else(|| parse_failed(e.to_string()))),
     }
 }
 
@@ -294,12 +325,18 @@ fn form(raw: &[u8]) -> Value {
     Value::Object(out)
 }
 
-/// `{headers, headers_lower, body}` with StackStorm's header casing, and without the
-/// credentials, cookies and trace tag.
-fn webhook_payload(headers: &HeaderMap, body: Value) -> Value {
+/// The JSON text of `{headers, headers_lower, body}`, with StackStorm's header casing and
+/// without the credentials, cookies and trace tag. `body` is JSON text, spliced in as it is.
+fn webhook_payload(headers: &HeaderMap, body: &[u8]) -> String {
     const REMOVED: [&str; 4] = ["st2-api-key", "x-auth-token", "cookie", "st2-trace-tag"];
-    let mut cased = Map::with_capacity(headers.keys_len());
-    let mut lower = Map::with_capacity(headers.keys_len());
+    const OPEN: &[u8] = b"{\"headers\":{";
+    let string = |out: &mut Vec<u8>, s: &str| {
+        let _ = serde_json::to_writer(out, s);
+    };
+    let mut cased = Vec::with_capacity(1024 + body.len());
+    let mut lower = Vec::with_capacity(512);
+    cased.extend_from_slice(OPEN);
+    lower.extend_from_slice(b",\"headers_lower\":{");
     for name in headers.keys() {
         if REMOVED.contains(&name.as_str()) {
             continue;
@@ -310,29 +347,25 @@ fn webhook_payload(headers: &HeaderMap, body: Value) -> Value {
             joined.push_str(", ");
             joined.push_str(more);
         }
-        cased.insert(title_case(name.as_str()), Value::String(joined.clone()));
-        lower.insert(name.as_str().to_owned(), Value::String(joined));
+        if cased.len() > OPEN.len() {
+            cased.push(b',');
+            lower.push(b',');
+        }
+        string(&mut cased, &title_case(name.as_str()));
+        cased.push(b':');
+        string(&mut cased, &joined);
+        string(&mut lower, name.as_str());
+        lower.push(b':');
+        string(&mut lower, &joined);
     }
-    let mut payload = Map::with_capacity(3);
-    payload.insert("headers".into(), Value::Object(cased));
-    payload.insert("headers_lower".into(), Value::Object(lower));
-    payload.insert("body".into(), body);
-    Value::Object(payload)
-}
-
-/// The JSON text of a [`webhook_payload`] whose body is the JSON text `raw`, spliced in as it
-/// came instead of encoded again.
-fn encode_payload(payload: &Value, raw: &[u8]) -> String {
-    let mut out = Vec::with_capacity(raw.len() + 1024);
-    out.extend_from_slice(b"{\"headers\":");
-    let _ = serde_json::to_writer(&mut out, &payload["headers"]);
-    out.extend_from_slice(b",\"headers_lower\":");
-    let _ = serde_json::to_writer(&mut out, &payload["headers_lower"]);
-    out.extend_from_slice(b",\"body\":");
-    out.extend_from_slice(raw);
-    out.push(b'}');
-    // `raw` parsed as JSON, so it is UTF-8; fall back to encoding the value all the same.
-    String::from_utf8(out).unwrap_or_else(|_| payload.to_string())
+    cased.push(b'}');
+    lower.push(b'}');
+    cased.extend_from_slice(&lower);
+    cased.extend_from_slice(b",\"body\":");
+    cased.extend_from_slice(body);
+    cased.push(b'}');
+    // Header values passed `to_str` and the body is JSON that parsed: all of it is UTF-8.
+    String::from_utf8(cased).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Python's `str.title()`: a letter after a non-letter is upper case, other letters lower case
@@ -378,17 +411,38 @@ mod tests {
     }
 
     #[test]
-    fn a_spliced_payload_decodes_to_the_payload() {
+    fn the_payload_text_decodes_to_headers_and_the_body_as_sent() {
         let raw = br#" {"a": [1, 2.5e3, "\u00e9"], "b": {"c": null}} "#;
         let mut headers = HeaderMap::new();
         headers.insert("x-github-event", "push".parse().unwrap());
+        headers.append("x-multi", "one".parse().unwrap());
+        headers.append("x-multi", "two \"quoted\"".parse().unwrap());
         headers.insert("st2-api-key", "secret".parse().unwrap());
-        let body: Value = serde_json::from_slice(raw).unwrap();
-        let payload = webhook_payload(&headers, body);
-        let text = encode_payload(&payload, raw);
-        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), payload);
+        headers.insert("cookie", "auth-token=secret".parse().unwrap());
+        let text = webhook_payload(&headers, raw);
+        assert_eq!(
+            serde_json::from_str::<Value>(&text).unwrap(),
+            serde_json::json!({
+                "headers": {"X-Github-Event": "push", "X-Multi": "one, two \"quoted\""},
+                "headers_lower": {"x-github-event": "push", "x-multi": "one, two \"quoted\""},
+                "body": {"a": [1, 2500.0, "é"], "b": {"c": null}},
+            })
+        );
         assert!(!text.contains("secret"));
-        assert_eq!(payload["headers"]["X-Github-Event"], "push");
+        let none = webhook_payload(&HeaderMap::new(), b"[]");
+        assert_eq!(
+            serde_json::from_str::<Value>(&none).unwrap(),
+            serde_json::json!({"headers": {}, "headers_lower": {}, "body": []})
+        );
+    }
+
+    #[test]
+    fn checking_json_gives_the_messages_of_parsing_it() {
+        for bad in [&b"{"[..], b"{\"a\":}", b"[1,]", b"nul", b"{} x", b"\"\\q\""] {
+            let checked = check_json(bad).unwrap_err().to_string();
+            let parsed = json_value(bad).unwrap_err().to_string();
+            assert_eq!(checked, parsed, "{}", String::from_utf8_lossy(bad));
+        }
     }
 
     #[test]
