@@ -51,7 +51,7 @@ pub async fn start(
     if requeued > 0 {
         tracing::warn!(
             requeued,
-            "trigger instances left in processing by a stop are evaluated again"
+            "trigger instances left in processing by an earlier version are evaluated again"
         );
     }
     tokio::spawn(async move {

@@ -86,7 +86,8 @@ pub trait Store: Send + Sync + 'static {
     /// asks for what follows. Instances are committed in number order (one writer at a time), so
     /// nothing committed later is numbered lower.
     async fn pending_after(&self, after: i64, limit: u64) -> Result<Vec<(i64, TriggerInstance)>>;
-    /// Moves instances left in `processing` (by a crash) back to `pending`; returns how many.
+    /// Moves instances left in `processing` (by versions that claimed them) back to `pending`;
+    /// returns how many.
     async fn requeue_processing(&self) -> Result<u64>;
     /// Stores the enforcements of trigger instances and the executions they requested, and moves
     /// each instance to its status, all in one transaction.
