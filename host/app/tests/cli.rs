@@ -341,6 +341,32 @@ fn query_string_credentials_never_reach_the_log() {
         let answer = raw_request(&url, &request);
         assert!(answer.starts_with("HTTP/1.1 "), "{answer}");
     }
+    // A second server on the same data directory is refused while the first runs.
+    let second_log = data.path().join("second.log");
+    let mut second = stormhook()
+        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&second_log).unwrap())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = second.kill();
+            panic!("a second server on the same data directory kept running");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    let said = std::fs::read_to_string(&second_log).unwrap();
+    assert!(
+        said.contains("another `stormhook serve` is using the data directory"),
+        "{said}"
+    );
     let _ = child.kill();
     let _ = child.wait();
     let text = std::fs::read_to_string(&log).unwrap();

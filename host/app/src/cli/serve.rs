@@ -27,6 +27,8 @@ const INGEST_QUEUE: usize = 8192;
 /// unusable, or the address cannot be bound.
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let data_dir = args.store.data_dir.clone();
+    // Held until the process ends (the operating system releases it on a crash too).
+    let _lock = lock_data_dir(&data_dir)?;
     let store: Arc<dyn Store> = open_store(&args.store).await?;
     for trigger_type in crate::triggers::system_trigger_types() {
         if store.trigger_type(&trigger_type.reference).await?.is_none() {
@@ -203,4 +205,30 @@ async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutting down");
+}
+
+/// One `serve` per data directory. The rules engine reads the instances that follow the last
+/// one it took, so two servers on one store would each evaluate every instance (and run every
+/// action twice); the second is refused instead.
+fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating the data directory {}", dir.display()))?;
+    let path = dir.join("stormhook.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another `stormhook serve` is using the data directory {} (it holds a lock on {}); stop it, or give this server its own --data-dir",
+            dir.display(),
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
 }
