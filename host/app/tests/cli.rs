@@ -6,7 +6,7 @@ mod common;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{spawn_serve, stormhook};
+use common::{offline_key, spawn_serve, stormhook};
 
 /// A `stormhook serve` process on a free port; killed on drop.
 struct Server {
@@ -32,23 +32,6 @@ fn serve_in(data: tempfile::TempDir) -> Server {
         stdout,
         data,
     }
-}
-
-/// Creates an API key offline with `stormhook apikey create -k`.
-fn offline_key(data: &std::path::Path) -> String {
-    let out = stormhook()
-        .args(["apikey", "create", "-k", "--data-dir"])
-        .arg(data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(text.lines().count(), 1, "-k prints the key alone: {text:?}");
-    text.trim().to_owned()
 }
 
 #[test]

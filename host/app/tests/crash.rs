@@ -17,13 +17,7 @@ fn start(data: &std::path::Path) -> (Child, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_accepted_webhook_survives_sigkill() {
     let data = tempfile::tempdir().unwrap();
-    let out = common::stormhook()
-        .args(["apikey", "create", "-k", "--data-dir"])
-        .arg(data.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let key = common::offline_key(data.path());
     let (mut child, url) = start(data.path());
 
     let acked = Arc::new(Mutex::new(HashSet::new()));
@@ -102,13 +96,7 @@ async fn every_accepted_webhook_survives_sigkill() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn executions_survive_sigkill_and_running_ones_are_abandoned_not_rerun() {
     let data = tempfile::tempdir().unwrap();
-    let out = common::stormhook()
-        .args(["apikey", "create", "-k", "--data-dir"])
-        .arg(data.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let key = common::offline_key(data.path());
     let marker = data.path().join("ran");
     let (mut child, url) = start(data.path());
     let client = reqwest::Client::new();

@@ -55,3 +55,20 @@ pub fn spawn_serve(data: &Path, extra: &[&str]) -> (Child, String, Receiver<Stri
         .expect("the server says where it listens");
     (child, url, out_rx)
 }
+
+/// Creates an API key offline with `stormhook apikey create -k`.
+pub fn offline_key(data: &Path) -> String {
+    let out = stormhook()
+        .args(["apikey", "create", "-k", "--data-dir"])
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 1, "-k prints the key alone: {text:?}");
+    text.trim().to_owned()
+}
