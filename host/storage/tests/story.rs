@@ -349,3 +349,52 @@ async fn sqlite_store_story() {
         205
     );
 }
+
+/// Under commits that never pause, a PASSIVE checkpoint never catches up, and SQLite starts the
+/// WAL over only once everything in it is copied. The store must still keep the WAL near its
+/// limit instead of letting it grow with every commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_wal_stays_near_its_limit_under_sustained_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wal.db");
+    let limit: u64 = 1024 * 1024;
+    let store = SqliteStore::open_with_wal_limit(&path, limit)
+        .await
+        .unwrap();
+    let wal = dir.path().join("wal.db-wal");
+    let filler = "x".repeat(8 * 1024);
+    let (mut written, mut committed) = (0u64, 0u64);
+    let started = std::time::Instant::now();
+    // Back to back, 8 events of 8 KiB at a time, for 2 s (several background checkpoints) and
+    // at least 16 MiB.
+    while started.elapsed() < std::time::Duration::from_secs(2) || written < 16 * limit {
+        let events: Vec<NewEvent> = (0..8)
+            .map(|i| {
+                let mut e = event("core.wal", committed + i, "2026-11-30T01:00:00.000000Z");
+                e.instances[0].payload = json!({"filler": filler}).to_string();
+                e
+            })
+            .collect();
+        store.commit_events(&events).await.unwrap();
+        written += 8 * filler.len() as u64;
+        committed += 8;
+    }
+    let size = std::fs::metadata(&wal).unwrap().len();
+    // Between two background checkpoints (200 ms apart, a tenth of the run) the WAL keeps
+    // growing; without the restart it holds about everything written.
+    assert!(
+        size < limit + written / 3,
+        "the WAL is {size} bytes with a limit of {limit} after {written} bytes of payloads"
+    );
+    assert_eq!(
+        store
+            .list_trigger_instances(&TriggerInstanceQuery {
+                triggers: vec!["core.wal".into()],
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .total,
+        committed
+    );
+}
