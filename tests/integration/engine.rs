@@ -80,6 +80,52 @@ async fn enforcements(server: &TestServer, instance: &str) -> Vec<Value> {
         .unwrap()
 }
 
+/// A stored instance the engine cannot decode (a payload that is not JSON, as disk corruption or
+/// an outside write would leave it) is marked `processing_failed`, and the engine goes on to the
+/// instances after it instead of retrying the batch for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_instance_fails_and_the_engine_goes_on() {
+    use stormhook_storage::{NewEvent, NewInstance, Store, Trace, ids};
+    let server = TestServer::builder()
+        .rules([rule("after", "after", "")])
+        .start()
+        .await;
+    let trace = Trace {
+        id: ids::object_id(),
+        trace_tag: "corrupt".into(),
+        start_timestamp: ids::now(),
+        trigger_instances: Vec::new(),
+    };
+    let corrupt = NewInstance {
+        id: ids::object_id(),
+        trigger: "core.corrupt".into(),
+        trigger_type: Some("core.corrupt".into()),
+        payload: "{\"body\": not json".into(),
+        occurrence_time: ids::now(),
+        status: "pending".into(),
+        trace_id: Some(trace.id.clone()),
+    };
+    server
+        .store
+        .commit_events(&[NewEvent {
+            trace,
+            instances: vec![corrupt],
+        }])
+        .await
+        .unwrap();
+    // Stored after the unreadable one, so the engine must get past it to evaluate this.
+    let good = post_and_process(&server, "after", &[], json!({"a": 1})).await;
+    assert_eq!(enforcements(&server, &good).await.len(), 1);
+    // Both were finished (what may still be pending is the action's own trigger).
+    let pending = server.store.pending_after(0, 100).await.unwrap();
+    assert!(
+        pending
+            .iter()
+            .all(|(_, p)| p.as_ref().is_ok_and(|t| t.id != good)),
+        "{pending:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn yaml_and_wasm_rules_each_produce_one_enforcement() {
     let yaml_rule = rule(

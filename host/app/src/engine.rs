@@ -78,6 +78,23 @@ pub async fn start(
             let mut finished = Vec::with_capacity(claimed.len());
             for (seq, instance) in claimed {
                 cursor = cursor.max(seq);
+                let instance = match instance {
+                    Ok(instance) => instance,
+                    Err(unreadable) => {
+                        tracing::error!(
+                            trigger_instance = %unreadable.id,
+                            "trigger instance cannot be read, marked processing_failed: {}",
+                            unreadable.reason
+                        );
+                        finished.push(FinishedInstance {
+                            id: unreadable.id,
+                            status: "processing_failed".to_owned(),
+                            enforcements: Vec::new(),
+                            executions: Vec::new(),
+                        });
+                        continue;
+                    }
+                };
                 let matches = evaluate(&packs, &renderer, &kv, &instance).await;
                 let (enforcements, executions) =
                     enforce(&packs, &executor, &st2kv, &instance, matches);

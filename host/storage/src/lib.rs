@@ -80,12 +80,17 @@ pub trait Store: Send + Sync + 'static {
     async fn set_trigger_instance_status(&self, id: &str, status: &str) -> Result<bool>;
 
     /// Up to `limit` pending trigger instances stored after the one numbered `after` (0: from
-    /// the first), oldest first, each with its number in the store's insertion order.
+    /// the first), oldest first, each with its number in the store's insertion order. One that
+    /// cannot be decoded comes as [`Unreadable`], so it cannot stop the engine.
     ///
     /// Reading writes nothing: the one rules engine of a store keeps the last number it took and
     /// asks for what follows. Instances are committed in number order (one writer at a time), so
     /// nothing committed later is numbered lower.
-    async fn pending_after(&self, after: i64, limit: u64) -> Result<Vec<(i64, TriggerInstance)>>;
+    async fn pending_after(
+        &self,
+        after: i64,
+        limit: u64,
+    ) -> Result<Vec<(i64, std::result::Result<TriggerInstance, Unreadable>)>>;
     /// Moves instances left in `processing` (by versions that claimed them) back to `pending`;
     /// returns how many.
     async fn requeue_processing(&self) -> Result<u64>;

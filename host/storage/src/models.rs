@@ -241,6 +241,17 @@ pub struct EnforcementQuery {
     pub offset: u64,
 }
 
+/// A stored trigger instance that cannot be read back (its payload is not JSON: the disk was
+/// corrupted or something else wrote the row). The rules engine marks it `processing_failed`
+/// and goes on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unreadable {
+    /// The trigger instance.
+    pub id: String,
+    /// Why it cannot be read.
+    pub reason: String,
+}
+
 /// What the rules engine decided for one trigger instance: its final status, its enforcements
 /// and the executions they requested, stored together.
 #[derive(Debug, Clone, PartialEq)]

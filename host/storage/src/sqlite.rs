@@ -412,7 +412,11 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn pending_after(&self, after: i64, limit: u64) -> Result<Vec<(i64, TriggerInstance)>> {
+    async fn pending_after(
+        &self,
+        after: i64,
+        limit: u64,
+    ) -> Result<Vec<(i64, std::result::Result<TriggerInstance, Unreadable>)>> {
         // The partial index on pending instances holds them in rowid order.
         let rows = sqlx::query(
             "SELECT rowid AS seq, * FROM trigger_instances WHERE status = 'pending' AND rowid > ? \
@@ -423,7 +427,17 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|row| Ok((row.try_get("seq")?, trigger_instance(row)?)))
+            .map(|row| {
+                let instance = match trigger_instance(row) {
+                    Ok(instance) => Ok(instance),
+                    Err(StorageError::Corrupt(reason)) => Err(Unreadable {
+                        id: row.try_get("id")?,
+                        reason,
+                    }),
+                    Err(e) => return Err(e),
+                };
+                Ok((row.try_get("seq")?, instance))
+            })
             .collect()
     }
 

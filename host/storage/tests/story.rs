@@ -189,7 +189,11 @@ async fn story(store: Arc<dyn Store>) {
             .is_empty()
     );
     assert_eq!(store.pending_after(0, 100).await.unwrap(), all);
-    let claimed: Vec<_> = all.iter().take(1).map(|(_, t)| t.clone()).collect();
+    let claimed: Vec<_> = all
+        .iter()
+        .take(1)
+        .map(|(_, t)| t.clone().unwrap())
+        .collect();
     let enforcement = stormhook_storage::RuleEnforcement {
         id: ids::object_id(),
         trigger_instance_id: claimed[0].id.clone(),
@@ -274,7 +278,7 @@ async fn story(store: Arc<dyn Store>) {
     // An instance left in `processing` (by an earlier version) is pending again after requeue.
     assert!(
         store
-            .set_trigger_instance_status(&all[1].1.id, "processing")
+            .set_trigger_instance_status(&all[1].1.as_ref().unwrap().id, "processing")
             .await
             .unwrap()
     );
@@ -397,4 +401,29 @@ async fn sqlite_wal_stays_near_its_limit_under_sustained_commits() {
             .total,
         committed
     );
+}
+
+/// A pending instance whose payload cannot be decoded comes back as `Unreadable`, with its id, in
+/// its place among the others, so the engine can fail it and go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_pending_reports_an_unreadable_instance_in_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("unreadable.db"))
+        .await
+        .unwrap();
+    let time = "2026-11-30T01:00:00.000000Z";
+    let mut corrupt = event("core.x", 1, time);
+    corrupt.instances[0].payload = "{\"n\": 1".into();
+    let corrupt_id = corrupt.instances[0].id.clone();
+    store
+        .commit_events(&[event("core.x", 0, time), corrupt, event("core.x", 2, time)])
+        .await
+        .unwrap();
+    let pending = store.pending_after(0, 100).await.unwrap();
+    assert_eq!(pending.len(), 3, "{pending:?}");
+    assert_eq!(pending[0].1.as_ref().unwrap().payload, json!({"n": 0}));
+    let unreadable = pending[1].1.as_ref().unwrap_err();
+    assert_eq!(unreadable.id, corrupt_id);
+    assert!(unreadable.reason.contains("stored JSON"), "{unreadable:?}");
+    assert_eq!(pending[2].1.as_ref().unwrap().payload, json!({"n": 2}));
 }
