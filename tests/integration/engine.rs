@@ -126,6 +126,64 @@ async fn an_unreadable_instance_fails_and_the_engine_goes_on() {
     );
 }
 
+/// When the engine cannot record a batch's results, it evaluates the batch again a second later
+/// instead of leaving it `pending` until the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_whose_results_cannot_be_recorded_is_evaluated_again() {
+    let server = TestServer::builder()
+        .rules([rule("retried", "retried", "")])
+        .start()
+        .await;
+    // Every enforcement insert fails, and with it the engine's whole transaction.
+    let db = rusqlite::Connection::open(server.dir.path().join("stormhook.db")).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER refuse_enforcements BEFORE INSERT ON rule_enforcements \
+         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
+    )
+    .unwrap();
+    let client = server.client();
+    let posted = client
+        .post(server.url("/api/v1/webhooks/retried"))
+        .json(&json!({"a": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 202);
+    let list = server.url("/api/v1/triggerinstances?trigger_type=core.st2.webhook");
+    let instances = || async {
+        let all: Vec<Value> = client
+            .get(list.clone())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        all
+    };
+    // The engine polls every 50 ms: by now it has tried and failed.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = instances().await;
+    assert_eq!(before.len(), 1, "{before:?}");
+    assert_eq!(before[0]["status"], "pending", "{before:?}");
+    let id = before[0]["id"].as_str().unwrap().to_owned();
+    db.execute_batch("DROP TRIGGER refuse_enforcements")
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let now = instances().await;
+        if now[0]["status"] == "processed" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "not evaluated again: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(enforcements(&server, &id).await.len(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn yaml_and_wasm_rules_each_produce_one_enforcement() {
     let yaml_rule = rule(

@@ -36,6 +36,9 @@ const POLL: Duration = Duration::from_millis(50);
 /// How many instances it takes at once. Claiming and finishing cost one transaction (one fsync)
 /// each per batch, so a large batch keeps the engine from competing with ingest for commits.
 const BATCH: u64 = 512;
+/// How many more times the engine evaluates a batch whose results could not be recorded (a
+/// second apart) before it leaves the batch `pending` for the next start and goes on.
+const RECORD_RETRIES: u32 = 5;
 
 /// Starts the engine; it runs until the process ends.
 ///
@@ -56,10 +59,13 @@ pub async fn start(
     }
     tokio::spawn(async move {
         let renderer = Renderer::new();
-        // The number of the last instance taken. An instance whose enforcements could not be
-        // recorded stays `pending` and is evaluated again after the next start.
+        // The number of the last instance taken. A batch whose results could not be recorded
+        // is evaluated again from where it started, up to `RECORD_RETRIES` times; after that
+        // its instances stay `pending` and are evaluated again after the next start.
         let mut cursor = 0;
+        let mut failures = 0;
         loop {
+            let batch_start = cursor;
             let claimed = match store.pending_after(cursor, BATCH).await {
                 Ok(claimed) => claimed,
                 Err(e) => {
@@ -106,13 +112,28 @@ pub async fn start(
                 });
             }
             match store.finish_trigger_instances(&finished).await {
-                Ok(()) => executor.notify(),
-                // Left `pending`: evaluated again after the next start.
+                Ok(()) => {
+                    failures = 0;
+                    executor.notify();
+                }
+                // Nothing of the batch was written (one transaction): evaluate it again.
+                Err(e) if failures < RECORD_RETRIES => {
+                    failures += 1;
+                    tracing::warn!(
+                        instances = finished.len(),
+                        attempt = failures,
+                        "recording rule enforcements failed; the batch is evaluated again in 1 s: {e}"
+                    );
+                    cursor = batch_start;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
                 Err(e) => {
+                    failures = 0;
                     tracing::error!(
                         instances = finished.len(),
-                        "recording rule enforcements failed: {e}"
-                    )
+                        "recording rule enforcements failed {} times; the instances stay pending until the next start: {e}",
+                        RECORD_RETRIES + 1
+                    );
                 }
             }
         }
