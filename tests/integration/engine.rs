@@ -23,14 +23,9 @@ async fn post_and_process(
     body: Value,
 ) -> String {
     let client = server.client();
-    let before: Vec<Value> = client
-        .get(server.url("/api/v1/triggerinstances?limit=-1&trigger_type=core.st2.webhook"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    const WEBHOOK_INSTANCES: &str =
+        "/api/v1/triggerinstances?limit=-1&trigger_type=core.st2.webhook";
+    let before = list(server, WEBHOOK_INSTANCES).await;
     let mut request = client
         .post(server.url(&format!("/api/v1/webhooks/{url}")))
         .json(&body);
@@ -40,14 +35,7 @@ async fn post_and_process(
     assert_eq!(request.send().await.unwrap().status(), 202);
     let started = Instant::now();
     loop {
-        let all: Vec<Value> = client
-            .get(server.url("/api/v1/triggerinstances?limit=-1&trigger_type=core.st2.webhook"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let all = list(server, WEBHOOK_INSTANCES).await;
         let new: Vec<&Value> = all
             .iter()
             .filter(|t| !before.iter().any(|b| b["id"] == t["id"]))
@@ -65,19 +53,25 @@ async fn post_and_process(
     }
 }
 
-async fn enforcements(server: &TestServer, instance: &str) -> Vec<Value> {
-    let url = server.url(&format!(
-        "/api/v1/ruleenforcements?trigger_instance={instance}"
-    ));
+/// A list the API returns at `path`.
+async fn list(server: &TestServer, path: &str) -> Vec<Value> {
     server
         .client()
-        .get(url)
+        .get(server.url(path))
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap()
+}
+
+async fn enforcements(server: &TestServer, instance: &str) -> Vec<Value> {
+    list(
+        server,
+        &format!("/api/v1/ruleenforcements?trigger_instance={instance}"),
+    )
+    .await
 }
 
 /// A stored instance the engine cannot decode (a payload that is not JSON, as disk corruption or
@@ -149,17 +143,11 @@ async fn a_batch_whose_results_cannot_be_recorded_is_evaluated_again() {
         .await
         .unwrap();
     assert_eq!(posted.status(), 202);
-    let list = server.url("/api/v1/triggerinstances?trigger_type=core.st2.webhook");
-    let instances = || async {
-        let all: Vec<Value> = client
-            .get(list.clone())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        all
+    let instances = || {
+        list(
+            &server,
+            "/api/v1/triggerinstances?trigger_type=core.st2.webhook",
+        )
     };
     // The engine polls every 50 ms: by now it has tried and failed.
     tokio::time::sleep(Duration::from_millis(500)).await;
