@@ -75,6 +75,7 @@ pub async fn start(
                 }
             };
             if claimed.is_empty() {
+                failures = 0;
                 tokio::time::sleep(POLL).await;
                 continue;
             }

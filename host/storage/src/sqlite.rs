@@ -79,8 +79,6 @@ impl SqliteStore {
         let options = options
             .pragma("wal_autocheckpoint", "0")
             .pragma("journal_size_limit", wal_limit_bytes.to_string());
-        // SQLite's default page size; the checkpoint counts the WAL in pages.
-        let wal_limit_frames = i64::try_from(wal_limit_bytes / 4096).unwrap_or(i64::MAX);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             // An ingest path must not wait 30 s (sqlx's default) for a connection.
@@ -88,16 +86,32 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        // The checkpoint counts the WAL in frames, one page each.
+        let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
+            .fetch_one(&pool)
+            .await?;
+        let wal_limit_frames =
+            i64::try_from(wal_limit_bytes).unwrap_or(i64::MAX) / page_size.max(512);
         let checkpointer = pool.clone();
         let restart_wal = Arc::new(AtomicBool::new(false));
         let restart = Arc::clone(&restart_wal);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut yielded = false;
             loop {
                 tick.tick().await;
                 if checkpointer.is_closed() {
                     return;
                 }
+                // The writer's own checkpoint is due: leave the checkpoint lock to it for one
+                // tick. (If it has not committed since, ingest is idle and this one can copy
+                // everything.)
+                if restart.load(Ordering::Relaxed) && !yielded {
+                    yielded = true;
+                    continue;
+                }
+                yielded = false;
                 // PASSIVE never blocks writers; it copies what it can.
                 match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
                     .fetch_one(&checkpointer)
@@ -146,10 +160,11 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 /// and while commits keep coming a PASSIVE checkpoint never catches up: under sustained ingest
 /// the WAL grew by about 5 KiB per event without end (1.3 GB in 7 s of the ingest benchmark).
 /// (A RESTART checkpoint run on another connection waited up to seconds for the lock between
-/// commits.) So once the WAL is past this size, the writer itself checkpoints between two
-/// commits, when nothing can append; it only has to copy what the background checkpoint has
-/// not, the next commit starts the WAL over, and `journal_size_limit` trims the file back to
-/// this size.
+/// commits.) So once the WAL is past this size, the writer itself checkpoints between two of
+/// its commits; it only has to copy what the background checkpoint has not, its next commit
+/// starts the WAL over (unless a reader or a pool write got in between: then the next
+/// background checkpoint asks again), and `journal_size_limit` trims the file back to this
+/// size.
 pub const WAL_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
 
 const INSERT_ENFORCEMENT: &str = "INSERT INTO rule_enforcements (id, trigger_instance_id, execution_id, failure_reason, rule_ref, rule_id, rule_uid, enforced_at, status) \
@@ -355,11 +370,13 @@ impl Store for SqliteStore {
                 StorageError::Corrupt("the writer connection lock is poisoned".into())
             })?;
             if restart_wal.swap(false, Ordering::Relaxed) {
-                // Between commits nothing else appends, so this copies the rest of the WAL
-                // (unless a reader still needs old frames), and the commit below, finding it
-                // all copied, starts the WAL over. PASSIVE never waits: a RESTART checkpoint
-                // would hold ingest back until every reader had finished. If it could not copy
-                // everything, the next background checkpoint asks again.
+                // Copies the rest of the WAL, and the commit below, finding it all copied,
+                // starts the WAL over. That is best effort: a reader still on old frames, or a
+                // write through the pool in between (the engine, the executor, the API), leaves
+                // the WAL as it is, and the next background checkpoint asks again. PASSIVE
+                // never waits for locks (a RESTART checkpoint would hold ingest back until
+                // every reader had finished), but this commit waits for the copy and its
+                // fsyncs: what was written since the last background checkpoint.
                 if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
                     tracing::warn!("WAL checkpoint before a restart failed: {e}");
                 }
@@ -426,15 +443,17 @@ impl Store for SqliteStore {
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?;
+        // The rows are fetched: what fails now is decoding one of them (a payload that is not
+        // JSON, text that is not UTF-8, a value of the wrong type). Such a row is handed back
+        // as unreadable, as long as its id can be read to mark it.
         rows.iter()
             .map(|row| {
                 let instance = match trigger_instance(row) {
                     Ok(instance) => Ok(instance),
-                    Err(StorageError::Corrupt(reason)) => Err(Unreadable {
+                    Err(e) => Err(Unreadable {
                         id: row.try_get("id")?,
-                        reason,
+                        reason: e.to_string(),
                     }),
-                    Err(e) => return Err(e),
                 };
                 Ok((row.try_get("seq")?, instance))
             })
