@@ -225,15 +225,27 @@ fn conflict(err: sqlx::Error, what: &str) -> StorageError {
     }
 }
 
+/// A trigger instance from its row. A row that cannot be decoded is reported with its id, so an
+/// operator can find it.
 fn trigger_instance(row: &SqliteRow) -> Result<TriggerInstance> {
-    Ok(TriggerInstance {
-        id: row.try_get("id")?,
-        trigger: row.try_get("trigger_ref")?,
-        trigger_type: row.try_get("trigger_type")?,
-        payload: json(row.try_get("payload")?)?,
-        occurrence_time: row.try_get("occurrence_time")?,
-        status: row.try_get("status")?,
-        trace_id: row.try_get("trace_id")?,
+    let id: String = row.try_get("id")?;
+    let decode = || -> Result<TriggerInstance> {
+        Ok(TriggerInstance {
+            id: id.clone(),
+            trigger: row.try_get("trigger_ref")?,
+            trigger_type: row.try_get("trigger_type")?,
+            payload: json(row.try_get("payload")?)?,
+            occurrence_time: row.try_get("occurrence_time")?,
+            status: row.try_get("status")?,
+            trace_id: row.try_get("trace_id")?,
+        })
+    };
+    decode().map_err(|e| {
+        let reason = match e {
+            StorageError::Corrupt(reason) => reason,
+            other => other.to_string(),
+        };
+        StorageError::Corrupt(format!("trigger instance {id}: {reason}"))
     })
 }
 

@@ -437,4 +437,26 @@ async fn sqlite_pending_reports_an_unreadable_instance_in_its_place() {
     assert!(unreadable.reason.contains("stored JSON"), "{unreadable:?}");
     assert_eq!(pending[2].1.as_ref().unwrap().payload, json!({"n": 2}));
     assert_eq!(pending[3].1.as_ref().unwrap_err().id, "bytes");
+    // Reading such a row through the API's queries fails, naming the row.
+    let one = store.trigger_instance(&corrupt_id).await.unwrap_err();
+    assert!(
+        one.to_string().starts_with(&format!(
+            "corrupt record: trigger instance {corrupt_id}: stored JSON"
+        )),
+        "{one}"
+    );
+    let list = store
+        .list_trigger_instances(&TriggerInstanceQuery::default())
+        .await
+        .unwrap_err();
+    let named = [
+        format!("trigger instance {corrupt_id}: "),
+        "trigger instance bytes: ".into(),
+    ];
+    assert!(
+        named.iter().any(|n| list
+            .to_string()
+            .starts_with(&format!("corrupt record: {n}"))),
+        "{list}"
+    );
 }
