@@ -165,21 +165,24 @@ fn env_number(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// Runs one measurement on a runtime of its own. Dropping the runtime ends the tasks a Stormhook
+/// server leaves behind (its rules engine and checkpoints), which would otherwise run on into
+/// the next round.
+fn on_fresh_runtime<F: std::future::Future>(measurement: F) -> F::Output {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let result = runtime.block_on(measurement);
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    result
+}
+
 fn main() {
     let secs = Duration::from_secs(env_number("INGEST_SECS", 5));
     let rounds = env_number("INGEST_ROUNDS", 3).max(1);
     let warmup = Duration::from_secs(1);
-    // A runtime per measurement: dropping it ends the tasks a Stormhook server leaves behind
-    // (its rules engine and checkpoints), which would otherwise run on into the next round.
-    let measure = |side: &mut dyn FnMut(&tokio::runtime::Runtime)| {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        side(&runtime);
-        runtime.shutdown_timeout(Duration::from_secs(5));
-    };
     // `INGEST_ONLY=stormhook` skips the raw side, for profiling.
     let only_stormhook = std::env::var("INGEST_ONLY").is_ok_and(|v| v == "stormhook");
 
@@ -188,14 +191,12 @@ fn main() {
     // rounds is the result.
     let mut ratios = Vec::new();
     for round in 1..=rounds {
-        let (mut raw_rps, mut raw_other, mut raw_errors) = (f64::NAN, 0, 0);
-        if !only_stormhook {
-            measure(&mut |rt| (raw_rps, raw_other, raw_errors) = rt.block_on(raw(warmup, secs)));
-        }
-        let (mut sh_rps, mut sh_other, mut sh_errors, mut stored) = (f64::NAN, 0, 0, 0);
-        measure(&mut |rt| {
-            (sh_rps, sh_other, sh_errors, stored) = rt.block_on(stormhook(warmup, secs));
-        });
+        let (raw_rps, raw_other, raw_errors) = if only_stormhook {
+            (f64::NAN, 0, 0)
+        } else {
+            on_fresh_runtime(raw(warmup, secs))
+        };
+        let (sh_rps, sh_other, sh_errors, stored) = on_fresh_runtime(stormhook(warmup, secs));
         let ratio = sh_rps / raw_rps;
         ratios.push(ratio);
         println!(

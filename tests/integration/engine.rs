@@ -55,15 +55,7 @@ async fn post_and_process(
 
 /// A list the API returns at `path`.
 async fn list(server: &TestServer, path: &str) -> Vec<Value> {
-    server
-        .client()
-        .get(server.url(path))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    serde_json::from_value(server.get_json(path).await).unwrap()
 }
 
 async fn enforcements(server: &TestServer, instance: &str) -> Vec<Value> {

@@ -18,12 +18,6 @@ async fn post(server: &TestServer, path: &str, body: Value) -> reqwest::Response
         .unwrap()
 }
 
-async fn get(server: &TestServer, path: &str) -> Value {
-    let resp = server.client().get(server.url(path)).send().await.unwrap();
-    assert_eq!(resp.status(), 200, "GET {path}");
-    resp.json().await.unwrap()
-}
-
 /// Requests `action` and returns the 201 body.
 async fn request(server: &TestServer, action: &str, parameters: Value) -> Value {
     let resp = post(
@@ -42,7 +36,7 @@ const DONE: &[&str] = &["succeeded", "failed", "timeout", "canceled", "abandoned
 async fn finished(server: &TestServer, id: &str) -> Value {
     let started = Instant::now();
     loop {
-        let e = get(server, &format!("/api/v1/executions/{id}")).await;
+        let e = server.get_json(&format!("/api/v1/executions/{id}")).await;
         if DONE.contains(&e["status"].as_str().unwrap()) {
             return e;
         }
@@ -119,7 +113,7 @@ async fn the_seed_curl_line_runs_date() {
     assert_eq!(done["liveaction"]["runner_info"]["pid"], std::process::id());
 
     // `last` is the newest.
-    let last = get(&server, "/api/v1/executions/last").await;
+    let last = server.get_json("/api/v1/executions/last").await;
     assert_eq!(last["id"], done["id"]);
 }
 
@@ -234,7 +228,7 @@ async fn bad_requests_get_stackstorms_messages() {
         assert_eq!(faultstring(resp).await, message, "{body}");
     }
     // Nothing was stored for those.
-    let all = get(&server, "/api/v1/executions").await;
+    let all = server.get_json("/api/v1/executions").await;
     assert_eq!(all, json!([]));
 
     let resp = server
@@ -264,7 +258,7 @@ async fn bad_requests_get_stackstorms_messages() {
         faultstring(resp).await,
         "Dependency unsatisfied in variable \"nothing\""
     );
-    let all = get(&server, "/api/v1/executions").await;
+    let all = server.get_json("/api/v1/executions").await;
     assert_eq!(all[0]["status"], "failed");
     assert_eq!(
         all[0]["result"]["error"],
@@ -329,21 +323,23 @@ async fn list_filters_get_and_cancel() {
     );
     assert_eq!(items[1]["action"]["ref"], "core.echo");
 
-    let asc: Vec<Value> = get(&server, "/api/v1/executions?sort_asc=True")
+    let asc: Vec<Value> = server
+        .get_json("/api/v1/executions?sort_asc=True")
         .await
         .as_array()
         .unwrap()
         .clone();
     assert_eq!(asc[0]["id"], a["id"]);
-    let echo = get(&server, "/api/v1/executions?action=core.echo").await;
+    let echo = server.get_json("/api/v1/executions?action=core.echo").await;
     assert_eq!(echo.as_array().unwrap().len(), 1);
-    let done = get(&server, "/api/v1/executions?status=succeeded").await;
+    let done = server.get_json("/api/v1/executions?status=succeeded").await;
     assert_eq!(done.as_array().unwrap().len(), 2);
-    let children = get(
-        &server,
-        &format!("/api/v1/executions?parent={}", a["id"].as_str().unwrap()),
-    )
-    .await;
+    let children = server
+        .get_json(&format!(
+            "/api/v1/executions?parent={}",
+            a["id"].as_str().unwrap()
+        ))
+        .await;
     assert_eq!(children, json!([]));
     let resp = server
         .client()
@@ -371,7 +367,7 @@ async fn list_filters_get_and_cancel() {
     let id = slow["id"].as_str().unwrap();
     let started = Instant::now();
     loop {
-        if get(&server, &format!("/api/v1/executions/{id}")).await["status"] == "running" {
+        if server.get_json(&format!("/api/v1/executions/{id}")).await["status"] == "running" {
             break;
         }
         assert!(started.elapsed() < Duration::from_secs(10));
@@ -481,7 +477,7 @@ async fn wasm_actions_results_errors_traps_deadlines_and_datastore() {
     )
     .await;
     assert_eq!(set["status"], "succeeded", "{set}");
-    let key = get(&server, "/api/v1/keys/t.color").await;
+    let key = server.get_json("/api/v1/keys/t.color").await;
     assert_eq!(key["value"], "blue");
     server
         .client()
@@ -516,7 +512,7 @@ async fn core_http_and_a_disabled_core_local() {
         faultstring(resp).await,
         "Unable to execute. Action \"core.local\" is disabled."
     );
-    let action = get(&server, "/api/v1/actions/core.local").await;
+    let action = server.get_json("/api/v1/actions/core.local").await;
     assert_eq!(action["enabled"], false);
 
     // core.http against this server's own API.
@@ -548,7 +544,7 @@ async fn core_http_and_a_disabled_core_local() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn actions_runnertypes_and_keys() {
     let server = TestServer::builder().examples().start().await;
-    let actions = get(&server, "/api/v1/actions").await;
+    let actions = server.get_json("/api/v1/actions").await;
     let refs: Vec<&str> = actions
         .as_array()
         .unwrap()
@@ -565,13 +561,15 @@ async fn actions_runnertypes_and_keys() {
     ] {
         assert!(refs.contains(&r), "{refs:?}");
     }
-    let local = get(&server, "/api/v1/actions/core.local").await;
+    let local = server.get_json("/api/v1/actions/core.local").await;
     assert_eq!(local["uid"], "action:core:local");
     assert_eq!(local["parameters"]["cmd"]["type"], "string");
-    let demo = get(&server, "/api/v1/actions?pack=demo").await;
+    let demo = server.get_json("/api/v1/actions?pack=demo").await;
     assert_eq!(demo.as_array().unwrap().len(), 2);
     // What `st2 run` asks: exactly one runner, with typed runner parameters.
-    let runners = get(&server, "/v1/runnertypes/?name=local-shell-cmd").await;
+    let runners = server
+        .get_json("/v1/runnertypes/?name=local-shell-cmd")
+        .await;
     assert_eq!(runners.as_array().unwrap().len(), 1);
     assert_eq!(
         runners[0]["runner_parameters"]["timeout"]["type"],
@@ -596,9 +594,11 @@ async fn actions_runnertypes_and_keys() {
     let key: Value = put.json().await.unwrap();
     assert_eq!(key["uid"], "key_value_pair:st2kv.system:color");
     assert_eq!(key["scope"], "st2kv.system");
-    let got = get(&server, "/api/v1/keys/color?decrypt=false&scope=system").await;
+    let got = server
+        .get_json("/api/v1/keys/color?decrypt=false&scope=system")
+        .await;
     assert_eq!(got["value"], "blue");
-    let listed = get(&server, "/api/v1/keys?prefix=col").await;
+    let listed = server.get_json("/api/v1/keys?prefix=col").await;
     assert_eq!(listed.as_array().unwrap().len(), 1);
     let secret = client
         .put(server.url("/api/v1/keys/pw"))
@@ -652,7 +652,7 @@ async fn rules_render_parameters_from_the_trigger_and_fail_cleanly() {
     assert_eq!(resp.status(), 202);
     let started = Instant::now();
     let enforcements = loop {
-        let found = get(&server, "/api/v1/ruleenforcements").await;
+        let found = server.get_json("/api/v1/ruleenforcements").await;
         if found.as_array().unwrap().len() == 3 {
             break found;
         }
@@ -682,14 +682,12 @@ async fn rules_render_parameters_from_the_trigger_and_fail_cleanly() {
         broken["failure_reason"],
         "Dependency unsatisfied in variable \"nope\""
     );
-    let failed = get(
-        &server,
-        &format!(
+    let failed = server
+        .get_json(&format!(
             "/api/v1/executions/{}",
             broken["execution_id"].as_str().unwrap()
-        ),
-    )
-    .await;
+        ))
+        .await;
     assert_eq!(failed["status"], "failed");
 
     let missing = by_rule("t.missing");
@@ -710,11 +708,9 @@ async fn rules_render_parameters_from_the_trigger_and_fail_cleanly() {
         assert_eq!(resp.status(), 202);
         let started = Instant::now();
         let instance = loop {
-            let newest = get(
-                &server,
-                "/api/v1/triggerinstances?limit=1&trigger_type=core.st2.webhook",
-            )
-            .await[0]
+            let newest = server
+                .get_json("/api/v1/triggerinstances?limit=1&trigger_type=core.st2.webhook")
+                .await[0]
                 .clone();
             if newest["payload"]["body"]["n"] == n && newest["status"] == "processed" {
                 break newest;
@@ -723,11 +719,9 @@ async fn rules_render_parameters_from_the_trigger_and_fail_cleanly() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
         let id = instance["id"].as_str().unwrap();
-        let caused = get(
-            &server,
-            &format!("/api/v1/executions?trigger_instance={id}"),
-        )
-        .await;
+        let caused = server
+            .get_json(&format!("/api/v1/executions?trigger_instance={id}"))
+            .await;
         assert_eq!(
             caused.as_array().unwrap().len(),
             expected,
@@ -747,7 +741,7 @@ async fn completed_executions_dispatch_an_action_trigger_that_rules_can_follow()
     let failed_id = failed["id"].as_str().unwrap().to_owned();
     let started = Instant::now();
     let followed = loop {
-        let echoes = get(&server, "/api/v1/executions?action=core.echo").await;
+        let echoes = server.get_json("/api/v1/executions?action=core.echo").await;
         if let Some(e) = echoes.as_array().unwrap().first() {
             break finished(&server, e["id"].as_str().unwrap()).await;
         }
@@ -759,11 +753,9 @@ async fn completed_executions_dispatch_an_action_trigger_that_rules_can_follow()
         followed["trigger_instance"]["payload"]["execution_id"],
         failed_id.as_str()
     );
-    let instances = get(
-        &server,
-        "/api/v1/triggerinstances?trigger_type=core.st2.generic.actiontrigger",
-    )
-    .await;
+    let instances = server
+        .get_json("/api/v1/triggerinstances?trigger_type=core.st2.generic.actiontrigger")
+        .await;
     // The failed command's, then the echo's (which no rule follows).
     let statuses: Vec<&str> = instances
         .as_array()

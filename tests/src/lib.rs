@@ -306,6 +306,13 @@ impl TestServer {
         format!("{}{path}", self.base)
     }
 
+    /// `GET path` with the server's API key, which must answer 200; its JSON body.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let resp = self.client().get(self.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "GET {path}");
+        resp.json().await.unwrap()
+    }
+
     /// A client that sends the server's API key.
     pub fn client(&self) -> reqwest::Client {
         let mut headers = reqwest::header::HeaderMap::new();

@@ -6,7 +6,7 @@ mod common;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{offline_key, spawn_serve, stormhook};
+use common::{offline_key, spawn_serve, stdout_of, stormhook};
 
 /// A `stormhook serve` process on a free port; killed on drop.
 struct Server {
@@ -63,17 +63,11 @@ fn serve_installs_the_examples_and_plugin_list_shows_them() {
     let key = offline_key(data.path());
     let server = serve_in(data);
     let list = |extra: &[&str]| {
-        let out = stormhook()
-            .args(["plugin", "list", "--url", &server.url, "--api-key", &key])
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        stdout_of(
+            stormhook()
+                .args(["plugin", "list", "--url", &server.url, "--api-key", &key])
+                .args(extra),
+        )
     };
     let table = list(&[]);
     let header = table.lines().next().unwrap();
@@ -98,21 +92,12 @@ fn serve_installs_the_examples_and_plugin_list_shows_them() {
     );
 
     let started = Instant::now();
-    let out = stormhook()
-        .args(["plugin", "reload", "--url", &server.url])
-        .env("ST2_API_KEY", &key)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let reloaded = stdout_of(
+        stormhook()
+            .args(["plugin", "reload", "--url", &server.url])
+            .env("ST2_API_KEY", &key),
     );
-    assert!(
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .contains("demo.greet")
-    );
+    assert!(reloaded.contains("demo.greet"));
     assert!(started.elapsed() < Duration::from_secs(30));
 
     // Without a credential the server says what is missing.
@@ -155,15 +140,7 @@ fn first_start_prints_a_working_key_once_with_a_curl_line() {
         curl.contains(&format!("St2-Api-Key: {key}")) && curl.contains("/api/v1/webhooks/github"),
         "{curl}"
     );
-    let out = stormhook()
-        .args(["plugin", "list", "--url", &server.url, "--api-key", &key])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    stdout_of(stormhook().args(["plugin", "list", "--url", &server.url, "--api-key", &key]));
 
     // The key is stored only as a hash, and a restart does not make another.
     let db = std::fs::read(server.data.path().join("stormhook.db")).unwrap();

@@ -156,25 +156,20 @@ async fn post(
         .webhooks
         .get(&hook)
         .ok_or_else(|| ApiError::NotFound(format!("Webhook {hook} not registered with st2")))?;
-    // Every rule on the hook gets its own instance; the last one takes the payload itself.
-    let mut payload = Some(webhook_payload(&headers, &body));
-    let mut instances = Vec::with_capacity(triggers.len());
-    for (i, t) in triggers.iter().enumerate() {
-        let payload = if i + 1 == triggers.len() {
-            payload.take()
-        } else {
-            payload.clone()
-        };
-        instances.push(NewInstance {
+    // Every rule on the hook gets its own instance.
+    let payload = webhook_payload(&headers, &body);
+    let instances = triggers
+        .iter()
+        .map(|t| NewInstance {
             id: ids::object_id(),
             trigger: t.reference.clone(),
             trigger_type: Some(WEBHOOK_TYPE.to_owned()),
-            payload: payload.unwrap_or_default(),
+            payload: payload.clone(),
             occurrence_time: now.clone(),
             status: "pending".into(),
             trace_id: Some(trace.id.clone()),
-        });
-    }
+        })
+        .collect();
     submit(&state, NewEvent { trace, instances }).await?;
     Ok((
         StatusCode::ACCEPTED,

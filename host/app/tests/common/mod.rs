@@ -56,19 +56,24 @@ pub fn spawn_serve(data: &Path, extra: &[&str]) -> (Child, String, Receiver<Stri
     (child, url, out_rx)
 }
 
-/// Creates an API key offline with `stormhook apikey create -k`.
-pub fn offline_key(data: &Path) -> String {
-    let out = stormhook()
-        .args(["apikey", "create", "-k", "--data-dir"])
-        .arg(data)
-        .output()
-        .unwrap();
+/// Runs `cmd`, which must succeed (else the test fails with its stderr); returns its stdout.
+pub fn stdout_of(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = String::from_utf8(out.stdout).unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Creates an API key offline with `stormhook apikey create -k`.
+pub fn offline_key(data: &Path) -> String {
+    let text = stdout_of(
+        stormhook()
+            .args(["apikey", "create", "-k", "--data-dir"])
+            .arg(data),
+    );
     assert_eq!(text.lines().count(), 1, "-k prints the key alone: {text:?}");
     text.trim().to_owned()
 }
