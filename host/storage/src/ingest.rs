@@ -22,6 +22,10 @@ pub enum IngestError {
     /// Too many events are waiting; retry later.
     #[error("too many events are waiting to be stored; retry later")]
     Overloaded,
+    /// The store cannot commit right now (full disk, locked, I/O error); the event is not
+    /// stored, and a retry may succeed.
+    #[error("the store cannot accept events right now ({0}); retry later")]
+    Unavailable(String),
     /// The commit failed; the event is not stored.
     #[error("storing the event failed: {0}")]
     Failed(String),
@@ -80,17 +84,43 @@ impl Ingest {
 
 async fn writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>) {
     let mut jobs: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    // While the store cannot commit (a full disk), every batch fails at once: one log line
+    // every few seconds says how many, rather than one per batch.
+    let mut quiet_until: Option<std::time::Instant> = None;
+    let mut failed_quietly = 0usize;
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         let (events, replies): (Vec<NewEvent>, Vec<_>) = jobs.drain(..).unzip();
         let outcome = store.commit_events(&events).await.map_err(|e| {
-            tracing::error!(
-                events = events.len(),
-                "committing accepted events failed: {e}"
-            );
-            IngestError::Failed(e.to_string())
+            let now = std::time::Instant::now();
+            if quiet_until.is_none_or(|t| now >= t) {
+                tracing::error!(
+                    events = events.len(),
+                    failed_since_last_report = failed_quietly,
+                    "committing accepted events failed (answered 503 or 500, nothing stored): {e}"
+                );
+                quiet_until = Some(now + LOG_EVERY);
+                failed_quietly = 0;
+            } else {
+                failed_quietly += events.len();
+            }
+            if e.is_unavailable() {
+                IngestError::Unavailable(e.cause())
+            } else {
+                IngestError::Failed(e.to_string())
+            }
         });
+        if outcome.is_ok() && quiet_until.take().is_some() {
+            tracing::info!(
+                failed_since_last_report = failed_quietly,
+                "committing accepted events works again"
+            );
+            failed_quietly = 0;
+        }
         for reply in replies {
             let _ = reply.send(outcome.clone());
         }
     }
 }
+
+/// How often a run of failed commits is reported.
+const LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(5);

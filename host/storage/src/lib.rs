@@ -41,6 +41,10 @@ pub enum StorageError {
     /// The group-commit writer connection failed.
     #[error("database error: {0}")]
     Writer(String),
+    /// The store cannot commit right now (the disk is full, the database is locked past its
+    /// timeout, an I/O error); nothing was written, and the same write may succeed later.
+    #[error("the store cannot commit right now: {0}")]
+    Unavailable(String),
     /// A stored value could not be decoded.
     #[error("corrupt record: {0}")]
     Corrupt(String),
@@ -50,9 +54,46 @@ pub enum StorageError {
 }
 
 impl StorageError {
-    /// Whether the database was too busy to answer in time (a retry may succeed).
-    pub fn is_busy(&self) -> bool {
-        matches!(self, Self::Database(sqlx::Error::PoolTimedOut))
+    /// Whether the store could not do this now for a reason outside the request (a full disk,
+    /// a lock held past the timeout, an I/O error, no free connection): nothing was written,
+    /// and the same call may succeed later. The server answers these 503 with `Retry-After`.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Unavailable(_) => true,
+            Self::Database(e) => sqlx_unavailable(e),
+            _ => false,
+        }
+    }
+}
+
+impl StorageError {
+    /// A short reason for a client, without paths or SQL: SQLite's own description of its
+    /// result code when there is one (`database or disk is full`, `database is locked`).
+    pub fn cause(&self) -> String {
+        match self {
+            Self::Unavailable(m) | Self::Writer(m) => m.clone(),
+            Self::Database(sqlx::Error::Database(db)) => db.message().to_owned(),
+            Self::Database(sqlx::Error::PoolTimedOut) => "no database connection is free".into(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// SQLite primary result codes that mean "not now" rather than "never": `SQLITE_BUSY` (5),
+/// `SQLITE_LOCKED` (6), `SQLITE_NOMEM` (7), `SQLITE_IOERR` (10), `SQLITE_FULL` (13),
+/// `SQLITE_CANTOPEN` (14), `SQLITE_PROTOCOL` (15).
+pub(crate) fn sqlite_code_unavailable(code: i32) -> bool {
+    matches!(code & 0xff, 5 | 6 | 7 | 10 | 13 | 14 | 15)
+}
+
+fn sqlx_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .and_then(|c| c.parse::<i32>().ok())
+            .is_some_and(sqlite_code_unavailable),
+        _ => false,
     }
 }
 

@@ -34,6 +34,8 @@ pub struct SqliteStore {
     /// ([`WAL_LIMIT_BYTES`] by default);
     /// the writer then starts it over before its next commit.
     restart_wal: Arc<AtomicBool>,
+    /// The database file and the WAL limit, to open the writer connection again.
+    path: Arc<(std::path::PathBuf, u64)>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -99,6 +101,7 @@ impl SqliteStore {
             let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut yielded = false;
+            let mut failing = false;
             loop {
                 tick.tick().await;
                 if checkpointer.is_closed() {
@@ -113,41 +116,79 @@ impl SqliteStore {
                 }
                 yielded = false;
                 // PASSIVE never blocks writers; it copies what it can.
-                match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
-                    .fetch_one(&checkpointer)
-                    .await
-                {
+                let checkpoint =
+                    sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
+                        .fetch_one(&checkpointer)
+                        .await;
+                let last_ok = checkpoint.is_ok();
+                match checkpoint {
                     Ok((_busy, frames, _copied)) if frames > wal_limit_frames => {
                         restart.store(true, Ordering::Relaxed);
                     }
                     Ok(_) => {}
-                    Err(e) => tracing::warn!("WAL checkpoint failed: {e}"),
+                    // Once per episode (a full disk fails every tick), then once it recovers.
+                    Err(e) if !failing => {
+                        failing = true;
+                        tracing::warn!("WAL checkpoint failed (retried every 200 ms): {e}");
+                    }
+                    Err(_) => {}
+                }
+                if failing && last_ok {
+                    failing = false;
+                    tracing::info!("WAL checkpoint works again");
                 }
             }
         });
-        let writer = rusqlite::Connection::open(path).map_err(writer_error)?;
-        writer
-            .execute_batch(&format!(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
-                 PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {wal_limit_bytes};"
-            ))
-            .map_err(writer_error)?;
-        // SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25... ms between retries. While
-        // the rules engine or the executor held the write lock for a millisecond, the writer
-        // slept for up to 25 ms, and every request waiting for the commit with it (strace showed
-        // the writer asleep most of the time under load). Retry every 100 µs instead, for up to
-        // the same 5 s.
-        writer
-            .busy_handler(Some(|retries: i32| {
-                std::thread::sleep(Duration::from_micros(100));
-                retries < 50_000
-            }))
-            .map_err(writer_error)?;
+        let writer = open_writer(path, wal_limit_bytes).map_err(writer_error)?;
         Ok(Self {
             pool,
             writer: Arc::new(Mutex::new(writer)),
             restart_wal,
+            path: Arc::new((path.to_owned(), wal_limit_bytes)),
         })
+    }
+}
+
+/// The group-commit writer's connection.
+fn open_writer(path: &Path, wal_limit_bytes: u64) -> rusqlite::Result<rusqlite::Connection> {
+    let writer = rusqlite::Connection::open(path)?;
+    writer.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+         PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {wal_limit_bytes};"
+    ))?;
+    // SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25... ms between retries. While
+    // the rules engine or the executor held the write lock for a millisecond, the writer
+    // slept for up to 25 ms, and every request waiting for the commit with it (strace showed
+    // the writer asleep most of the time under load). Retry every 100 µs instead, for up to
+    // the same 5 s.
+    writer.busy_handler(Some(|retries: i32| {
+        std::thread::sleep(Duration::from_micros(100));
+        retries < 50_000
+    }))?;
+    Ok(writer)
+}
+
+/// After a failed commit, makes sure the writer holds no transaction: rusqlite rolls back when
+/// its transaction is dropped, but if SQLite still reports one open (the rollback failed too),
+/// the connection is replaced. Its state is not known, and closing it rolls back whatever it
+/// holds.
+fn heal_writer(conn: &mut rusqlite::Connection, path: &Path, wal_limit_bytes: u64) {
+    if conn.is_autocommit() {
+        return;
+    }
+    let _ = conn.execute_batch("ROLLBACK");
+    if conn.is_autocommit() {
+        return;
+    }
+    match open_writer(path, wal_limit_bytes) {
+        Ok(fresh) => {
+            tracing::warn!("the writer connection was left inside a transaction; reopened it");
+            let stale = std::mem::replace(conn, fresh);
+            drop(stale);
+        }
+        Err(e) => tracing::error!(
+            "the writer connection is left inside a transaction and cannot be reopened: {e}"
+        ),
     }
 }
 
@@ -175,7 +216,57 @@ const FINISH_INSTANCE: &str =
     "UPDATE trigger_instances SET status = ?, updated_at = ? WHERE id = ?";
 
 fn writer_error(e: rusqlite::Error) -> StorageError {
-    StorageError::Writer(e.to_string())
+    match e.sqlite_error() {
+        Some(code) if crate::sqlite_code_unavailable(code.extended_code) => {
+            StorageError::Unavailable(e.to_string())
+        }
+        _ => StorageError::Writer(e.to_string()),
+    }
+}
+
+/// A pooled connection holding a write transaction that sqlx does not know about.
+///
+/// sqlx (0.8) counts a connection's open transactions itself. When SQLite rolls a transaction
+/// back on its own (`SQLITE_FULL`, some I/O errors), that count stays at one: the next
+/// `begin()` on the connection becomes a `SAVEPOINT` inside a transaction that is really open,
+/// it keeps the write lock, every other writer gets `database is locked`, and its "commits"
+/// only release the savepoint (upstream sqlx issues #3742 and #4031). So write transactions
+/// are plain `BEGIN IMMEDIATE` ... `COMMIT` statements on a connection taken from the pool, and
+/// a connection whose transaction did not commit, for whatever reason (an error, a future
+/// dropped half-way), is closed rather than returned to the pool: its transaction state is
+/// not known, and closing a SQLite connection rolls back whatever it still holds.
+struct WriteTx {
+    conn: Option<sqlx::pool::PoolConnection<Sqlite>>,
+}
+
+impl WriteTx {
+    async fn begin(pool: &SqlitePool) -> Result<Self> {
+        let mut tx = Self {
+            conn: Some(pool.acquire().await?),
+        };
+        sqlx::query("BEGIN IMMEDIATE").execute(tx.conn()).await?;
+        Ok(tx)
+    }
+
+    fn conn(&mut self) -> &mut sqlx::SqliteConnection {
+        self.conn.as_mut().expect("a connection until commit")
+    }
+
+    /// Commits; the connection goes back to the pool only when the commit succeeded.
+    async fn commit(mut self) -> Result<()> {
+        sqlx::query("COMMIT").execute(self.conn()).await?;
+        // Committed: SQLite is back in autocommit mode, and the connection can be reused.
+        drop(self.conn.take());
+        Ok(())
+    }
+}
+
+impl Drop for WriteTx {
+    fn drop(&mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            conn.close_on_drop();
+        }
+    }
 }
 
 /// One transaction for the whole batch, with cached prepared statements.
@@ -377,6 +468,7 @@ impl Store for SqliteStore {
     async fn commit_events(&self, events: &[NewEvent]) -> Result<()> {
         let writer = Arc::clone(&self.writer);
         let restart_wal = &self.restart_wal;
+        let path = &self.path;
         let commit = move || {
             let mut conn = writer.lock().map_err(|_| {
                 StorageError::Corrupt("the writer connection lock is poisoned".into())
@@ -393,7 +485,11 @@ impl Store for SqliteStore {
                     tracing::warn!("WAL checkpoint before a restart failed: {e}");
                 }
             }
-            commit_blocking(&mut conn, events).map_err(writer_error)
+            let outcome = commit_blocking(&mut conn, events);
+            if outcome.is_err() {
+                heal_writer(&mut conn, &path.0, path.1);
+            }
+            outcome.map_err(writer_error)
         };
         // The ingest writer calls this on its own single-threaded runtime, where blocking is
         // the point. Anywhere else, tell a multi-threaded runtime that this task blocks.
@@ -482,7 +578,7 @@ impl Store for SqliteStore {
     }
 
     async fn finish_trigger_instances(&self, finished: &[FinishedInstance]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = WriteTx::begin(&self.pool).await?;
         let now = crate::ids::now();
         for done in finished {
             for e in &done.enforcements {
@@ -496,17 +592,17 @@ impl Store for SqliteStore {
                     .bind(&e.rule_uid)
                     .bind(&e.enforced_at)
                     .bind(&e.status)
-                    .execute(&mut *tx)
+                    .execute(tx.conn())
                     .await?;
             }
             for execution in &done.executions {
-                insert_execution(execution).execute(&mut *tx).await?;
+                insert_execution(execution).execute(tx.conn()).await?;
             }
             sqlx::query(FINISH_INSTANCE)
                 .bind(&done.status)
                 .bind(&now)
                 .bind(&done.id)
-                .execute(&mut *tx)
+                .execute(tx.conn())
                 .await?;
         }
         tx.commit().await?;
@@ -572,7 +668,7 @@ impl Store for SqliteStore {
         executions: &[Execution],
         only_from: &[&str],
     ) -> Result<Vec<bool>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = WriteTx::begin(&self.pool).await?;
         let mut replaced = Vec::with_capacity(executions.len());
         for e in executions {
             let mut qb = QueryBuilder::<Sqlite>::new("UPDATE executions SET status = ");
@@ -591,7 +687,7 @@ impl Store for SqliteStore {
                 }
                 list.push_unseparated(")");
             }
-            let done = qb.build().execute(&mut *tx).await?;
+            let done = qb.build().execute(tx.conn()).await?;
             replaced.push(done.rows_affected() > 0);
         }
         tx.commit().await?;
