@@ -8,7 +8,8 @@
 //!
 //! - [`operators`]: every operator and alias, with Python's semantics.
 //! - [`jsonpath`]: criteria keys (`trigger.body.items[0].name`, `trigger.headers['X-Y']`, `#suffix`).
-//! - [`template`]: Jinja rendering of patterns (minijinja, strict undefined, `{{ x }}` keeps its type).
+//! - [`template`]: Jinja rendering of patterns (minijinja, strict undefined, `{{ x }}` keeps its type),
+//!   bounded in time (fuel) and memory (size caps).
 //! - [`criteria`]: a rule's criteria, ANDed, with the reason the first failing one failed.
 //! - [`params`]: action parameters rendered in dependency order and cast to declared types.
 
@@ -16,6 +17,7 @@ pub mod criteria;
 pub mod jsonpath;
 pub mod operators;
 pub mod params;
+mod sandbox;
 pub mod template;
 
 pub use criteria::{CriteriaOutcome, CriterionResult, evaluate_criteria};

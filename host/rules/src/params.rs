@@ -32,13 +32,16 @@ pub fn render_parameters(
     for (name, value) in given {
         raw.insert(name.clone(), value.clone());
     }
-    // Dependencies between parameters: the top-level names each template uses.
+    // Dependencies between parameters: the top-level names each template uses. Names the
+    // template binds itself (loop variables, `set`, macros) are not reported by `variables`;
+    // global functions (`range`, `dict`, `namespace`) are, and are no dependency unless a
+    // parameter or context value of that name shadows them.
     let mut deps: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (name, value) in &raw {
         let mut used = BTreeSet::new();
         variables(renderer, value, &mut used);
         for var in &used {
-            if !raw.contains_key(var) && !context.contains_key(var) {
+            if !raw.contains_key(var) && !context.contains_key(var) && !renderer.is_global(var) {
                 return Err(format!("Dependency unsatisfied in variable \"{var}\""));
             }
         }

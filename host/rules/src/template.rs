@@ -6,9 +6,34 @@
 //!   as JSON and decoded, so lists, objects and numbers survive. If decoding fails, the plain
 //!   rendering is used. This is StackStorm's `to_complex` rewrite.
 //! - Non-string patterns are used as they are.
+//! - `{% macro %}` and `{% call %}` work, as in StackStorm's Jinja.
+//!
+//! # Bounds
+//!
+//! Templates come from users and are rendered with webhook data, so a render is bounded in time
+//! and memory and fails (never hangs) when a bound is hit:
+//!
+//! - [`FUEL`] steps per render (instructions, data produced, items visited): a nested
+//!   `range(100000)` loop fails with `template exceeded its fuel (too many steps): ...`.
+//! - A rendered string of at most [`MAX_OUTPUT_BYTES`] (`rendered output larger than ... bytes`).
+//! - No value larger than [`MAX_VALUE_BYTES`] or nested deeper than [`MAX_VALUE_DEPTH`] is
+//!   produced or operated on (`value larger than ... bytes`): string and list repetition,
+//!   concatenation, `replace`, `join`, `indent`, `format`, `tojson`, ... are sized before they
+//!   allocate, and values that share or contain themselves are not walked without bound.
+//! - At most [`MAX_EXPRESSION_OPERATORS`] operators per `{{ }}` / `{% %}` block and
+//!   [`MAX_ELIF_BRANCHES`] `elif`s per template (the parser recurses once per operator and per
+//!   `elif`; deeper, it overflows the stack).
+//!
+//! How this is done, and what is bounded only by fuel, is described in `sandbox.rs`.
 
-use minijinja::{Environment, UndefinedBehavior};
+use minijinja::{Environment, ErrorKind};
 use serde_json::Value;
+
+use crate::sandbox;
+pub use crate::sandbox::{
+    FUEL, MAX_ELIF_BRANCHES, MAX_EXPRESSION_OPERATORS, MAX_OUTPUT_BYTES, MAX_VALUE_BYTES,
+    MAX_VALUE_DEPTH,
+};
 
 /// A configured Jinja environment. Build once, share.
 pub struct Renderer {
@@ -28,19 +53,19 @@ impl std::fmt::Debug for Renderer {
 }
 
 impl Renderer {
-    /// A renderer with strict undefined behaviour.
+    /// A renderer with strict undefined behaviour and the bounds of this module.
     pub fn new() -> Self {
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        Self { env }
+        Self {
+            env: sandbox::environment(),
+        }
     }
 
     /// Renders `pattern` with `context` (an object: `trigger`, `st2kv`, ...).
     ///
     /// # Errors
     ///
-    /// The template does not parse or refers to something undefined; the message is
-    /// minijinja's.
+    /// The template does not parse, refers to something undefined, or exceeds a bound; the
+    /// message is minijinja's, or names the bound.
     pub fn render(&self, pattern: &Value, context: &Value) -> Result<Value, String> {
         let Value::String(text) = pattern else {
             return Ok(pattern.clone());
@@ -50,15 +75,12 @@ impl Renderer {
         }
         let ctx = minijinja::Value::from(minijinja::value::Serde(context));
         if let Some(expr) = single_expression(text) {
-            let compiled = self
-                .env
-                .compile_expression(expr)
-                .map_err(|e| e.to_string())?;
-            let value = compiled.eval(&ctx).map_err(|e| match e.kind() {
-                // Strict mode stops at the first missing step; name the whole expression.
-                minijinja::ErrorKind::UndefinedError => format!("undefined value: {expr}"),
-                _ => e.to_string(),
-            })?;
+            let value =
+                sandbox::eval(&self.env, expr, ctx.clone()).map_err(|e| match e.kind() {
+                    // Strict mode stops at the first missing step; name the whole expression.
+                    ErrorKind::UndefinedError => format!("undefined value: {expr}"),
+                    _ => sandbox::describe(&e),
+                })?;
             if value.is_undefined() {
                 return Err(format!("undefined value: {expr}"));
             }
@@ -66,21 +88,30 @@ impl Renderer {
                 return Ok(value);
             }
         }
-        self.env
-            .render_str(text, &ctx)
+        sandbox::render(&self.env, text, ctx)
             .map(Value::String)
-            .map_err(|e| e.to_string())
+            .map_err(|e| sandbox::describe(&e))
     }
 }
 
 impl Renderer {
     /// The top-level variable names a template uses (empty when it does not parse: rendering
-    /// reports that error).
+    /// reports that error). Names the template binds itself (loop variables, `set`, macros)
+    /// are not included; global functions such as `range` are (see [`Renderer::is_global`]).
     pub fn variables(&self, template: &str) -> Vec<String> {
+        if sandbox::check_source(template).is_err() {
+            return Vec::new();
+        }
         self.env
             .template_from_str(template)
             .map(|t| t.undeclared_variables(false).into_iter().collect())
             .unwrap_or_default()
+    }
+
+    /// Whether `name` is one of the environment's global functions (`range`, `dict`,
+    /// `namespace`): a template may use it without it being in the context.
+    pub fn is_global(&self, name: &str) -> bool {
+        self.env.globals().any(|(global, _)| global == name)
     }
 }
 
