@@ -765,3 +765,155 @@ async fn completed_executions_dispatch_an_action_trigger_that_rules_can_follow()
         .collect();
     assert!(statuses.contains(&"failed"), "{instances}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_parameters_never_reach_a_trigger_instance() {
+    let server = TestServer::builder().start().await;
+    let password = "hunter2-secret-value";
+    let resp = post(
+        &server,
+        "/api/v1/executions?wait=20",
+        json!({"action": "core.http", "parameters": {
+            "url": server.url("/api/v1/actions/core.noop"),
+            "headers": {"St2-Api-Key": server.key},
+            "username": "ada",
+            "password": password,
+        }}),
+    )
+    .await;
+    let e: Value = resp.json().await.unwrap();
+    assert_eq!(e["status"], "succeeded", "{e}");
+    assert_eq!(e["parameters"]["password"], "********");
+    let id = e["id"].as_str().unwrap().to_owned();
+    let started = Instant::now();
+    let instance = loop {
+        let instances = server
+            .get_json("/api/v1/triggerinstances?trigger_type=core.st2.generic.actiontrigger")
+            .await;
+        if let Some(t) = instances
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["payload"]["execution_id"] == id.as_str())
+        {
+            break t.clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no action trigger"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(instance["payload"]["parameters"]["password"], "********");
+    assert_eq!(instance["payload"]["parameters"]["username"], "ada");
+    // Nowhere in any stored trigger instance.
+    let all = server.get_json("/api/v1/triggerinstances?limit=-1").await;
+    assert!(!all.to_string().contains(password), "{all}");
+}
+
+/// Runs `core.http` on `url` (redirects followed), which the policy must refuse.
+async fn assert_refused(server: &TestServer, url: &str) {
+    let resp = post(
+        server,
+        "/api/v1/executions?wait=20",
+        json!({"action": "core.http", "parameters": {"url": url, "allow_redirects": true}}),
+    )
+    .await;
+    let e: Value = resp.json().await.unwrap();
+    assert_eq!(e["status"], "failed", "{url}: {e}");
+    assert!(
+        e["result"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("is not allowed by this server's core.http policy"),
+        "{url}: {e}"
+    );
+}
+
+/// A one-shot HTTP server on `ip` that redirects every request to `location`.
+async fn redirector(ip: &str, location: String) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(format!("{ip}:0"))
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf).await;
+            let answer = format!(
+                "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            let _ = stream.write_all(answer.as_bytes()).await;
+        }
+    });
+    format!("http://{addr}/")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn core_http_connects_only_where_the_policy_allows() {
+    // The default policy refuses cloud metadata and link-local addresses, before connecting.
+    let server = TestServer::builder().start().await;
+    for url in [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[fe80::1]/",
+        "http://[::ffff:169.254.169.254]/",
+        "http://2852039166/", // 169.254.169.254 as one number
+    ] {
+        assert_refused(&server, url).await;
+    }
+
+    // An operator's list: no loopback but 127.0.0.2, by name, literally, or through a redirect.
+    let policy = stormhook::actions::http::HttpPolicy::new(&["loopback"], &["127.0.0.2"]).unwrap();
+    let server = TestServer::builder().http_policy(policy).start().await;
+    let port = server.base.rsplit(':').next().unwrap().to_owned();
+    let through_redirect = redirector(
+        "127.0.0.2",
+        format!("http://127.0.0.1:{port}/api/v1/actions"),
+    )
+    .await;
+    for url in [
+        server.url("/api/v1/actions"),
+        format!("http://localhost:{port}/api/v1/actions"),
+        through_redirect,
+    ] {
+        assert_refused(&server, &url).await;
+    }
+    // The allowed address is reached (the redirect answers 302, which is not followed here).
+    let allowed = redirector("127.0.0.2", "http://example.invalid/".into()).await;
+    let resp = post(
+        &server,
+        "/api/v1/executions?wait=20",
+        json!({"action": "core.http", "parameters": {"url": allowed}}),
+    )
+    .await;
+    let e: Value = resp.json().await.unwrap();
+    assert_eq!(e["result"]["status_code"], 302, "{e}");
+}
+
+/// The README's safe pattern for `core.local`: trigger data goes through `env`, never into
+/// `cmd`, so shell syntax in a webhook body is data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn core_local_takes_trigger_data_through_env_as_data() {
+    let safe = (
+        "safe".to_owned(),
+        "name: safe\ntrigger:\n  type: core.st2.webhook\n  parameters:\n    url: deploy\naction:\n  ref: core.local\n  parameters:\n    cmd: 'printf \"%s\" \"$REF\"'\n    env:\n      REF: \"{{ trigger.body.ref }}\"\n".to_owned(),
+    );
+    let server = TestServer::builder().rules([safe]).start().await;
+    let hostile = "main\"; echo pwned; \"$(echo pwned)`echo pwned`";
+    let resp = post(&server, "/api/v1/webhooks/deploy", json!({"ref": hostile})).await;
+    assert_eq!(resp.status(), 202);
+    let started = Instant::now();
+    let e = loop {
+        let found = server
+            .get_json("/api/v1/executions?action=core.local")
+            .await;
+        if let Some(e) = found.as_array().unwrap().first() {
+            break finished(&server, e["id"].as_str().unwrap()).await;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no execution");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(e["status"], "succeeded", "{e}");
+    assert_eq!(e["result"]["stdout"], hostile);
+}

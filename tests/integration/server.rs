@@ -103,6 +103,80 @@ async fn options_answers_cors_without_credentials_and_request_ids_are_echoed() {
 }
 
 #[tokio::test]
+async fn cors_answers_only_allowed_origins_with_credentials() {
+    let settings = stormhook::server::Settings {
+        allow_origins: vec!["https://st2web.example.com/".into()],
+        ..Default::default()
+    };
+    let server = TestServer::builder().settings(settings).start().await;
+    let get = |origin: Option<&str>| {
+        let mut request = server.client().get(server.url("/api/v1/webhooks"));
+        if let Some(origin) = origin {
+            request = request.header("Origin", origin);
+        }
+        request.send()
+    };
+    // The API's own URL and the configured origin are echoed, with credentials.
+    for origin in [server.base.as_str(), "https://st2web.example.com"] {
+        let resp = get(Some(origin)).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["access-control-allow-origin"], origin);
+        assert_eq!(resp.headers()["access-control-allow-credentials"], "true");
+        assert_eq!(resp.headers()["vary"], "Origin");
+    }
+    // Any other origin is not: `null`, and no credentials.
+    for origin in ["https://evil.example", "null", "http://127.0.0.1:1"] {
+        let resp = get(Some(origin)).await.unwrap();
+        assert_eq!(
+            resp.headers()["access-control-allow-origin"],
+            "null",
+            "{origin}"
+        );
+        assert!(
+            resp.headers()
+                .get("access-control-allow-credentials")
+                .is_none(),
+            "{origin}"
+        );
+    }
+    // The preflight too.
+    let resp = reqwest::Client::new()
+        .request(reqwest::Method::OPTIONS, server.url("/api/v1/executions"))
+        .header("Origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["access-control-allow-origin"], "null");
+    // Without an Origin: the API's own.
+    let resp = get(None).await.unwrap();
+    assert_eq!(
+        resp.headers()["access-control-allow-origin"],
+        server.base.as_str()
+    );
+
+    // `*` allows every origin, without credentials.
+    let settings = stormhook::server::Settings {
+        allow_origins: vec!["*".into()],
+        ..Default::default()
+    };
+    let open = TestServer::builder().settings(settings).start().await;
+    let resp = open
+        .client()
+        .get(open.url("/api/v1/webhooks"))
+        .header("Origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["access-control-allow-origin"], "*");
+    assert!(
+        resp.headers()
+            .get("access-control-allow-credentials")
+            .is_none()
+    );
+}
+
+#[tokio::test]
 async fn extractor_rejections_are_faultstrings_too() {
     let server = TestServer::builder().start().await;
     // Not valid UTF-8 once percent-decoded.

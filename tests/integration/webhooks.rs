@@ -727,3 +727,30 @@ async fn trigger_types_crud_and_system_pack_protection() {
         404
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_generic_webhook_refuses_a_bare_type_that_takes_parameters() {
+    let server = server().await;
+    let forged = json!({
+        "trigger": "core.st2.webhook",
+        "payload": {"headers": {"X-Forged": "yes"}, "body": {"ref": "refs/heads/main"}}
+    });
+    let resp = server
+        .client()
+        .post(server.url("/api/v1/webhooks/st2"))
+        .json(&forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let message = fault(resp).await;
+    assert!(
+        message.starts_with("Trigger payload validation failed and validation is enabled, not dispatching a trigger \"core.st2.webhook\""),
+        "{message}"
+    );
+    assert!(message.contains("takes parameters"), "{message}");
+    // Nothing stored, so no rule of any url fired.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(instances(&server).await.is_empty());
+    assert_eq!(server.get_json("/api/v1/ruleenforcements").await, json!([]));
+}

@@ -103,6 +103,8 @@ pub struct TestServerBuilder {
     examples: bool,
     actions: Vec<(String, String, String)>,
     local_disabled: bool,
+    http_policy: Option<stormhook::actions::http::HttpPolicy>,
+    parent: Option<PathBuf>,
 }
 
 /// A rule in pack `t` on webhook `url`.
@@ -164,6 +166,18 @@ impl TestServerBuilder {
         self
     }
 
+    /// `core.http` connects only where `policy` allows.
+    pub fn http_policy(mut self, policy: stormhook::actions::http::HttpPolicy) -> Self {
+        self.http_policy = Some(policy);
+        self
+    }
+
+    /// Makes the data directory inside `parent` (a filesystem the test controls).
+    pub fn data_dir_in(mut self, parent: &Path) -> Self {
+        self.parent = Some(parent.to_owned());
+        self
+    }
+
     /// Installs the example packs too.
     pub fn examples(mut self) -> Self {
         self.examples = true;
@@ -173,7 +187,10 @@ impl TestServerBuilder {
     /// Starts the server.
     pub async fn start(self) -> TestServer {
         use stormhook_storage::Store as _;
-        let dir = tempfile::tempdir().unwrap();
+        let dir = match &self.parent {
+            Some(parent) => tempfile::tempdir_in(parent).unwrap(),
+            None => tempfile::tempdir().unwrap(),
+        };
         let packs_dir = dir.path().join("packs");
         let rules_dir = packs_dir.join("t/rules");
         std::fs::create_dir_all(&rules_dir).unwrap();
@@ -235,7 +252,8 @@ impl TestServerBuilder {
         stormhook::server::rules::load_api_rules(dyn_store.as_ref(), &packs)
             .await
             .unwrap();
-        let catalog = stormhook::actions::Catalog::new(Arc::clone(&packs), !self.local_disabled);
+        let catalog = stormhook::actions::Catalog::new(Arc::clone(&packs), !self.local_disabled)
+            .with_http_policy(self.http_policy.unwrap_or_default());
         let ingest = stormhook_storage::ingest::Ingest::start(Arc::clone(&dyn_store), 8192);
         let executor = Arc::new(stormhook::executions::Executor::new(
             Arc::clone(&dyn_store),

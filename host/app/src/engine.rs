@@ -36,9 +36,19 @@ const POLL: Duration = Duration::from_millis(50);
 /// How many instances it takes at once. Claiming and finishing cost one transaction (one fsync)
 /// each per batch, so a large batch keeps the engine from competing with ingest for commits.
 const BATCH: u64 = 512;
-/// How many more times the engine evaluates a batch whose results could not be recorded (a
-/// second apart) before it leaves the batch `pending` for the next start and goes on.
-const RECORD_RETRIES: u32 = 5;
+/// The first wait before a batch whose results could not be recorded is evaluated again; each
+/// further failure doubles it, up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+/// The longest wait between two attempts at recording a batch: once the store can commit
+/// again (space freed, lock released), the batch is recorded within this time.
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// The wait before attempt `failures + 1`.
+pub(crate) fn backoff(failures: u32) -> Duration {
+    RETRY_FIRST
+        .saturating_mul(1 << failures.min(8))
+        .min(RETRY_MAX)
+}
 
 /// Starts the engine; it runs until the process ends.
 ///
@@ -59,23 +69,19 @@ pub async fn start(
     }
     tokio::spawn(async move {
         let renderer = Renderer::new();
-        // The number of the last instance taken. A batch whose results could not be recorded
-        // is evaluated again from where it started, up to `RECORD_RETRIES` times; after that
-        // its instances stay `pending` and are evaluated again after the next start.
+        // The number of the last instance taken. The cursor moves past a batch only once its
+        // results are recorded.
         let mut cursor = 0;
-        let mut failures = 0;
         loop {
-            let batch_start = cursor;
             let claimed = match store.pending_after(cursor, BATCH).await {
                 Ok(claimed) => claimed,
                 Err(e) => {
                     tracing::error!("rules engine cannot read pending trigger instances: {e}");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tokio::time::sleep(RETRY_MAX).await;
                     continue;
                 }
             };
             if claimed.is_empty() {
-                failures = 0;
                 tokio::time::sleep(POLL).await;
                 continue;
             }
@@ -112,31 +118,27 @@ pub async fn start(
                     executions,
                 });
             }
-            match store.finish_trigger_instances(&finished).await {
-                Ok(()) => {
-                    failures = 0;
-                    executor.notify();
-                }
-                // Nothing of the batch was written (one transaction): evaluate it again.
-                Err(e) if failures < RECORD_RETRIES => {
-                    failures += 1;
-                    tracing::warn!(
-                        instances = finished.len(),
-                        attempt = failures,
-                        "recording rule enforcements failed; the batch is evaluated again in 1 s: {e}"
-                    );
-                    cursor = batch_start;
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                Err(e) => {
-                    failures = 0;
-                    tracing::error!(
-                        instances = finished.len(),
-                        "recording rule enforcements failed {} times; the instances stay pending until the next start: {e}",
-                        RECORD_RETRIES + 1
-                    );
-                }
+            // Nothing of the batch is written unless all of it is (one transaction), so a
+            // failed write is tried again, with a growing wait, until it succeeds.
+            let mut failures: u32 = 0;
+            while let Err(e) = store.finish_trigger_instances(&finished).await {
+                let wait = backoff(failures);
+                failures = failures.saturating_add(1);
+                tracing::warn!(
+                    instances = finished.len(),
+                    attempt = failures,
+                    "recording rule enforcements failed; trying again in {wait:?}: {e}"
+                );
+                tokio::time::sleep(wait).await;
             }
+            if failures > 0 {
+                tracing::info!(
+                    instances = finished.len(),
+                    attempts = failures + 1,
+                    "rule enforcements recorded after the store recovered"
+                );
+            }
+            executor.notify();
         }
     });
     Ok(())
@@ -171,8 +173,12 @@ pub async fn evaluate(
         .iter()
         .filter(|r| r.doc.enabled)
         .filter(|r| {
+            // A trigger type without parameters has one trigger, which its type's ref names
+            // too; a type with parameters (`core.st2.webhook`) is matched only through the
+            // trigger of the rule's parameters.
             instance.trigger == r.trigger().reference
-                || instance.trigger == r.doc.trigger.trigger_type
+                || (r.doc.trigger.parameters.is_empty()
+                    && instance.trigger == r.doc.trigger.trigger_type)
         })
         .collect();
     let mut matches = Vec::new();

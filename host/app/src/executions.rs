@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 use stormhook_rules::template::Renderer;
-use stormhook_storage::ingest::Ingest;
+use stormhook_storage::ingest::{Ingest, IngestError};
 use stormhook_storage::{Execution, ExecutionQuery, StorageError, Store, TriggerInstance, ids};
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
@@ -632,34 +632,45 @@ impl Executor {
     }
 
     /// Records completed executions, every one that is waiting in one durable write, then
-    /// dispatches their action triggers (group commit).
+    /// dispatches their action triggers (group commit). A write that fails (a full disk, a
+    /// locked store) is tried again, with a growing wait and together with the executions that
+    /// completed meanwhile, until it succeeds: a completed execution is never dropped.
     async fn record(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Execution>) {
-        let mut batch = Vec::new();
-        while rx.recv_many(&mut batch, 256).await > 0 {
-            let done = std::mem::take(&mut batch);
-            match self
-                .store
-                .update_executions(&done, &["running", "canceling"])
-                .await
-            {
-                Ok(recorded) => {
-                    self.moved.notify_waiters();
-                    let triggers = done
-                        .iter()
-                        .zip(recorded)
-                        .filter(|(_, ok)| *ok)
-                        .map(|(execution, _)| self.dispatch_action_trigger(execution));
-                    // Together, so their group commits are shared.
-                    futures_util::future::join_all(triggers).await;
+        let mut done: Vec<Execution> = Vec::new();
+        while rx.recv_many(&mut done, 256).await > 0 {
+            let mut failures: u32 = 0;
+            let recorded = loop {
+                match self
+                    .store
+                    .update_executions(&done, &["running", "canceling"])
+                    .await
+                {
+                    Ok(recorded) => break recorded,
+                    Err(e) => {
+                        let wait = crate::engine::backoff(failures);
+                        failures = failures.saturating_add(1);
+                        tracing::warn!(
+                            executions = done.len(),
+                            attempt = failures,
+                            "cannot record the end of executions; trying again in {wait:?}: {e}"
+                        );
+                        tokio::time::sleep(wait).await;
+                        // Whatever completed meanwhile joins the same write.
+                        while let Ok(more) = rx.try_recv() {
+                            done.push(more);
+                        }
+                    }
                 }
-                Err(e) => {
-                    // Left `running`: after a restart they are `abandoned`, never run twice.
-                    tracing::error!(
-                        executions = done.len(),
-                        "cannot record the end of executions: {e}"
-                    );
-                }
-            }
+            };
+            self.moved.notify_waiters();
+            let triggers = done
+                .iter()
+                .zip(recorded)
+                .filter(|(_, ok)| *ok)
+                .map(|(execution, _)| self.dispatch_action_trigger(execution));
+            // Together, so their group commits are shared.
+            futures_util::future::join_all(triggers).await;
+            done.clear();
         }
     }
 
@@ -686,7 +697,7 @@ impl Executor {
                 "action_name": doc["action"]["name"],
                 "action_ref": execution.action_ref,
                 "runner_ref": execution.runner,
-                "parameters": doc["parameters"],
+                "parameters": masked_parameters(doc),
                 "result": doc.get("result").cloned().unwrap_or_else(|| json!({})),
             }),
             occurrence_time: now,
@@ -694,9 +705,23 @@ impl Executor {
             trace_id: Some(trace.id.clone()),
         };
         let event = stormhook_storage::NewEvent::new(trace, vec![instance]);
-        // Group commit: shares its fsync with webhooks and other completions.
-        if let Err(e) = self.ingest.submit(event).await {
-            tracing::error!(id = %execution.id, "cannot dispatch the action trigger: {e}");
+        // Group commit: shares its fsync with webhooks and other completions. A store that
+        // cannot commit now (or a full queue) is waited out, with a growing wait.
+        let mut failures: u32 = 0;
+        loop {
+            match self.ingest.submit(event.clone()).await {
+                Ok(()) => return,
+                Err(IngestError::Stopped) => {
+                    tracing::error!(id = %execution.id, "cannot dispatch the action trigger: the store is shutting down");
+                    return;
+                }
+                Err(e) => {
+                    let wait = crate::engine::backoff(failures);
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(id = %execution.id, attempt = failures, "cannot dispatch the action trigger; trying again in {wait:?}: {e}");
+                    tokio::time::sleep(wait).await;
+                }
+            }
         }
     }
 
@@ -724,7 +749,7 @@ impl Executor {
             (_, actions::LOCAL_RUNNER) => actions::local::run(params).await,
             (reference, actions::HTTP_RUNNER) => {
                 let name = reference.rsplit('.').next().unwrap_or(reference);
-                actions::http::run(params, name).await
+                actions::http::run(params, name, self.catalog.http_policy()).await
             }
             (reference, actions::WASM_RUNNER) => self.run_wasm(reference, execution, params).await,
             (_, runner) => Outcome::failed(json!({"error": format!("unknown runner {runner:?}")})),
@@ -834,6 +859,44 @@ fn parameters_schema(declared: &Map<String, Value>) -> Value {
         })
         .collect();
     json!({"type": "object", "properties": properties, "additionalProperties": false})
+}
+
+/// The names of an execution document's parameters that its runner or action declares
+/// `secret: true`.
+pub(crate) fn secret_parameters(doc: &Value) -> Vec<String> {
+    [
+        &doc["runner"]["runner_parameters"],
+        &doc["action"]["parameters"],
+    ]
+    .into_iter()
+    .filter_map(Value::as_object)
+    .flat_map(|schemas| {
+        schemas
+            .iter()
+            .filter(|(_, s)| s.get("secret").and_then(Value::as_bool) == Some(true))
+            .map(|(k, _)| k.clone())
+    })
+    .collect()
+}
+
+/// Replaces the values of the `secret` parameters in `params` with `********`.
+pub(crate) fn mask(params: &mut Value, secret: &[String]) {
+    if let Some(params) = params.as_object_mut() {
+        for name in secret {
+            if let Some(value) = params.get_mut(name) {
+                *value = json!("********");
+            }
+        }
+    }
+}
+
+/// An execution's parameters with the secret ones masked, as StackStorm's notifier puts them
+/// in the action trigger (`liveaction_db.get_masked_parameters()`): a trigger instance is
+/// served to every API user and templated by any rule.
+fn masked_parameters(doc: &Value) -> Value {
+    let mut params = doc["parameters"].clone();
+    mask(&mut params, &secret_parameters(doc));
+    params
 }
 
 /// A new execution, `requested`, with its log's first entry.

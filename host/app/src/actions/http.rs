@@ -6,19 +6,167 @@
 //! seconds, default 60) is `timeout` with `{"error"}`. Redirects are not followed unless
 //! `allow_redirects`. The request carries `User-Agent: st2/v<version>` and
 //! `X-Stanley-Action: <action name>`, as StackStorm's runner sends.
+//!
+//! Where a request may go is the operator's [`HttpPolicy`]: every address a URL names or its
+//! host name resolves to, on the first request and on every redirect, is checked before a
+//! connection is made. By default link-local addresses (`169.254.0.0/16`, `fe80::/10`, where
+//! cloud metadata services answer) and the other known metadata addresses are refused, also
+//! when a URL is templated from a webhook body.
 
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
+use ipnet::IpNet;
 use serde_json::{Map, Value, json};
 
 use crate::executions::Outcome;
 
+/// Where `core.http` may connect: an address is refused when a `deny` entry covers it and no
+/// `allow` entry does.
+#[derive(Debug, Clone)]
+pub struct HttpPolicy {
+    deny: Vec<IpNet>,
+    allow: Vec<IpNet>,
+}
+
+impl Default for HttpPolicy {
+    fn default() -> Self {
+        Self::new(DEFAULT_DENY, &[] as &[&str]).expect("the default policy parses")
+    }
+}
+
+/// The default deny list: link-local and the cloud metadata addresses.
+pub const DEFAULT_DENY: &[&str] = &["link-local", "metadata"];
+
+impl HttpPolicy {
+    /// A policy from entries: CIDR networks (`10.0.0.0/8`, `::1/128`), single addresses, or the
+    /// names `loopback`, `private` (RFC 1918 and IPv6 unique-local), `link-local`, `metadata`
+    /// (cloud metadata services), `all`.
+    ///
+    /// # Errors
+    ///
+    /// An entry that is none of these, named.
+    pub fn new<D: AsRef<str>, A: AsRef<str>>(deny: &[D], allow: &[A]) -> Result<Self, String> {
+        Ok(Self {
+            deny: parse_networks(deny)?,
+            allow: parse_networks(allow)?,
+        })
+    }
+
+    /// Whether `core.http` may connect to `ip`.
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        !self.deny.iter().any(|n| n.contains(&ip)) || self.allow.iter().any(|n| n.contains(&ip))
+    }
+
+    fn check(&self, ip: IpAddr) -> Result<(), Refused> {
+        if self.allows(ip) {
+            Ok(())
+        } else {
+            Err(Refused(ip.to_canonical()))
+        }
+    }
+}
+
+fn parse_networks<E: AsRef<str>>(entries: &[E]) -> Result<Vec<IpNet>, String> {
+    let mut nets = Vec::new();
+    for entry in entries {
+        nets.extend(networks(entry.as_ref())?);
+    }
+    Ok(nets)
+}
+
+fn networks(entry: &str) -> Result<Vec<IpNet>, String> {
+    let named: &[&str] = match entry.trim() {
+        "loopback" => &["127.0.0.0/8", "::1/128"],
+        "private" => &["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"],
+        "link-local" => &["169.254.0.0/16", "fe80::/10"],
+        // AWS, GCP, Azure, OpenStack (169.254.169.254, inside link-local too), AWS over IPv6,
+        // Alibaba Cloud, Oracle Cloud.
+        "metadata" => &[
+            "169.254.169.254/32",
+            "fd00:ec2::254/128",
+            "100.100.100.200/32",
+            "192.0.0.192/32",
+        ],
+        "all" => &["0.0.0.0/0", "::/0"],
+        other => {
+            let net = other
+                .parse::<IpNet>()
+                .or_else(|_| other.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    format!(
+                        "{other:?} is not a network (CIDR such as 10.0.0.0/8, an address, or one of loopback, private, link-local, metadata, all)"
+                    )
+                })?;
+            return Ok(vec![net]);
+        }
+    };
+    Ok(named
+        .iter()
+        .map(|n| n.parse().expect("a built-in network parses"))
+        .collect())
+}
+
+/// An address the policy refuses.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "connecting to {0} is not allowed by this server's core.http policy (--http-deny/--http-allow)"
+)]
+struct Refused(IpAddr);
+
+/// Resolves host names like the system does, then drops every address the policy refuses; a
+/// name with only refused addresses fails.
+struct PolicyResolver(Arc<HttpPolicy>);
+
+impl reqwest::dns::Resolve for PolicyResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = Arc::clone(&self.0);
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let mut refused = None;
+            let allowed: Vec<SocketAddr> = found
+                .into_iter()
+                .filter(|a| match policy.check(a.ip()) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        refused = Some(e);
+                        false
+                    }
+                })
+                .collect();
+            match (allowed.is_empty(), refused) {
+                (true, Some(e)) => Err(Box::new(e) as Box<dyn std::error::Error + Send + Sync>),
+                _ => Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs),
+            }
+        })
+    }
+}
+
+/// The address a URL names literally (`http://169.254.169.254/`), which reqwest connects to
+/// without resolving.
+fn literal_ip(url: &reqwest::Url) -> Option<IpAddr> {
+    match url.host()? {
+        url::Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
+        url::Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
+        url::Host::Domain(_) => None,
+    }
+}
+
 /// Largest response body kept.
 const MAX_BODY_BYTES: usize = 4 << 20;
 
-/// Sends the request `params` describe on behalf of action `action_name`.
-pub async fn run(params: &Map<String, Value>, action_name: &str) -> Outcome {
-    match send(params, action_name).await {
+/// Sends the request `params` describe on behalf of action `action_name`, where `policy`
+/// allows.
+pub async fn run(
+    params: &Map<String, Value>,
+    action_name: &str,
+    policy: &Arc<HttpPolicy>,
+) -> Outcome {
+    match send(params, action_name, policy).await {
         Ok(outcome) => outcome,
         Err(e) if e.is_timeout() => Outcome {
             status: "timeout",
@@ -46,7 +194,11 @@ fn text(v: &Value) -> String {
     }
 }
 
-async fn send(params: &Map<String, Value>, action_name: &str) -> Result<Outcome, reqwest::Error> {
+async fn send(
+    params: &Map<String, Value>,
+    action_name: &str,
+    policy: &Arc<HttpPolicy>,
+) -> Result<Outcome, reqwest::Error> {
     let Some(url) = params.get("url").and_then(Value::as_str) else {
         return Ok(Outcome::failed(
             json!({"error": "'url' is a required property"}),
@@ -68,8 +220,22 @@ async fn send(params: &Map<String, Value>, action_name: &str) -> Result<Outcome,
         .and_then(Value::as_f64)
         .filter(|t| t.is_finite() && *t > 0.0)
         .unwrap_or(60.0);
+    if let Ok(parsed) = reqwest::Url::parse(url)
+        && let Some(Err(refused)) = literal_ip(&parsed).map(|ip| policy.check(ip))
+    {
+        return Ok(Outcome::failed(json!({"error": refused.to_string()})));
+    }
     let redirects = if params.get("allow_redirects").and_then(Value::as_bool) == Some(true) {
-        reqwest::redirect::Policy::limited(10)
+        let policy = Arc::clone(policy);
+        reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() >= 10 {
+                return attempt.error("too many redirects");
+            }
+            match literal_ip(attempt.url()).map(|ip| policy.check(ip)) {
+                Some(Err(refused)) => attempt.error(refused),
+                _ => attempt.follow(),
+            }
+        })
     } else {
         reqwest::redirect::Policy::none()
     };
@@ -78,6 +244,7 @@ async fn send(params: &Map<String, Value>, action_name: &str) -> Result<Outcome,
         .timeout(Duration::from_secs_f64(timeout))
         .redirect(redirects)
         .danger_accept_invalid_certs(!verify)
+        .dns_resolver(Arc::new(PolicyResolver(Arc::clone(policy))))
         .user_agent(format!("st2/v{}", env!("CARGO_PKG_VERSION")))
         .build()?;
     let mut request = client

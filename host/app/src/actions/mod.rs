@@ -237,6 +237,7 @@ fn builtin(
 pub struct Catalog {
     packs: Arc<PackManager>,
     local_enabled: bool,
+    http_policy: Arc<http::HttpPolicy>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -253,7 +254,21 @@ impl Catalog {
         Self {
             packs,
             local_enabled,
+            http_policy: Arc::default(),
         }
+    }
+
+    /// The same catalog, with `core.http` connecting only where `policy` allows (by default,
+    /// anywhere but link-local and cloud metadata addresses).
+    #[must_use]
+    pub fn with_http_policy(mut self, policy: http::HttpPolicy) -> Self {
+        self.http_policy = Arc::new(policy);
+        self
+    }
+
+    /// Where `core.http` may connect.
+    pub fn http_policy(&self) -> &Arc<http::HttpPolicy> {
+        &self.http_policy
     }
 
     /// Whether `core.local` may run shell commands.

@@ -174,6 +174,35 @@ pub struct ServeArgs {
         default_value_t = 1024
     )]
     pub max_concurrent_requests: usize,
+    /// Most requests in progress at once from one client (its address and the credential it
+    /// sends); past it, 429 with `Retry-After` (0: no cap).
+    #[arg(long, env = "STORMHOOK_MAX_REQUESTS_PER_CLIENT", default_value_t = 256)]
+    pub max_requests_per_client: usize,
+    /// The longest a request body may take to arrive, in seconds; past it, 408.
+    #[arg(long, env = "STORMHOOK_BODY_TIMEOUT_SECS", default_value_t = 30)]
+    pub body_timeout_secs: u64,
+    /// The slowest average rate a request body may arrive at after its first 5 seconds, in
+    /// bytes per second; slower, 408 (0: no minimum).
+    #[arg(long, env = "STORMHOOK_BODY_MIN_BYTES_PER_SEC", default_value_t = 1024)]
+    pub body_min_bytes_per_sec: u64,
+    /// An origin allowed to call the API from a browser with credentials (CORS), besides the
+    /// API's own URL; repeat it or separate origins with commas (`*`: any origin, without
+    /// credentials). Other origins get `Access-Control-Allow-Origin: null`.
+    #[arg(long, env = "STORMHOOK_ALLOW_ORIGIN", value_delimiter = ',')]
+    pub allow_origin: Vec<String>,
+    /// Networks `core.http` may not connect to (checked for every address a URL resolves to,
+    /// redirects included): CIDRs, addresses, or `loopback`, `private`, `link-local`,
+    /// `metadata`, `all`; repeat it or separate entries with commas. Replaces the default.
+    #[arg(
+        long,
+        env = "STORMHOOK_HTTP_DENY",
+        value_delimiter = ',',
+        default_value = "link-local,metadata"
+    )]
+    pub http_deny: Vec<String>,
+    /// Networks `core.http` may connect to even when `--http-deny` covers them (same forms).
+    #[arg(long, env = "STORMHOOK_HTTP_ALLOW", value_delimiter = ',')]
+    pub http_allow: Vec<String>,
     /// Most open connections; past it, new connections are closed.
     #[arg(long, env = "STORMHOOK_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,

@@ -61,7 +61,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     server::rules::load_api_rules(store.as_ref(), &packs)
         .await
         .context("loading the rules created through the API")?;
-    let catalog = crate::actions::Catalog::new(Arc::clone(&packs), !args.disable_core_local);
+    let http_policy = crate::actions::http::HttpPolicy::new(&args.http_deny, &args.http_allow)
+        .map_err(|e| anyhow::anyhow!("--http-deny/--http-allow: {e}"))?;
+    let catalog = crate::actions::Catalog::new(Arc::clone(&packs), !args.disable_core_local)
+        .with_http_policy(http_policy);
     let ingest = Ingest::start(Arc::clone(&store), INGEST_QUEUE);
     let executor = Arc::new(crate::executions::Executor::new(
         Arc::clone(&store),
@@ -104,6 +107,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         max_body_bytes: args.max_body_bytes,
         max_concurrent_requests: args.max_concurrent_requests,
         api_url: args.api_url.clone().unwrap_or_else(|| base.clone()),
+        allow_origins: args.allow_origin.clone(),
+        max_requests_per_client: args.max_requests_per_client,
+        body_timeout: Duration::from_secs(args.body_timeout_secs),
+        body_min_rate: args.body_min_bytes_per_sec,
     };
     if args.htpasswd.is_none() {
         tracing::info!(

@@ -4,6 +4,7 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use stormhook_storage::StorageError;
+use stormhook_storage::ingest::IngestError;
 
 use crate::auth::AuthError;
 
@@ -27,6 +28,12 @@ pub enum ApiError {
         /// The id of the record holding the key (`conflict-id`).
         existing_id: Option<String>,
     },
+    /// 408: the request body did not arrive in time.
+    #[error("{0}")]
+    Timeout(String),
+    /// 429: this client has too many requests in progress; retry after a second.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// 413: the body is larger than the limit.
     #[error("{0}")]
     TooLarge(String),
@@ -47,6 +54,8 @@ impl ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -68,10 +77,26 @@ impl From<StorageError> for ApiError {
                 message,
                 existing_id,
             },
-            busy if busy.is_busy() => {
-                Self::Unavailable("The database is busy; retry later.".into())
+            unavailable if unavailable.is_unavailable() => {
+                tracing::error!("the store cannot commit: {unavailable}");
+                Self::Unavailable(format!(
+                    "The store cannot accept writes right now ({}); retry later.",
+                    unavailable.cause()
+                ))
             }
             other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(err: IngestError) -> Self {
+        match err {
+            IngestError::Failed(detail) => Self::Internal(detail),
+            IngestError::Unavailable(cause) => Self::Unavailable(format!(
+                "The store cannot accept events right now ({cause}); retry later."
+            )),
+            other => Self::Unavailable(other.to_string()),
         }
     }
 }
@@ -102,7 +127,7 @@ impl IntoResponse for ApiError {
             other => serde_json::json!({ "faultstring": other.to_string() }),
         };
         let mut response = (status, Json(body)).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -49,27 +49,10 @@ fn falsy(v: &Value) -> bool {
 pub(crate) fn execution_json(e: &Execution, show_secrets: bool) -> Value {
     let mut doc = e.document.clone();
     if !show_secrets {
-        let mut secret: Vec<String> = Vec::new();
-        for schemas in [
-            &doc["runner"]["runner_parameters"],
-            &doc["action"]["parameters"],
-        ] {
-            if let Some(schemas) = schemas.as_object() {
-                secret.extend(
-                    schemas
-                        .iter()
-                        .filter(|(_, s)| s.get("secret").and_then(Value::as_bool) == Some(true))
-                        .map(|(k, _)| k.clone()),
-                );
-            }
-        }
+        let secret = crate::executions::secret_parameters(&doc);
         for pointer in ["/parameters", "/liveaction/parameters"] {
-            if let Some(params) = doc.pointer_mut(pointer).and_then(Value::as_object_mut) {
-                for name in &secret {
-                    if let Some(value) = params.get_mut(name) {
-                        *value = json!("********");
-                    }
-                }
+            if let Some(params) = doc.pointer_mut(pointer) {
+                crate::executions::mask(params, &secret);
             }
         }
     }

@@ -7,16 +7,27 @@
 //! request, and on the webhook path that overhead was measurable (BENCHMARKS.md), so they are one
 //! function now.
 
-use axum::extract::{Request, State};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
 use super::{ApiError, AppState};
 use crate::auth::Credential;
 
-const CORS: [(HeaderName, HeaderValue); 4] = [
+const CORS: [(HeaderName, HeaderValue); 3] = [
     (
         HeaderName::from_static("access-control-allow-methods"),
         HeaderValue::from_static("GET,POST,PUT,DELETE,OPTIONS"),
@@ -28,24 +39,89 @@ const CORS: [(HeaderName, HeaderValue); 4] = [
         ),
     ),
     (
-        HeaderName::from_static("access-control-allow-credentials"),
-        HeaderValue::from_static("true"),
-    ),
-    (
         HeaderName::from_static("access-control-expose-headers"),
         HeaderValue::from_static("Content-Type,X-Limit,X-Total-Count,X-Request-ID"),
     ),
 ];
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const ALLOW_ORIGIN: HeaderName = HeaderName::from_static("access-control-allow-origin");
+const ALLOW_CREDENTIALS: HeaderName = HeaderName::from_static("access-control-allow-credentials");
 
 /// The limits [`edge`] applies.
 #[derive(Debug)]
 pub(crate) struct EdgeLimits {
     /// Requests in progress at once.
     pub(crate) concurrency: Semaphore,
+    /// Requests in progress at once from one client (0: no cap), so that one client cannot
+    /// take every slot of `concurrency`. A client is an address and the credential it sends.
+    pub(crate) per_client: usize,
+    /// Requests in progress per client.
+    pub(crate) clients: Mutex<HashMap<Client, usize>>,
+    /// Keys the credential fingerprints of [`Client`] (random per process).
+    pub(crate) hasher: std::hash::RandomState,
     /// Largest declared body.
     pub(crate) max_body_bytes: usize,
+    /// How long reading a body may take.
+    pub(crate) body: BodyLimits,
+    /// The origins CORS answers for.
+    pub(crate) origins: Origins,
+}
+
+/// How long a request body may take to arrive: at most `timeout` in all, and after the first
+/// [`BODY_GRACE`], at least `min_rate` bytes per second on average. A client that stalls is cut
+/// off with 408 instead of holding a request slot.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyLimits {
+    /// The longest a whole body may take.
+    pub(crate) timeout: Duration,
+    /// The slowest average rate accepted after the grace period, in bytes per second.
+    pub(crate) min_rate: u64,
+}
+
+/// The time a body may take before its rate counts.
+pub(crate) const BODY_GRACE: Duration = Duration::from_secs(5);
+
+/// The origins that get CORS answers with credentials: `Access-Control-Allow-Origin` echoes
+/// an allowed `Origin` (with `Access-Control-Allow-Credentials: true`), and is `null` for any
+/// other, as StackStorm's `api.allow_origin` does. `*` in the list allows every origin, without
+/// credentials (browsers refuse credentials with a wildcard).
+#[derive(Debug, Clone)]
+pub(crate) struct Origins {
+    allowed: Vec<HeaderValue>,
+    any: bool,
+}
+
+impl Origins {
+    /// `allowed` origins (`scheme://host[:port]`; a trailing slash is ignored), or `*`.
+    pub(crate) fn new(allowed: &[String]) -> Self {
+        let any = allowed.iter().any(|o| o.trim() == "*");
+        let allowed = allowed
+            .iter()
+            .map(|o| o.trim().trim_end_matches('/'))
+            .filter(|o| !o.is_empty() && *o != "*")
+            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .collect();
+        Self { allowed, any }
+    }
+
+    /// `Access-Control-Allow-Origin` for a request from `origin`, and whether credentials are
+    /// allowed with it.
+    fn answer(&self, origin: Option<&HeaderValue>) -> (HeaderValue, bool) {
+        if self.any {
+            return (HeaderValue::from_static("*"), false);
+        }
+        match origin {
+            Some(origin) if self.allowed.iter().any(|a| a == origin) => (origin.clone(), true),
+            Some(_) => (HeaderValue::from_static("null"), false),
+            None => (
+                self.allowed
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| HeaderValue::from_static("null")),
+                false,
+            ),
+        }
+    }
 }
 
 /// CORS headers on every response, `OPTIONS` answered without authentication, and
@@ -57,7 +133,7 @@ pub(crate) async fn edge(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let origin = request.headers().get(header::ORIGIN).cloned();
+    let (allow_origin, credentials) = limits.origins.answer(request.headers().get(header::ORIGIN));
     let request_id = match request.headers().get(&REQUEST_ID) {
         Some(id) => id.clone(),
         None => {
@@ -74,12 +150,13 @@ pub(crate) async fn edge(
         faultstring(guard(&limits, request, next).await).await
     };
     let headers = response.headers_mut();
-    headers.reserve(6);
+    headers.reserve(7);
     headers.insert(REQUEST_ID, request_id);
-    headers.insert(
-        ALLOW_ORIGIN,
-        origin.unwrap_or_else(|| HeaderValue::from_static("*")),
-    );
+    headers.insert(ALLOW_ORIGIN, allow_origin);
+    if credentials {
+        headers.insert(ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+    }
+    headers.append(header::VARY, HeaderValue::from_static("Origin"));
     for (name, value) in CORS {
         headers.insert(name, value);
     }
@@ -92,6 +169,23 @@ pub(crate) async fn edge(
 /// slash before routing, as StackStorm's router does (`/v1/rules/` is `/v1/rules`; the `st2` CLI
 /// depends on it). All of it before authentication and before any body is read.
 async fn guard(limits: &EdgeLimits, mut request: Request, next: Next) -> Response {
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .filter(|_| limits.per_client > 0)
+        .map(|ConnectInfo(peer)| Client::of(peer.ip(), &request, &limits.hasher));
+    let _client_slot = match client {
+        Some(client) => match ClientSlot::take(limits, client) {
+            Some(slot) => Some(slot),
+            None => {
+                return ApiError::TooManyRequests(
+                    "Too many requests in progress from this client; retry later.".into(),
+                )
+                .into_response();
+            }
+        },
+        _ => None,
+    };
     let Ok(_permit) = limits.concurrency.try_acquire() else {
         return ApiError::Unavailable("Too many requests in progress; retry later.".into())
             .into_response();
@@ -105,7 +199,181 @@ async fn guard(limits: &EdgeLimits, mut request: Request, next: Next) -> Respons
         return too_large(limits.max_body_bytes).into_response();
     }
     strip_trailing_slash(&mut request);
-    next.run(request).await
+    let expired = Arc::new(AtomicBool::new(false));
+    let request = request.map(|body| {
+        if http_body::Body::is_end_stream(&body) {
+            body
+        } else {
+            Body::new(TimedBody::new(body, limits.body, Arc::clone(&expired)))
+        }
+    });
+    let response = next.run(request).await;
+    if expired.load(Ordering::Relaxed) {
+        // Whatever the handler made of the failed read (an extractor's 400), the answer is 408,
+        // and the connection is closed rather than drained.
+        let mut response = ApiError::Timeout(body_timeout_message(limits.body)).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
+    }
+    response
+}
+
+fn body_timeout_message(limits: BodyLimits) -> String {
+    format!(
+        "Request body was not received in time (at most {} s in all, and at least {} bytes per second after the first {} s).",
+        limits.timeout.as_secs(),
+        limits.min_rate,
+        BODY_GRACE.as_secs()
+    )
+}
+
+/// Who a request comes from, for the per-client cap: its address, and a keyed hash of the
+/// credential it sends (`X-Auth-Token`, `St2-Api-Key`, `Authorization`, the `auth-token` cookie
+/// or the query's `x-auth-token`/`st2-api-key`), unverified. Clients behind one address (a
+/// proxy, a NAT) are told apart by their credentials. A made-up credential gains nothing: it
+/// is refused (401) before any body is read, so it holds a slot for a moment only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Client {
+    ip: IpAddr,
+    credential: u64,
+}
+
+impl Client {
+    fn of(ip: IpAddr, request: &Request, hasher: &std::hash::RandomState) -> Self {
+        use std::hash::BuildHasher as _;
+        let headers = request.headers();
+        let header = ["x-auth-token", "st2-api-key", "authorization", "cookie"]
+            .into_iter()
+            .find_map(|name| headers.get(name))
+            .map(HeaderValue::as_bytes);
+        let credential = match header {
+            Some(value) => hasher.hash_one(value),
+            None => request.uri().query().map_or(0, |q| {
+                let found = form_urlencoded::parse(q.as_bytes())
+                    .find(|(k, _)| k == "x-auth-token" || k == "st2-api-key");
+                found.map_or(0, |(_, v)| hasher.hash_one(v.as_bytes()))
+            }),
+        };
+        Self { ip, credential }
+    }
+}
+
+/// One request in progress from a [`Client`]; counted in [`EdgeLimits::clients`] until
+/// dropped.
+struct ClientSlot<'a> {
+    limits: &'a EdgeLimits,
+    client: Client,
+}
+
+impl<'a> ClientSlot<'a> {
+    fn take(limits: &'a EdgeLimits, client: Client) -> Option<Self> {
+        let mut clients = limits.clients.lock().unwrap_or_else(|e| e.into_inner());
+        let count = clients.entry(client).or_insert(0);
+        if *count >= limits.per_client {
+            return None;
+        }
+        *count += 1;
+        Some(Self { limits, client })
+    }
+}
+
+impl Drop for ClientSlot<'_> {
+    fn drop(&mut self) {
+        let mut clients = self
+            .limits
+            .clients
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = clients.get_mut(&self.client) {
+            *count -= 1;
+            if *count == 0 {
+                clients.remove(&self.client);
+            }
+        }
+    }
+}
+
+/// A request body that fails once it is late: see [`BodyLimits`]. The deadline moves with every
+/// chunk received (the grace period plus the time the bytes so far are allowed at the minimum
+/// rate), and never past the total timeout. Sets `expired` when it fails, so [`guard`] answers
+/// 408 whatever the handler did with the error.
+struct TimedBody {
+    inner: Body,
+    limits: BodyLimits,
+    start: Instant,
+    received: u64,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    expired: Arc<AtomicBool>,
+}
+
+impl TimedBody {
+    fn new(inner: Body, limits: BodyLimits, expired: Arc<AtomicBool>) -> Self {
+        let start = Instant::now();
+        let mut body = Self {
+            inner,
+            limits,
+            start,
+            received: 0,
+            timer: Box::pin(tokio::time::sleep_until(start)),
+            expired,
+        };
+        let deadline = body.deadline();
+        body.timer.as_mut().reset(deadline);
+        body
+    }
+
+    fn deadline(&self) -> Instant {
+        let earned = match self.limits.min_rate {
+            0 => self.limits.timeout,
+            rate => BODY_GRACE + Duration::from_secs_f64(self.received as f64 / rate as f64),
+        };
+        self.start + earned.min(self.limits.timeout)
+    }
+}
+
+/// The error a late body fails with.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body was not received in time")]
+struct BodyTimeout;
+
+impl http_body::Body for TimedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.received += data.len() as u64;
+                    let deadline = this.deadline();
+                    this.timer.as_mut().reset(deadline);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Pending => {
+                if this.timer.as_mut().poll(cx).is_ready() {
+                    this.expired.store(true, Ordering::Relaxed);
+                    return Poll::Ready(Some(Err(axum::Error::new(BodyTimeout))));
+                }
+                Poll::Pending
+            }
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Gives every error the `{"faultstring": ...}` shape, including the plain-text rejections of

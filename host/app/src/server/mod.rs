@@ -53,8 +53,20 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Most requests in progress at once (503 with `Retry-After` past it).
     pub max_concurrent_requests: usize,
-    /// The public API URL, sent as `X-API-URL` when a token is issued.
+    /// The public API URL, sent as `X-API-URL` when a token is issued, and allowed as a CORS
+    /// origin.
     pub api_url: String,
+    /// More origins allowed to call the API from a browser with credentials (CORS), besides
+    /// `api_url`; `*` allows any origin, without credentials.
+    pub allow_origins: Vec<String>,
+    /// Most requests in progress at once from one client, an address and the credential it
+    /// sends (0: no cap).
+    pub max_requests_per_client: usize,
+    /// The longest a request body may take to arrive.
+    pub body_timeout: std::time::Duration,
+    /// The slowest average rate a request body may arrive at, after its first 5 seconds, in
+    /// bytes per second (0: no minimum).
+    pub body_min_rate: u64,
 }
 
 impl Default for Settings {
@@ -63,6 +75,10 @@ impl Default for Settings {
             max_body_bytes: 4 << 20,
             max_concurrent_requests: 1024,
             api_url: "http://127.0.0.1:9101".into(),
+            allow_origins: Vec::new(),
+            max_requests_per_client: 256,
+            body_timeout: std::time::Duration::from_secs(30),
+            body_min_rate: 1024,
         }
     }
 }
@@ -142,9 +158,20 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .with_state(state.clone());
+    let settings = &state.settings;
+    let mut origins = vec![settings.api_url.clone()];
+    origins.extend(settings.allow_origins.iter().cloned());
     let limits = Arc::new(middleware::EdgeLimits {
-        concurrency: Semaphore::new(state.settings.max_concurrent_requests),
-        max_body_bytes: state.settings.max_body_bytes,
+        concurrency: Semaphore::new(settings.max_concurrent_requests),
+        per_client: settings.max_requests_per_client,
+        clients: std::sync::Mutex::default(),
+        hasher: std::hash::RandomState::new(),
+        max_body_bytes: settings.max_body_bytes,
+        body: middleware::BodyLimits {
+            timeout: settings.body_timeout,
+            min_rate: settings.body_min_rate,
+        },
+        origins: middleware::Origins::new(&origins),
     });
     // Layers run bottom-up: the last added is the outermost.
     Router::new()
@@ -177,6 +204,24 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     listener::run(listener, router(state), limits, tls, shutdown).await
+}
+
+/// Reads the whole body, refusing more than `max` bytes.
+pub(crate) async fn read_body(
+    body: axum::body::Body,
+    max: usize,
+) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::to_bytes(body, max).await.map_err(|e| {
+        let inner = e.into_inner();
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&*inner);
+        while let Some(err) = cause {
+            if err.is::<http_body_util::LengthLimitError>() {
+                return middleware::too_large(max);
+            }
+            cause = err.source();
+        }
+        ApiError::BadRequest(format!("Failed to read request body: {inner}"))
+    })
 }
 
 /// Parses a JSON request body (empty means `{}`) into `T`, with StackStorm's messages:

@@ -13,14 +13,26 @@ use crate::auth::{Credential, Principal, TokenError};
 
 const INVALID: &str = "Invalid or missing credentials";
 
-/// `POST /auth/v1/tokens`.
+/// `POST /auth/v1/tokens`. The Basic credentials are checked before the body (which only
+/// carries an optional `ttl`) is read: a client without them cannot hold a request slot by
+/// sending a slow body.
 pub(super) async fn create(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    request: axum::extract::Request,
 ) -> Result<Response, ApiError> {
-    let (user, password) =
-        basic_credentials(&headers).ok_or_else(|| ApiError::Unauthorized(INVALID.into()))?;
+    let (user, password) = basic_credentials(request.headers())
+        .ok_or_else(|| ApiError::Unauthorized(INVALID.into()))?;
+    let token_error = |e: TokenError| match e {
+        TokenError::InvalidCredentials => ApiError::Unauthorized(INVALID.into()),
+        TokenError::Store(e) => e.into(),
+        other => ApiError::BadRequest(other.to_string()),
+    };
+    state
+        .auth
+        .check_password(&user, &password)
+        .await
+        .map_err(token_error)?;
+    let body = super::read_body(request.into_body(), state.settings.max_body_bytes).await?;
     let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
@@ -37,13 +49,9 @@ pub(super) async fn create(
     };
     let issued = state
         .auth
-        .issue_token(&user, &password, ttl)
+        .issue_token_for(&user, ttl)
         .await
-        .map_err(|e| match e {
-            TokenError::InvalidCredentials => ApiError::Unauthorized(INVALID.into()),
-            TokenError::Store(e) => e.into(),
-            other => ApiError::BadRequest(other.to_string()),
-        })?;
+        .map_err(token_error)?;
     let body = json!({
         "id": issued.record.id,
         "user": issued.record.user,

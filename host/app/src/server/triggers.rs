@@ -6,7 +6,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
-use stormhook_storage::ingest::IngestError;
 use stormhook_storage::{
     NewEvent, Trace, TraceQuery, TriggerInstance, TriggerInstanceQuery, TriggerType, ids,
 };
@@ -268,10 +267,7 @@ async fn re_emit(
         .ingest
         .submit(NewEvent::new(trace, vec![instance]))
         .await
-        .map_err(|e| match e {
-            IngestError::Failed(detail) => ApiError::Internal(detail),
-            other => ApiError::Unavailable(other.to_string()),
-        })?;
+        .map_err(ApiError::from)?;
     // "succesfully" is StackStorm's spelling; clients match on it.
     Ok(Json(
         json!({"message": format!("Trigger instance {id} succesfully re-sent."), "payload": payload}),

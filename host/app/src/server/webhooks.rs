@@ -5,17 +5,16 @@
 //! commit, [`stormhook_storage::ingest`]). Rules run later, from the store, never on the
 //! request path.
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Map, Value};
-use stormhook_storage::ingest::IngestError;
 use stormhook_storage::{NewEvent, NewInstance, Trace, TriggerInstance, ids};
 
-use super::{ApiError, AppState, middleware::too_large};
+use super::{ApiError, AppState};
 use crate::triggers::{WEBHOOK_TYPE, python_repr};
 
 pub(super) fn routes() -> Router<AppState> {
@@ -90,7 +89,7 @@ async fn post(
     // The request whole, not a `HeaderMap` extractor, which would clone every header.
     let (parts, body) = request.into_parts();
     let headers = parts.headers;
-    let raw = read_body(body, state.settings.max_body_bytes).await?;
+    let raw = super::read_body(body, state.settings.max_body_bytes).await?;
     // As in StackStorm, the body is parsed (and a bad content type refused) before the hook is
     // looked up.
     let media = media_type(&headers)?;
@@ -184,10 +183,7 @@ async fn post(
 
 /// Hands the event to the group commit and waits until it is on disk.
 async fn submit(state: &AppState, event: NewEvent) -> Result<(), ApiError> {
-    state.ingest.submit(event).await.map_err(|e| match e {
-        IngestError::Overloaded | IngestError::Stopped => ApiError::Unavailable(format!("{e}")),
-        IngestError::Failed(detail) => ApiError::Internal(detail),
-    })
+    state.ingest.submit(event).await.map_err(ApiError::from)
 }
 
 /// The generic webhook: `{"trigger": "<type or trigger ref>", "payload": {...}}`, validated
@@ -232,26 +228,25 @@ async fn generic(state: &AppState, body: &Value) -> Result<(String, String, Valu
             "Trigger type with reference \"{type_ref}\" doesn't exist in the database"
         )));
     };
+    // A type whose triggers take parameters (`core.st2.webhook` takes `url`) has no trigger of
+    // its own: StackStorm's rules engine finds no trigger for the bare type and dispatches
+    // nothing. Stormhook refuses it, rather than acknowledging an event no rule may see (or,
+    // worse, one that every rule of every url sees, with headers the sender made up).
+    let takes_parameters = trigger_type
+        .parameters_schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .is_some_and(|p| !p.is_empty());
+    if takes_parameters && trigger == trigger_type.reference {
+        return Err(refused(format!(
+            "Trigger type \"{trigger}\" takes parameters, so it has no trigger of its own; dispatch to one of its triggers by ref (<pack>.<uuid>), or post to the webhook's own url"
+        )));
+    }
     let schema = &trigger_type.payload_schema;
     if schema.as_object().is_some_and(|s| !s.is_empty()) {
         crate::schema::validate(schema, &payload).map_err(refused)?;
     }
     Ok((trigger, trigger_type.reference, payload))
-}
-
-/// Reads the whole body, refusing more than `max` bytes.
-pub(super) async fn read_body(body: Body, max: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, max).await.map_err(|e| {
-        let inner = e.into_inner();
-        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&*inner);
-        while let Some(err) = cause {
-            if err.is::<http_body_util::LengthLimitError>() {
-                return too_large(max);
-            }
-            cause = err.source();
-        }
-        ApiError::BadRequest(format!("Failed to read request body: {inner}"))
-    })
 }
 
 /// How a body is parsed, by its media type, as StackStorm's router does (§0.3).
