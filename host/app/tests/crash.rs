@@ -211,3 +211,160 @@ async fn executions_survive_sigkill_and_running_ones_are_abandoned_not_rerun() {
         .args(["-f", &format!("{}; sleep 30", marker.display())])
         .status();
 }
+
+#[path = "../../storage/tests/common/tmpfs.rs"]
+mod tmpfs;
+
+/// The reproduction of a full disk, on the real binary: the data directory is a tmpfs
+/// that fills under load and is freed a few seconds later. Meanwhile webhooks, executions and
+/// datastore writes get 503 (never 500); afterwards they succeed again, everything accepted is
+/// processed without a restart, and after a SIGKILL every acknowledged write is still there:
+/// each webhook as a trigger instance, each execution `succeeded` (none left `running`, so none
+/// `abandoned`), each key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_episode_loses_nothing_acknowledged_across_sigkill() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let Some(fs) = tmpfs::Tmpfs::mount("256m") else {
+        return;
+    };
+    let data = fs.path().join("data");
+    let key = common::offline_key(&data);
+    let (mut child, url) = start(&data);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    #[derive(Default)]
+    struct Acked {
+        webhooks: HashSet<u64>,
+        executions: Vec<String>,
+        keys: Vec<String>,
+        refused: u64,
+        other: Vec<String>,
+    }
+    let acked = Arc::new(Mutex::new(Acked::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let counter = Arc::new(AtomicU64::new(0));
+    let mut senders = Vec::new();
+    for worker in 0..4u64 {
+        let (client, url, key, acked, stop, counter) = (
+            client.clone(),
+            url.clone(),
+            key.clone(),
+            Arc::clone(&acked),
+            Arc::clone(&stop),
+            Arc::clone(&counter),
+        );
+        senders.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                let request = match (worker, n % 8) {
+                    (0, 0) => client
+                        .post(format!("{url}/api/v1/executions"))
+                        .json(&serde_json::json!({"action": "core.noop"})),
+                    (1, 0) => client
+                        .put(format!("{url}/api/v1/keys/k{n}"))
+                        .json(&serde_json::json!({"name": format!("k{n}"), "value": "v"})),
+                    _ => client
+                        .post(format!("{url}/api/v1/webhooks/github"))
+                        .json(&serde_json::json!({"n": n})),
+                };
+                let resp = request.header("St2-Api-Key", &key).send().await.unwrap();
+                let status = resp.status().as_u16();
+                let body: serde_json::Value = resp.json().await.unwrap_or_default();
+                let mut acked = acked.lock().unwrap();
+                match status {
+                    202 => {
+                        acked.webhooks.insert(n);
+                    }
+                    201 => acked
+                        .executions
+                        .push(body["id"].as_str().unwrap().to_owned()),
+                    200 => acked.keys.push(format!("k{n}")),
+                    503 => acked.refused += 1,
+                    _ => acked.other.push(format!("{status} {body}")),
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let filler = fs.fill();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    std::fs::remove_file(&filler).unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    let acked = Arc::try_unwrap(acked).ok().unwrap().into_inner().unwrap();
+    eprintln!(
+        "acknowledged: {} webhooks, {} executions, {} keys; 503: {}",
+        acked.webhooks.len(),
+        acked.executions.len(),
+        acked.keys.len(),
+        acked.refused
+    );
+    assert!(
+        acked.other.is_empty(),
+        "{:?}",
+        &acked.other[..acked.other.len().min(5)]
+    );
+    assert!(acked.refused > 0, "the disk never filled");
+    // Processed without a restart: no execution is left unfinished.
+    let get = |path: String| {
+        let (client, key) = (client.clone(), key.clone());
+        async move {
+            client
+                .get(path)
+                .header("St2-Api-Key", key)
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let started = std::time::Instant::now();
+    loop {
+        let unfinished = get(format!(
+            "{url}/api/v1/executions?limit=-1&status=requested,scheduled,running"
+        ))
+        .await;
+        if unfinished.as_array().unwrap().is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "unfinished: {}",
+            unfinished.as_array().unwrap().len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    let (mut child, url) = start(&data);
+    let instances = get(format!(
+        "{url}/api/v1/triggerinstances?limit=-1&trigger_type=core.st2.webhook"
+    ))
+    .await;
+    let stored: HashSet<u64> = instances
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["payload"]["body"]["n"].as_u64())
+        .collect();
+    let lost: Vec<_> = acked.webhooks.difference(&stored).collect();
+    assert!(lost.is_empty(), "acknowledged webhooks lost: {lost:?}");
+    for id in &acked.executions {
+        let e = get(format!("{url}/api/v1/executions/{id}")).await;
+        assert_eq!(e["status"], "succeeded", "{e}");
+    }
+    for name in &acked.keys {
+        let k = get(format!("{url}/api/v1/keys/{name}")).await;
+        assert_eq!(k["value"], "v", "{name}: {k}");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
