@@ -434,3 +434,43 @@ async fn a_token_from_a_header_or_the_query_comes_back_as_a_cookie() {
     let by_key = server.client().get(&url).send().await.unwrap();
     assert!(by_key.headers().get("set-cookie").is_none());
 }
+
+/// bcrypt is slow on purpose: password checks run one per core at most, and the rest are
+/// answered 503 at once instead of queueing (an unknown user costs a check too, so without the
+/// cap anyone could starve every login).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_checks_past_one_per_core_get_503() {
+    let slow = bcrypt::hash("secret", 12).unwrap();
+    let server = TestServer::builder()
+        .htpasswd(&format!("alice:{slow}\n"))
+        .start()
+        .await;
+    let client = reqwest::Client::new();
+    let attempts: Vec<_> = (0..12)
+        .map(|i| {
+            let request = client
+                .post(server.url("/auth/v1/tokens"))
+                .basic_auth(format!("user{i}"), Some("wrong"));
+            tokio::spawn(async move { request.send().await.unwrap().status().as_u16() })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for attempt in attempts {
+        statuses.push(attempt.await.unwrap());
+    }
+    statuses.sort_unstable();
+    assert!(statuses.contains(&401), "{statuses:?}");
+    assert!(statuses.contains(&503), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 503),
+        "{statuses:?}"
+    );
+    // Once the checks are done, logins work.
+    let resp = client
+        .post(server.url("/auth/v1/tokens"))
+        .basic_auth("alice", Some("secret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+}

@@ -177,10 +177,10 @@ async fn a_batch_whose_results_cannot_be_recorded_is_evaluated_again() {
     };
     // The engine logs each failed attempt. (tracing's per-callsite interest is shared by the
     // whole test binary, and on a loaded run this thread's subscriber has missed the line: then
-    // five seconds of the instance staying pending, with no enforcement, show the same thing.)
+    // three seconds of the instance staying pending, with no enforcement, show the same thing.)
     let started = Instant::now();
     while !log.contains("recording rule enforcements failed") {
-        if started.elapsed() > Duration::from_secs(5) {
+        if started.elapsed() > Duration::from_secs(3) {
             let now = instances().await;
             assert_eq!(now[0]["status"], "pending", "{now:?}");
             assert!(

@@ -318,7 +318,13 @@ async fn one_client_cannot_take_every_slot() {
         held.push(stall(Some("127.0.0.2"), &server, &head).await);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut fourth = stall(Some("127.0.0.2"), &server, &head).await;
+    // Headers that authentication ignores do not make it another client.
+    let disguised = head.replacen(
+        "Host: x\r\n",
+        "Host: x\r\nCookie: z=1\r\nAuthorization: Basic eDp5\r\n",
+        1,
+    );
+    let mut fourth = stall(Some("127.0.0.2"), &server, &disguised).await;
     let answer = read_all(&mut fourth, Duration::from_secs(5)).await;
     assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
     assert!(

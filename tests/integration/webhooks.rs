@@ -745,10 +745,9 @@ async fn the_generic_webhook_refuses_a_bare_type_that_takes_parameters() {
     assert_eq!(resp.status(), 400);
     let message = fault(resp).await;
     assert!(
-        message.starts_with("Trigger payload validation failed and validation is enabled, not dispatching a trigger \"core.st2.webhook\""),
+        message.starts_with("Trigger type \"core.st2.webhook\" takes parameters, so no trigger has that ref and nothing would be dispatched"),
         "{message}"
     );
-    assert!(message.contains("takes parameters"), "{message}");
     // Nothing stored, so no rule of any url fired.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert!(instances(&server).await.is_empty());

@@ -81,6 +81,10 @@ pub enum TokenError {
     /// The requested TTL is not positive.
     #[error("{0} is less than the minimum of 1")]
     TtlTooShort(i64),
+    /// Every password-check slot is taken (one per core): bcrypt is slow on purpose, and
+    /// checks that queued without bound would starve every other login.
+    #[error("Too many password checks in progress; retry later.")]
+    Busy,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StorageError),
@@ -110,6 +114,8 @@ pub struct Auth {
     htpasswd: Option<PathBuf>,
     token_ttl: Duration,
     cache: Mutex<HashMap<String, (Instant, Cached)>>,
+    /// Password checks running at once (bcrypt); one per core.
+    password_checks: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Debug, Clone)]
@@ -134,6 +140,9 @@ impl Auth {
             htpasswd,
             token_ttl,
             cache: Mutex::default(),
+            password_checks: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+            )),
         }
     }
 
@@ -269,9 +278,13 @@ impl Auth {
     ///
     /// # Errors
     ///
-    /// [`TokenError::InvalidCredentials`].
+    /// [`TokenError::InvalidCredentials`], or [`TokenError::Busy`] when as many checks as the
+    /// machine has cores are running (bcrypt is slow on purpose; the caller answers 503).
     pub async fn check_password(&self, user: &str, password: &str) -> Result<(), TokenError> {
-        if self.password_ok(user, password).await {
+        let Ok(slot) = Arc::clone(&self.password_checks).try_acquire_owned() else {
+            return Err(TokenError::Busy);
+        };
+        if self.password_ok(user, password, slot).await {
             Ok(())
         } else {
             Err(TokenError::InvalidCredentials)
@@ -314,7 +327,14 @@ impl Auth {
         }
     }
 
-    async fn password_ok(&self, user: &str, password: &str) -> bool {
+    /// Checks the password on the blocking pool; `slot` is held until the check ends, even if
+    /// the request is gone by then.
+    async fn password_ok(
+        &self,
+        user: &str,
+        password: &str,
+        slot: tokio::sync::OwnedSemaphorePermit,
+    ) -> bool {
         let Some(path) = &self.htpasswd else {
             return false;
         };
@@ -324,9 +344,13 @@ impl Auth {
         };
         let (user, password) = (user.to_owned(), password.to_owned());
         // bcrypt is deliberately slow: keep it off the async workers.
-        tokio::task::spawn_blocking(move || htpasswd_check(&text, &user, &password))
-            .await
-            .unwrap_or(false)
+        tokio::task::spawn_blocking(move || {
+            let ok = htpasswd_check(&text, &user, &password);
+            drop(slot);
+            ok
+        })
+        .await
+        .unwrap_or(false)
     }
 
     /// Creates an API key for `user`; returns the record and the key (shown once).

@@ -109,8 +109,14 @@ pub async fn start(
                     }
                 };
                 let matches = evaluate(&packs, &renderer, &kv, &instance).await;
-                let (enforcements, executions) =
-                    enforce(&packs, &executor, &st2kv, &instance, matches);
+                let (enforcements, executions) = if matches.is_empty() {
+                    (Vec::new(), Vec::new())
+                } else {
+                    // Rendering action parameters is bounded by the templates' fuel, but a
+                    // template that uses it all takes tens of milliseconds: the worker thread
+                    // is handed over for that time, so requests on it are not held up.
+                    off_worker(|| enforce(&packs, &executor, &st2kv, &instance, matches))
+                };
                 finished.push(FinishedInstance {
                     id: instance.id,
                     status: "processed".to_owned(),
@@ -118,19 +124,58 @@ pub async fn start(
                     executions,
                 });
             }
-            // Nothing of the batch is written unless all of it is (one transaction), so a
-            // failed write is tried again, with a growing wait, until it succeeds.
-            let mut failures: u32 = 0;
-            while let Err(e) = store.finish_trigger_instances(&finished).await {
-                let wait = backoff(failures);
-                failures = failures.saturating_add(1);
-                tracing::warn!(
-                    instances = finished.len(),
-                    attempt = failures,
-                    "recording rule enforcements failed; trying again in {wait:?}: {e}"
-                );
-                tokio::time::sleep(wait).await;
-            }
+            record(store.as_ref(), finished).await;
+            executor.notify();
+        }
+    });
+    Ok(())
+}
+
+/// How many times a write that failed for a reason other than the store being unavailable is
+/// tried before it is taken for a problem of the data itself.
+const DATA_RETRIES: u32 = 5;
+
+/// Records a batch: its enforcements, executions and statuses in one transaction. While the
+/// store cannot commit (a full disk, a lock; [`StorageError::is_unavailable`]) the write is
+/// tried again with a growing wait for as long as it takes. Any other failure is tried
+/// [`DATA_RETRIES`] more times; then the instances are recorded one by one, and one whose own
+/// write still fails is marked `processing_failed`, so one bad record cannot stop the engine.
+///
+/// [`StorageError::is_unavailable`]: stormhook_storage::StorageError::is_unavailable
+async fn record(store: &dyn Store, finished: Vec<FinishedInstance>) {
+    if write(store, &finished).await {
+        return;
+    }
+    tracing::error!(
+        instances = finished.len(),
+        "recording a batch keeps failing; recording its instances one by one"
+    );
+    for one in finished {
+        if write(store, std::slice::from_ref(&one)).await {
+            continue;
+        }
+        match store
+            .set_trigger_instance_status(&one.id, "processing_failed")
+            .await
+        {
+            Ok(_) => tracing::error!(
+                trigger_instance = %one.id,
+                "its enforcements cannot be recorded; marked processing_failed"
+            ),
+            Err(e) => tracing::error!(
+                trigger_instance = %one.id,
+                "its enforcements cannot be recorded, nor its status; it stays pending until the next start: {e}"
+            ),
+        }
+    }
+}
+
+/// Writes `finished`, retrying as [`record`] says; whether it was written.
+async fn write(store: &dyn Store, finished: &[FinishedInstance]) -> bool {
+    let mut failures: u32 = 0;
+    let mut data_failures: u32 = 0;
+    loop {
+        let Err(e) = store.finish_trigger_instances(finished).await else {
             if failures > 0 {
                 tracing::info!(
                     instances = finished.len(),
@@ -138,10 +183,32 @@ pub async fn start(
                     "rule enforcements recorded after the store recovered"
                 );
             }
-            executor.notify();
+            return true;
+        };
+        if !e.is_unavailable() {
+            data_failures += 1;
+            if data_failures > DATA_RETRIES {
+                return false;
+            }
         }
-    });
-    Ok(())
+        let wait = backoff(failures);
+        failures = failures.saturating_add(1);
+        tracing::warn!(
+            instances = finished.len(),
+            attempt = failures,
+            "recording rule enforcements failed; trying again in {wait:?}: {e}"
+        );
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// Runs `work`, which may block for a while, without holding up the other tasks of a
+/// multi-threaded runtime's worker (`block_in_place`); on any other runtime, in place.
+fn off_worker<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
 }
 
 enum Verdict {

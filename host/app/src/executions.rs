@@ -42,6 +42,9 @@ pub const MAX_PARALLEL: usize = 16;
 pub const SYSTEM_USER: &str = "stanley";
 /// Statuses after which nothing changes.
 pub const COMPLETED: &[&str] = &["succeeded", "failed", "timeout", "canceled", "abandoned"];
+/// How many times the end of executions is written again after a failure that is not the
+/// store being unavailable.
+const RECORD_DATA_RETRIES: u32 = 5;
 /// Statuses the `st2` CLI keeps polling on.
 const CANCELABLE_BEFORE_RUN: &[&str] = &["requested", "scheduled", "delayed"];
 
@@ -639,6 +642,7 @@ impl Executor {
         let mut done: Vec<Execution> = Vec::new();
         while rx.recv_many(&mut done, 256).await > 0 {
             let mut failures: u32 = 0;
+            let mut data_failures: u32 = 0;
             let recorded = loop {
                 match self
                     .store
@@ -646,7 +650,20 @@ impl Executor {
                     .await
                 {
                     Ok(recorded) => break recorded,
+                    // Not the store being unavailable: after a few tries, give up on the
+                    // batch (its executions stay `running` and are `abandoned` at the next
+                    // start, as before) rather than stop recording for good.
+                    Err(e) if !e.is_unavailable() && data_failures >= RECORD_DATA_RETRIES => {
+                        tracing::error!(
+                            executions = done.len(),
+                            "cannot record the end of executions; they stay running until the next start marks them abandoned: {e}"
+                        );
+                        break vec![false; done.len()];
+                    }
                     Err(e) => {
+                        if !e.is_unavailable() {
+                            data_failures += 1;
+                        }
                         let wait = crate::engine::backoff(failures);
                         failures = failures.saturating_add(1);
                         tracing::warn!(
@@ -705,21 +722,22 @@ impl Executor {
             trace_id: Some(trace.id.clone()),
         };
         let event = stormhook_storage::NewEvent::new(trace, vec![instance]);
-        // Group commit: shares its fsync with webhooks and other completions. A store that
-        // cannot commit now (or a full queue) is waited out, with a growing wait.
+        // Group commit: shares its fsync with webhooks and other completions. It waits for
+        // room in the queue rather than being refused when webhooks fill it, and a store that
+        // cannot commit now is waited out, with a growing wait.
         let mut failures: u32 = 0;
         loop {
-            match self.ingest.submit(event.clone()).await {
+            match self.ingest.submit_waiting(event.clone()).await {
                 Ok(()) => return,
-                Err(IngestError::Stopped) => {
-                    tracing::error!(id = %execution.id, "cannot dispatch the action trigger: the store is shutting down");
-                    return;
-                }
-                Err(e) => {
+                Err(IngestError::Unavailable(cause)) => {
                     let wait = crate::engine::backoff(failures);
                     failures = failures.saturating_add(1);
-                    tracing::warn!(id = %execution.id, attempt = failures, "cannot dispatch the action trigger; trying again in {wait:?}: {e}");
+                    tracing::warn!(id = %execution.id, attempt = failures, "cannot dispatch the action trigger; trying again in {wait:?}: {cause}");
                     tokio::time::sleep(wait).await;
+                }
+                Err(e) => {
+                    tracing::error!(id = %execution.id, "cannot dispatch the action trigger: {e}");
+                    return;
                 }
             }
         }

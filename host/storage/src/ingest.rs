@@ -82,6 +82,25 @@ impl Ingest {
     }
 }
 
+impl Ingest {
+    /// [`Ingest::submit`] for the server's own events (action triggers): waits for room in the
+    /// queue instead of failing with [`IngestError::Overloaded`], so a flood of webhooks delays
+    /// them but cannot refuse them.
+    ///
+    /// # Errors
+    ///
+    /// [`IngestError`]: failed, unavailable, or stopped. In every error case the event is not
+    /// stored.
+    pub async fn submit_waiting(&self, event: NewEvent) -> Result<(), IngestError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send((event, reply))
+            .await
+            .map_err(|_| IngestError::Stopped)?;
+        answer.await.unwrap_or(Err(IngestError::Stopped))
+    }
+}
+
 async fn writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>) {
     let mut jobs: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     // While the store cannot commit (a full disk), every batch fails at once: one log line

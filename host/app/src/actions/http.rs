@@ -23,7 +23,8 @@ use serde_json::{Map, Value, json};
 use crate::executions::Outcome;
 
 /// Where `core.http` may connect: an address is refused when a `deny` entry covers it and no
-/// `allow` entry does.
+/// `allow` entry does. Link-local and cloud metadata addresses ([`DEFAULT_DENY`]) are always
+/// on the deny list; only an `allow` entry reopens them.
 #[derive(Debug, Clone)]
 pub struct HttpPolicy {
     deny: Vec<IpNet>,
@@ -32,24 +33,27 @@ pub struct HttpPolicy {
 
 impl Default for HttpPolicy {
     fn default() -> Self {
-        Self::new(DEFAULT_DENY, &[] as &[&str]).expect("the default policy parses")
+        Self::new(&[] as &[&str], &[] as &[&str]).expect("the default policy parses")
     }
 }
 
-/// The default deny list: link-local and the cloud metadata addresses.
+/// What is always denied, unless allowed: link-local and the cloud metadata addresses.
 pub const DEFAULT_DENY: &[&str] = &["link-local", "metadata"];
 
 impl HttpPolicy {
-    /// A policy from entries: CIDR networks (`10.0.0.0/8`, `::1/128`), single addresses, or the
-    /// names `loopback`, `private` (RFC 1918 and IPv6 unique-local), `link-local`, `metadata`
+    /// A policy that denies [`DEFAULT_DENY`] and `deny`, except `allow`. Entries are CIDR
+    /// networks (`10.0.0.0/8`, `::1/128`), single addresses, or the names `loopback`,
+    /// `private` (RFC 1918, carrier-grade NAT and IPv6 unique-local), `link-local`, `metadata`
     /// (cloud metadata services), `all`.
     ///
     /// # Errors
     ///
     /// An entry that is none of these, named.
     pub fn new<D: AsRef<str>, A: AsRef<str>>(deny: &[D], allow: &[A]) -> Result<Self, String> {
+        let mut denied = parse_networks(DEFAULT_DENY)?;
+        denied.extend(parse_networks(deny)?);
         Ok(Self {
-            deny: parse_networks(deny)?,
+            deny: denied,
             allow: parse_networks(allow)?,
         })
     }
@@ -79,9 +83,22 @@ fn parse_networks<E: AsRef<str>>(entries: &[E]) -> Result<Vec<IpNet>, String> {
 
 fn networks(entry: &str) -> Result<Vec<IpNet>, String> {
     let named: &[&str] = match entry.trim() {
-        "loopback" => &["127.0.0.0/8", "::1/128"],
-        "private" => &["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"],
-        "link-local" => &["169.254.0.0/16", "fe80::/10"],
+        // 0.0.0.0 and :: reach the local host too.
+        "loopback" => &["127.0.0.0/8", "::1/128", "0.0.0.0/8", "::/128"],
+        "private" => &[
+            "10.0.0.0/8",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+            "100.64.0.0/10",
+            "fc00::/7",
+        ],
+        // With the same ranges seen through NAT64 (64:ff9b::/96) and 6to4 (2002::/16).
+        "link-local" => &[
+            "169.254.0.0/16",
+            "fe80::/10",
+            "64:ff9b::a9fe:0/112",
+            "2002:a9fe::/32",
+        ],
         // AWS, GCP, Azure, OpenStack (169.254.169.254, inside link-local too), AWS over IPv6,
         // Alibaba Cloud, Oracle Cloud.
         "metadata" => &[
@@ -241,9 +258,12 @@ async fn send(
     };
     let verify = params.get("verify_ssl_cert").and_then(Value::as_bool) != Some(false);
     let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs_f64(timeout))
+        .timeout(Duration::try_from_secs_f64(timeout).unwrap_or(Duration::from_secs(86_400)))
         .redirect(redirects)
         .danger_accept_invalid_certs(!verify)
+        // A proxy would resolve the host itself, out of the policy's reach, so the proxy
+        // environment variables are not followed.
+        .no_proxy()
         .dns_resolver(Arc::new(PolicyResolver(Arc::clone(policy))))
         .user_agent(format!("st2/v{}", env!("CARGO_PKG_VERSION")))
         .build()?;
@@ -307,4 +327,65 @@ async fn send(
         },
         result: json!({"status_code": status, "body": body, "parsed": parsed, "headers": headers}),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn link_local_and_metadata_are_always_denied_unless_allowed() {
+        for policy in [
+            HttpPolicy::default(),
+            HttpPolicy::new(&["private"], &[] as &[&str]).unwrap(),
+        ] {
+            for denied in [
+                "169.254.169.254",
+                "169.254.1.1",
+                "fe80::1",
+                "::ffff:169.254.169.254",
+                "64:ff9b::a9fe:a9fe",
+                "2002:a9fe:a9fe::1",
+                "fd00:ec2::254",
+                "100.100.100.200",
+            ] {
+                assert!(!policy.allows(ip(denied)), "{denied}");
+            }
+            assert!(policy.allows(ip("93.184.216.34")));
+        }
+        let default = HttpPolicy::default();
+        assert!(default.allows(ip("127.0.0.1")) && default.allows(ip("10.1.2.3")));
+        let reopened = HttpPolicy::new(&[] as &[&str], &["169.254.169.254"]).unwrap();
+        assert!(reopened.allows(ip("169.254.169.254")));
+        assert!(!reopened.allows(ip("169.254.169.253")));
+    }
+
+    #[test]
+    fn loopback_covers_every_way_to_the_local_host() {
+        let policy = HttpPolicy::new(&["loopback"], &[] as &[&str]).unwrap();
+        for denied in [
+            "127.0.0.1",
+            "127.1.2.3",
+            "::1",
+            "0.0.0.0",
+            "::",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(!policy.allows(ip(denied)), "{denied}");
+        }
+        let only = HttpPolicy::new(&["all"], &["10.1.2.0/24"]).unwrap();
+        assert!(only.allows(ip("10.1.2.7")));
+        assert!(!only.allows(ip("10.1.3.7")) && !only.allows(ip("8.8.8.8")));
+    }
+
+    #[test]
+    fn entries_that_are_not_networks_are_named() {
+        let err = HttpPolicy::new(&["10.0.0.0/33"], &[] as &[&str]).unwrap_err();
+        assert!(err.starts_with("\"10.0.0.0/33\" is not a network"), "{err}");
+        assert!(HttpPolicy::new(&["intranet"], &[] as &[&str]).is_err());
+    }
 }

@@ -187,18 +187,14 @@ pub struct ServeArgs {
     pub body_min_bytes_per_sec: u64,
     /// An origin allowed to call the API from a browser with credentials (CORS), besides the
     /// API's own URL; repeat it or separate origins with commas (`*`: any origin, without
-    /// credentials). Other origins get `Access-Control-Allow-Origin: null`.
+    /// credentials). Other origins get no `Access-Control-Allow-Origin`.
     #[arg(long, env = "STORMHOOK_ALLOW_ORIGIN", value_delimiter = ',')]
     pub allow_origin: Vec<String>,
-    /// Networks `core.http` may not connect to (checked for every address a URL resolves to,
+    /// Networks `core.http` may not connect to, besides link-local and cloud metadata
+    /// addresses, which are always denied (checked for every address a URL resolves to,
     /// redirects included): CIDRs, addresses, or `loopback`, `private`, `link-local`,
-    /// `metadata`, `all`; repeat it or separate entries with commas. Replaces the default.
-    #[arg(
-        long,
-        env = "STORMHOOK_HTTP_DENY",
-        value_delimiter = ',',
-        default_value = "link-local,metadata"
-    )]
+    /// `metadata`, `all`; repeat it or separate entries with commas.
+    #[arg(long, env = "STORMHOOK_HTTP_DENY", value_delimiter = ',')]
     pub http_deny: Vec<String>,
     /// Networks `core.http` may connect to even when `--http-deny` covers them (same forms).
     #[arg(long, env = "STORMHOOK_HTTP_ALLOW", value_delimiter = ',')]

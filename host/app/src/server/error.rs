@@ -78,7 +78,9 @@ impl From<StorageError> for ApiError {
                 existing_id,
             },
             unavailable if unavailable.is_unavailable() => {
-                tracing::error!("the store cannot commit: {unavailable}");
+                if log_now() {
+                    tracing::error!("the store cannot commit (answered 503): {unavailable}");
+                }
                 Self::Unavailable(format!(
                     "The store cannot accept writes right now ({}); retry later.",
                     unavailable.cause()
@@ -87,6 +89,17 @@ impl From<StorageError> for ApiError {
             other => Self::Internal(other.to_string()),
         }
     }
+}
+
+/// Whether a 503 for an unavailable store is logged now: at most once a second, because while
+/// the disk is full every write request gets one.
+fn log_now() -> bool {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(u64::MAX);
+    let second = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    LAST.swap(second, Ordering::Relaxed) != second
 }
 
 impl From<IngestError> for ApiError {

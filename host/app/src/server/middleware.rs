@@ -82,8 +82,9 @@ pub(crate) struct BodyLimits {
 pub(crate) const BODY_GRACE: Duration = Duration::from_secs(5);
 
 /// The origins that get CORS answers with credentials: `Access-Control-Allow-Origin` echoes
-/// an allowed `Origin` (with `Access-Control-Allow-Credentials: true`), and is `null` for any
-/// other, as StackStorm's `api.allow_origin` does. `*` in the list allows every origin, without
+/// an allowed `Origin` (with `Access-Control-Allow-Credentials: true`), as StackStorm's
+/// `api.allow_origin` does; any other origin gets no `Access-Control-Allow-Origin` (StackStorm
+/// answers `null`, which a sandboxed frame's `Origin: null` would match). `*` in the list allows every origin, without
 /// credentials (browsers refuse credentials with a wildcard).
 #[derive(Debug, Clone)]
 pub(crate) struct Origins {
@@ -92,34 +93,39 @@ pub(crate) struct Origins {
 }
 
 impl Origins {
-    /// `allowed` origins (`scheme://host[:port]`; a trailing slash is ignored), or `*`.
+    /// `allowed` origins, or `*`. Each is taken as a URL and reduced to its origin
+    /// (`scheme://host[:port]`, the default port left out), so an API URL with a path
+    /// (`https://st2.example.com/api`) allows `https://st2.example.com`.
     pub(crate) fn new(allowed: &[String]) -> Self {
         let any = allowed.iter().any(|o| o.trim() == "*");
         let allowed = allowed
             .iter()
-            .map(|o| o.trim().trim_end_matches('/'))
+            .map(|o| o.trim())
             .filter(|o| !o.is_empty() && *o != "*")
-            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .filter_map(|o| {
+                let origin = match url::Url::parse(o) {
+                    Ok(url) => url.origin().ascii_serialization(),
+                    Err(_) => o.trim_end_matches('/').to_owned(),
+                };
+                HeaderValue::from_str(&origin).ok()
+            })
+            .filter(|o| o != "null")
             .collect();
         Self { allowed, any }
     }
 
-    /// `Access-Control-Allow-Origin` for a request from `origin`, and whether credentials are
-    /// allowed with it.
-    fn answer(&self, origin: Option<&HeaderValue>) -> (HeaderValue, bool) {
+    /// `Access-Control-Allow-Origin` for a request from `origin` (none for an origin that is
+    /// not allowed), and whether credentials are allowed with it.
+    fn answer(&self, origin: Option<&HeaderValue>) -> (Option<HeaderValue>, bool) {
         if self.any {
-            return (HeaderValue::from_static("*"), false);
+            return (Some(HeaderValue::from_static("*")), false);
         }
         match origin {
-            Some(origin) if self.allowed.iter().any(|a| a == origin) => (origin.clone(), true),
-            Some(_) => (HeaderValue::from_static("null"), false),
-            None => (
-                self.allowed
-                    .first()
-                    .cloned()
-                    .unwrap_or_else(|| HeaderValue::from_static("null")),
-                false,
-            ),
+            Some(origin) if self.allowed.iter().any(|a| a == origin) => {
+                (Some(origin.clone()), true)
+            }
+            Some(_) => (None, false),
+            None => (self.allowed.first().cloned(), false),
         }
     }
 }
@@ -152,7 +158,9 @@ pub(crate) async fn edge(
     let headers = response.headers_mut();
     headers.reserve(7);
     headers.insert(REQUEST_ID, request_id);
-    headers.insert(ALLOW_ORIGIN, allow_origin);
+    if let Some(allow_origin) = allow_origin {
+        headers.insert(ALLOW_ORIGIN, allow_origin);
+    }
     if credentials {
         headers.insert(ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
     }
@@ -229,11 +237,12 @@ fn body_timeout_message(limits: BodyLimits) -> String {
     )
 }
 
-/// Who a request comes from, for the per-client cap: its address, and a keyed hash of the
-/// credential it sends (`X-Auth-Token`, `St2-Api-Key`, `Authorization`, the `auth-token` cookie
-/// or the query's `x-auth-token`/`st2-api-key`), unverified. Clients behind one address (a
+/// Who a request comes from, for the per-client cap: its address (an IPv6 address by its /64,
+/// which one host usually has whole), and a keyed hash of the credential that authentication
+/// will read, found the same way ([`credential`]), unverified. Clients behind one address (a
 /// proxy, a NAT) are told apart by their credentials. A made-up credential gains nothing: it
-/// is refused (401) before any body is read, so it holds a slot for a moment only.
+/// is refused (401) before any body is read, so it holds a slot for a moment only; anything
+/// else in the request (other headers, a Basic `Authorization`) does not change the key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct Client {
     ip: IpAddr,
@@ -243,18 +252,18 @@ pub(crate) struct Client {
 impl Client {
     fn of(ip: IpAddr, request: &Request, hasher: &std::hash::RandomState) -> Self {
         use std::hash::BuildHasher as _;
-        let headers = request.headers();
-        let header = ["x-auth-token", "st2-api-key", "authorization", "cookie"]
-            .into_iter()
-            .find_map(|name| headers.get(name))
-            .map(HeaderValue::as_bytes);
-        let credential = match header {
-            Some(value) => hasher.hash_one(value),
-            None => request.uri().query().map_or(0, |q| {
-                let found = form_urlencoded::parse(q.as_bytes())
-                    .find(|(k, _)| k == "x-auth-token" || k == "st2-api-key");
-                found.map_or(0, |(_, v)| hasher.hash_one(v.as_bytes()))
-            }),
+        let ip = match ip.to_canonical() {
+            IpAddr::V6(v6) => {
+                let mut octets = v6.octets();
+                octets[8..].fill(0);
+                IpAddr::V6(octets.into())
+            }
+            v4 => v4,
+        };
+        let credential = match credential(request).0 {
+            Some(Credential::Token(t)) => hasher.hash_one((0u8, t)),
+            Some(Credential::ApiKey(k)) => hasher.hash_one((1u8, k)),
+            None => 0,
         };
         Self { ip, credential }
     }
@@ -302,7 +311,9 @@ impl Drop for ClientSlot<'_> {
 struct TimedBody {
     inner: Body,
     limits: BodyLimits,
-    start: Instant,
+    /// When the handler first asked for the body (time spent before, authenticating or
+    /// waiting for a database connection, is not the client's).
+    start: Option<Instant>,
     received: u64,
     timer: Pin<Box<tokio::time::Sleep>>,
     expired: Arc<AtomicBool>,
@@ -310,26 +321,25 @@ struct TimedBody {
 
 impl TimedBody {
     fn new(inner: Body, limits: BodyLimits, expired: Arc<AtomicBool>) -> Self {
-        let start = Instant::now();
-        let mut body = Self {
+        Self {
             inner,
             limits,
-            start,
+            start: None,
             received: 0,
-            timer: Box::pin(tokio::time::sleep_until(start)),
+            timer: Box::pin(tokio::time::sleep_until(Instant::now())),
             expired,
-        };
-        let deadline = body.deadline();
-        body.timer.as_mut().reset(deadline);
-        body
+        }
     }
 
-    fn deadline(&self) -> Instant {
+    fn deadline(&self, start: Instant) -> Instant {
         let earned = match self.limits.min_rate {
             0 => self.limits.timeout,
             rate => BODY_GRACE + Duration::from_secs_f64(self.received as f64 / rate as f64),
         };
-        self.start + earned.min(self.limits.timeout)
+        // A timeout too large to add is as good as none.
+        start
+            .checked_add(earned.min(self.limits.timeout))
+            .unwrap_or_else(|| start + Duration::from_secs(86_400 * 365))
     }
 }
 
@@ -347,11 +357,21 @@ impl http_body::Body for TimedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
         let this = self.get_mut();
+        let start = match this.start {
+            Some(start) => start,
+            None => {
+                let now = Instant::now();
+                this.start = Some(now);
+                let deadline = this.deadline(now);
+                this.timer.as_mut().reset(deadline);
+                now
+            }
+        };
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.received += data.len() as u64;
-                    let deadline = this.deadline();
+                    let deadline = this.deadline(start);
                     this.timer.as_mut().reset(deadline);
                 }
                 Poll::Ready(Some(Ok(frame)))

@@ -24,6 +24,7 @@ pub(super) async fn create(
         .ok_or_else(|| ApiError::Unauthorized(INVALID.into()))?;
     let token_error = |e: TokenError| match e {
         TokenError::InvalidCredentials => ApiError::Unauthorized(INVALID.into()),
+        TokenError::Busy => ApiError::Unavailable(TokenError::Busy.to_string()),
         TokenError::Store(e) => e.into(),
         other => ApiError::BadRequest(other.to_string()),
     };

@@ -238,8 +238,8 @@ async fn generic(state: &AppState, body: &Value) -> Result<(String, String, Valu
         .and_then(Value::as_object)
         .is_some_and(|p| !p.is_empty());
     if takes_parameters && trigger == trigger_type.reference {
-        return Err(refused(format!(
-            "Trigger type \"{trigger}\" takes parameters, so it has no trigger of its own; dispatch to one of its triggers by ref (<pack>.<uuid>), or post to the webhook's own url"
+        return Err(ApiError::BadRequest(format!(
+            "Trigger type \"{trigger}\" takes parameters, so no trigger has that ref and nothing would be dispatched; name one of its triggers by ref (<pack>.<uuid>), or post to the webhook's own url"
         )));
     }
     let schema = &trigger_type.payload_schema;
