@@ -387,8 +387,10 @@ async fn sqlite_wal_stays_near_its_limit_under_sustained_commits() {
     // The WAL holds what was written since it last started over (a few checkpoints, 200 ms
     // apart, at most a small part of the run); without the restart it holds everything
     // written, and more (each 4 KiB page is written again by every commit that adds to it).
+    // (On a loaded machine a restart is sometimes deferred by a reader for a second or more:
+    // one CI-like run saw 54% of the payload bytes, hence three quarters.)
     assert!(
-        size < written / 2,
+        size < written / 4 * 3,
         "the WAL is {size} bytes with a limit of {limit} after {written} bytes of payloads"
     );
     assert_eq!(
