@@ -439,10 +439,21 @@ pub struct ClientArgs {
     #[arg(long, env = "STORMHOOK_URL")]
     pub url: Option<String>,
     /// API key (`St2-Api-Key`); `ST2_API_KEY` is read too, as the `st2` CLI does.
-    #[arg(long, env = "ST2_API_KEY", hide_env_values = true)]
+    // A key is URL-safe base64 and may start with `-`: one in 64 does.
+    #[arg(
+        long,
+        env = "ST2_API_KEY",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
     pub api_key: Option<String>,
     /// Token (`X-Auth-Token`), from `stormhook auth`.
-    #[arg(long, env = "ST2_AUTH_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "ST2_AUTH_TOKEN",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
     pub token: Option<String>,
     /// Config file with `url = "..."`, `api_key = "..."` and `token = "..."` lines
     /// [default: ~/.config/stormhook/config.toml, when it exists].
@@ -496,5 +507,24 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         super::Cli::command().debug_assert();
+    }
+
+    /// One generated API key in 64 starts with `-`; it is still the flag's value.
+    #[test]
+    fn a_key_that_starts_with_a_dash_is_a_value() {
+        use clap::Parser as _;
+        let cli = super::Cli::try_parse_from([
+            "stormhook",
+            "plugin",
+            "list",
+            "--api-key",
+            "-lX3k",
+            "--token",
+            "-t0k",
+        ])
+        .unwrap();
+        let rendered = format!("{cli:?}");
+        assert!(rendered.contains("\"-lX3k\""), "{rendered}");
+        assert!(rendered.contains("\"-t0k\""), "{rendered}");
     }
 }
