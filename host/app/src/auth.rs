@@ -256,22 +256,6 @@ impl Auth {
         }
     }
 
-    /// Issues a token for `user` if `password` matches the htpasswd file.
-    ///
-    /// # Errors
-    ///
-    /// [`TokenError`]: bad credentials, a TTL out of range, or a store failure.
-    pub async fn issue_token(
-        &self,
-        user: &str,
-        password: &str,
-        ttl: Option<i64>,
-    ) -> Result<IssuedToken, TokenError> {
-        self.lifetime(ttl)?;
-        self.check_password(user, password).await?;
-        self.issue_token_for(user, ttl).await
-    }
-
     /// Whether `password` is `user`'s in the htpasswd file. An unknown user costs as much as a
     /// wrong password (the password is checked against another entry's hash), so user names
     /// cannot be told apart by timing.

@@ -36,19 +36,6 @@ const POLL: Duration = Duration::from_millis(50);
 /// How many instances it takes at once. Claiming and finishing cost one transaction (one fsync)
 /// each per batch, so a large batch keeps the engine from competing with ingest for commits.
 const BATCH: u64 = 512;
-/// The first wait before a batch whose results could not be recorded is evaluated again; each
-/// further failure doubles it, up to [`RETRY_MAX`].
-const RETRY_FIRST: Duration = Duration::from_millis(100);
-/// The longest wait between two attempts at recording a batch: once the store can commit
-/// again (space freed, lock released), the batch is recorded within this time.
-const RETRY_MAX: Duration = Duration::from_secs(2);
-
-/// The wait before attempt `failures + 1`.
-pub(crate) fn backoff(failures: u32) -> Duration {
-    RETRY_FIRST
-        .saturating_mul(1 << failures.min(8))
-        .min(RETRY_MAX)
-}
 
 /// Starts the engine; it runs until the process ends.
 ///
@@ -77,7 +64,7 @@ pub async fn start(
                 Ok(claimed) => claimed,
                 Err(e) => {
                     tracing::error!("rules engine cannot read pending trigger instances: {e}");
-                    tokio::time::sleep(RETRY_MAX).await;
+                    tokio::time::sleep(crate::retry::RETRY_MAX).await;
                     continue;
                 }
             };
@@ -131,17 +118,10 @@ pub async fn start(
     Ok(())
 }
 
-/// How many times a write that failed for a reason other than the store being unavailable is
-/// tried before it is taken for a problem of the data itself.
-const DATA_RETRIES: u32 = 5;
-
-/// Records a batch: its enforcements, executions and statuses in one transaction. While the
-/// store cannot commit (a full disk, a lock; [`StorageError::is_unavailable`]) the write is
-/// tried again with a growing wait for as long as it takes. Any other failure is tried
-/// [`DATA_RETRIES`] more times; then the instances are recorded one by one, and one whose own
-/// write still fails is marked `processing_failed`, so one bad record cannot stop the engine.
-///
-/// [`StorageError::is_unavailable`]: stormhook_storage::StorageError::is_unavailable
+/// Records a batch: its enforcements, executions and statuses in one transaction, retried as
+/// [`crate::retry`] says. When a failure other than an unavailable store persists, the
+/// instances are recorded one by one, and one whose own write still fails is marked
+/// `processing_failed`, so one bad record cannot stop the engine.
 async fn record(store: &dyn Store, finished: Vec<FinishedInstance>) {
     if write(store, &finished).await {
         return;
@@ -170,32 +150,26 @@ async fn record(store: &dyn Store, finished: Vec<FinishedInstance>) {
     }
 }
 
-/// Writes `finished`, retrying as [`record`] says; whether it was written.
+/// Writes `finished`, retrying as [`crate::retry`] says; whether it was written.
 async fn write(store: &dyn Store, finished: &[FinishedInstance]) -> bool {
-    let mut failures: u32 = 0;
-    let mut data_failures: u32 = 0;
+    let mut retry = crate::retry::Retry::default();
     loop {
         let Err(e) = store.finish_trigger_instances(finished).await else {
-            if failures > 0 {
+            if retry.failures() > 0 {
                 tracing::info!(
                     instances = finished.len(),
-                    attempts = failures + 1,
+                    attempts = retry.failures() + 1,
                     "rule enforcements recorded after the store recovered"
                 );
             }
             return true;
         };
-        if !e.is_unavailable() {
-            data_failures += 1;
-            if data_failures > DATA_RETRIES {
-                return false;
-            }
-        }
-        let wait = backoff(failures);
-        failures = failures.saturating_add(1);
+        let Some(wait) = retry.after(e.is_unavailable()) else {
+            return false;
+        };
         tracing::warn!(
             instances = finished.len(),
-            attempt = failures,
+            attempt = retry.failures(),
             "recording rule enforcements failed; trying again in {wait:?}: {e}"
         );
         tokio::time::sleep(wait).await;

@@ -42,9 +42,6 @@ pub const MAX_PARALLEL: usize = 16;
 pub const SYSTEM_USER: &str = "stanley";
 /// Statuses after which nothing changes.
 pub const COMPLETED: &[&str] = &["succeeded", "failed", "timeout", "canceled", "abandoned"];
-/// How many times the end of executions is written again after a failure that is not the
-/// store being unavailable.
-const RECORD_DATA_RETRIES: u32 = 5;
 /// Statuses the `st2` CLI keeps polling on.
 const CANCELABLE_BEFORE_RUN: &[&str] = &["requested", "scheduled", "delayed"];
 
@@ -641,42 +638,35 @@ impl Executor {
     async fn record(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Execution>) {
         let mut done: Vec<Execution> = Vec::new();
         while rx.recv_many(&mut done, 256).await > 0 {
-            let mut failures: u32 = 0;
-            let mut data_failures: u32 = 0;
+            let mut retry = crate::retry::Retry::default();
             let recorded = loop {
-                match self
+                let e = match self
                     .store
                     .update_executions(&done, &["running", "canceling"])
                     .await
                 {
                     Ok(recorded) => break recorded,
-                    // Not the store being unavailable: after a few tries, give up on the
-                    // batch (its executions stay `running` and are `abandoned` at the next
-                    // start, as before) rather than stop recording for good.
-                    Err(e) if !e.is_unavailable() && data_failures >= RECORD_DATA_RETRIES => {
-                        tracing::error!(
-                            executions = done.len(),
-                            "cannot record the end of executions; they stay running until the next start marks them abandoned: {e}"
-                        );
-                        break vec![false; done.len()];
-                    }
-                    Err(e) => {
-                        if !e.is_unavailable() {
-                            data_failures += 1;
-                        }
-                        let wait = crate::engine::backoff(failures);
-                        failures = failures.saturating_add(1);
-                        tracing::warn!(
-                            executions = done.len(),
-                            attempt = failures,
-                            "cannot record the end of executions; trying again in {wait:?}: {e}"
-                        );
-                        tokio::time::sleep(wait).await;
-                        // Whatever completed meanwhile joins the same write.
-                        while let Ok(more) = rx.try_recv() {
-                            done.push(more);
-                        }
-                    }
+                    Err(e) => e,
+                };
+                // Not the store being unavailable, and still failing: give up on the batch
+                // (its executions stay `running` and are `abandoned` at the next start, as
+                // before) rather than stop recording for good.
+                let Some(wait) = retry.after(e.is_unavailable()) else {
+                    tracing::error!(
+                        executions = done.len(),
+                        "cannot record the end of executions; they stay running until the next start marks them abandoned: {e}"
+                    );
+                    break vec![false; done.len()];
+                };
+                tracing::warn!(
+                    executions = done.len(),
+                    attempt = retry.failures(),
+                    "cannot record the end of executions; trying again in {wait:?}: {e}"
+                );
+                tokio::time::sleep(wait).await;
+                // Whatever completed meanwhile joins the same write.
+                while let Ok(more) = rx.try_recv() {
+                    done.push(more);
                 }
             };
             self.moved.notify_waiters();
@@ -725,14 +715,13 @@ impl Executor {
         // Group commit: shares its fsync with webhooks and other completions. It waits for
         // room in the queue rather than being refused when webhooks fill it, and a store that
         // cannot commit now is waited out, with a growing wait.
-        let mut failures: u32 = 0;
+        let mut retry = crate::retry::Retry::default();
         loop {
             match self.ingest.submit_waiting(event.clone()).await {
                 Ok(()) => return,
                 Err(IngestError::Unavailable(cause)) => {
-                    let wait = crate::engine::backoff(failures);
-                    failures = failures.saturating_add(1);
-                    tracing::warn!(id = %execution.id, attempt = failures, "cannot dispatch the action trigger; trying again in {wait:?}: {cause}");
+                    let wait = retry.after(true).unwrap_or(crate::retry::RETRY_MAX);
+                    tracing::warn!(id = %execution.id, attempt = retry.failures(), "cannot dispatch the action trigger; trying again in {wait:?}: {cause}");
                     tokio::time::sleep(wait).await;
                 }
                 Err(e) => {

@@ -21,6 +21,7 @@ pub mod engine;
 pub mod examples;
 pub mod executions;
 pub mod packs;
+mod retry;
 pub mod schema;
 pub mod server;
 pub mod triggers;

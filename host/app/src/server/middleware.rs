@@ -177,11 +177,18 @@ pub(crate) async fn edge(
 /// slash before routing, as StackStorm's router does (`/v1/rules/` is `/v1/rules`; the `st2` CLI
 /// depends on it). All of it before authentication and before any body is read.
 async fn guard(limits: &EdgeLimits, mut request: Request, next: Next) -> Response {
-    let client = request
+    let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .filter(|_| limits.per_client > 0)
-        .map(|ConnectInfo(peer)| Client::of(peer.ip(), &request, &limits.hasher));
+        .map(|ConnectInfo(peer)| peer.ip());
+    let client = peer.map(|ip| {
+        // Read once: `authenticate` takes the same credential from the request's extensions.
+        let presented = credential(&request);
+        let client = Client::of(ip, presented.0.as_ref(), &limits.hasher);
+        request.extensions_mut().insert(Presented(presented));
+        client
+    });
     let _client_slot = match client {
         Some(client) => match ClientSlot::take(limits, client) {
             Some(slot) => Some(slot),
@@ -250,7 +257,7 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    fn of(ip: IpAddr, request: &Request, hasher: &std::hash::RandomState) -> Self {
+    fn of(ip: IpAddr, credential: Option<&Credential>, hasher: &std::hash::RandomState) -> Self {
         use std::hash::BuildHasher as _;
         let ip = match ip.to_canonical() {
             IpAddr::V6(v6) => {
@@ -260,7 +267,7 @@ impl Client {
             }
             v4 => v4,
         };
-        let credential = match credential(request).0 {
+        let credential = match credential {
             Some(Credential::Token(t)) => hasher.hash_one((0u8, t)),
             Some(Credential::ApiKey(k)) => hasher.hash_one((1u8, k)),
             None => 0,
@@ -268,6 +275,11 @@ impl Client {
         Self { ip, credential }
     }
 }
+
+/// The credential [`credential`] found in a request, kept for [`authenticate`] when [`guard`]
+/// has already read it.
+#[derive(Clone)]
+struct Presented((Option<Credential>, bool));
 
 /// One request in progress from a [`Client`]; counted in [`EdgeLimits::clients`] until
 /// dropped.
@@ -451,7 +463,10 @@ pub(crate) async fn authenticate(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let (credential, from_cookie) = credential(&request);
+    let (credential, from_cookie) = match request.extensions_mut().remove::<Presented>() {
+        Some(Presented(presented)) => presented,
+        None => credential(&request),
+    };
     match state.auth.verify(credential.as_ref()).await {
         Ok(principal) => {
             let cookie = match (&credential, &principal.token_expiry) {
