@@ -229,3 +229,43 @@ async fn a_full_disk_answers_503_loses_nothing_and_recovers_without_a_restart() 
         );
     }
 }
+
+/// A locked store is "cannot commit" too: while another connection holds the write lock past
+/// the busy timeout (5 s), a webhook gets 503 with `Retry-After` and nothing is stored; once
+/// the lock is released, the same webhook is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_store_answers_503_and_recovers() {
+    let server = TestServer::builder()
+        .rules([webhook_rule("locked", "locked")])
+        .start()
+        .await;
+    let db = rusqlite::Connection::open(server.dir.path().join("stormhook.db")).unwrap();
+    db.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let post = || {
+        server
+            .client()
+            .post(server.url("/api/v1/webhooks/locked"))
+            .json(&json!({"n": 1}))
+            .send()
+    };
+    let resp = post().await.unwrap();
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["faultstring"]
+            .as_str()
+            .unwrap()
+            .contains("database is locked"),
+        "{body}"
+    );
+    tokio::task::spawn_blocking(move || db.execute_batch("COMMIT"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(post().await.unwrap().status(), 202);
+    let stored = server
+        .get_json("/api/v1/triggerinstances?trigger_type=core.st2.webhook")
+        .await;
+    assert_eq!(stored.as_array().unwrap().len(), 1, "{stored}");
+}
