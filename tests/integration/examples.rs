@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use stormhook::packs::PackManager;
+use stormhook_automation::packs::PackManager;
 use stormhook_runtime::{ActionContext, PluginKind, RuntimeConfig, TriggerInstance};
 use stormhook_tests::{install_examples, runtime};
 

@@ -864,7 +864,9 @@ async fn core_http_connects_only_where_the_policy_allows() {
     }
 
     // An operator's list: no loopback but 127.0.0.2, by name, literally, or through a redirect.
-    let policy = stormhook::actions::http::HttpPolicy::new(&["loopback"], &["127.0.0.2"]).unwrap();
+    let policy =
+        stormhook_automation::actions::http::HttpPolicy::new(&["loopback"], &["127.0.0.2"])
+            .unwrap();
     let server = TestServer::builder().http_policy(policy).start().await;
     let port = server.base.rsplit(':').next().unwrap().to_owned();
     let through_redirect = redirector(

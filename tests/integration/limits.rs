@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use stormhook::server::{ConnectionLimits, Settings};
+use stormhook_server::{ConnectionLimits, Settings};
 use stormhook_tests::{TestServer, webhook_rule};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

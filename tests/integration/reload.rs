@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use stormhook::packs::PackManager;
+use stormhook_automation::packs::PackManager;
 use stormhook_runtime::{
     ActionContext, PluginError, PluginKind, PluginSpec, Runtime, RuntimeConfig,
 };
@@ -55,7 +55,10 @@ where
     None
 }
 
-async fn watched(rt: Arc<Runtime>, root: &Path) -> (Arc<PackManager>, notify::RecommendedWatcher) {
+async fn watched(
+    rt: Arc<Runtime>,
+    root: &Path,
+) -> (Arc<PackManager>, stormhook_automation::packs::PackWatcher) {
     let manager = Arc::new(PackManager::new(root.to_owned(), rt));
     let report = manager.reload().await;
     assert!(report.errors.is_empty(), "{:?}", report.errors);

@@ -104,7 +104,7 @@ async fn options_answers_cors_without_credentials_and_request_ids_are_echoed() {
 
 #[tokio::test]
 async fn cors_answers_only_allowed_origins_with_credentials() {
-    let settings = stormhook::server::Settings {
+    let settings = stormhook_server::Settings {
         allow_origins: vec!["https://st2web.example.com/".into()],
         ..Default::default()
     };
@@ -155,7 +155,7 @@ async fn cors_answers_only_allowed_origins_with_credentials() {
     );
 
     // `*` allows every origin, without credentials.
-    let settings = stormhook::server::Settings {
+    let settings = stormhook_server::Settings {
         allow_origins: vec!["*".into()],
         ..Default::default()
     };

@@ -44,12 +44,16 @@ pub fn runtime_with(
     config: RuntimeConfig,
     datastore: Arc<dyn stormhook_runtime::datastore::Datastore>,
 ) -> Arc<Runtime> {
-    let config = RuntimeConfig {
+    Arc::new(Runtime::new(test_runtime_config(config), datastore).expect("runtime starts"))
+}
+
+/// `config` with the tests' shared compile cache and at most 64 instance slots.
+pub fn test_runtime_config(config: RuntimeConfig) -> RuntimeConfig {
+    RuntimeConfig {
         cache_dir: Some(cache_dir()),
         max_instances: config.max_instances.min(64),
         ..config
-    };
-    Arc::new(Runtime::new(config, datastore).expect("runtime starts"))
+    }
 }
 
 /// Loads fixture `<name>.wasm` as `test.<name>` of the given kind.
@@ -77,7 +81,7 @@ pub struct TestServer {
     /// The store, for looking behind the API.
     pub store: Arc<stormhook_storage::sqlite::SqliteStore>,
     /// The packs of the server.
-    pub packs: Arc<stormhook::packs::PackManager>,
+    pub packs: Arc<stormhook_automation::packs::PackManager>,
     /// The data directory (holds `packs/t/rules` with the rules given to the builder).
     pub dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -95,15 +99,15 @@ impl Drop for TestServer {
 #[derive(Default)]
 pub struct TestServerBuilder {
     rules: Vec<(String, String)>,
-    settings: Option<stormhook::server::Settings>,
-    limits: Option<stormhook::server::ConnectionLimits>,
+    settings: Option<stormhook_server::Settings>,
+    limits: Option<stormhook_server::ConnectionLimits>,
     tls: Option<(PathBuf, PathBuf)>,
     htpasswd: Option<String>,
     token_ttl: Option<std::time::Duration>,
     examples: bool,
     actions: Vec<(String, String, String)>,
     local_disabled: bool,
-    http_policy: Option<stormhook::actions::http::HttpPolicy>,
+    http_policy: Option<stormhook_automation::actions::http::HttpPolicy>,
     parent: Option<PathBuf>,
 }
 
@@ -123,13 +127,13 @@ impl TestServerBuilder {
     }
 
     /// Request settings.
-    pub fn settings(mut self, settings: stormhook::server::Settings) -> Self {
+    pub fn settings(mut self, settings: stormhook_server::Settings) -> Self {
         self.settings = Some(settings);
         self
     }
 
     /// Connection limits.
-    pub fn limits(mut self, limits: stormhook::server::ConnectionLimits) -> Self {
+    pub fn limits(mut self, limits: stormhook_server::ConnectionLimits) -> Self {
         self.limits = Some(limits);
         self
     }
@@ -167,7 +171,7 @@ impl TestServerBuilder {
     }
 
     /// `core.http` connects only where `policy` allows.
-    pub fn http_policy(mut self, policy: stormhook::actions::http::HttpPolicy) -> Self {
+    pub fn http_policy(mut self, policy: stormhook_automation::actions::http::HttpPolicy) -> Self {
         self.http_policy = Some(policy);
         self
     }
@@ -186,7 +190,6 @@ impl TestServerBuilder {
 
     /// Starts the server.
     pub async fn start(self) -> TestServer {
-        use stormhook_storage::Store as _;
         let dir = match &self.parent {
             Some(parent) => tempfile::tempdir_in(parent).unwrap(),
             None => tempfile::tempdir().unwrap(),
@@ -219,89 +222,60 @@ impl TestServerBuilder {
                 .await
                 .unwrap(),
         );
-        for t in stormhook::triggers::system_trigger_types() {
-            store.insert_trigger_type(&t).await.unwrap();
-        }
         let htpasswd = self.htpasswd.map(|text| {
             let path = dir.path().join("htpasswd");
             std::fs::write(&path, text).unwrap();
             path
         });
-        let dyn_store: Arc<dyn stormhook_storage::Store> = store.clone();
-        let ttl = self
-            .token_ttl
-            .unwrap_or(std::time::Duration::from_secs(86_400));
-        let auth = Arc::new(stormhook::auth::Auth::new(
-            Arc::clone(&dyn_store),
+        let app = stormhook_server::Stormhook::start(stormhook_server::Config {
+            automation: stormhook_automation::Settings {
+                store: store.clone(),
+                packs_dir,
+                runtime: test_runtime_config(RuntimeConfig::default()),
+                http_policy: self.http_policy.unwrap_or_default(),
+                core_local: !self.local_disabled,
+                watch: false,
+                ingest_queue: stormhook_automation::app::INGEST_QUEUE,
+            },
             htpasswd,
-            ttl,
-        ));
-        let (_, key) = auth
+            token_ttl: self
+                .token_ttl
+                .unwrap_or(std::time::Duration::from_secs(86_400)),
+        })
+        .await
+        .expect("the application starts");
+        let report = app.automation.reload_report();
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        let (_, key) = app
+            .auth
             .create_api_key("admin", serde_json::json!({}))
             .await
             .unwrap();
-        let rt = runtime_with(
-            RuntimeConfig::default(),
-            Arc::new(stormhook::datastore::StoreDatastore::new(Arc::clone(
-                &dyn_store,
-            ))),
-        );
-        let packs = Arc::new(stormhook::packs::PackManager::new(packs_dir, rt));
-        let report = packs.reload().await;
-        assert!(report.errors.is_empty(), "{:?}", report.errors);
-        stormhook::server::rules::load_api_rules(dyn_store.as_ref(), &packs)
-            .await
-            .unwrap();
-        let catalog = stormhook::actions::Catalog::new(Arc::clone(&packs), !self.local_disabled)
-            .with_http_policy(self.http_policy.unwrap_or_default());
-        let ingest = stormhook_storage::ingest::Ingest::start(Arc::clone(&dyn_store), 8192);
-        let executor = Arc::new(stormhook::executions::Executor::new(
-            Arc::clone(&dyn_store),
-            Arc::clone(&packs),
-            catalog,
-            ingest.clone(),
-        ));
-        executor.start().await.unwrap();
-        stormhook::engine::start(
-            Arc::clone(&dyn_store),
-            Arc::clone(&packs),
-            Arc::clone(&executor),
-        )
-        .await
-        .unwrap();
+        let packs = Arc::clone(&app.automation.packs);
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let tls = self
             .tls
-            .map(|(cert, key)| stormhook::server::listener::tls_config(&cert, &key).unwrap());
+            .map(|(cert, key)| stormhook_server::listener::tls_config(&cert, &key).unwrap());
         let base = if tls.is_some() {
             format!("https://localhost:{port}")
         } else {
             format!("http://127.0.0.1:{port}")
         };
-        let settings = stormhook::server::Settings {
+        let settings = stormhook_server::Settings {
             api_url: base.clone(),
             ..self.settings.unwrap_or_default()
         };
-        let state = stormhook::server::AppState::new(stormhook::server::Shared {
-            packs: Arc::clone(&packs),
-            ingest,
-            store: dyn_store,
-            auth,
-            settings: Arc::new(settings),
-            executor,
-        });
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(stormhook::server::serve(
-            listener,
-            state,
-            self.limits.unwrap_or_default(),
+        let serving = stormhook_server::Serving {
+            settings,
+            limits: self.limits.unwrap_or_default(),
             tls,
-            async {
-                let _ = stopped.await;
-            },
-        ));
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(app.serve(listener, serving, async {
+            let _ = stopped.await;
+        }));
         TestServer {
             base,
             key,

@@ -1,30 +1,20 @@
 //! Stormhook: a StackStorm-compatible webhook automation server that runs rules and actions as
 //! sandboxed WebAssembly components.
 //!
-//! This crate is the binary's library: the command line, the HTTP server, pack loading and hot
-//! reload. The WebAssembly runtime is `stormhook-runtime`; pack documents are `stormhook-packs`.
+//! This crate is the binary and its command line. `stormhook serve` resolves its settings and
+//! calls the one composition root, `stormhook_server::Stormhook`; the other commands are
+//! clients of the API or work on the store offline. The automation domain is
+//! `stormhook-automation`; the HTTP server is `stormhook-server`.
 //!
 //! # Layout
 //!
 //! - [`cli`]: the command line (clap) and one module per subcommand.
-//! - [`server`]: the axum router, the API error type, the routes.
-//! - [`packs`]: scanning pack folders, loading their components, watching for changes.
 //! - [`examples`]: the example packs embedded in the binary.
 
 use std::process::ExitCode;
 
-pub mod actions;
-pub mod auth;
 pub mod cli;
-pub mod datastore;
-pub mod engine;
 pub mod examples;
-pub mod executions;
-pub mod packs;
-mod retry;
-pub mod schema;
-pub mod server;
-pub mod triggers;
 
 /// Installs the tracing subscriber: `RUST_LOG` wins; otherwise `info` for the server and `warn`
 /// for one-shot commands, or `debug` with `-v`.

@@ -16,92 +16,10 @@ use wasmtime_wasi::WasiCtxBuilder;
 use crate::bindings::types;
 use crate::error::{GuestError, GuestErrorKind, PluginError};
 use crate::host::{Capture, HostState, Limiter, LogCapture};
-use crate::registry::{LoadedPlugin, PluginKind, PluginVersion, Pre, Runtime};
-
-/// A trigger instance handed to a rule (the WIT `trigger-instance` record).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct TriggerInstance {
-    /// The trigger instance id.
-    pub id: String,
-    /// The trigger reference, for example `core.st2.webhook`.
-    pub trigger: String,
-    /// The payload as JSON text.
-    pub payload: String,
-    /// RFC 3339 occurrence time in UTC.
-    pub occurrence_time: String,
-}
-
-/// What a rule component decided.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct RuleDecision {
-    /// Whether the rule matches.
-    pub matched: bool,
-    /// Values for action-parameter templates (a JSON object), if the rule returned any.
-    pub values: Option<serde_json::Value>,
-}
-
-/// Where an action call comes from (the WIT `execution-context` record, less the action ref,
-/// which the runtime fills in).
-#[derive(Debug, Clone, Default)]
-pub struct ActionContext {
-    /// The execution id.
-    pub execution_id: String,
-    /// The rule that caused the execution, if any.
-    pub rule_ref: Option<String>,
-    /// The trigger instance that caused the execution, if any.
-    pub trigger_instance: Option<TriggerInstance>,
-}
-
-/// Severity of a plugin log line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogLevel {
-    /// Trace.
-    Trace,
-    /// Debug.
-    Debug,
-    /// Info.
-    Info,
-    /// Warn.
-    Warn,
-    /// Error.
-    Error,
-}
-
-/// One line a plugin logged through the `log` import.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct LogRecord {
-    /// Severity.
-    pub level: LogLevel,
-    /// The message.
-    pub message: String,
-    /// Key/value fields.
-    pub fields: Vec<(String, String)>,
-}
-
-/// What a call wrote, bounded by [`crate::RuntimeConfig::capture_bytes`] each.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Captured {
-    /// Lines logged through the `log` import.
-    pub logs: Vec<LogRecord>,
-    /// Log lines dropped past the bound.
-    pub logs_dropped: u64,
-    /// What the guest printed to stdout (lossy UTF-8).
-    pub stdout: String,
-    /// Stdout bytes dropped past the bound.
-    pub stdout_dropped: u64,
-    /// What the guest printed to stderr (a Rust panic message lands here).
-    pub stderr: String,
-    /// Stderr bytes dropped past the bound.
-    pub stderr_dropped: u64,
-}
-
-impl Captured {
-    /// Whether anything was dropped for exceeding the bound.
-    pub fn truncated(&self) -> bool {
-        self.logs_dropped + self.stdout_dropped + self.stderr_dropped > 0
-    }
-}
+use crate::registry::{LoadedPlugin, Pre, Runtime};
+use crate::types::{
+    ActionContext, Captured, PluginKind, PluginVersion, RuleDecision, TriggerInstance,
+};
 
 /// The result of one call together with everything the call produced along the way.
 #[derive(Debug)]

@@ -8,7 +8,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::registry::PluginVersion;
+use crate::types::PluginVersion;
 
 /// Why a plugin version could not be loaded. The previous version, if any, keeps serving.
 #[derive(Debug, thiserror::Error)]

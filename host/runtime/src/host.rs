@@ -10,9 +10,9 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::{kv, log, types};
-use crate::call::{LogLevel, LogRecord};
 use crate::config::KvGrant;
 use crate::datastore::Datastore;
+use crate::types::{LogLevel, LogRecord};
 
 /// Everything one call's store holds. Dropped with the store when the call ends.
 pub(crate) struct HostState {

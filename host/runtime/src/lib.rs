@@ -15,6 +15,7 @@
 //! - [`datastore`]: the key-value datastore trait plugins reach through the `kv` import.
 //! - `registry`: loading, caching, hot-swapping and listing plugins.
 //! - `call`: one sandboxed call of a rule or an action.
+//! - `types`: the public value types (a leaf: no other module of the crate below it).
 //! - [`error`]: typed errors ([`LoadError`], [`PluginError`]).
 //!
 //! # Example
@@ -41,10 +42,13 @@ mod engine;
 pub mod error;
 mod host;
 mod registry;
+mod types;
 
-pub use call::{
-    ActionContext, CallReport, Captured, LogLevel, LogRecord, RuleDecision, TriggerInstance,
-};
+pub use call::CallReport;
 pub use config::{KvGrant, Limits, RuntimeConfig};
 pub use error::{GuestError, GuestErrorKind, LoadError, PluginError};
-pub use registry::{LoadOutcome, PluginInfo, PluginKind, PluginSpec, PluginVersion, Runtime};
+pub use registry::Runtime;
+pub use types::{
+    ActionContext, Captured, LoadOutcome, LogLevel, LogRecord, PluginInfo, PluginKind, PluginSpec,
+    PluginVersion, RuleDecision, TriggerInstance,
+};

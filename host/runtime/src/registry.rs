@@ -19,120 +19,12 @@ use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
 use crate::bindings::{action::ActionPre, rule::RulePre};
-use crate::config::{KvGrant, Limits, RuntimeConfig};
+use crate::config::{Limits, RuntimeConfig};
 use crate::datastore::Datastore;
 use crate::engine::{self, AllocationMode};
 use crate::error::LoadError;
 use crate::host::HostState;
-
-/// Which world a plugin implements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PluginKind {
-    /// `stormhook:plugin/rule`.
-    Rule,
-    /// `stormhook:plugin/action`.
-    Action,
-}
-
-impl PluginKind {
-    /// The WIT world name.
-    pub fn world(self) -> &'static str {
-        match self {
-            Self::Rule => "rule",
-            Self::Action => "action",
-        }
-    }
-}
-
-impl fmt::Display for PluginKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.world())
-    }
-}
-
-/// What to load: a plugin reference, its world, its file and its limits and grants.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PluginSpec {
-    /// `<pack>.<name>`.
-    pub reference: String,
-    /// Which world the component must implement.
-    pub kind: PluginKind,
-    /// The `.wasm` component file.
-    pub path: PathBuf,
-    /// Per-call limits; `None` takes the runtime's defaults for the kind.
-    pub limits: Option<Limits>,
-    /// Datastore access.
-    pub kv: KvGrant,
-}
-
-impl PluginSpec {
-    /// A spec with default limits and no datastore access.
-    pub fn new(reference: impl Into<String>, kind: PluginKind, path: impl Into<PathBuf>) -> Self {
-        Self {
-            reference: reference.into(),
-            kind,
-            path: path.into(),
-            limits: None,
-            kv: KvGrant::default(),
-        }
-    }
-}
-
-/// A plugin reference and the content hash of the version that ran, as errors and logs name it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct PluginVersion {
-    /// `<pack>.<name>`.
-    pub reference: String,
-    /// SHA-256 of the `.wasm` file, hex.
-    pub version: String,
-}
-
-impl fmt::Display for PluginVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "`{}` (version {})",
-            self.reference,
-            &self.version[..self.version.len().min(12)]
-        )
-    }
-}
-
-/// What [`Runtime::load`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LoadOutcome {
-    /// A new plugin was added.
-    Added(PluginVersion),
-    /// An existing plugin was replaced by a new version or new settings.
-    Replaced(PluginVersion),
-    /// The same file and settings were already loaded; nothing changed.
-    Unchanged(PluginVersion),
-}
-
-/// One row of [`Runtime::list`]: what is loaded, or what failed to load.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct PluginInfo {
-    /// `<pack>.<name>`.
-    #[serde(rename = "ref")]
-    pub reference: String,
-    /// `rule` or `action`.
-    pub kind: PluginKind,
-    /// Content hash (SHA-256 hex) of the version serving, if any.
-    pub version: Option<String>,
-    /// The file the serving version came from.
-    pub path: Option<PathBuf>,
-    /// When the serving version was loaded (RFC 3339, UTC).
-    pub loaded_at: Option<String>,
-    /// The effective per-call deadline in milliseconds.
-    pub timeout_ms: Option<u64>,
-    /// The effective memory cap in bytes.
-    pub memory_bytes: Option<u64>,
-    /// Why the latest attempt to load a new version failed, if it did.
-    pub last_error: Option<String>,
-    /// When that failure happened (RFC 3339, UTC).
-    pub last_error_at: Option<String>,
-}
+use crate::types::{LoadOutcome, PluginInfo, PluginKind, PluginSpec, PluginVersion};
 
 /// The pre-linked component, ready to instantiate.
 #[derive(Clone)]

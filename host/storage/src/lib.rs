@@ -19,10 +19,12 @@ pub mod ids;
 pub mod ingest;
 pub mod models;
 pub mod sqlite;
+pub mod status;
 
 use async_trait::async_trait;
 
 pub use models::*;
+pub use status::{EnforcementStatus, ExecutionStatus, InstanceStatus, UnknownStatus};
 
 /// Why a storage call failed.
 #[derive(Debug, thiserror::Error)]

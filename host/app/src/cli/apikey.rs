@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use stormhook_storage::{Store, ids};
 
 use super::{ApikeyCommand, open_existing_store, open_store};
-use crate::auth::{Auth, hash_api_key};
+use stormhook_server::auth::{Auth, hash_api_key};
 
 /// Runs an `apikey` subcommand.
 ///

@@ -22,7 +22,7 @@ use stormhook_storage::Store as _;
 use super::client::{Client, report};
 use super::output::{emit, note_truncated, print_json, print_object, print_table};
 use super::{RuleCommand, open_existing_store, open_store};
-use crate::triggers::Trigger;
+use stormhook_automation::triggers::Trigger;
 
 /// The fields `rule get` and `rule create` show first, in `st2`'s order.
 const FIRST_FIELDS: &[&str] = &["id", "uid", "ref", "pack", "name", "description", "enabled"];

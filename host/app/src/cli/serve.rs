@@ -6,18 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use stormhook_runtime::{Limits, Runtime, RuntimeConfig};
+use stormhook_automation::actions::http::HttpPolicy;
+use stormhook_automation::app::INGEST_QUEUE;
+use stormhook_runtime::{Limits, RuntimeConfig};
+use stormhook_server::{Config, ConnectionLimits, Serving, Settings, Stormhook};
 use stormhook_storage::Store;
-use stormhook_storage::ingest::Ingest;
 
 use super::{ServeArgs, open_store};
-use crate::auth::Auth;
-use crate::datastore::StoreDatastore;
-use crate::packs::PackManager;
-use crate::server::{self, AppState, ConnectionLimits, Settings, Shared};
-
-/// How many accepted events may wait for the writer before new ones get 503.
-const INGEST_QUEUE: usize = 8192;
 
 /// Runs the server until Ctrl-C or SIGTERM.
 ///
@@ -30,72 +25,48 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // Held until the process ends (the operating system releases it on a crash too).
     let _lock = lock_data_dir(&data_dir)?;
     let store: Arc<dyn Store> = open_store(&args.store).await?;
-    for trigger_type in crate::triggers::system_trigger_types() {
-        if store.trigger_type(&trigger_type.reference).await?.is_none() {
-            store
-                .insert_trigger_type(&trigger_type)
-                .await
-                .context("registering the system trigger types")?;
-        }
-    }
     let packs_dir = resolve_packs(&args)?;
     let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(server::listener::tls_config(cert, key)?),
+        (Some(cert), Some(key)) => Some(stormhook_server::listener::tls_config(cert, key)?),
         _ => None,
     };
-
-    let config = RuntimeConfig {
-        max_instances: args.max_instances,
-        max_limits: Limits {
-            timeout: Duration::from_secs(args.max_timeout_secs),
-            memory_bytes: args.max_memory_mb.saturating_mul(1 << 20),
-        },
-        cache_dir: Some(data_dir.join("cache")),
-        ..RuntimeConfig::default()
-    };
-    let datastore = Arc::new(StoreDatastore::new(Arc::clone(&store)));
-    let runtime =
-        Arc::new(Runtime::new(config, datastore).context("starting the WebAssembly runtime")?);
-    let packs = Arc::new(PackManager::new(packs_dir.clone(), Arc::clone(&runtime)));
-    let report = packs.reload().await;
-    server::rules::load_api_rules(store.as_ref(), &packs)
-        .await
-        .context("loading the rules created through the API")?;
-    let http_policy = crate::actions::http::HttpPolicy::new(&args.http_deny, &args.http_allow)
+    let http_policy = HttpPolicy::new(&args.http_deny, &args.http_allow)
         .map_err(|e| anyhow::anyhow!("--http-deny/--http-allow: {e}"))?;
-    let catalog = crate::actions::Catalog::new(Arc::clone(&packs), !args.disable_core_local)
-        .with_http_policy(http_policy);
-    let ingest = Ingest::start(Arc::clone(&store), INGEST_QUEUE);
-    let executor = Arc::new(crate::executions::Executor::new(
-        Arc::clone(&store),
-        Arc::clone(&packs),
-        catalog,
-        ingest.clone(),
-    ));
-    executor.start().await.context("starting the executor")?;
-    crate::engine::start(
-        Arc::clone(&store),
-        Arc::clone(&packs),
-        Arc::clone(&executor),
-    )
-    .await
-    .context("starting the rules engine")?;
+    if args.htpasswd.is_none() {
+        tracing::info!(
+            "no --htpasswd: POST /auth/v1/tokens refuses every user (API keys work); give an htpasswd file to issue tokens"
+        );
+    }
+    let app = Stormhook::start(Config {
+        automation: stormhook_automation::Settings {
+            store: Arc::clone(&store),
+            packs_dir: packs_dir.clone(),
+            runtime: RuntimeConfig {
+                max_instances: args.max_instances,
+                max_limits: Limits {
+                    timeout: Duration::from_secs(args.max_timeout_secs),
+                    memory_bytes: args.max_memory_mb.saturating_mul(1 << 20),
+                },
+                cache_dir: Some(data_dir.join("cache")),
+                ..RuntimeConfig::default()
+            },
+            http_policy,
+            core_local: !args.disable_core_local,
+            watch: !args.no_watch,
+            ingest_queue: INGEST_QUEUE,
+        },
+        htpasswd: args.htpasswd.clone(),
+        token_ttl: Duration::from_secs(args.token_ttl_secs),
+    })
+    .await?;
+    let report = app.automation.reload_report();
     tracing::info!(
         packs = %packs_dir.display(),
         loaded = report.loaded.len() + report.unchanged.len(),
         refused = report.errors.len(),
-        webhooks = packs.rules().webhooks.all().count(),
+        webhooks = app.automation.packs.rules().webhooks.all().count(),
         "packs loaded"
     );
-    let _watcher = if args.no_watch {
-        None
-    } else {
-        Some(
-            packs
-                .watch()
-                .with_context(|| format!("watching {}", packs_dir.display()))?,
-        )
-    };
 
     let listener = tokio::net::TcpListener::bind(&args.bind)
         .await
@@ -112,32 +83,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         body_timeout: Duration::from_secs(args.body_timeout_secs),
         body_min_rate: args.body_min_bytes_per_sec,
     };
-    if args.htpasswd.is_none() {
-        tracing::info!(
-            "no --htpasswd: POST /auth/v1/tokens refuses every user (API keys work); give an htpasswd file to issue tokens"
-        );
-    }
-    let auth = Arc::new(Auth::new(
-        Arc::clone(&store),
-        args.htpasswd.clone(),
-        Duration::from_secs(args.token_ttl_secs),
-    ));
     let first_key = super::apikey::first_key(Arc::clone(&store))
         .await
         .context("creating the first API key")?;
-    let state = AppState::new(Shared {
-        packs,
-        ingest,
-        store,
-        auth,
-        settings: Arc::new(settings),
-        executor,
-    });
     let limits = ConnectionLimits {
         header_timeout: Duration::from_secs(args.header_timeout_secs),
         max_connections: args.max_connections,
         ..ConnectionLimits::default()
     };
+    let has_tls = tls.is_some();
 
     eprintln!(
         "stormhook listening on {base} (packs: {}, data: {})",
@@ -145,9 +99,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         data_dir.display()
     );
     if let Some(key) = first_key {
-        print_first_key(&key, &base, tls.is_some());
+        print_first_key(&key, &base, has_tls);
     }
-    server::serve(listener, state, limits, tls, shutdown_signal())
+    let serving = Serving {
+        settings,
+        limits,
+        tls,
+    };
+    app.serve(listener, serving, shutdown_signal())
         .await
         .context("serving HTTP")?;
     eprintln!("stormhook stopped");

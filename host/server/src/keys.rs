@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::paging::{Paging, Params, list_response};
 use super::{ApiError, AppState};
-use crate::triggers::python_repr;
+use stormhook_automation::triggers::python_repr;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()

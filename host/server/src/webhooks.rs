@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use stormhook_storage::{NewEvent, NewInstance, Trace, TriggerInstance, ids};
 
 use super::{ApiError, AppState};
-use crate::triggers::{WEBHOOK_TYPE, python_repr};
+use stormhook_automation::triggers::{WEBHOOK_TYPE, python_repr};
 
 pub(super) fn routes() -> Router<AppState> {
     // GET takes one path segment (StackStorm declares no `x-requirements` for it); POST takes
@@ -244,7 +244,7 @@ async fn generic(state: &AppState, body: &Value) -> Result<(String, String, Valu
     }
     let schema = &trigger_type.payload_schema;
     if schema.as_object().is_some_and(|s| !s.is_empty()) {
-        crate::schema::validate(schema, &payload).map_err(refused)?;
+        stormhook_automation::schema::validate(schema, &payload).map_err(refused)?;
     }
     Ok((trigger, trigger_type.reference, payload))
 }

@@ -9,16 +9,18 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use stormhook_packs::RuleDoc;
 use stormhook_rules::operators::NAMES;
-use stormhook_storage::{Store, StoredRule, ids};
+use stormhook_storage::{StoredRule, ids};
 
 use super::paging::{Paging, Params, boolean, list_response};
 use super::{ApiError, AppState};
 use crate::auth::Principal;
-use crate::packs::{LoadedRule, PackManager, RuleSource};
-use crate::triggers::Trigger;
+use stormhook_automation::documents::rule_json;
+use stormhook_automation::packs::load_api_rules;
+use stormhook_automation::packs::{LoadedRule, RuleSource};
+use stormhook_automation::triggers::Trigger;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new().route("/rules", get(list).post(create)).route(
@@ -45,81 +47,6 @@ const KEYS: &[&str] = &[
     "metadata_file",
 ];
 
-/// Loads the API rules from the store into the pack manager (at start and after each change).
-///
-/// # Errors
-///
-/// The store fails. A stored rule that no longer validates is skipped with an error log.
-pub async fn load_api_rules(
-    store: &dyn Store,
-    packs: &PackManager,
-) -> Result<(), stormhook_storage::StorageError> {
-    let mut rules = Vec::new();
-    for stored in store.list_rules().await? {
-        match RuleDoc::from_json(
-            &format!("rule {}", stored.reference),
-            stored.document.clone(),
-        ) {
-            Ok(doc) => rules.push(LoadedRule {
-                doc,
-                source: RuleSource::Api {
-                    id: stored.id,
-                    created_by: stored.created_by,
-                },
-            }),
-            Err(e) => tracing::error!(
-                "stored rule {} is invalid and is skipped: {e}",
-                stored.reference
-            ),
-        }
-    }
-    packs.set_api_rules(rules);
-    Ok(())
-}
-
-/// A rule as the API shows it.
-pub(crate) fn rule_json(rule: &LoadedRule, packs_root: &std::path::Path) -> Value {
-    let doc = &rule.doc;
-    let parameters = Value::Object(doc.trigger.parameters.clone());
-    let trigger = Trigger::new(&doc.trigger.trigger_type, &parameters);
-    let (user, metadata_file) = match &rule.source {
-        RuleSource::Api { created_by, .. } => (created_by.clone(), String::new()),
-        RuleSource::Pack { file } => (
-            "stanley".to_owned(),
-            file.strip_prefix(packs_root.join(&doc.pack))
-                .unwrap_or(file)
-                .display()
-                .to_string(),
-        ),
-    };
-    let rule_type = match &doc.rule_type {
-        Some(Value::Object(t)) => {
-            json!({"ref": t.get("ref").cloned().unwrap_or(json!("standard")), "parameters": t.get("parameters").cloned().unwrap_or(json!({}))})
-        }
-        Some(Value::String(r)) => json!({"ref": r, "parameters": {}}),
-        _ => json!({"ref": "standard", "parameters": {}}),
-    };
-    let mut out = json!({
-        "id": rule.id(),
-        "ref": doc.reference(),
-        "uid": format!("rule:{}:{}", doc.pack, doc.name),
-        "name": doc.name,
-        "pack": doc.pack,
-        "enabled": doc.enabled,
-        "type": rule_type,
-        "trigger": {"type": doc.trigger.trigger_type, "parameters": parameters, "ref": trigger.reference},
-        "criteria": doc.criteria,
-        "action": {"ref": doc.action.reference, "parameters": doc.action.parameters},
-        "context": {"user": user},
-        "tags": doc.tags,
-        "metadata_file": metadata_file,
-    });
-    if !doc.description.is_empty() {
-        out["description"] = json!(doc.description);
-    }
-    out
-}
-
 /// Masks the rule's action parameters that the action declares `secret`, unless the caller
 /// asked for `show_secrets` (StackStorm masks them the same way; with RBAC off every caller may
 /// ask).
@@ -133,7 +60,7 @@ fn masked(state: &AppState, mut rule: Value, params: &Params) -> Result<Value, A
     else {
         return Ok(rule);
     };
-    let Some(runner) = crate::actions::runner_type(&action.runner_type) else {
+    let Some(runner) = stormhook_automation::actions::runner_type(&action.runner_type) else {
         return Ok(rule);
     };
     let declared = action.effective_parameters(runner);
@@ -277,7 +204,7 @@ async fn validate(state: &AppState, body: &[u8]) -> Result<(RuleDoc, Value), Api
                 .as_object()
                 .is_some_and(|s| !s.is_empty()) =>
         {
-            crate::schema::validate(
+            stormhook_automation::schema::validate(
                 &t.parameters_schema,
                 &Value::Object(doc.trigger.parameters.clone()),
             )

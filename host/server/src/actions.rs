@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::paging::{Paging, Params, list_response};
 use super::{ApiError, AppState};
-use crate::actions;
+use stormhook_automation::actions;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()

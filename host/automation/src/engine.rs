@@ -28,6 +28,9 @@ use stormhook_storage::{
     Execution, FinishedInstance, RuleEnforcement, Store, TriggerInstance, ids,
 };
 
+use tokio::task::JoinHandle;
+
+use crate::app::Stop;
 use crate::executions::{Executor, RuleRequest, datastore_context};
 use crate::packs::{LoadedRule, PackManager};
 
@@ -37,16 +40,18 @@ const POLL: Duration = Duration::from_millis(50);
 /// each per batch, so a large batch keeps the engine from competing with ingest for commits.
 const BATCH: u64 = 512;
 
-/// Starts the engine; it runs until the process ends.
+/// Starts the engine; it runs until `stop` is asked for, and then ends after recording the
+/// batch in hand.
 ///
 /// # Errors
 ///
 /// The store cannot requeue instances left in `processing`.
-pub async fn start(
+pub(crate) async fn start(
     store: Arc<dyn Store>,
     packs: Arc<PackManager>,
     executor: Arc<Executor>,
-) -> Result<(), stormhook_storage::StorageError> {
+    mut stop: Stop,
+) -> Result<JoinHandle<()>, stormhook_storage::StorageError> {
     let requeued = store.requeue_processing().await?;
     if requeued > 0 {
         tracing::warn!(
@@ -54,22 +59,28 @@ pub async fn start(
             "trigger instances left in processing by an earlier version are evaluated again"
         );
     }
-    tokio::spawn(async move {
+    Ok(tokio::spawn(async move {
         let renderer = Renderer::new();
         // The number of the last instance taken. The cursor moves past a batch only once its
         // results are recorded.
         let mut cursor = 0;
-        loop {
+        while !stop.requested() {
             let claimed = match store.pending_after(cursor, BATCH).await {
                 Ok(claimed) => claimed,
                 Err(e) => {
                     tracing::error!("rules engine cannot read pending trigger instances: {e}");
-                    tokio::time::sleep(crate::retry::RETRY_MAX).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(crate::retry::RETRY_MAX) => {}
+                        () = stop.wait() => {}
+                    }
                     continue;
                 }
             };
             if claimed.is_empty() {
-                tokio::time::sleep(POLL).await;
+                tokio::select! {
+                    () = tokio::time::sleep(POLL) => {}
+                    () = stop.wait() => {}
+                }
                 continue;
             }
             let st2kv = datastore_context(store.as_ref()).await;
@@ -114,8 +125,7 @@ pub async fn start(
             record(store.as_ref(), finished).await;
             executor.notify();
         }
-    });
-    Ok(())
+    }))
 }
 
 /// Records a batch: its enforcements, executions and statuses in one transaction, retried as
@@ -265,7 +275,7 @@ pub fn enforce(
         let (execution, failure_reason) = match outcome {
             Err(reason) => (None, Some(reason)),
             Ok(values) => {
-                let rule_json = crate::server::rules::rule_json(&rule, packs.root());
+                let rule_json = crate::documents::rule_json(&rule, packs.root());
                 match executor.for_rule(&rule, rule_json, instance, values, st2kv) {
                     RuleRequest::Requested(execution) => (Some(execution), None),
                     RuleRequest::Failed(execution, reason) => (Some(execution), Some(reason)),

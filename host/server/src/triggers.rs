@@ -12,6 +12,7 @@ use stormhook_storage::{
 
 use super::paging::{Paging, Params, list_response, time_param};
 use super::{ApiError, AppState};
+use stormhook_automation::documents::trigger_type_json as type_json;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -25,24 +26,6 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/triggerinstances/{id}/re_emit", post(re_emit))
         .route("/traces", get(list_traces))
         .route("/traces/{id}", get(get_trace))
-}
-
-/// A trigger type as the API shows it.
-pub(crate) fn type_json(t: &TriggerType) -> Value {
-    let mut v = json!({
-        "id": t.id,
-        "ref": t.reference,
-        "uid": format!("trigger_type:{}:{}", t.pack, t.name),
-        "name": t.name,
-        "pack": t.pack,
-        "payload_schema": t.payload_schema,
-        "parameters_schema": t.parameters_schema,
-        "tags": t.tags,
-    });
-    if let Some(d) = &t.description {
-        v["description"] = json!(d);
-    }
-    v
 }
 
 fn instance_json(ti: &TriggerInstance) -> Value {

@@ -17,7 +17,7 @@ use stormhook_storage::{Execution, ExecutionQuery, ids};
 use super::paging::{Paging, Params, boolean, int, list_response, time_param};
 use super::{ApiError, AppState};
 use crate::auth::Principal;
-use crate::executions::{CancelError, Request, RequestError};
+use stormhook_automation::executions::{CancelError, Request, RequestError};
 
 /// The longest `wait` a caller may ask for, in seconds.
 pub(super) const MAX_WAIT_SECS: i64 = 300;
@@ -49,10 +49,10 @@ fn falsy(v: &Value) -> bool {
 pub(crate) fn execution_json(e: &Execution, show_secrets: bool) -> Value {
     let mut doc = e.document.clone();
     if !show_secrets {
-        let secret = crate::executions::secret_parameters(&doc);
+        let secret = stormhook_automation::executions::secret_parameters(&doc);
         for pointer in ["/parameters", "/liveaction/parameters"] {
             if let Some(params) = doc.pointer_mut(pointer) {
-                crate::executions::mask(params, &secret);
+                stormhook_automation::executions::mask(params, &secret);
             }
         }
     }
@@ -105,7 +105,7 @@ async fn create(
     let Value::Object(mut body) = body else {
         return Err(ApiError::BadRequest(format!(
             "{} is not of type 'object'",
-            crate::triggers::python_repr(&body)
+            stormhook_automation::triggers::python_repr(&body)
         )));
     };
     let action = match body.remove("action") {
@@ -113,7 +113,7 @@ async fn create(
         Some(other) => {
             return Err(ApiError::BadRequest(format!(
                 "{} is not of type 'string'",
-                crate::triggers::python_repr(&other)
+                stormhook_automation::triggers::python_repr(&other)
             )));
         }
         None => {
@@ -128,7 +128,7 @@ async fn create(
         Some(other) => {
             return Err(ApiError::BadRequest(format!(
                 "{} is not of type 'object'",
-                crate::triggers::python_repr(&other)
+                stormhook_automation::triggers::python_repr(&other)
             )));
         }
     };
@@ -143,7 +143,7 @@ async fn create(
         Some(other) => {
             return Err(ApiError::BadRequest(format!(
                 "{} is not of type 'object'",
-                crate::triggers::python_repr(&other)
+                stormhook_automation::triggers::python_repr(&other)
             )));
         }
     };

@@ -33,7 +33,10 @@ use stormhook_storage::ingest::{Ingest, IngestError};
 use stormhook_storage::{Execution, ExecutionQuery, StorageError, Store, TriggerInstance, ids};
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
+use tokio::task::JoinHandle;
+
 use crate::actions::{self, Action, Catalog, RunnerType};
+use crate::app::Stop;
 use crate::packs::{LoadedRule, PackManager};
 
 /// How many executions run at once.
@@ -311,7 +314,7 @@ impl Executor {
             .find(|t| t.reference == trigger.trigger_type)
             .map_or_else(
                 || json!({"ref": trigger.trigger_type}),
-                crate::server::trigger_type_json,
+                crate::documents::trigger_type_json,
             );
         execution.document["trigger_instance"] = json!({
             "id": instance.id,
@@ -483,12 +486,16 @@ impl Executor {
             .ok_or_else(|| CancelError::NotFound(id.to_owned()))
     }
 
-    /// Recovers from a stop and starts the worker.
+    /// Recovers from a stop and starts the worker and the recorder; they run until `stop` is
+    /// asked for.
     ///
     /// # Errors
     ///
     /// The store cannot be read.
-    pub async fn start(self: &Arc<Self>) -> Result<(), StorageError> {
+    pub(crate) async fn start(
+        self: &Arc<Self>,
+        stop: Stop,
+    ) -> Result<Vec<JoinHandle<()>>, StorageError> {
         for (from, to) in [
             ("scheduled", "requested"),
             ("running", "abandoned"),
@@ -523,16 +530,16 @@ impl Executor {
                 tracing::warn!(id = %execution.id, action = %execution.action_ref, "execution left {from} by a stop is now {to}");
             }
         }
+        let mut tasks = Vec::new();
         if let Some(rx) = self.finished_rx.lock().ok().and_then(|mut rx| rx.take()) {
-            tokio::spawn(Arc::clone(self).record(rx));
+            tasks.push(tokio::spawn(Arc::clone(self).record(rx, stop.clone())));
         }
-        let me = Arc::clone(self);
-        tokio::spawn(async move { me.work().await });
-        Ok(())
+        tasks.push(tokio::spawn(Arc::clone(self).work(stop)));
+        Ok(tasks)
     }
 
-    async fn work(self: Arc<Self>) {
-        loop {
+    async fn work(self: Arc<Self>, mut stop: Stop) {
+        while !stop.requested() {
             let woken = self.wake.notified();
             let requested = match self
                 .store
@@ -547,7 +554,10 @@ impl Executor {
                 Ok(page) => page.items,
                 Err(e) => {
                     tracing::error!("cannot read requested executions: {e}");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        () = stop.wait() => {}
+                    }
                     continue;
                 }
             };
@@ -600,6 +610,7 @@ impl Executor {
                 tokio::select! {
                     () = woken => {}
                     () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = stop.wait() => {}
                 }
             }
         }
@@ -635,9 +646,23 @@ impl Executor {
     /// dispatches their action triggers (group commit). A write that fails (a full disk, a
     /// locked store) is tried again, with a growing wait and together with the executions that
     /// completed meanwhile, until it succeeds: a completed execution is never dropped.
-    async fn record(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Execution>) {
+    ///
+    /// At a stop, the completions already received are recorded, and then it ends.
+    async fn record(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Execution>, mut stop: Stop) {
         let mut done: Vec<Execution> = Vec::new();
-        while rx.recv_many(&mut done, 256).await > 0 {
+        loop {
+            let stopping = tokio::select! {
+                received = rx.recv_many(&mut done, 256) => received == 0,
+                () = stop.wait() => true,
+            };
+            if stopping {
+                while let Ok(more) = rx.try_recv() {
+                    done.push(more);
+                }
+                if done.is_empty() {
+                    return;
+                }
+            }
             let mut retry = crate::retry::Retry::default();
             let recorded = loop {
                 let e = match self
@@ -663,7 +688,19 @@ impl Executor {
                     attempt = retry.failures(),
                     "cannot record the end of executions; trying again in {wait:?}: {e}"
                 );
-                tokio::time::sleep(wait).await;
+                // At a stop the write is not waited for: the executions stay `running` and the
+                // next start marks them `abandoned`, as after a crash.
+                let stopped = tokio::select! {
+                    () = tokio::time::sleep(wait) => false,
+                    () = stop.wait() => true,
+                };
+                if stopped {
+                    tracing::error!(
+                        executions = done.len(),
+                        "stopping before the end of executions could be recorded; the next start marks them abandoned: {e}"
+                    );
+                    break vec![false; done.len()];
+                }
                 // Whatever completed meanwhile joins the same write.
                 while let Ok(more) = rx.try_recv() {
                     done.push(more);
@@ -678,6 +715,9 @@ impl Executor {
             // Together, so their group commits are shared.
             futures_util::future::join_all(triggers).await;
             done.clear();
+            if stopping {
+                return;
+            }
         }
     }
 
@@ -870,7 +910,7 @@ fn parameters_schema(declared: &Map<String, Value>) -> Value {
 
 /// The names of an execution document's parameters that its runner or action declares
 /// `secret: true`.
-pub(crate) fn secret_parameters(doc: &Value) -> Vec<String> {
+pub fn secret_parameters(doc: &Value) -> Vec<String> {
     [
         &doc["runner"]["runner_parameters"],
         &doc["action"]["parameters"],
@@ -887,7 +927,7 @@ pub(crate) fn secret_parameters(doc: &Value) -> Vec<String> {
 }
 
 /// Replaces the values of the `secret` parameters in `params` with `********`.
-pub(crate) fn mask(params: &mut Value, secret: &[String]) {
+pub fn mask(params: &mut Value, secret: &[String]) {
     if let Some(params) = params.as_object_mut() {
         for name in secret {
             if let Some(value) = params.get_mut(name) {

@@ -18,6 +18,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use stormhook_packs::{ActionMeta, DatastoreGrant, LimitsDoc, RuleDoc};
 use stormhook_runtime::{KvGrant, Limits, LoadOutcome, PluginKind, PluginSpec, Runtime};
+use stormhook_storage::Store;
 use tokio::sync::Mutex;
 
 use crate::triggers::Webhooks;
@@ -302,12 +303,12 @@ impl PackManager {
     }
 
     /// Watches the packs folder and reloads after each burst of changes, until the returned
-    /// watcher is dropped.
+    /// watcher is stopped or dropped.
     ///
     /// # Errors
     ///
     /// The operating system refuses to watch the folder.
-    pub fn watch(self: &Arc<Self>) -> notify::Result<notify::RecommendedWatcher> {
+    pub fn watch(self: &Arc<Self>) -> notify::Result<PackWatcher> {
         use notify::Watcher as _;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
         let mut watcher =
@@ -318,7 +319,7 @@ impl PackManager {
             })?;
         watcher.watch(&self.root, notify::RecursiveMode::Recursive)?;
         let manager = Arc::clone(self);
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             while rx.recv().await.is_some() {
                 // Let a burst of events (an editor's save, a `cp` in several writes) settle.
                 while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}
@@ -328,7 +329,23 @@ impl PackManager {
                 }
             }
         });
-        Ok(watcher)
+        Ok(PackWatcher { watcher, task })
+    }
+}
+
+/// A watch on the packs folder: the operating system's watcher and the task that reloads.
+#[derive(Debug)]
+pub struct PackWatcher {
+    watcher: notify::RecommendedWatcher,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PackWatcher {
+    /// Stops watching and waits for a reload in progress to finish.
+    pub async fn stop(self) {
+        // The watcher holds the channel's sender: dropping it ends the task's loop.
+        drop(self.watcher);
+        let _ = self.task.await;
     }
 }
 
@@ -440,4 +457,36 @@ fn sorted_entries(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default();
     entries.sort();
     entries
+}
+
+/// Loads the API rules from the store into the pack manager (at start and after each change).
+///
+/// # Errors
+///
+/// The store fails. A stored rule that no longer validates is skipped with an error log.
+pub async fn load_api_rules(
+    store: &dyn Store,
+    packs: &PackManager,
+) -> Result<(), stormhook_storage::StorageError> {
+    let mut rules = Vec::new();
+    for stored in store.list_rules().await? {
+        match RuleDoc::from_json(
+            &format!("rule {}", stored.reference),
+            stored.document.clone(),
+        ) {
+            Ok(doc) => rules.push(LoadedRule {
+                doc,
+                source: RuleSource::Api {
+                    id: stored.id,
+                    created_by: stored.created_by,
+                },
+            }),
+            Err(e) => tracing::error!(
+                "stored rule {} is invalid and is skipped: {e}",
+                stored.reference
+            ),
+        }
+    }
+    packs.set_api_rules(rules);
+    Ok(())
 }

@@ -26,6 +26,8 @@ use tokio::sync::Semaphore;
 
 mod actions;
 mod apikeys;
+pub mod app;
+pub mod auth;
 mod enforcements;
 mod error;
 mod executions;
@@ -34,17 +36,17 @@ pub mod listener;
 mod middleware;
 mod paging;
 mod plugins;
-pub mod rules;
+mod rules;
 mod tokens;
 mod triggers;
 mod webhooks;
 
+pub use app::{Config, Serving, Stormhook};
 pub use error::ApiError;
 pub use listener::ConnectionLimits;
-pub(crate) use triggers::type_json as trigger_type_json;
 
 use crate::auth::Auth;
-use crate::packs::PackManager;
+use stormhook_automation::packs::PackManager;
 
 /// Request-level settings.
 #[derive(Debug, Clone)]
@@ -116,7 +118,7 @@ pub struct Shared {
     /// Request-level settings.
     pub settings: Arc<Settings>,
     /// Runs executions.
-    pub executor: Arc<crate::executions::Executor>,
+    pub executor: Arc<stormhook_automation::executions::Executor>,
 }
 
 /// The API routes (authenticated), without prefixes.

@@ -1,0 +1,202 @@
+//! The runtime's public value types: what a caller passes in and gets back. A leaf module:
+//! it depends on no other module of this crate, so the call, registry, host and error modules
+//! can all use it without a cycle.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::config::{KvGrant, Limits};
+
+/// Which world a plugin implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginKind {
+    /// `stormhook:plugin/rule`.
+    Rule,
+    /// `stormhook:plugin/action`.
+    Action,
+}
+
+impl PluginKind {
+    /// The WIT world name.
+    pub fn world(self) -> &'static str {
+        match self {
+            Self::Rule => "rule",
+            Self::Action => "action",
+        }
+    }
+}
+
+impl fmt::Display for PluginKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.world())
+    }
+}
+
+/// What to load: a plugin reference, its world, its file and its limits and grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginSpec {
+    /// `<pack>.<name>`.
+    pub reference: String,
+    /// Which world the component must implement.
+    pub kind: PluginKind,
+    /// The `.wasm` component file.
+    pub path: PathBuf,
+    /// Per-call limits; `None` takes the runtime's defaults for the kind.
+    pub limits: Option<Limits>,
+    /// Datastore access.
+    pub kv: KvGrant,
+}
+
+impl PluginSpec {
+    /// A spec with default limits and no datastore access.
+    pub fn new(reference: impl Into<String>, kind: PluginKind, path: impl Into<PathBuf>) -> Self {
+        Self {
+            reference: reference.into(),
+            kind,
+            path: path.into(),
+            limits: None,
+            kv: KvGrant::default(),
+        }
+    }
+}
+
+/// A plugin reference and the content hash of the version that ran, as errors and logs name it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PluginVersion {
+    /// `<pack>.<name>`.
+    pub reference: String,
+    /// SHA-256 of the `.wasm` file, hex.
+    pub version: String,
+}
+
+impl fmt::Display for PluginVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "`{}` (version {})",
+            self.reference,
+            &self.version[..self.version.len().min(12)]
+        )
+    }
+}
+
+/// What [`Runtime::load`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadOutcome {
+    /// A new plugin was added.
+    Added(PluginVersion),
+    /// An existing plugin was replaced by a new version or new settings.
+    Replaced(PluginVersion),
+    /// The same file and settings were already loaded; nothing changed.
+    Unchanged(PluginVersion),
+}
+
+/// One row of [`Runtime::list`]: what is loaded, or what failed to load.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PluginInfo {
+    /// `<pack>.<name>`.
+    #[serde(rename = "ref")]
+    pub reference: String,
+    /// `rule` or `action`.
+    pub kind: PluginKind,
+    /// Content hash (SHA-256 hex) of the version serving, if any.
+    pub version: Option<String>,
+    /// The file the serving version came from.
+    pub path: Option<PathBuf>,
+    /// When the serving version was loaded (RFC 3339, UTC).
+    pub loaded_at: Option<String>,
+    /// The effective per-call deadline in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// The effective memory cap in bytes.
+    pub memory_bytes: Option<u64>,
+    /// Why the latest attempt to load a new version failed, if it did.
+    pub last_error: Option<String>,
+    /// When that failure happened (RFC 3339, UTC).
+    pub last_error_at: Option<String>,
+}
+
+/// A trigger instance handed to a rule (the WIT `trigger-instance` record).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TriggerInstance {
+    /// The trigger instance id.
+    pub id: String,
+    /// The trigger reference, for example `core.st2.webhook`.
+    pub trigger: String,
+    /// The payload as JSON text.
+    pub payload: String,
+    /// RFC 3339 occurrence time in UTC.
+    pub occurrence_time: String,
+}
+
+/// What a rule component decided.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RuleDecision {
+    /// Whether the rule matches.
+    pub matched: bool,
+    /// Values for action-parameter templates (a JSON object), if the rule returned any.
+    pub values: Option<serde_json::Value>,
+}
+
+/// Where an action call comes from (the WIT `execution-context` record, less the action ref,
+/// which the runtime fills in).
+#[derive(Debug, Clone, Default)]
+pub struct ActionContext {
+    /// The execution id.
+    pub execution_id: String,
+    /// The rule that caused the execution, if any.
+    pub rule_ref: Option<String>,
+    /// The trigger instance that caused the execution, if any.
+    pub trigger_instance: Option<TriggerInstance>,
+}
+
+/// Severity of a plugin log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Trace.
+    Trace,
+    /// Debug.
+    Debug,
+    /// Info.
+    Info,
+    /// Warn.
+    Warn,
+    /// Error.
+    Error,
+}
+
+/// One line a plugin logged through the `log` import.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LogRecord {
+    /// Severity.
+    pub level: LogLevel,
+    /// The message.
+    pub message: String,
+    /// Key/value fields.
+    pub fields: Vec<(String, String)>,
+}
+
+/// What a call wrote, bounded by [`crate::RuntimeConfig::capture_bytes`] each.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Captured {
+    /// Lines logged through the `log` import.
+    pub logs: Vec<LogRecord>,
+    /// Log lines dropped past the bound.
+    pub logs_dropped: u64,
+    /// What the guest printed to stdout (lossy UTF-8).
+    pub stdout: String,
+    /// Stdout bytes dropped past the bound.
+    pub stdout_dropped: u64,
+    /// What the guest printed to stderr (a Rust panic message lands here).
+    pub stderr: String,
+    /// Stderr bytes dropped past the bound.
+    pub stderr_dropped: u64,
+}
+
+impl Captured {
+    /// Whether anything was dropped for exceeding the bound.
+    pub fn truncated(&self) -> bool {
+        self.logs_dropped + self.stdout_dropped + self.stderr_dropped > 0
+    }
+}
