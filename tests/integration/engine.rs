@@ -89,7 +89,7 @@ async fn an_unreadable_instance_fails_and_the_engine_goes_on() {
         trigger_type: Some("core.corrupt".into()),
         payload: "{\"body\": not json".into(),
         occurrence_time: ids::now(),
-        status: "pending".into(),
+        status: stormhook_storage::InstanceStatus::Pending,
         trace_id: Some(trace.id.clone()),
     };
     server

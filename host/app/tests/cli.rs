@@ -445,7 +445,7 @@ fn rule_test_reads_a_stored_trigger_instance_by_id() {
             trigger_type: Some("core.st2.webhook".into()),
             payload: serde_json::json!({"headers_lower": {"x-github-event": "push"}, "body": {"ref": "refs/heads/master", "pusher": {"name": "grace"}}}),
             occurrence_time: stormhook_storage::ids::now(),
-            status: "pending".into(),
+            status: stormhook_storage::InstanceStatus::Pending,
             trace_id: Some(trace.id.clone()),
         };
         store.commit_events(&[stormhook_storage::NewEvent::new(trace, vec![instance])]).await.unwrap();
@@ -529,5 +529,92 @@ fn rule_test_reads_the_datastore_of_the_data_dir() {
     assert!(
         !empty.path().join("stormhook.db").exists(),
         "the tester never creates a store"
+    );
+}
+
+/// One webhook can be followed through the log by its trigger-instance id: the request that
+/// accepted it, the rules engine's evaluation and enforcement, and the execution it caused.
+#[test]
+fn one_webhook_can_be_followed_through_the_log_by_its_trigger_instance_id() {
+    let data = tempfile::tempdir().unwrap();
+    let key = offline_key(data.path());
+    let log = data.path().join("server.log");
+    let mut child = stormhook()
+        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .env(
+            "RUST_LOG",
+            "info,stormhook_server=debug,stormhook_automation=debug",
+        )
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    let started = Instant::now();
+    let url = loop {
+        let text = read();
+        if let Some(rest) = text.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the server did not start: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let body = r#"{"ref": "refs/heads/main", "pusher": {"name": "ada"}}"#;
+    let answer = raw_request(
+        &url,
+        &format!(
+            "POST /api/v1/webhooks/github HTTP/1.1\r\nHost: x\r\nSt2-Api-Key: {key}\r\nX-Request-ID: trace-me-1\r\nX-GitHub-Event: push\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    // The request's span names the request id; its "accepted" line names the instance.
+    let (id, text) = loop {
+        let text = read();
+        let accepted = text
+            .lines()
+            .find(|l| l.contains("request_id=trace-me-1") && l.contains("webhook accepted"));
+        if let Some(line) = accepted
+            && let Some(id) = line.split("trigger_instances=[\"").nth(1)
+            && let Some(id) = id.split('"').next()
+            && text.contains("execution finished")
+        {
+            break (id.to_owned(), text);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the webhook was not followed to an execution: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let about = |needle: &str| {
+        text.lines()
+            .find(|l| l.contains(&format!("trigger_instance={id}")) && l.contains(needle))
+            .unwrap_or_else(|| panic!("no '{needle}' line for trigger instance {id}: {text}"))
+            .to_owned()
+    };
+    let enforced = about("rule enforced");
+    assert!(
+        enforced.contains("rule=demo.push_to_main") && enforced.contains("status=succeeded"),
+        "{enforced}"
+    );
+    let execution = enforced
+        .split("execution=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let finished = about("execution finished");
+    assert!(
+        finished.contains(&format!("id={execution}"))
+            && finished.contains("action=demo.greet")
+            && finished.contains("status=succeeded"),
+        "{finished}"
     );
 }

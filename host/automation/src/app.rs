@@ -20,6 +20,7 @@ use crate::actions::http::HttpPolicy;
 use crate::datastore::StoreDatastore;
 use crate::executions::Executor;
 use crate::packs::{PackManager, PackWatcher, ReloadReport};
+use crate::stop::Stop;
 
 /// How many accepted events may wait for the writer before new ones get 503.
 pub const INGEST_QUEUE: usize = 8192;
@@ -82,22 +83,6 @@ fn store_error(context: &'static str) -> impl FnOnce(StorageError) -> StartError
     move |source| StartError::Store { context, source }
 }
 
-/// A stop signal the background tasks wait on.
-#[derive(Debug, Clone)]
-pub(crate) struct Stop(watch::Receiver<bool>);
-
-impl Stop {
-    /// Whether the stop was asked for.
-    pub(crate) fn requested(&self) -> bool {
-        *self.0.borrow()
-    }
-
-    /// Waits until the stop is asked for (at once if it already was).
-    pub(crate) async fn wait(&mut self) {
-        let _ = self.0.wait_for(|stop| *stop).await;
-    }
-}
-
 /// The running automation domain: every part, and the background tasks it owns.
 pub struct Automation {
     /// The durable store.
@@ -146,7 +131,7 @@ impl Automation {
                 .map_err(store_error("registering the system trigger types"))?;
             if known.is_none() {
                 store
-                    .insert_trigger_type(&trigger_type)
+                    .insert_trigger_type(trigger_type)
                     .await
                     .map_err(store_error("registering the system trigger types"))?;
             }
@@ -162,12 +147,7 @@ impl Automation {
             .map_err(store_error("loading the rules created through the API"))?;
         let catalog = Catalog::new(Arc::clone(&packs), core_local).with_http_policy(http_policy);
         let ingest = Ingest::start(Arc::clone(&store), ingest_queue);
-        let executor = Arc::new(Executor::new(
-            Arc::clone(&store),
-            Arc::clone(&packs),
-            catalog,
-            ingest.clone(),
-        ));
+        let executor = Arc::new(Executor::new(Arc::clone(&store), catalog, ingest.clone()));
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = executor
             .start(Stop(stop_rx.clone()))

@@ -25,14 +25,16 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use stormhook_rules::template::Renderer;
 use stormhook_storage::{
-    Execution, FinishedInstance, RuleEnforcement, Store, TriggerInstance, ids,
+    EnforcementStatus, Execution, FinishedInstance, InstanceStatus, RuleEnforcement, Store,
+    TriggerInstance, ids,
 };
 
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 
-use crate::app::Stop;
 use crate::executions::{Executor, RuleRequest, datastore_context};
 use crate::packs::{LoadedRule, PackManager};
+use crate::stop::Stop;
 
 /// How often the engine looks for new trigger instances when it found none.
 const POLL: Duration = Duration::from_millis(50);
@@ -99,25 +101,48 @@ pub(crate) async fn start(
                         );
                         finished.push(FinishedInstance {
                             id: unreadable.id,
-                            status: "processing_failed".to_owned(),
+                            status: InstanceStatus::ProcessingFailed,
                             enforcements: Vec::new(),
                             executions: Vec::new(),
                         });
                         continue;
                     }
                 };
-                let matches = evaluate(&packs, &renderer, &kv, &instance).await;
+                let span = tracing::info_span!(
+                    "evaluate",
+                    trigger_instance = %instance.id,
+                    trigger = %instance.trigger,
+                );
+                let matches = evaluate(&packs, &renderer, &kv, &instance)
+                    .instrument(span.clone())
+                    .await;
                 let (enforcements, executions) = if matches.is_empty() {
+                    span.in_scope(|| tracing::debug!("no rule matched"));
                     (Vec::new(), Vec::new())
                 } else {
                     // Rendering action parameters is bounded by the templates' fuel, but a
                     // template that uses it all takes tens of milliseconds: the worker thread
                     // is handed over for that time, so requests on it are not held up.
-                    off_worker(|| enforce(&packs, &executor, &st2kv, &instance, matches))
+                    off_worker(|| {
+                        span.in_scope(|| enforce(&packs, &executor, &st2kv, &instance, matches))
+                    })
                 };
+                if tracing::enabled!(tracing::Level::DEBUG) {
+                    span.in_scope(|| {
+                        for enforcement in &enforcements {
+                            tracing::debug!(
+                                rule = %enforcement.rule_ref,
+                                status = %enforcement.status,
+                                execution = %enforcement.execution_id.as_deref().unwrap_or("-"),
+                                reason = %enforcement.failure_reason.as_deref().unwrap_or("-"),
+                                "rule enforced"
+                            );
+                        }
+                    });
+                }
                 finished.push(FinishedInstance {
                     id: instance.id,
-                    status: "processed".to_owned(),
+                    status: InstanceStatus::Processed,
                     enforcements,
                     executions,
                 });
@@ -145,7 +170,7 @@ async fn record(store: &dyn Store, finished: Vec<FinishedInstance>) {
             continue;
         }
         match store
-            .set_trigger_instance_status(&one.id, "processing_failed")
+            .set_trigger_instance_status(&one.id, InstanceStatus::ProcessingFailed)
             .await
         {
             Ok(_) => tracing::error!(
@@ -288,15 +313,14 @@ pub fn enforce(
             trigger_instance_id: instance.id.clone(),
             execution_id: execution.as_ref().map(|e| e.id.clone()),
             status: if failure_reason.is_some() {
-                "failed"
+                EnforcementStatus::Failed
             } else {
-                "succeeded"
-            }
-            .into(),
+                EnforcementStatus::Succeeded
+            },
             failure_reason,
-            rule_ref: rule.doc.reference(),
-            rule_id: rule.id(),
-            rule_uid: rule.uid(),
+            rule_ref: rule.reference().to_owned(),
+            rule_id: rule.id().to_owned(),
+            rule_uid: rule.uid().to_owned(),
             enforced_at: ids::now(),
         });
         executions.extend(execution);
@@ -328,10 +352,7 @@ async fn judge(
         payload: instance.payload.to_string(),
         occurrence_time: instance.occurrence_time.clone(),
     };
-    let report = packs
-        .runtime()
-        .evaluate_rule(&rule.doc.reference(), &call)
-        .await;
+    let report = packs.runtime().evaluate_rule(rule.reference(), &call).await;
     match report.result {
         Ok(decision) if decision.matched => Verdict::Match(decision.values),
         Ok(_) => Verdict::NoMatch,

@@ -30,42 +30,29 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 use stormhook_rules::template::Renderer;
 use stormhook_storage::ingest::{Ingest, IngestError};
-use stormhook_storage::{Execution, ExecutionQuery, StorageError, Store, TriggerInstance, ids};
+use stormhook_storage::{
+    Execution, ExecutionQuery, ExecutionStatus, InstanceStatus, StorageError, Store,
+    TriggerInstance, ids,
+};
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 
-use crate::actions::{self, Action, Catalog, RunnerType};
-use crate::app::Stop;
-use crate::packs::{LoadedRule, PackManager};
+use crate::actions::{self, Action, Catalog, Outcome, RunnerType};
+use crate::packs::LoadedRule;
+use crate::stop::Stop;
 
 /// How many executions run at once.
 pub const MAX_PARALLEL: usize = 16;
 /// The user rule-triggered executions run as (StackStorm's system user).
 pub const SYSTEM_USER: &str = "stanley";
-/// Statuses after which nothing changes.
-pub const COMPLETED: &[&str] = &["succeeded", "failed", "timeout", "canceled", "abandoned"];
-/// Statuses the `st2` CLI keeps polling on.
-const CANCELABLE_BEFORE_RUN: &[&str] = &["requested", "scheduled", "delayed"];
-
-/// How a run ended.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Outcome {
-    /// The final status.
-    pub status: &'static str,
-    /// The result object.
-    pub result: Value,
-}
-
-impl Outcome {
-    /// A `failed` run with this result.
-    pub fn failed(result: Value) -> Self {
-        Self {
-            status: "failed",
-            result,
-        }
-    }
-}
+/// Statuses from which a cancel takes effect at once.
+const BEFORE_RUN: &[ExecutionStatus] = &[
+    ExecutionStatus::Requested,
+    ExecutionStatus::Scheduled,
+    ExecutionStatus::Delayed,
+];
 
 /// Why an execution could not be requested.
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +87,7 @@ pub enum CancelError {
     NotFound(String),
     /// It already completed.
     #[error("Action cannot be canceled. State = {0}.")]
-    Completed(String),
+    Completed(ExecutionStatus),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StorageError),
@@ -133,7 +120,6 @@ pub enum RuleRequest {
 /// Runs executions.
 pub struct Executor {
     store: Arc<dyn Store>,
-    packs: Arc<PackManager>,
     catalog: Catalog,
     renderer: Renderer,
     /// New executions were requested.
@@ -173,19 +159,13 @@ pub async fn datastore_context(store: &dyn Store) -> Value {
 impl Executor {
     /// An executor over `store`, running the actions of `catalog`; `ingest` commits the action
     /// triggers.
-    pub fn new(
-        store: Arc<dyn Store>,
-        packs: Arc<PackManager>,
-        catalog: Catalog,
-        ingest: Ingest,
-    ) -> Self {
+    pub fn new(store: Arc<dyn Store>, catalog: Catalog, ingest: Ingest) -> Self {
         let (finished, finished_rx) = mpsc::unbounded_channel();
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_owned())
             .unwrap_or_else(|_| "localhost".into());
         Self {
             store,
-            packs,
             catalog,
             renderer: Renderer::new(),
             wake: Notify::new(),
@@ -305,7 +285,7 @@ impl Executor {
             Some(SYSTEM_USER.into()),
         );
         let trigger = rule.trigger();
-        execution.rule_ref = Some(rule.doc.reference());
+        execution.rule_ref = Some(rule.reference().to_owned());
         execution.trigger_instance_id = Some(instance.id.clone());
         execution.document["rule"] = rule_json;
         execution.document["trigger"] = serde_json::to_value(&trigger).unwrap_or(Value::Null);
@@ -321,7 +301,7 @@ impl Executor {
             "trigger": instance.trigger,
             "payload": instance.payload,
             "occurrence_time": instance.occurrence_time,
-            "status": "processed",
+            "status": InstanceStatus::Processed,
         });
         match self.prepare(&mut execution, &action, runner, given, &render_ctx) {
             Ok(()) => RuleRequest::Requested(execution),
@@ -413,9 +393,7 @@ impl Executor {
         loop {
             let moved = self.moved.notified();
             let current = self.store.execution(id).await?;
-            let done = current
-                .as_ref()
-                .is_none_or(|e| COMPLETED.contains(&e.status.as_str()));
+            let done = current.as_ref().is_none_or(|e| e.status.is_completed());
             if done {
                 return Ok(current);
             }
@@ -442,34 +420,30 @@ impl Executor {
                 .execution(id)
                 .await?
                 .ok_or_else(|| CancelError::NotFound(id.to_owned()))?;
-            let status = execution.status.clone();
-            if COMPLETED.contains(&status.as_str()) {
+            let status = execution.status;
+            if status.is_completed() {
                 return Err(CancelError::Completed(status));
             }
-            if CANCELABLE_BEFORE_RUN.contains(&status.as_str()) {
+            if status.is_before_run() {
                 finish(
                     &mut execution,
                     Outcome {
-                        status: "canceled",
+                        status: ExecutionStatus::Canceled,
                         result: Value::Null,
                     },
                     &self.hostname,
                 );
-                if self
-                    .store
-                    .update_execution(&execution, CANCELABLE_BEFORE_RUN)
-                    .await?
-                {
+                if self.store.update_execution(&execution, BEFORE_RUN).await? {
                     self.moved.notify_waiters();
                     return Ok(execution);
                 }
                 continue;
             }
-            if status == "running" {
-                transition(&mut execution, "canceling");
+            if status == ExecutionStatus::Running {
+                transition(&mut execution, ExecutionStatus::Canceling);
                 if !self
                     .store
-                    .update_execution(&execution, &["running"])
+                    .update_execution(&execution, &[ExecutionStatus::Running])
                     .await?
                 {
                     continue;
@@ -497,32 +471,25 @@ impl Executor {
         stop: Stop,
     ) -> Result<Vec<JoinHandle<()>>, StorageError> {
         for (from, to) in [
-            ("scheduled", "requested"),
-            ("running", "abandoned"),
-            ("canceling", "canceled"),
+            (ExecutionStatus::Scheduled, ExecutionStatus::Requested),
+            (ExecutionStatus::Running, ExecutionStatus::Abandoned),
+            (ExecutionStatus::Canceling, ExecutionStatus::Canceled),
         ] {
             let left = self
                 .store
                 .list_executions(&ExecutionQuery {
-                    statuses: vec![from.into()],
+                    statuses: vec![from.as_str().to_owned()],
                     ..Default::default()
                 })
                 .await?;
             for mut execution in left.items {
-                if to == "requested" {
+                if to == ExecutionStatus::Requested {
                     transition(&mut execution, to);
                 } else {
                     let result = json!({"error": "Stormhook stopped while the action was running; it is not run again because it may already have had effects."});
                     finish(
                         &mut execution,
-                        Outcome {
-                            status: if to == "abandoned" {
-                                "abandoned"
-                            } else {
-                                "canceled"
-                            },
-                            result,
-                        },
+                        Outcome { status: to, result },
                         &self.hostname,
                     );
                 }
@@ -544,7 +511,7 @@ impl Executor {
             let requested = match self
                 .store
                 .list_executions(&ExecutionQuery {
-                    statuses: vec!["requested".into()],
+                    statuses: vec![ExecutionStatus::Requested.as_str().to_owned()],
                     ascending: true,
                     limit: Some(MAX_PARALLEL as u64),
                     ..Default::default()
@@ -580,14 +547,18 @@ impl Executor {
                     .into_iter()
                     .take(slots.len())
                     .map(|mut execution| {
-                        transition(&mut execution, "scheduled");
-                        transition(&mut execution, "running");
+                        transition(&mut execution, ExecutionStatus::Scheduled);
+                        transition(&mut execution, ExecutionStatus::Running);
                         execution.document["liveaction"]["runner_info"] =
                             json!({"hostname": self.hostname, "pid": std::process::id()});
                         execution
                     })
                     .collect();
-                match self.store.update_executions(&batch, &["requested"]).await {
+                match self
+                    .store
+                    .update_executions(&batch, &[ExecutionStatus::Requested])
+                    .await
+                {
                     Ok(claimed) => {
                         self.moved.notify_waiters();
                         for ((execution, ok), slot) in batch.into_iter().zip(claimed).zip(slots) {
@@ -622,9 +593,16 @@ impl Executor {
         if let Ok(mut cancels) = self.cancels.lock() {
             cancels.insert(execution.id.clone(), tx);
         }
+        let span = tracing::info_span!(
+            "execution",
+            id = %execution.id,
+            action = %execution.action_ref,
+            trigger_instance = %execution.trigger_instance_id.as_deref().unwrap_or("-"),
+        );
+        tracing::debug!(parent: &span, "execution started");
         let outcome = tokio::select! {
-            outcome = self.dispatch(&execution) => outcome,
-            Ok(()) = rx => Outcome { status: "canceled", result: Value::Null },
+            outcome = self.catalog.run(&execution).instrument(span.clone()) => outcome,
+            Ok(()) = rx => Outcome { status: ExecutionStatus::Canceled, result: Value::Null },
         };
         if let Ok(mut cancels) = self.cancels.lock() {
             cancels.remove(&execution.id);
@@ -632,13 +610,13 @@ impl Executor {
         // A cancel that arrived as the run ended still wins: the caller was told `canceling`.
         let canceling = matches!(
             self.store.execution(&execution.id).await,
-            Ok(Some(ref e)) if e.status == "canceling"
+            Ok(Some(ref e)) if e.status == ExecutionStatus::Canceling
         );
-        if canceling && outcome.status != "canceled" {
-            transition(&mut execution, "canceling");
+        if canceling && outcome.status != ExecutionStatus::Canceled {
+            transition(&mut execution, ExecutionStatus::Canceling);
         }
         finish(&mut execution, outcome, &self.hostname);
-        tracing::info!(id = %execution.id, action = %execution.action_ref, status = %execution.status, "execution finished");
+        tracing::info!(parent: &span, status = %execution.status, "execution finished");
         let _ = self.finished.send(execution);
     }
 
@@ -667,7 +645,10 @@ impl Executor {
             let recorded = loop {
                 let e = match self
                     .store
-                    .update_executions(&done, &["running", "canceling"])
+                    .update_executions(
+                        &done,
+                        &[ExecutionStatus::Running, ExecutionStatus::Canceling],
+                    )
                     .await
                 {
                     Ok(recorded) => break recorded,
@@ -748,7 +729,7 @@ impl Executor {
                 "result": doc.get("result").cloned().unwrap_or_else(|| json!({})),
             }),
             occurrence_time: now,
-            status: "pending".into(),
+            status: InstanceStatus::Pending,
             trace_id: Some(trace.id.clone()),
         };
         let event = stormhook_storage::NewEvent::new(trace, vec![instance]);
@@ -770,109 +751,6 @@ impl Executor {
                 }
             }
         }
-    }
-
-    async fn dispatch(&self, execution: &Execution) -> Outcome {
-        let empty = Map::new();
-        let params = execution.run_parameters.as_object().unwrap_or(&empty);
-        match (execution.action_ref.as_str(), execution.runner.as_str()) {
-            ("core.echo", _) => {
-                let message = params.get("message").and_then(Value::as_str).unwrap_or("");
-                let mut stdout = message.as_bytes().to_vec();
-                stdout.push(b'\n');
-                Outcome {
-                    status: "succeeded",
-                    result: json!({"failed": false, "succeeded": true, "return_code": 0,
-                                   "stdout": actions::local::decode(&stdout), "stderr": ""}),
-                }
-            }
-            (_, actions::NOOP_RUNNER) => Outcome {
-                status: "succeeded",
-                result: json!({"failed": false, "succeeded": true, "return_code": 0}),
-            },
-            (_, actions::LOCAL_RUNNER) if !self.catalog.local_enabled() => Outcome::failed(
-                json!({"error": "core.local is disabled on this server (--disable-core-local)"}),
-            ),
-            (_, actions::LOCAL_RUNNER) => actions::local::run(params).await,
-            (reference, actions::HTTP_RUNNER) => {
-                let name = reference.rsplit('.').next().unwrap_or(reference);
-                actions::http::run(params, name, self.catalog.http_policy()).await
-            }
-            (reference, actions::WASM_RUNNER) => self.run_wasm(reference, execution, params).await,
-            (_, runner) => Outcome::failed(json!({"error": format!("unknown runner {runner:?}")})),
-        }
-    }
-
-    async fn run_wasm(
-        &self,
-        reference: &str,
-        execution: &Execution,
-        params: &Map<String, Value>,
-    ) -> Outcome {
-        let trigger_instance = execution.document.get("trigger_instance").map(|ti| {
-            stormhook_runtime::TriggerInstance {
-                id: ti["id"].as_str().unwrap_or_default().to_owned(),
-                trigger: ti["trigger"].as_str().unwrap_or_default().to_owned(),
-                payload: ti["payload"].to_string(),
-                occurrence_time: ti["occurrence_time"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-            }
-        });
-        let context = stormhook_runtime::ActionContext {
-            execution_id: execution.id.clone(),
-            rule_ref: execution.rule_ref.clone(),
-            trigger_instance,
-        };
-        let report = self
-            .packs
-            .runtime()
-            .run_action(
-                reference,
-                &Value::Object(params.clone()).to_string(),
-                context,
-            )
-            .await;
-        let captured = &report.captured;
-        let logs: Vec<Value> = captured
-            .logs
-            .iter()
-            .map(|l| {
-                let fields: Map<String, Value> =
-                    l.fields.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
-                json!({"level": serde_json::to_value(l.level).unwrap_or(Value::Null), "message": l.message, "fields": fields})
-            })
-            .collect();
-        let plugin = report
-            .plugin
-            .as_ref()
-            .map_or_else(|| reference.to_owned(), ToString::to_string);
-        let mut result = json!({
-            "stdout": captured.stdout,
-            "stderr": captured.stderr,
-            "logs": logs,
-            "plugin": plugin,
-        });
-        if captured.truncated() {
-            result["truncated"] = json!(true);
-        }
-        let status = match report.result {
-            Ok(value) => {
-                result["result"] = value;
-                "succeeded"
-            }
-            Err(err) => {
-                result["error"] = json!(err.to_string());
-                result["error_kind"] = json!(err.kind());
-                if err.is_timeout() {
-                    "timeout"
-                } else {
-                    "failed"
-                }
-            }
-        };
-        Outcome { status, result }
     }
 }
 
@@ -968,17 +846,17 @@ fn new_execution(
             "runner_info": {},
             "action_is_workflow": false,
         },
-        "status": "requested",
+        "status": ExecutionStatus::Requested,
         "start_timestamp": now,
         "parameters": given,
         "context": context,
-        "log": [{"status": "requested", "timestamp": now}],
+        "log": [{"status": ExecutionStatus::Requested, "timestamp": now}],
     });
     Execution {
         id: id.to_owned(),
         action_ref: action.reference.clone(),
         runner: runner.name.to_owned(),
-        status: "requested".into(),
+        status: ExecutionStatus::Requested,
         start_timestamp: now,
         end_timestamp: None,
         user,
@@ -990,9 +868,9 @@ fn new_execution(
 }
 
 /// Moves an execution to `status` and logs the move.
-fn transition(execution: &mut Execution, status: &str) {
+fn transition(execution: &mut Execution, status: ExecutionStatus) {
     let now = ids::now();
-    execution.status = status.to_owned();
+    execution.status = status;
     execution.document["status"] = json!(status);
     if let Some(log) = execution.document["log"].as_array_mut() {
         log.push(json!({"status": status, "timestamp": now}));

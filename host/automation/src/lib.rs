@@ -29,6 +29,7 @@ pub mod packs;
 mod retry;
 pub mod schema;
 pub mod status;
+mod stop;
 pub mod triggers;
 
 pub use app::{Automation, Settings};

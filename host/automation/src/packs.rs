@@ -55,42 +55,68 @@ pub struct RuleSet {
 impl RuleSet {
     /// The rule with this ref.
     pub fn get(&self, reference: &str) -> Option<&LoadedRule> {
-        self.rules.iter().find(|r| r.doc.reference() == reference)
+        self.rules.iter().find(|r| r.reference() == reference)
     }
 }
 
-/// A rule and where it came from.
+/// A rule and where it came from, with the values derived from it computed once, when the
+/// rule set is published.
 #[derive(Debug, Clone)]
 pub struct LoadedRule {
     /// The document.
     pub doc: RuleDoc,
     /// Its source.
     pub source: RuleSource,
+    id: String,
+    uid: String,
+    reference: String,
+    trigger: Arc<crate::triggers::Trigger>,
 }
 
 impl LoadedRule {
-    /// The rule's id: stored for API rules, derived from the ref for pack rules.
-    pub fn id(&self) -> String {
+    /// A rule from `source`.
+    pub fn new(doc: RuleDoc, source: RuleSource) -> Self {
         use sha2::Digest as _;
-        match &self.source {
+        let reference = doc.reference();
+        let id = match &source {
             RuleSource::Api { id, .. } => id.clone(),
-            RuleSource::Pack { .. } => hex::encode(
-                &sha2::Sha256::digest(format!("rule:{}", self.doc.reference()).as_bytes())[..12],
-            ),
+            RuleSource::Pack { .. } => {
+                hex::encode(&sha2::Sha256::digest(format!("rule:{reference}").as_bytes())[..12])
+            }
+        };
+        let uid = format!("rule:{}:{}", doc.pack, doc.name);
+        let trigger = Arc::new(crate::triggers::Trigger::new(
+            &doc.trigger.trigger_type,
+            &serde_json::Value::Object(doc.trigger.parameters.clone()),
+        ));
+        Self {
+            doc,
+            source,
+            id,
+            uid,
+            reference,
+            trigger,
         }
     }
 
+    /// The rule's id: stored for API rules, derived from the ref for pack rules.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
     /// `rule:<pack>:<name>`.
-    pub fn uid(&self) -> String {
-        format!("rule:{}:{}", self.doc.pack, self.doc.name)
+    pub fn uid(&self) -> &str {
+        &self.uid
+    }
+
+    /// `<pack>.<name>`.
+    pub fn reference(&self) -> &str {
+        &self.reference
     }
 
     /// The trigger the rule's type and parameters make.
-    pub fn trigger(&self) -> crate::triggers::Trigger {
-        crate::triggers::Trigger::new(
-            &self.doc.trigger.trigger_type,
-            &serde_json::Value::Object(self.doc.trigger.parameters.clone()),
-        )
+    pub fn trigger(&self) -> &crate::triggers::Trigger {
+        &self.trigger
     }
 
     /// Whether the rule is a `backstop` rule (evaluated only when no standard rule matched).
@@ -239,10 +265,10 @@ impl PackManager {
                 actions.push(action.clone());
             }
             if let Some(rule) = &content.rule {
-                rules.push(LoadedRule {
-                    doc: rule.clone(),
-                    source: RuleSource::Pack { file: doc.clone() },
-                });
+                rules.push(LoadedRule::new(
+                    rule.clone(),
+                    RuleSource::Pack { file: doc.clone() },
+                ));
             }
             for spec in &content.specs {
                 let key = (spec.kind, spec.reference.clone());
@@ -474,13 +500,13 @@ pub async fn load_api_rules(
             &format!("rule {}", stored.reference),
             stored.document.clone(),
         ) {
-            Ok(doc) => rules.push(LoadedRule {
+            Ok(doc) => rules.push(LoadedRule::new(
                 doc,
-                source: RuleSource::Api {
+                RuleSource::Api {
                     id: stored.id,
                     created_by: stored.created_by,
                 },
-            }),
+            )),
             Err(e) => tracing::error!(
                 "stored rule {} is invalid and is skipped: {e}",
                 stored.reference

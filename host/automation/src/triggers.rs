@@ -126,8 +126,14 @@ pub fn normalize_url(url: &str) -> &str {
 /// The trigger type of the trigger instance every completed execution dispatches.
 pub const ACTION_TRIGGER_TYPE: &str = "core.st2.generic.actiontrigger";
 
-/// The trigger types every server has.
-pub fn system_trigger_types() -> Vec<TriggerType> {
+/// The trigger types every server has (built once).
+pub fn system_trigger_types() -> &'static [TriggerType] {
+    static TYPES: std::sync::LazyLock<Vec<TriggerType>> =
+        std::sync::LazyLock::new(build_system_trigger_types);
+    &TYPES
+}
+
+fn build_system_trigger_types() -> Vec<TriggerType> {
     vec![
         TriggerType {
             id: hex::encode(&Sha256::digest(ACTION_TRIGGER_TYPE.as_bytes())[..12]),

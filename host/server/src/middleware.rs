@@ -23,6 +23,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 use super::{ApiError, AppState};
 use crate::auth::Credential;
@@ -150,10 +151,18 @@ pub(crate) async fn edge(
             id
         }
     };
+    // One span per request: everything logged while it is handled carries its method, path
+    // and request id.
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %request_id.to_str().unwrap_or_default(),
+    );
     let mut response = if request.method() == Method::OPTIONS {
         StatusCode::OK.into_response()
     } else {
-        faultstring(guard(&limits, request, next).await).await
+        faultstring(guard(&limits, request, next).instrument(span).await).await
     };
     let headers = response.headers_mut();
     headers.reserve(7);

@@ -111,10 +111,7 @@ async fn list(
                 .reference
             })
         })
-        .filter(|r| {
-            ids.as_ref()
-                .is_none_or(|ids| ids.contains(&r.id().as_str()))
-        })
+        .filter(|r| ids.as_ref().is_none_or(|ids| ids.contains(&r.id())))
         .collect();
     matching.sort_by(|a, b| (&a.doc.pack, &a.doc.name).cmp(&(&b.doc.pack, &b.doc.name)));
     let total = matching.len() as u64;
@@ -260,7 +257,7 @@ async fn create(
     {
         return Err(ApiError::Conflict {
             message: format!("Rule {reference} is defined by a pack file"),
-            existing_id: Some(existing.id()),
+            existing_id: Some(existing.id().to_owned()),
         });
     }
     let stored = StoredRule {

@@ -243,7 +243,7 @@ async fn re_emit(
         trigger_type: original.trigger_type,
         payload: payload.clone(),
         occurrence_time: now,
-        status: "pending".into(),
+        status: stormhook_storage::InstanceStatus::Pending,
         trace_id: Some(trace.id.clone()),
     };
     state

@@ -123,10 +123,12 @@ async fn post(
             trigger_type: Some(trigger_type),
             payload,
             occurrence_time: now,
-            status: "pending".into(),
+            status: stormhook_storage::InstanceStatus::Pending,
             trace_id: Some(trace.id.clone()),
         };
+        let id = instance.id.clone();
         submit(&state, NewEvent::new(trace, vec![instance])).await?;
+        tracing::debug!(trigger_instance = %id, "webhook accepted");
         return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
     }
 
@@ -165,10 +167,14 @@ async fn post(
             trigger_type: Some(WEBHOOK_TYPE.to_owned()),
             payload: payload.clone(),
             occurrence_time: now.clone(),
-            status: "pending".into(),
+            status: stormhook_storage::InstanceStatus::Pending,
             trace_id: Some(trace.id.clone()),
         })
-        .collect();
+        .collect::<Vec<_>>();
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let ids: Vec<&str> = instances.iter().map(|i| i.id.as_str()).collect();
+        tracing::debug!(trigger_instances = ?ids, "webhook accepted");
+    }
     submit(&state, NewEvent { trace, instances }).await?;
     Ok((
         StatusCode::ACCEPTED,

@@ -120,7 +120,7 @@ pub trait Store: Send + Sync + 'static {
         query: &TriggerInstanceQuery,
     ) -> Result<Page<TriggerInstance>>;
     /// Moves a trigger instance to `status`; returns whether it exists.
-    async fn set_trigger_instance_status(&self, id: &str, status: &str) -> Result<bool>;
+    async fn set_trigger_instance_status(&self, id: &str, status: InstanceStatus) -> Result<bool>;
 
     /// Up to `limit` pending trigger instances stored after the one numbered `after` (0: from
     /// the first), oldest first, each with its number in the store's insertion order. One that
@@ -157,13 +157,17 @@ pub trait Store: Send + Sync + 'static {
     /// Replaces an execution (matched by id) when its stored status is one of `only_from`
     /// (any status when empty); returns whether it was replaced. This is how a status
     /// transition is claimed: of two writers moving `requested` on, one wins.
-    async fn update_execution(&self, execution: &Execution, only_from: &[&str]) -> Result<bool>;
+    async fn update_execution(
+        &self,
+        execution: &Execution,
+        only_from: &[ExecutionStatus],
+    ) -> Result<bool>;
     /// [`Store::update_execution`] for many executions in one transaction; says which were
     /// replaced.
     async fn update_executions(
         &self,
         executions: &[Execution],
-        only_from: &[&str],
+        only_from: &[ExecutionStatus],
     ) -> Result<Vec<bool>>;
 
     /// One trace.

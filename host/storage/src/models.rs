@@ -1,5 +1,7 @@
 //! The records Stormhook stores.
 
+use crate::status::{EnforcementStatus, ExecutionStatus, InstanceStatus};
+
 /// A page of results and how many match in all.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T> {
@@ -34,7 +36,7 @@ pub struct NewInstance {
     /// When it happened.
     pub occurrence_time: String,
     /// Its status (`pending` for a new instance).
-    pub status: String,
+    pub status: InstanceStatus,
     /// The trace it belongs to.
     pub trace_id: Option<String>,
 }
@@ -71,8 +73,8 @@ pub struct TriggerInstance {
     pub payload: serde_json::Value,
     /// When it happened.
     pub occurrence_time: String,
-    /// `pending`, `processing`, `processed` or `processing_failed`.
-    pub status: String,
+    /// Where the rules engine is with it.
+    pub status: InstanceStatus,
     /// The trace it belongs to.
     pub trace_id: Option<String>,
 }
@@ -215,7 +217,7 @@ pub struct RuleEnforcement {
     /// When.
     pub enforced_at: String,
     /// `succeeded` or `failed`.
-    pub status: String,
+    pub status: EnforcementStatus,
 }
 
 /// Filters and paging for rule enforcements.
@@ -259,7 +261,7 @@ pub struct FinishedInstance {
     /// The trigger instance.
     pub id: String,
     /// `processed` or `processing_failed`.
-    pub status: String,
+    pub status: InstanceStatus,
     /// One per matched rule and per failed evaluation.
     pub enforcements: Vec<RuleEnforcement>,
     /// The executions the matched rules requested.
@@ -276,9 +278,8 @@ pub struct Execution {
     pub action_ref: String,
     /// The runner type's name.
     pub runner: String,
-    /// `requested`, `scheduled`, `running`, `succeeded`, `failed`, `timeout`, `canceling`,
-    /// `canceled` or `abandoned`.
-    pub status: String,
+    /// Where it is in its life.
+    pub status: ExecutionStatus,
     /// When it was requested.
     pub start_timestamp: String,
     /// When it completed.

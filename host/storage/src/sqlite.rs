@@ -17,6 +17,7 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 use crate::models::*;
+use crate::status::{ExecutionStatus, InstanceStatus};
 use crate::{Result, StorageError, Store};
 
 /// The SQLite store.
@@ -293,7 +294,7 @@ fn commit_blocking(conn: &mut rusqlite::Connection, events: &[NewEvent]) -> rusq
                     &ti.trigger_type,
                     &ti.payload,
                     &ti.occurrence_time,
-                    &ti.status,
+                    ti.status.as_str(),
                     &ti.trace_id,
                 ))?;
             }
@@ -327,7 +328,7 @@ fn trigger_instance(row: &SqliteRow) -> Result<TriggerInstance> {
             trigger_type: row.try_get("trigger_type")?,
             payload: json(row.try_get("payload")?)?,
             occurrence_time: row.try_get("occurrence_time")?,
-            status: row.try_get("status")?,
+            status: status(row)?,
             trace_id: row.try_get("trace_id")?,
         })
     };
@@ -340,6 +341,13 @@ fn trigger_instance(row: &SqliteRow) -> Result<TriggerInstance> {
     })
 }
 
+/// The row's `status` column, which must name a known status.
+fn status<S: std::str::FromStr<Err = crate::status::UnknownStatus>>(row: &SqliteRow) -> Result<S> {
+    let name: String = row.try_get("status")?;
+    name.parse()
+        .map_err(|e: crate::status::UnknownStatus| StorageError::Corrupt(e.to_string()))
+}
+
 fn enforcement(row: &SqliteRow) -> Result<RuleEnforcement> {
     Ok(RuleEnforcement {
         id: row.try_get("id")?,
@@ -350,7 +358,7 @@ fn enforcement(row: &SqliteRow) -> Result<RuleEnforcement> {
         rule_id: row.try_get("rule_id")?,
         rule_uid: row.try_get("rule_uid")?,
         enforced_at: row.try_get("enforced_at")?,
-        status: row.try_get("status")?,
+        status: status(row)?,
     })
 }
 
@@ -359,7 +367,7 @@ fn execution(row: &SqliteRow) -> Result<Execution> {
         id: row.try_get("id")?,
         action_ref: row.try_get("action_ref")?,
         runner: row.try_get("runner")?,
-        status: row.try_get("status")?,
+        status: status(row)?,
         start_timestamp: row.try_get("start_timestamp")?,
         end_timestamp: row.try_get("end_timestamp")?,
         user: row.try_get("user_name")?,
@@ -377,7 +385,7 @@ fn insert_execution(
         .bind(e.id.clone())
         .bind(e.action_ref.clone())
         .bind(e.runner.clone())
-        .bind(e.status.clone())
+        .bind(e.status.as_str())
         .bind(e.start_timestamp.clone())
         .bind(e.end_timestamp.clone())
         .bind(e.user.clone())
@@ -526,10 +534,10 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn set_trigger_instance_status(&self, id: &str, status: &str) -> Result<bool> {
+    async fn set_trigger_instance_status(&self, id: &str, status: InstanceStatus) -> Result<bool> {
         let done =
             sqlx::query("UPDATE trigger_instances SET status = ?, updated_at = ? WHERE id = ?")
-                .bind(status)
+                .bind(status.as_str())
                 .bind(crate::ids::now())
                 .bind(id)
                 .execute(&self.pool)
@@ -591,7 +599,7 @@ impl Store for SqliteStore {
                     .bind(&e.rule_id)
                     .bind(&e.rule_uid)
                     .bind(&e.enforced_at)
-                    .bind(&e.status)
+                    .bind(e.status.as_str())
                     .execute(tx.conn())
                     .await?;
             }
@@ -599,7 +607,7 @@ impl Store for SqliteStore {
                 insert_execution(execution).execute(tx.conn()).await?;
             }
             sqlx::query(FINISH_INSTANCE)
-                .bind(&done.status)
+                .bind(done.status.as_str())
                 .bind(&now)
                 .bind(&done.id)
                 .execute(tx.conn())
@@ -656,7 +664,7 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn update_execution(&self, e: &Execution, only_from: &[&str]) -> Result<bool> {
+    async fn update_execution(&self, e: &Execution, only_from: &[ExecutionStatus]) -> Result<bool> {
         let done = self
             .update_executions(std::slice::from_ref(e), only_from)
             .await?;
@@ -666,13 +674,13 @@ impl Store for SqliteStore {
     async fn update_executions(
         &self,
         executions: &[Execution],
-        only_from: &[&str],
+        only_from: &[ExecutionStatus],
     ) -> Result<Vec<bool>> {
         let mut tx = WriteTx::begin(&self.pool).await?;
         let mut replaced = Vec::with_capacity(executions.len());
         for e in executions {
             let mut qb = QueryBuilder::<Sqlite>::new("UPDATE executions SET status = ");
-            qb.push_bind(e.status.clone())
+            qb.push_bind(e.status.as_str())
                 .push(", end_timestamp = ")
                 .push_bind(e.end_timestamp.clone())
                 .push(", document = ")
@@ -683,7 +691,7 @@ impl Store for SqliteStore {
                 qb.push(" AND status IN (");
                 let mut list = qb.separated(", ");
                 for status in only_from {
-                    list.push_bind((*status).to_owned());
+                    list.push_bind(status.as_str());
                 }
                 list.push_unseparated(")");
             }

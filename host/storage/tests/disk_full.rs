@@ -33,7 +33,7 @@ fn event(n: u64, payload_bytes: usize) -> NewEvent {
         trigger_type: Some("core.st2.webhook".into()),
         payload: json!({"n": n, "pad": "x".repeat(payload_bytes)}),
         occurrence_time: now,
-        status: "pending".into(),
+        status: stormhook_storage::InstanceStatus::Pending,
         trace_id: Some(trace.id.clone()),
     };
     NewEvent::new(trace, vec![instance])
@@ -44,7 +44,7 @@ fn execution(pad: usize) -> Execution {
         id: ids::object_id(),
         action_ref: "core.noop".into(),
         runner: "noop".into(),
-        status: "running".into(),
+        status: stormhook_storage::ExecutionStatus::Running,
         start_timestamp: ids::now(),
         end_timestamp: None,
         user: Some("stanley".into()),
@@ -104,17 +104,17 @@ async fn a_full_disk_fails_writes_cleanly_and_they_recover_when_space_returns() 
             .unwrap_err();
         assert!(err.is_unavailable(), "commit_events: {err}");
         let mut done = running.clone();
-        done.status = "succeeded".into();
+        done.status = stormhook_storage::ExecutionStatus::Succeeded;
         done.document = json!({"status": "succeeded", "pad": "z".repeat(big)});
         let err = store
-            .update_executions(&[done], &["running"])
+            .update_executions(&[done], &[stormhook_storage::ExecutionStatus::Running])
             .await
             .unwrap_err();
         assert!(err.is_unavailable(), "update_executions: {err}");
         let err = store
             .finish_trigger_instances(&[FinishedInstance {
                 id: instance_id.clone(),
-                status: "processed".into(),
+                status: stormhook_storage::InstanceStatus::Processed,
                 enforcements: vec![],
                 executions: vec![execution(big)],
             }])
@@ -136,7 +136,7 @@ async fn a_full_disk_fails_writes_cleanly_and_they_recover_when_space_returns() 
             }
             let finished = FinishedInstance {
                 id: instance_id.clone(),
-                status: "processed".into(),
+                status: stormhook_storage::InstanceStatus::Processed,
                 enforcements: vec![],
                 executions: vec![execution(small)],
             };
@@ -153,17 +153,20 @@ async fn a_full_disk_fails_writes_cleanly_and_they_recover_when_space_returns() 
 
     // Space is back: every write succeeds again within seconds, through every connection.
     let within = Duration::from_secs(10);
-    running.status = "succeeded".into();
+    running.status = stormhook_storage::ExecutionStatus::Succeeded;
     running.document = json!({"status": "succeeded"});
     let moved = eventually("update_executions", within, || {
-        store.update_executions(std::slice::from_ref(&running), &["running"])
+        store.update_executions(
+            std::slice::from_ref(&running),
+            &[stormhook_storage::ExecutionStatus::Running],
+        )
     })
     .await;
     assert_eq!(moved, [true]);
     let later = execution(10);
     let finished = [FinishedInstance {
         id: instance_id.clone(),
-        status: "processed".into(),
+        status: stormhook_storage::InstanceStatus::Processed,
         enforcements: vec![],
         executions: vec![later.clone()],
     }];

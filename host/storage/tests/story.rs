@@ -24,7 +24,7 @@ fn event(trigger: &str, n: u64, time: &str) -> NewEvent {
         trigger_type: Some("core.st2.webhook".into()),
         payload: json!({"n": n}),
         occurrence_time: time.into(),
-        status: "pending".into(),
+        status: stormhook_storage::InstanceStatus::Pending,
         trace_id: Some(trace.id.clone()),
     };
     NewEvent::new(trace, vec![instance])
@@ -92,7 +92,7 @@ async fn story(store: Arc<dyn Store>) {
     let first = &events[0].instances[0];
     assert!(
         store
-            .set_trigger_instance_status(&first.id, "processed")
+            .set_trigger_instance_status(&first.id, stormhook_storage::InstanceStatus::Processed)
             .await
             .unwrap()
     );
@@ -203,13 +203,13 @@ async fn story(store: Arc<dyn Store>) {
         rule_id: "r1".into(),
         rule_uid: "rule:p:r".into(),
         enforced_at: ids::now(),
-        status: "succeeded".into(),
+        status: stormhook_storage::EnforcementStatus::Succeeded,
     };
     let execution = stormhook_storage::Execution {
         id: ids::object_id(),
         action_ref: "core.noop".into(),
         runner: "noop".into(),
-        status: "requested".into(),
+        status: stormhook_storage::ExecutionStatus::Requested,
         start_timestamp: ids::now(),
         end_timestamp: None,
         user: Some("stanley".into()),
@@ -221,7 +221,7 @@ async fn story(store: Arc<dyn Store>) {
     store
         .finish_trigger_instances(&[stormhook_storage::FinishedInstance {
             id: claimed[0].id.clone(),
-            status: "processed".into(),
+            status: stormhook_storage::InstanceStatus::Processed,
             enforcements: vec![enforcement.clone()],
             executions: vec![execution.clone()],
         }])
@@ -233,16 +233,16 @@ async fn story(store: Arc<dyn Store>) {
         Some(execution.clone())
     );
     let mut scheduled = execution.clone();
-    scheduled.status = "scheduled".into();
+    scheduled.status = stormhook_storage::ExecutionStatus::Scheduled;
     assert!(
         store
-            .update_execution(&scheduled, &["requested"])
+            .update_execution(&scheduled, &[stormhook_storage::ExecutionStatus::Requested])
             .await
             .unwrap()
     );
     assert!(
         !store
-            .update_execution(&scheduled, &["requested"])
+            .update_execution(&scheduled, &[stormhook_storage::ExecutionStatus::Requested])
             .await
             .unwrap()
     );
@@ -278,7 +278,10 @@ async fn story(store: Arc<dyn Store>) {
     // An instance left in `processing` (by an earlier version) is pending again after requeue.
     assert!(
         store
-            .set_trigger_instance_status(&all[1].1.as_ref().unwrap().id, "processing")
+            .set_trigger_instance_status(
+                &all[1].1.as_ref().unwrap().id,
+                stormhook_storage::InstanceStatus::Processing
+            )
             .await
             .unwrap()
     );

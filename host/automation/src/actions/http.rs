@@ -20,7 +20,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde_json::{Map, Value, json};
 
-use crate::executions::Outcome;
+use super::Outcome;
+use stormhook_storage::ExecutionStatus;
 
 /// Where `core.http` may connect: an address is refused when a `deny` entry covers it and no
 /// `allow` entry does. Link-local and cloud metadata addresses ([`DEFAULT_DENY`]) are always
@@ -186,7 +187,7 @@ pub async fn run(
     match send(params, action_name, policy).await {
         Ok(outcome) => outcome,
         Err(e) if e.is_timeout() => Outcome {
-            status: "timeout",
+            status: ExecutionStatus::Timeout,
             result: json!({"error": format!("Request timed out: {e}")}),
         },
         Err(e) => Outcome::failed(json!({"error": error_chain(&e)})),
@@ -321,9 +322,9 @@ async fn send(
     };
     Ok(Outcome {
         status: if (200..=206).contains(&status) {
-            "succeeded"
+            ExecutionStatus::Succeeded
         } else {
-            "failed"
+            ExecutionStatus::Failed
         },
         result: json!({"status_code": status, "body": body, "parsed": parsed, "headers": headers}),
     })

@@ -17,7 +17,8 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 use tokio::io::AsyncReadExt as _;
 
-use crate::executions::Outcome;
+use super::Outcome;
+use stormhook_storage::ExecutionStatus;
 
 /// How much of stdout and of stderr is kept.
 pub const MAX_STREAM_BYTES: usize = 1 << 20;
@@ -108,13 +109,13 @@ pub async fn run(params: &Map<String, Value>) -> Outcome {
         "stderr": decode(&stderr),
     });
     let status = match return_code {
-        0 => "succeeded",
+        0 => ExecutionStatus::Succeeded,
         -9 if timed_out => {
             result["error"] = json!(format!("Action failed to complete in {timeout} seconds"));
-            "timeout"
+            ExecutionStatus::Timeout
         }
-        -15 => "abandoned",
-        _ => "failed",
+        -15 => ExecutionStatus::Abandoned,
+        _ => ExecutionStatus::Failed,
     };
     Outcome { status, result }
 }

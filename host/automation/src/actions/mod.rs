@@ -3,21 +3,43 @@
 //!
 //! # Layout
 //!
-//! - this module: the catalog ([`Catalog`]) and the API shapes of actions and runner types.
+//! - this module: the catalog ([`Catalog`]), the one dispatch over the runners
+//!   ([`Catalog::run`]), a run's [`Outcome`], and the API shapes of actions and runner types.
+//! - `builtin`: `core.noop` and `core.echo`, answered without a process.
 //! - [`local`]: the `local-shell-cmd` runner (`core.local`).
 //! - [`http`]: the `http-request` runner (`core.http`).
-//!
-//! The WASM runner is [`stormhook_runtime::Runtime::run_action`]; `core.noop` and `core.echo`
-//! need no runner of their own (see [`crate::executions`]).
+//! - `wasm`: the `wasm` runner (pack actions, through the plugin runtime).
 
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
+use stormhook_storage::{Execution, ExecutionStatus};
 
 use crate::packs::PackManager;
 
+mod builtin;
 pub mod http;
 pub mod local;
+mod wasm;
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// The final status.
+    pub status: ExecutionStatus,
+    /// The result object.
+    pub result: Value,
+}
+
+impl Outcome {
+    /// A `failed` run with this result.
+    pub fn failed(result: Value) -> Self {
+        Self {
+            status: ExecutionStatus::Failed,
+            result,
+        }
+    }
+}
 
 /// The runner of pack actions.
 pub const WASM_RUNNER: &str = "wasm";
@@ -238,6 +260,8 @@ pub struct Catalog {
     packs: Arc<PackManager>,
     local_enabled: bool,
     http_policy: Arc<http::HttpPolicy>,
+    /// The `core` actions, built once.
+    builtins: Arc<[Action]>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -255,6 +279,29 @@ impl Catalog {
             packs,
             local_enabled,
             http_policy: Arc::default(),
+            builtins: builtins(local_enabled).into(),
+        }
+    }
+
+    /// Runs `execution` (already `running`) on its runner: the one dispatch over the runners.
+    pub async fn run(&self, execution: &Execution) -> Outcome {
+        let empty = Map::new();
+        let params = execution.run_parameters.as_object().unwrap_or(&empty);
+        match (execution.action_ref.as_str(), execution.runner.as_str()) {
+            ("core.echo", _) => builtin::echo(params),
+            (_, NOOP_RUNNER) => builtin::noop(),
+            (_, LOCAL_RUNNER) if !self.local_enabled => Outcome::failed(
+                json!({"error": "core.local is disabled on this server (--disable-core-local)"}),
+            ),
+            (_, LOCAL_RUNNER) => local::run(params).await,
+            (reference, HTTP_RUNNER) => {
+                let name = reference.rsplit('.').next().unwrap_or(reference);
+                http::run(params, name, &self.http_policy).await
+            }
+            (reference, WASM_RUNNER) => {
+                wasm::run(self.packs.runtime(), reference, execution, params).await
+            }
+            (_, runner) => Outcome::failed(json!({"error": format!("unknown runner {runner:?}")})),
         }
     }
 
@@ -275,50 +322,53 @@ impl Catalog {
     pub fn local_enabled(&self) -> bool {
         self.local_enabled
     }
+}
 
-    fn builtins(&self) -> Vec<Action> {
-        vec![
-            builtin(
-                "echo",
-                LOCAL_RUNNER,
-                "Action that executes the Linux echo command on the localhost.",
-                json!({
-                    "message": {"type": "string", "description": "The message that the command will echo.", "required": true},
-                    "cmd": {"immutable": true, "default": "echo \"{{message}}\""},
-                    "sudo": {"immutable": true},
-                }),
-                true,
-            ),
-            builtin(
-                "http",
-                HTTP_RUNNER,
-                "Action that performs an http request.",
-                json!({"url": {"required": true}}),
-                true,
-            ),
-            builtin(
-                "local",
-                LOCAL_RUNNER,
-                "Action that executes an arbitrary Linux command on the localhost.",
-                json!({
-                    "cmd": {"type": "string", "description": "Arbitrary Linux command to be executed on the local host.", "required": true},
-                    "sudo": {"immutable": true},
-                }),
-                self.local_enabled,
-            ),
-            builtin(
-                "noop",
-                NOOP_RUNNER,
-                "Action that does nothing",
-                json!({}),
-                true,
-            ),
-        ]
-    }
+/// The `core` actions; `core.local` is disabled when `local_enabled` is false.
+fn builtins(local_enabled: bool) -> Vec<Action> {
+    vec![
+        builtin(
+            "echo",
+            LOCAL_RUNNER,
+            "Action that executes the Linux echo command on the localhost.",
+            json!({
+                "message": {"type": "string", "description": "The message that the command will echo.", "required": true},
+                "cmd": {"immutable": true, "default": "echo \"{{message}}\""},
+                "sudo": {"immutable": true},
+            }),
+            true,
+        ),
+        builtin(
+            "http",
+            HTTP_RUNNER,
+            "Action that performs an http request.",
+            json!({"url": {"required": true}}),
+            true,
+        ),
+        builtin(
+            "local",
+            LOCAL_RUNNER,
+            "Action that executes an arbitrary Linux command on the localhost.",
+            json!({
+                "cmd": {"type": "string", "description": "Arbitrary Linux command to be executed on the local host.", "required": true},
+                "sudo": {"immutable": true},
+            }),
+            local_enabled,
+        ),
+        builtin(
+            "noop",
+            NOOP_RUNNER,
+            "Action that does nothing",
+            json!({}),
+            true,
+        ),
+    ]
+}
 
+impl Catalog {
     /// Every action, sorted by ref.
     pub fn list(&self) -> Vec<Action> {
-        let mut all = self.builtins();
+        let mut all = self.builtins.to_vec();
         all.extend(self.packs.actions().iter().map(pack_action));
         all.sort_by(|a, b| a.reference.cmp(&b.reference));
         all
@@ -329,8 +379,8 @@ impl Catalog {
         let is = |reference: &str| {
             reference == ref_or_id || derived_id(&format!("action:{reference}")) == ref_or_id
         };
-        if let Some(builtin) = self.builtins().into_iter().find(|a| is(&a.reference)) {
-            return Some(builtin);
+        if let Some(builtin) = self.builtins.iter().find(|a| is(&a.reference)) {
+            return Some(builtin.clone());
         }
         self.packs
             .actions()
