@@ -1,19 +1,18 @@
-//! Builds the plugins workspace (`plugins/`) for `wasm32-wasip2` and embeds the example packs,
-//! with their components, into the binary.
+//! Builds the example plugins (`plugins/examples/`) for `wasm32-wasip2` and embeds the example
+//! packs, with their components, into the binary. The test fixtures are built by the test
+//! crate's build script (`tests/build.rs`), not here: the binary builds only what it ships.
 //!
-//! - Fetches the `wasm32-wasip2` target with rustup when it is missing, so a fresh machine with
-//!   only the Rust toolchain can build.
-//! - Builds in release mode into `<target>/wasm-plugins`, shared by debug and release host builds.
-//! - `STORMHOOK_SKIP_PLUGINS=1` skips all of it: the binary then carries no example packs.
+//! `STORMHOOK_SKIP_PLUGINS=1` skips all of it: the binary then carries no example packs.
 //!
-//! The generated `examples.rs` holds the example pack files and the path of the built
-//! components (tests use the fixtures from there).
+//! The generated `examples.rs` holds the example pack files.
+
+#[path = "build/wasm_plugins.rs"]
+mod wasm_plugins;
 
 use std::env;
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn main() {
     let manifest =
@@ -28,7 +27,6 @@ fn main() {
         "plugins/Cargo.lock",
         "plugins/sdk",
         "plugins/examples",
-        "plugins/testing",
         "wit",
         "examples",
     ] {
@@ -36,108 +34,34 @@ fn main() {
     }
     println!("cargo:rerun-if-env-changed=STORMHOOK_SKIP_PLUGINS");
 
-    let wasm_dir = if env::var_os("STORMHOOK_SKIP_PLUGINS").is_some_and(|v| v != "0") {
+    let wasm_dir = if wasm_plugins::skipped() {
         println!(
             "cargo:warning=STORMHOOK_SKIP_PLUGINS is set: plugins not built, no example packs embedded"
         );
         None
     } else {
-        Some(build_plugins(&root, &out))
+        let packages = example_packages(&root.join("plugins/examples"));
+        let packages: Vec<&str> = packages.iter().map(String::as_str).collect();
+        Some(wasm_plugins::build_plugins(&root, &out, &packages))
     };
     let code = generate(&root.join("examples"), wasm_dir.as_deref());
     fs::write(out.join("examples.rs"), code).expect("OUT_DIR is writable");
 }
 
-fn build_plugins(root: &Path, out: &Path) -> PathBuf {
-    ensure_wasm_target();
-    // `<target>/<profile>/build/<pkg>/out` -> `<target>`: share one plugin build per target dir.
-    let target_dir = out
-        .ancestors()
-        .find(|p| p.file_name().is_some_and(|n| n == "build"))
-        .and_then(|build| build.parent()?.parent())
-        .map(|t| t.join("wasm-plugins"))
-        .unwrap_or_else(|| out.join("wasm-plugins"));
-    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args([
-        "build",
-        "--release",
-        "--target",
-        "wasm32-wasip2",
-        "--manifest-path",
-    ])
-    .arg(root.join("plugins/Cargo.toml"))
-    .arg("--target-dir")
-    .arg(&target_dir);
-    // The host build's flags and target settings must not leak into the guest build.
-    for var in [
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTFLAGS",
-        "CARGO_BUILD_TARGET",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_RUSTFLAGS",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "CARGO_MAKEFLAGS",
-        "MAKEFLAGS",
-        "MFLAGS",
-    ] {
-        cmd.env_remove(var);
-    }
-    for (key, _) in env::vars_os() {
-        if key.to_str().is_some_and(|k| {
-            k.starts_with("CARGO_PROFILE_")
-                || k.starts_with("CARGO_CFG_")
-                || k.starts_with("CARGO_FEATURE_")
-        }) {
-            cmd.env_remove(key);
-        }
-    }
-    let status = cmd.status().expect("running cargo to build the plugins");
-    if !status.success() {
-        panic!(
-            "building the plugins workspace (plugins/) for wasm32-wasip2 failed; run \
-             `cargo build --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml` to see why, \
-             or set STORMHOOK_SKIP_PLUGINS=1 to build the host without them"
-        );
-    }
-    target_dir.join("wasm32-wasip2/release")
+/// The package names of the example plugins: one folder each under `plugins/examples`, named
+/// as its package.
+fn example_packages(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .expect("plugins/examples exists")
+        .flatten()
+        .filter(|e| e.path().join("Cargo.toml").exists())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }
 
-/// Adds the `wasm32-wasip2` standard library with rustup when it is missing.
-fn ensure_wasm_target() {
-    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let libdir = Command::new(&rustc)
-        .args(["--print", "target-libdir", "--target", "wasm32-wasip2"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-    if libdir.is_some_and(|dir| dir.join("libstd.rlib").exists() || has_std(&dir)) {
-        return;
-    }
-    println!(
-        "cargo:warning=installing the wasm32-wasip2 target with `rustup target add wasm32-wasip2`"
-    );
-    let added = Command::new("rustup")
-        .args(["target", "add", "wasm32-wasip2"])
-        .status();
-    if !added.is_ok_and(|s| s.success()) {
-        panic!(
-            "the wasm32-wasip2 target is missing and `rustup target add wasm32-wasip2` failed; \
-             install it by hand, or set STORMHOOK_SKIP_PLUGINS=1 to build the host without plugins"
-        );
-    }
-}
-
-fn has_std(dir: &Path) -> bool {
-    fs::read_dir(dir).is_ok_and(|entries| {
-        entries
-            .flatten()
-            .any(|e| e.file_name().to_string_lossy().starts_with("libstd-"))
-    })
-}
-
-/// Generates `EXAMPLE_FILES` (relative path, bytes) and `BUILT_PLUGINS_DIR`.
+/// Generates `EXAMPLE_FILES` (relative path, bytes).
 fn generate(examples: &Path, wasm_dir: Option<&Path>) -> String {
     let mut files = Vec::new();
     if let Some(wasm_dir) = wasm_dir {
@@ -157,15 +81,6 @@ fn generate(examples: &Path, wasm_dir: Option<&Path>) -> String {
         .unwrap();
     }
     code.push_str("];\n");
-    match wasm_dir {
-        Some(dir) => writeln!(
-            code,
-            "/// Where this build put the plugin components (examples and test fixtures).\npub const BUILT_PLUGINS_DIR: Option<&str> = Some({:?});",
-            dir.display().to_string()
-        )
-        .unwrap(),
-        None => code.push_str("/// Plugins were not built (STORMHOOK_SKIP_PLUGINS).\npub const BUILT_PLUGINS_DIR: Option<&str> = None;\n"),
-    }
     code
 }
 

@@ -6,6 +6,7 @@ mod disk_full;
 mod engine;
 mod examples;
 mod executions;
+mod layers;
 mod limits;
 mod reload;
 mod rules;

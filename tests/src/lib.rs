@@ -1,9 +1,11 @@
 //! Test support for Stormhook: where the built plugins are, a shared compile cache, runtimes and
 //! pack folders set up the same way in every test.
 //!
-//! Fixture components are built once per build by `host/app/build.rs` (the whole `plugins/`
-//! workspace, in release mode) and compiled by wasmtime once per run at most: every runtime made
+//! Fixture components are built once per build by this crate's build script (the whole
+//! `plugins/` workspace, in release mode) and compiled by wasmtime once per run at most: every runtime made
 //! here shares one on-disk cache of precompiled code.
+
+include!(concat!(env!("OUT_DIR"), "/fixtures.rs"));
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,8 +19,8 @@ use stormhook_runtime::{PluginKind, PluginSpec, Runtime, RuntimeConfig};
 ///
 /// When the host was built with `STORMHOOK_SKIP_PLUGINS` (there are no components to test).
 pub fn plugins_dir() -> PathBuf {
-    let dir = stormhook::examples::BUILT_PLUGINS_DIR
-        .expect("the tests need the plugins: build without STORMHOOK_SKIP_PLUGINS");
+    let dir =
+        FIXTURES_DIR.expect("the tests need the plugins: build without STORMHOOK_SKIP_PLUGINS");
     PathBuf::from(dir)
 }
 
