@@ -1,4 +1,4 @@
-//! Authentication end to end: every 401 of `shared/docs/st2-api.md` §2.3, the credential order,
+//! Authentication end to end: every 401 of `docs/st2-api.md` §2.3, the credential order,
 //! tokens from an htpasswd file, and the API key endpoints (§2.4).
 
 use serde_json::{Value, json};

@@ -1,4 +1,4 @@
-//! Executions end to end (`shared/docs/st2-api.md` §4): the seed's curl line, statuses and
+//! Executions end to end (`docs/st2-api.md` §4): the seed's curl line, statuses and
 //! their log, the `wait` option, validation messages, cancel, listing, WASM actions (results,
 //! typed errors, traps, deadlines, datastore), core actions, the datastore API, and rules that
 //! request executions.

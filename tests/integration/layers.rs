@@ -47,13 +47,23 @@ fn dependencies(package: &str, depth: Option<u32>) -> BTreeSet<String> {
 fn the_automation_domain_depends_on_no_http_server_tls_server_or_command_line() {
     let all = dependencies("stormhook-automation", None);
     for name in ["axum", "clap", "stormhook-server", "stormhook"] {
-        assert!(!all.contains(name), "stormhook-automation depends on {name}");
+        assert!(
+            !all.contains(name),
+            "stormhook-automation depends on {name}"
+        );
     }
     // Its one HTTP client (core.http's reqwest) brings hyper in as a client; the crate itself
     // names no server, TLS or middleware crate.
     let direct = dependencies("stormhook-automation", Some(1));
     assert!(direct.contains("stormhook-runtime"), "{direct:?}");
-    for name in ["hyper", "hyper-util", "rustls", "tokio-rustls", "tower", "http-body"] {
+    for name in [
+        "hyper",
+        "hyper-util",
+        "rustls",
+        "tokio-rustls",
+        "tower",
+        "http-body",
+    ] {
         assert!(
             !direct.contains(name),
             "stormhook-automation depends on {name} directly"
@@ -81,7 +91,10 @@ fn the_server_depends_on_no_command_line_and_the_leaf_crates_on_no_domain() {
     }
     let runtime = dependencies("stormhook-runtime", Some(1));
     for name in ["stormhook-storage", "stormhook-rules", "stormhook-packs"] {
-        assert!(!runtime.contains(name), "stormhook-runtime depends on {name}");
+        assert!(
+            !runtime.contains(name),
+            "stormhook-runtime depends on {name}"
+        );
     }
 }
 
@@ -103,7 +116,12 @@ fn module_imports(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
     }
     for file in files {
         let rel = file.strip_prefix(src).unwrap();
-        let first = rel.components().next().unwrap().as_os_str().to_string_lossy();
+        let first = rel
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy();
         let module = first.trim_end_matches(".rs").to_owned();
         if module == "lib" {
             continue;
@@ -176,7 +194,10 @@ fn the_modules_of_the_runtime_and_the_automation_crates_have_no_cycle() {
         let edges: usize = graph.values().map(BTreeSet::len).sum();
         assert!(edges > 5, "{krate}: no imports found: {graph:?}");
         if let Some(found) = cycle(&graph) {
-            panic!("{krate}: modules import each other in a cycle: {}", found.join(" -> "));
+            panic!(
+                "{krate}: modules import each other in a cycle: {}",
+                found.join(" -> ")
+            );
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The rules API (`shared/docs/st2-api.md` §3.5): create, list, get, update, delete, its
+//! The rules API (`docs/st2-api.md` §3.5): create, list, get, update, delete, its
 //! validation messages, and webhook registration as rules come and go.
 
 use serde_json::{Value, json};

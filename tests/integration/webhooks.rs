@@ -1,5 +1,5 @@
 //! Webhooks end to end, one test per behaviour of `st2api/tests/unit/controllers/v1/test_webhooks.py`
-//! (`shared/docs/st2-api.md` §1.8), plus the extra behaviours listed there. "Dispatched payload"
+//! (`docs/st2-api.md` §1.8), plus the extra behaviours listed there. "Dispatched payload"
 //! becomes the stored trigger instance, read back through `GET /triggerinstances`.
 
 use serde_json::{Value, json};

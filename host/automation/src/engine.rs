@@ -236,6 +236,24 @@ pub struct RuleMatch {
     pub outcome: Result<Option<Value>, String>,
 }
 
+/// Whether `rule` is evaluated on instances of `trigger`: the trigger its type and parameters
+/// make, or, for a trigger type without parameters (which has one trigger), the type's ref. A
+/// type with parameters (`core.st2.webhook`) is matched only through the rule's own trigger.
+pub fn listens_to(rule: &LoadedRule, trigger: &str) -> bool {
+    trigger == rule.trigger().reference
+        || (rule.doc.trigger.parameters.is_empty() && trigger == rule.doc.trigger.trigger_type)
+}
+
+/// What a rule component is given for `instance`.
+pub fn component_instance(instance: &TriggerInstance) -> stormhook_runtime::TriggerInstance {
+    stormhook_runtime::TriggerInstance {
+        id: instance.id.clone(),
+        trigger: instance.trigger.clone(),
+        payload: instance.payload.to_string(),
+        occurrence_time: instance.occurrence_time.clone(),
+    }
+}
+
 /// The rules a trigger instance matches (and those that failed on it), in evaluation order.
 pub async fn evaluate(
     packs: &PackManager,
@@ -248,14 +266,7 @@ pub async fn evaluate(
         .rules
         .iter()
         .filter(|r| r.doc.enabled)
-        .filter(|r| {
-            // A trigger type without parameters has one trigger, which its type's ref names
-            // too; a type with parameters (`core.st2.webhook`) is matched only through the
-            // trigger of the rule's parameters.
-            instance.trigger == r.trigger().reference
-                || (r.doc.trigger.parameters.is_empty()
-                    && instance.trigger == r.doc.trigger.trigger_type)
-        })
+        .filter(|r| listens_to(r, &instance.trigger))
         .collect();
     let mut matches = Vec::new();
     let mut matched_standard = false;
@@ -346,12 +357,7 @@ async fn judge(
     if rule.doc.wasm.is_none() {
         return Verdict::Match(None);
     }
-    let call = stormhook_runtime::TriggerInstance {
-        id: instance.id.clone(),
-        trigger: instance.trigger.clone(),
-        payload: instance.payload.to_string(),
-        occurrence_time: instance.occurrence_time.clone(),
-    };
+    let call = component_instance(instance);
     let report = packs.runtime().evaluate_rule(rule.reference(), &call).await;
     match report.result {
         Ok(decision) if decision.matched => Verdict::Match(decision.values),

@@ -1,4 +1,4 @@
-//! Executions (`shared/docs/st2-api.md` §4): requesting an action run, running it after the
+//! Executions (`docs/st2-api.md` §4): requesting an action run, running it after the
 //! answer (from the durable store, never on the request path), cancelling it, and waiting for
 //! it.
 //!
@@ -348,8 +348,9 @@ impl Executor {
             render_ctx,
             &self.renderer,
         )
-        .map_err(|message| {
-            if message.starts_with("Value ") {
+        .map_err(|error| {
+            let message = error.to_string();
+            if error.is_invalid_value() {
                 Prepared::Invalid(message)
             } else {
                 finish(

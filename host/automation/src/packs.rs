@@ -439,15 +439,12 @@ fn read_doc(
         }
         PluginKind::Rule => {
             let rule = RuleDoc::parse(&shown, &text, pack).map_err(|e| e.to_string())?;
-            let specs = match rule.wasm.as_ref().filter(|_| rule.enabled) {
-                None => Vec::new(),
-                Some(wasm) => vec![PluginSpec {
-                    reference: rule.reference(),
-                    kind,
-                    path: folder.join(&wasm.entry_point),
-                    limits: wasm.limits().map(|l| limits(l, rule_defaults)),
-                    kv: grant(wasm.datastore.as_ref(), pack),
-                }],
+            let specs = if rule.enabled {
+                rule_plugin_spec(&rule, folder, rule_defaults)
+                    .into_iter()
+                    .collect()
+            } else {
+                Vec::new()
             };
             Ok(DocContent {
                 specs,
@@ -456,6 +453,20 @@ fn read_doc(
             })
         }
     }
+}
+
+/// The plugin a rule's `wasm` key names (none without one): its component in `folder`, its
+/// limits over `defaults`, its datastore grant. The server and `stormhook rule test` load rule
+/// components through this one function.
+pub fn rule_plugin_spec(rule: &RuleDoc, folder: &Path, defaults: Limits) -> Option<PluginSpec> {
+    let wasm = rule.wasm.as_ref()?;
+    Some(PluginSpec {
+        reference: rule.reference(),
+        kind: PluginKind::Rule,
+        path: folder.join(&wasm.entry_point),
+        limits: wasm.limits().map(|l| limits(l, defaults)),
+        kv: grant(wasm.datastore.as_ref(), &rule.pack),
+    })
 }
 
 fn limits(doc: LimitsDoc, defaults: Limits) -> Limits {

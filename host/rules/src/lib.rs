@@ -1,4 +1,4 @@
-//! StackStorm rule semantics (`shared/docs/st2-api.md` §3): criteria operators, criteria keys
+//! StackStorm rule semantics (`docs/st2-api.md` §3): criteria operators, criteria keys
 //! (jsonpath over `{trigger: <payload>}`), and Jinja pattern rendering.
 //!
 //! Architecture invariant: this crate does no IO. The datastore values a template may read are

@@ -1,4 +1,4 @@
-//! Action parameters (`shared/docs/st2-api.md` §3.4): a rule's `action.parameters` rendered as
+//! Action parameters (`docs/st2-api.md` §3.4): a rule's `action.parameters` rendered as
 //! Jinja with `trigger`, `st2kv`, `action_context`, `rule` (the values a rule component
 //! returned) and every other parameter by name, in dependency order, then cast to the action's
 //! declared types.
@@ -22,7 +22,7 @@ pub fn render_parameters(
     declared: &Map<String, Value>,
     context: &Map<String, Value>,
     renderer: &Renderer,
-) -> Result<Map<String, Value>, String> {
+) -> Result<Map<String, Value>, ParamsError> {
     let mut raw: BTreeMap<String, Value> = BTreeMap::new();
     for (name, schema) in declared {
         if let Some(default) = schema.get("default") {
@@ -42,7 +42,7 @@ pub fn render_parameters(
         variables(renderer, value, &mut used);
         for var in &used {
             if !raw.contains_key(var) && !context.contains_key(var) && !renderer.is_global(var) {
-                return Err(format!("Dependency unsatisfied in variable \"{var}\""));
+                return Err(ParamsError::DependencyUnsatisfied(var.clone()));
             }
         }
         used.retain(|v| raw.contains_key(v) && v != name);
@@ -63,17 +63,19 @@ pub fn render_parameters(
                 .filter(|n| !rendered.contains_key(*n))
                 .map(String::as_str)
                 .collect();
-            return Err(format!(
-                "Cyclic dependency found in the following variables: {}",
-                stuck.join(", ")
+            return Err(ParamsError::Cyclic(
+                stuck.into_iter().map(str::to_owned).collect(),
             ));
         }
         for name in ready {
             let mut ctx = context.clone();
             ctx.extend(rendered.iter().map(|(k, v)| (k.clone(), v.clone())));
             let ctx = Value::Object(ctx);
-            let value = render_deep(renderer, &raw[&name], &ctx)
-                .map_err(|e| format!("Failed to render parameter \"{name}\": {e}"))?;
+            let value =
+                render_deep(renderer, &raw[&name], &ctx).map_err(|reason| ParamsError::Render {
+                    name: name.clone(),
+                    reason,
+                })?;
             let value = match declared
                 .get(&name)
                 .and_then(|s| s.get("type"))
@@ -86,6 +88,52 @@ pub fn render_parameters(
         }
     }
     Ok(rendered)
+}
+
+/// Why parameters could not be rendered; the messages are StackStorm's.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ParamsError {
+    /// A template uses a name that is neither a parameter nor in the context.
+    #[error("Dependency unsatisfied in variable \"{0}\"")]
+    DependencyUnsatisfied(String),
+    /// Parameters refer to each other in a cycle.
+    #[error("Cyclic dependency found in the following variables: {}", .0.join(", "))]
+    Cyclic(Vec<String>),
+    /// A template failed to render.
+    #[error("Failed to render parameter \"{name}\": {reason}")]
+    Render {
+        /// The parameter.
+        name: String,
+        /// The template's error.
+        reason: String,
+    },
+    /// A rendered value does not cast to the declared type.
+    #[error("Failed to cast parameter \"{name}\" to {kind}: {reason}")]
+    Cast {
+        /// The parameter.
+        name: String,
+        /// The declared type.
+        kind: String,
+        /// Why.
+        reason: String,
+    },
+    /// A value declared `string` is neither a string nor null.
+    #[error("Value \"{value}\" must either be a string or None. Got \"{type_name}\".")]
+    NotAString {
+        /// The value, as JSON.
+        value: String,
+        /// Its Python type name.
+        type_name: String,
+    },
+}
+
+impl ParamsError {
+    /// Whether the parameters given are wrong in themselves (the request is refused and
+    /// nothing is stored), rather than failing to render (StackStorm stores a `failed`
+    /// execution).
+    pub fn is_invalid_value(&self) -> bool {
+        matches!(self, Self::NotAString { .. })
+    }
 }
 
 /// The top-level variable names the templates inside `value` use.
@@ -120,15 +168,19 @@ fn render_deep(renderer: &Renderer, value: &Value, ctx: &Value) -> Result<Value,
 }
 
 /// Casts a rendered value by the declared type, as StackStorm's `casts.py` does.
-fn cast(name: &str, value: Value, kind: &str) -> Result<Value, String> {
-    let fail = |why: String| format!("Failed to cast parameter \"{name}\" to {kind}: {why}");
+fn cast(name: &str, value: Value, kind: &str) -> Result<Value, ParamsError> {
+    let fail = |reason: String| ParamsError::Cast {
+        name: name.to_owned(),
+        kind: kind.to_owned(),
+        reason,
+    };
     let Value::String(text) = &value else {
         return match (kind, &value) {
             ("string", Value::Null) => Ok(value),
-            ("string", other) => Err(format!(
-                "Value \"{other}\" must either be a string or None. Got \"{}\".",
-                crate::operators::type_name(other)
-            )),
+            ("string", other) => Err(ParamsError::NotAString {
+                value: other.to_string(),
+                type_name: crate::operators::type_name(other).to_owned(),
+            }),
             _ => Ok(value),
         };
     };
@@ -160,6 +212,10 @@ mod tests {
     use serde_json::json;
 
     fn render(given: Value, declared: Value) -> Result<Value, String> {
+        render_typed(given, declared).map_err(|e| e.to_string())
+    }
+
+    fn render_typed(given: Value, declared: Value) -> Result<Value, ParamsError> {
         let context = json!({"trigger": {"body": {"n": "7", "user": "ada", "tags": ["a"]}}, "st2kv": {"system": {"greeting": "Hi"}}, "rule": {"branch": "main"}});
         render_parameters(
             given.as_object().unwrap(),

@@ -83,7 +83,8 @@ fn a_nested_loop_runs_out_of_fuel_quickly() {
         &serde_json::Map::new(),
         &Renderer::new(),
     )
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(
         err.starts_with(&format!("Failed to render parameter \"p\": {OUT_OF_FUEL}")),
         "{err}"
@@ -513,6 +514,8 @@ fn range_is_not_a_parameter_dependency() {
             json!({"n": "{% for i in ranges(3) %}{% endfor %}"}),
             json!({})
         ),
-        Err("Dependency unsatisfied in variable \"ranges\"".to_owned())
+        Err(stormhook_rules::params::ParamsError::DependencyUnsatisfied(
+            "ranges".to_owned()
+        ))
     );
 }

@@ -1,4 +1,4 @@
-//! Actions and runner types (`shared/docs/st2-api.md` §6.4): `GET /actions`,
+//! Actions and runner types (`docs/st2-api.md` §6.4): `GET /actions`,
 //! `GET /actions/{ref_or_id}`, `GET /runnertypes`, `GET /runnertypes/{name_or_id}`.
 //! Actions come from the catalog (built-in `core` actions and pack actions); they are not
 //! created through the API.

@@ -1,4 +1,4 @@
-//! API keys (`shared/docs/st2-api.md` §2.4): `POST/GET /apikeys`, `GET/PUT/DELETE /apikeys/{id_or_key}`.
+//! API keys (`docs/st2-api.md` §2.4): `POST/GET /apikeys`, `GET/PUT/DELETE /apikeys/{id_or_key}`.
 //!
 //! The key itself appears once, in the create response. Lists mask `key_hash` and `uid` unless
 //! `show_secrets=true` is given (every user is an admin: Stormhook has no RBAC).

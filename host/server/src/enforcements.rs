@@ -1,4 +1,4 @@
-//! Rule enforcements (`shared/docs/st2-api.md` §3.6): `GET /ruleenforcements` and `/{id}`.
+//! Rule enforcements (`docs/st2-api.md` §3.6): `GET /ruleenforcements` and `/{id}`.
 //! Falsy fields are omitted, as StackStorm omits them.
 
 use axum::extract::{Path, Query, State};

@@ -1,4 +1,4 @@
-//! Executions (`shared/docs/st2-api.md` §4.1–4.3): `POST/GET /executions`, `GET/DELETE
+//! Executions (`docs/st2-api.md` §4.1–4.3): `POST/GET /executions`, `GET/DELETE
 //! /executions/{id}` (and `last`), `GET /executions/{id}/children`.
 //!
 //! Beyond StackStorm: `POST /executions?wait=<seconds>` answers with the execution once it

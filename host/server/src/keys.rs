@@ -1,4 +1,4 @@
-//! The datastore (`shared/docs/st2-api.md` §6.2, "Datastore server side"): `GET /keys`,
+//! The datastore (`docs/st2-api.md` §6.2, "Datastore server side"): `GET /keys`,
 //! `GET/PUT/DELETE /keys/{name}`, system scope (`st2kv.system`). Plugins reach the same values
 //! through the `kv` host import, within their grant.
 //!

@@ -3,7 +3,7 @@
 //! Architecture invariant: only this module knows HTTP. Routes translate between requests and
 //! the runtime, packs, auth and storage APIs.
 //!
-//! Conventions from StackStorm (`shared/docs/st2-api.md` §0):
+//! Conventions from StackStorm (`docs/st2-api.md` §0):
 //! - Every API path is served under `/api/v1/...` (what curl users and nginx-fronted StackStorm
 //!   expose) and `/v1/...` (what st2api serves and the `st2` CLI calls). Tokens are served under
 //!   `/auth/v1/tokens`, `/auth/tokens`, `/v1/tokens` and `/tokens`.

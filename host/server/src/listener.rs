@@ -5,7 +5,7 @@
 //! installs none. Without it, slow or idle clients hold connections forever (slowloris).
 //! With the HTTP/1 builder, the timer and the timeout, a connection that does not deliver a
 //! complete request head within the timeout is closed. That covers a connection idling between
-//! keep-alive requests too (`shared/docs/reliability.md` §2.6 measured both).
+//! keep-alive requests too (`tests/integration/limits.rs` checks a slow and an idle connection).
 
 use std::future::Future;
 use std::sync::Arc;

@@ -1,5 +1,5 @@
 //! Query parameters shared by list endpoints: `limit`, `offset`, and typed lookups, with
-//! StackStorm's messages (`shared/docs/st2-api.md` §0.2 and §0.6).
+//! StackStorm's messages (`docs/st2-api.md` §0.2 and §0.6).
 
 use std::collections::HashMap;
 

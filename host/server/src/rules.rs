@@ -1,4 +1,4 @@
-//! Rules (`shared/docs/st2-api.md` §3.5): `GET/POST /rules`, `GET/PUT/DELETE /rules/{ref_or_id}`.
+//! Rules (`docs/st2-api.md` §3.5): `GET/POST /rules`, `GET/PUT/DELETE /rules/{ref_or_id}`.
 //!
 //! Rules come from two places: files in pack folders (listed here, edited in the files) and
 //! this API (stored in the database). Both register webhooks. A rule created here is disabled

@@ -1,4 +1,4 @@
-//! Tokens (`shared/docs/st2-api.md` §2.2): `POST /tokens` with Basic auth (no other credential
+//! Tokens (`docs/st2-api.md` §2.2): `POST /tokens` with Basic auth (no other credential
 //! needed) and `POST /tokens/validate`.
 
 use axum::extract::State;

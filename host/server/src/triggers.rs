@@ -1,4 +1,4 @@
-//! Trigger types, trigger instances and traces (`shared/docs/st2-api.md` §5 and §7.2).
+//! Trigger types, trigger instances and traces (`docs/st2-api.md` §5 and §7.2).
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;

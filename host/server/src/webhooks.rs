@@ -1,4 +1,4 @@
-//! Webhooks (`shared/docs/st2-api.md` §1): `GET /webhooks`, `GET /webhooks/{url}`,
+//! Webhooks (`docs/st2-api.md` §1): `GET /webhooks`, `GET /webhooks/{url}`,
 //! `POST /webhooks/{hook}` and the generic `POST /webhooks/st2`.
 //!
 //! A POST is answered 202 only after its trigger instances are committed to the store (group

@@ -16,13 +16,14 @@ use serde_json::{Value, json};
 use stormhook_packs::RuleDoc;
 use stormhook_rules::template::Renderer;
 use stormhook_runtime::datastore::MemoryDatastore;
-use stormhook_runtime::{PluginKind, PluginSpec, Runtime, RuntimeConfig, TriggerInstance};
+use stormhook_runtime::{Runtime, RuntimeConfig};
 use stormhook_storage::Store as _;
 
 use super::client::{Client, report};
 use super::output::{emit, note_truncated, print_json, print_object, print_table};
 use super::{RuleCommand, open_existing_store, open_store};
-use stormhook_automation::triggers::Trigger;
+use stormhook_automation::engine;
+use stormhook_automation::packs::{LoadedRule, RuleSource, rule_plugin_spec};
 
 /// The fields `rule get` and `rule create` show first, in `st2`'s order.
 const FIRST_FIELDS: &[&str] = &["id", "uid", "ref", "pack", "name", "description", "enabled"];
@@ -200,16 +201,20 @@ async fn test(
         object.insert("headers_lower".into(), Value::Object(lower));
     }
 
-    // The trigger instance must come from the rule's trigger: its type, or the trigger that the
-    // rule's type and parameters make.
-    let own_trigger = Trigger::new(
-        &rule.trigger.trigger_type,
-        &Value::Object(rule.trigger.parameters.clone()),
+    // The trigger instance must come from the rule's trigger, as the engine decides it; a
+    // hand-written instance may also name the rule's trigger type (the engine never sees one
+    // that does, for a type with parameters).
+    let loaded = LoadedRule::new(
+        rule.clone(),
+        RuleSource::Pack {
+            file: rule_path.to_owned(),
+        },
     );
-    if trigger != rule.trigger.trigger_type && trigger != own_trigger.reference {
+    if trigger != rule.trigger.trigger_type && !engine::listens_to(&loaded, trigger) {
         println!(
             "NO MATCH: rule `{reference}` listens to `{}` (trigger `{}`), the instance is of `{trigger}`",
-            rule.trigger.trigger_type, own_trigger.reference
+            rule.trigger.trigger_type,
+            loaded.trigger().reference
         );
         return Ok(false);
     }
@@ -270,45 +275,26 @@ async fn test(
                 |(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()),
             ))),
         )?);
-        let mut spec = PluginSpec::new(
-            reference.clone(),
-            PluginKind::Rule,
-            folder.join(&wasm.entry_point),
-        );
-        let defaults = RuntimeConfig::default().rule_defaults;
-        if wasm.timeout_ms.is_some() || wasm.memory_mb.is_some() {
-            spec.limits = Some(stormhook_runtime::Limits {
-                timeout: wasm
-                    .timeout_ms
-                    .map_or(defaults.timeout, std::time::Duration::from_millis),
-                memory_bytes: wasm.memory_mb.map_or(defaults.memory_bytes, |m| m << 20),
-            });
-        }
-        if let Some(grant) = &wasm.datastore {
-            spec.kv = stormhook_runtime::KvGrant {
-                read: grant.read,
-                write: grant.write,
-                prefix: grant
-                    .prefix
-                    .clone()
-                    .unwrap_or_else(|| format!("{}.", rule.pack)),
-            };
-        }
+        let spec = rule_plugin_spec(&rule, folder, RuntimeConfig::default().rule_defaults)
+            .expect("the rule has a wasm key");
         runtime.load(spec).await?;
-        let ti = TriggerInstance {
+        let ti = engine::component_instance(&stormhook_storage::TriggerInstance {
             id: instance
                 .get("id")
                 .and_then(Value::as_str)
                 .unwrap_or("000000000000000000000000")
                 .to_owned(),
             trigger: trigger.to_owned(),
-            payload: payload.to_string(),
+            trigger_type: None,
+            payload: payload.clone(),
             occurrence_time: instance
                 .get("occurrence_time")
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_owned(),
-        };
+            status: stormhook_storage::InstanceStatus::Pending,
+            trace_id: None,
+        });
         let report = runtime.evaluate_rule(&reference, &ti).await;
         for line in &report.captured.logs {
             println!("  plugin log [{:?}] {}", line.level, line.message);

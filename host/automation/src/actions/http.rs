@@ -1,6 +1,6 @@
 //! The `http-request` runner: `core.http` sends one HTTP request.
 //!
-//! Result `{status_code, body, parsed, headers}` (`shared/docs/st2-api.md` §4.4): `body` is the
+//! Result `{status_code, body, parsed, headers}` (`docs/st2-api.md` §4.4): `body` is the
 //! decoded JSON when the response says `application/json` (and `parsed` is true), otherwise the
 //! text. HTTP 200–206 is `succeeded`, any other status `failed`; the deadline (`timeout`
 //! seconds, default 60) is `timeout` with `{"error"}`. Redirects are not followed unless

@@ -1,6 +1,6 @@
 //! The `local-shell-cmd` runner: `core.local` runs `cmd` with `/bin/sh -c` on the server's host.
 //!
-//! Result and status as StackStorm's local runner gives them (`shared/docs/st2-api.md` §4.4):
+//! Result and status as StackStorm's local runner gives them (`docs/st2-api.md` §4.4):
 //! `{failed, succeeded, return_code, stdout, stderr}`, stdout and stderr with one trailing
 //! newline (then carriage return) removed and JSON-decoded when they parse; exit 0 is
 //! `succeeded`, the deadline is `timeout` (return code -9, with `error`), SIGTERM is

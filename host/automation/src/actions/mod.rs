@@ -1,4 +1,4 @@
-//! Actions and runner types (`shared/docs/st2-api.md` §4.4 and §6.4): the built-in `core`
+//! Actions and runner types (`docs/st2-api.md` §4.4 and §6.4): the built-in `core`
 //! actions, the WASM actions of the pack folders, and the runners that execute them.
 //!
 //! # Layout
