@@ -25,7 +25,7 @@ test:
 
 # Library tests (no server).
 test-unit:
-    cargo test -p stormhook-packs -p stormhook-runtime -p stormhook-rules -p stormhook-storage
+    cargo test -p stormhook-packs -p stormhook-runtime -p stormhook-rules -p stormhook-storage -p stormhook-automation -p stormhook-server
 
 # The integration suite.
 test-integration:

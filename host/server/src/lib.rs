@@ -1,7 +1,9 @@
-//! The HTTP server: one router for the binary and the tests.
+//! Stormhook's HTTP server: the StackStorm-compatible API, credentials, the listener and TLS.
 //!
-//! Architecture invariant: only this module knows HTTP. Routes translate between requests and
-//! the runtime, packs, auth and storage APIs.
+//! The only crate that knows HTTP. Handlers translate between requests and the automation
+//! domain (`stormhook-automation`), the credentials ([`auth`]) and the store; they hold no
+//! automation logic. [`Stormhook`] is the one wiring of the application, used by
+//! `stormhook serve` and by the tests.
 //!
 //! Conventions from StackStorm (`docs/st2-api.md` §0):
 //! - Every API path is served under `/api/v1/...` (what curl users and nginx-fronted StackStorm
