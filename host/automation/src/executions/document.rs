@@ -1,0 +1,153 @@
+//! The execution as the API shows it: building its document, moving its status (each move
+//! logged in the document), completing it with an outcome, and masking secret parameters.
+
+use serde_json::{Map, Value, json};
+use stormhook_storage::{Execution, ExecutionStatus, ids};
+
+use crate::actions::{self, Action, Outcome, RunnerType};
+
+use super::RequestError;
+
+pub(super) fn runner_of(action: &Action) -> Result<&'static RunnerType, RequestError> {
+    actions::runner_type(&action.runner_type).ok_or_else(|| {
+        RequestError::Invalid(format!(
+            "Action \"{}\" has an unknown runner type \"{}\".",
+            action.reference, action.runner_type
+        ))
+    })
+}
+
+/// The JSON schema of an action's parameters (StackStorm's `additionalProperties: false`).
+pub(super) fn parameters_schema(declared: &Map<String, Value>) -> Value {
+    let properties: Map<String, Value> = declared
+        .iter()
+        .map(|(name, schema)| {
+            let mut schema = schema.clone();
+            if let Some(obj) = schema.as_object_mut() {
+                // Not JSON-schema keywords.
+                for k in ["immutable", "secret", "position"] {
+                    obj.remove(k);
+                }
+            }
+            (name.clone(), schema)
+        })
+        .collect();
+    json!({"type": "object", "properties": properties, "additionalProperties": false})
+}
+
+/// The names of an execution document's parameters that its runner or action declares
+/// `secret: true`.
+pub fn secret_parameters(doc: &Value) -> Vec<String> {
+    [
+        &doc["runner"]["runner_parameters"],
+        &doc["action"]["parameters"],
+    ]
+    .into_iter()
+    .filter_map(Value::as_object)
+    .flat_map(|schemas| {
+        schemas
+            .iter()
+            .filter(|(_, s)| s.get("secret").and_then(Value::as_bool) == Some(true))
+            .map(|(k, _)| k.clone())
+    })
+    .collect()
+}
+
+/// Replaces the values of the `secret` parameters in `params` with `********`.
+pub fn mask(params: &mut Value, secret: &[String]) {
+    if let Some(params) = params.as_object_mut() {
+        for name in secret {
+            if let Some(value) = params.get_mut(name) {
+                *value = json!("********");
+            }
+        }
+    }
+}
+
+/// An execution's parameters with the secret ones masked, as StackStorm's notifier puts them
+/// in the action trigger (`liveaction_db.get_masked_parameters()`): a trigger instance is
+/// served to every API user and templated by any rule.
+pub(super) fn masked_parameters(doc: &Value) -> Value {
+    let mut params = doc["parameters"].clone();
+    mask(&mut params, &secret_parameters(doc));
+    params
+}
+
+/// A new execution, `requested`, with its log's first entry.
+pub(super) fn new_execution(
+    id: &str,
+    action: &Action,
+    runner: &RunnerType,
+    given: &Map<String, Value>,
+    context: Value,
+    user: Option<String>,
+) -> Execution {
+    let now = ids::now();
+    let document = json!({
+        "id": id,
+        "action": action.json(),
+        "runner": runner.json(),
+        "liveaction": {
+            "id": ids::object_id(),
+            "action": action.reference,
+            "parameters": given,
+            "callback": {},
+            "runner_info": {},
+            "action_is_workflow": false,
+        },
+        "status": ExecutionStatus::Requested,
+        "start_timestamp": now,
+        "parameters": given,
+        "context": context,
+        "log": [{"status": ExecutionStatus::Requested, "timestamp": now}],
+    });
+    Execution {
+        id: id.to_owned(),
+        action_ref: action.reference.clone(),
+        runner: runner.name.to_owned(),
+        status: ExecutionStatus::Requested,
+        start_timestamp: now,
+        end_timestamp: None,
+        user,
+        rule_ref: None,
+        trigger_instance_id: None,
+        run_parameters: json!({}),
+        document,
+    }
+}
+
+/// Moves an execution to `status` and logs the move.
+pub(super) fn transition(execution: &mut Execution, status: ExecutionStatus) {
+    let now = ids::now();
+    execution.status = status;
+    execution.document["status"] = json!(status);
+    if let Some(log) = execution.document["log"].as_array_mut() {
+        log.push(json!({"status": status, "timestamp": now}));
+    }
+}
+
+/// Completes an execution with `outcome`.
+pub(super) fn finish(execution: &mut Execution, outcome: Outcome, hostname: &str) {
+    transition(execution, outcome.status);
+    let end = ids::now();
+    let doc = &mut execution.document;
+    doc["end_timestamp"] = json!(end);
+    if let (Some(start), Some(stop)) = (
+        ids::parse_time(&execution.start_timestamp),
+        ids::parse_time(&end),
+    ) {
+        let micros = (stop - start).num_microseconds().unwrap_or(0);
+        doc["elapsed_seconds"] = json!(micros as f64 / 1e6);
+    }
+    if !outcome.result.is_null() {
+        doc["result_size"] = json!(outcome.result.to_string().len());
+        doc["result"] = outcome.result;
+    }
+    if doc["liveaction"]["runner_info"]
+        .as_object()
+        .is_none_or(Map::is_empty)
+    {
+        doc["liveaction"]["runner_info"] = json!({"hostname": hostname, "pid": std::process::id()});
+    }
+    execution.end_timestamp = Some(end);
+}

@@ -1,0 +1,477 @@
+//! Executions (`docs/st2-api.md` §4): requesting an action run, running it after the
+//! answer (from the durable store, never on the request path), cancelling it, and waiting for
+//! it.
+//!
+//! Life of an execution: `requested -> scheduled -> running -> succeeded | failed | timeout |
+//! abandoned`, or `canceled` (from `requested`/`scheduled`, or `running -> canceling ->
+//! canceled`). Every move is a conditional update in the store (it applies only from the
+//! expected status), so two movers never both win, and each appends to the execution's `log`.
+//!
+//! A request is checked and stored before the caller's answer: the action exists and is
+//! enabled, no immutable parameter is overridden, the parameters render (Jinja, with `st2kv`
+//! and `action_context`) and then validate against the action's schema (runner parameters
+//! merged under the action's). A rendering failure still stores the execution, `failed`, as
+//! StackStorm does.
+//!
+//! Every completed execution dispatches a trigger instance of `core.st2.generic.actiontrigger`
+//! (payload `{execution_id, status, start_timestamp, action_name, action_ref, runner_ref,
+//! parameters, result}`), as StackStorm's action sensor does, so rules can follow actions.
+//!
+//! The [`Executor`] worker takes `requested` executions oldest first, up to
+//! [`MAX_PARALLEL`] at a time, and claims every one that gets a free slot in one transaction;
+//! completed executions are recorded together in one transaction too (`record`). After a crash,
+//! executions left `scheduled` are requested again; executions left `running` become
+//! `abandoned` (they may have had effects, so they are not run twice).
+//!
+//! # Layout
+//!
+//! - this module: the requests (`request` for the API, `for_rule` for the engine), their
+//!   validation and rendering, `wait` and `cancel`.
+//! - `worker`: recovery at start, the worker, the run of one execution, the recorder and the
+//!   action trigger.
+//! - `document`: the execution's document, its status moves, masking.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use stormhook_rules::template::Renderer;
+use stormhook_storage::ingest::Ingest;
+use stormhook_storage::{
+    Execution, ExecutionStatus, InstanceStatus, StorageError, Store, TriggerInstance, ids,
+};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+
+use crate::actions::{Action, Catalog, Outcome, RunnerType};
+use crate::packs::LoadedRule;
+
+mod document;
+mod worker;
+
+use document::{finish, new_execution, parameters_schema, runner_of, transition};
+pub use document::{mask, secret_parameters};
+
+/// How many executions run at once.
+pub const MAX_PARALLEL: usize = 16;
+/// The user rule-triggered executions run as (StackStorm's system user).
+pub const SYSTEM_USER: &str = "stanley";
+/// Statuses from which a cancel takes effect at once.
+const BEFORE_RUN: &[ExecutionStatus] = &[
+    ExecutionStatus::Requested,
+    ExecutionStatus::Scheduled,
+    ExecutionStatus::Delayed,
+];
+
+/// Why an execution could not be requested.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// No such action.
+    #[error("Action \"{0}\" cannot be found.")]
+    UnknownAction(String),
+    /// The action is disabled.
+    #[error("Unable to execute. Action \"{0}\" is disabled.")]
+    Disabled(String),
+    /// The parameters are not acceptable (nothing was stored).
+    #[error("{0}")]
+    Invalid(String),
+    /// The parameters did not render; the execution was stored as `failed`.
+    #[error("{message}")]
+    RenderFailed {
+        /// Why.
+        message: String,
+        /// The failed execution.
+        execution: Box<Execution>,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StorageError),
+}
+
+/// Why an execution could not be cancelled.
+#[derive(Debug, thiserror::Error)]
+pub enum CancelError {
+    /// No such execution.
+    #[error("Unable to identify resource with id \"{0}\".")]
+    NotFound(String),
+    /// It already completed.
+    #[error("Action cannot be canceled. State = {0}.")]
+    Completed(ExecutionStatus),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StorageError),
+}
+
+/// What a caller asks for.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// The action ref.
+    pub action: String,
+    /// Parameters as given (templates allowed).
+    pub parameters: Map<String, Value>,
+    /// Who asks.
+    pub user: String,
+    /// Context given by the caller (merged under the server's `user` and `pack`).
+    pub context: Map<String, Value>,
+}
+
+/// The action a rule requests, and why it could not be requested when it could not.
+#[derive(Debug)]
+pub enum RuleRequest {
+    /// The execution to store, `requested`.
+    Requested(Execution),
+    /// The parameters did not render: the execution to store, `failed`, and why.
+    Failed(Execution, String),
+    /// Nothing to run (unknown or disabled action, invalid parameters), and why.
+    Refused(String),
+}
+
+/// Runs executions.
+pub struct Executor {
+    store: Arc<dyn Store>,
+    catalog: Catalog,
+    renderer: Renderer,
+    /// New executions were requested.
+    wake: Notify,
+    /// An execution moved (waiters look again).
+    moved: Notify,
+    /// Cancel signals of the runs in progress.
+    cancels: Mutex<HashMap<String, oneshot::Sender<()>>>,
+    slots: Arc<Semaphore>,
+    hostname: String,
+    /// Group commit, for the action triggers.
+    ingest: Ingest,
+    /// Completed executions, to [`Executor::record`].
+    finished: mpsc::UnboundedSender<Execution>,
+    /// Its receiving end, until [`Executor::start`] takes it.
+    finished_rx: Mutex<Option<mpsc::UnboundedReceiver<Execution>>>,
+}
+
+impl std::fmt::Debug for Executor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executor").finish_non_exhaustive()
+    }
+}
+
+/// `st2kv` for templates: `{system: {name: value}}`.
+pub async fn datastore_context(store: &dyn Store) -> Value {
+    let values: Map<String, Value> = store
+        .kv_all()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    json!({ "system": values })
+}
+
+impl Executor {
+    /// An executor over `store`, running the actions of `catalog`; `ingest` commits the action
+    /// triggers.
+    pub fn new(store: Arc<dyn Store>, catalog: Catalog, ingest: Ingest) -> Self {
+        let (finished, finished_rx) = mpsc::unbounded_channel();
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "localhost".into());
+        Self {
+            store,
+            catalog,
+            renderer: Renderer::new(),
+            wake: Notify::new(),
+            moved: Notify::new(),
+            cancels: Mutex::default(),
+            slots: Arc::new(Semaphore::new(MAX_PARALLEL)),
+            hostname,
+            ingest,
+            finished,
+            finished_rx: Mutex::new(Some(finished_rx)),
+        }
+    }
+
+    /// The actions this executor runs.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// Checks a caller's request, stores the execution (`requested`) and returns it.
+    ///
+    /// # Errors
+    ///
+    /// [`RequestError`] with StackStorm's messages.
+    pub async fn request(&self, req: Request) -> Result<Execution, RequestError> {
+        let action = self
+            .catalog
+            .get(&req.action)
+            .ok_or_else(|| RequestError::UnknownAction(req.action.clone()))?;
+        if !action.enabled {
+            return Err(RequestError::Disabled(action.reference));
+        }
+        let runner = runner_of(&action)?;
+        let mut context = req.context.clone();
+        context.insert("user".into(), json!(req.user));
+        context.insert("pack".into(), json!(action.pack));
+        let kv = datastore_context(self.store.as_ref()).await;
+        let mut render_ctx = Map::new();
+        render_ctx.insert("st2kv".into(), kv);
+        render_ctx.insert("action_context".into(), Value::Object(context.clone()));
+        let id = ids::object_id();
+        let mut execution = new_execution(
+            &id,
+            &action,
+            runner,
+            &req.parameters,
+            Value::Object(context),
+            Some(req.user.clone()),
+        );
+        match self.prepare(
+            &mut execution,
+            &action,
+            runner,
+            &req.parameters,
+            &render_ctx,
+        ) {
+            Ok(()) => {
+                self.store.insert_execution(&execution).await?;
+                self.wake.notify_one();
+                Ok(execution)
+            }
+            Err(Prepared::Invalid(message)) => Err(RequestError::Invalid(message)),
+            Err(Prepared::RenderFailed(message)) => {
+                self.store.insert_execution(&execution).await?;
+                self.moved.notify_waiters();
+                Err(RequestError::RenderFailed {
+                    message,
+                    execution: Box::new(execution),
+                })
+            }
+        }
+    }
+
+    /// The execution rule `rule` requests for `instance` (not stored: the engine stores it
+    /// with the enforcement). `values` are what the rule component returned (`rule` in
+    /// templates); `kv` is `st2kv`.
+    pub fn for_rule(
+        &self,
+        rule: &LoadedRule,
+        rule_json: Value,
+        instance: &TriggerInstance,
+        values: Option<Value>,
+        kv: &Value,
+    ) -> RuleRequest {
+        let reference = &rule.doc.action.reference;
+        let Some(action) = self.catalog.get(reference) else {
+            return RuleRequest::Refused(format!("Action \"{reference}\" doesn't exist"));
+        };
+        if !action.enabled {
+            return RuleRequest::Refused(format!(
+                "Unable to execute. Action \"{reference}\" is disabled."
+            ));
+        }
+        let runner = match runner_of(&action) {
+            Ok(runner) => runner,
+            Err(e) => return RuleRequest::Refused(e.to_string()),
+        };
+        let context = json!({
+            "user": SYSTEM_USER,
+            "pack": action.pack,
+            "rule": {"id": rule.id(), "name": rule.doc.name},
+            "trigger_instance": {"id": instance.id, "name": null},
+            "trace_context": {"id_": instance.trace_id},
+        });
+        let mut render_ctx = Map::new();
+        render_ctx.insert("trigger".into(), instance.payload.clone());
+        render_ctx.insert("st2kv".into(), kv.clone());
+        render_ctx.insert("action_context".into(), context.clone());
+        render_ctx.insert("rule".into(), values.unwrap_or_else(|| json!({})));
+        let given = &rule.doc.action.parameters;
+        let id = ids::object_id();
+        let mut execution = new_execution(
+            &id,
+            &action,
+            runner,
+            given,
+            context,
+            Some(SYSTEM_USER.into()),
+        );
+        let trigger = rule.trigger();
+        execution.rule_ref = Some(rule.reference().to_owned());
+        execution.trigger_instance_id = Some(instance.id.clone());
+        execution.document["rule"] = rule_json;
+        execution.document["trigger"] = serde_json::to_value(&trigger).unwrap_or(Value::Null);
+        execution.document["trigger_type"] = crate::triggers::system_trigger_types()
+            .iter()
+            .find(|t| t.reference == trigger.trigger_type)
+            .map_or_else(
+                || json!({"ref": trigger.trigger_type}),
+                crate::documents::trigger_type_json,
+            );
+        execution.document["trigger_instance"] = json!({
+            "id": instance.id,
+            "trigger": instance.trigger,
+            "payload": instance.payload,
+            "occurrence_time": instance.occurrence_time,
+            "status": InstanceStatus::Processed,
+        });
+        match self.prepare(&mut execution, &action, runner, given, &render_ctx) {
+            Ok(()) => RuleRequest::Requested(execution),
+            Err(Prepared::Invalid(message)) => RuleRequest::Refused(message),
+            Err(Prepared::RenderFailed(message)) => RuleRequest::Failed(execution, message),
+        }
+    }
+
+    /// Renders and validates the parameters into `execution`: the document shows those given,
+    /// the runner gets them all (defaults filled in). A rendering failure completes the
+    /// execution as `failed` (it is still stored, as StackStorm does); invalid parameters leave
+    /// it untouched (nothing is stored).
+    fn prepare(
+        &self,
+        execution: &mut Execution,
+        action: &Action,
+        runner: &RunnerType,
+        given: &Map<String, Value>,
+        render_ctx: &Map<String, Value>,
+    ) -> Result<(), Prepared> {
+        let declared = action.effective_parameters(runner);
+        let mut immutable: Vec<&str> = given
+            .keys()
+            .filter(|k| {
+                declared
+                    .get(*k)
+                    .and_then(|s| s.get("immutable"))
+                    .and_then(Value::as_bool)
+                    == Some(true)
+            })
+            .map(String::as_str)
+            .collect();
+        if !immutable.is_empty() {
+            immutable.sort_unstable();
+            let list: Vec<String> = immutable.iter().map(|k| format!("'{k}'")).collect();
+            return Err(Prepared::Invalid(format!(
+                "Override of immutable parameter(s) [{}] is unsupported.",
+                list.join(", ")
+            )));
+        }
+        let full = stormhook_rules::params::render_parameters(
+            given,
+            &declared,
+            render_ctx,
+            &self.renderer,
+        )
+        .map_err(|error| {
+            let message = error.to_string();
+            if error.is_invalid_value() {
+                Prepared::Invalid(message)
+            } else {
+                finish(
+                    execution,
+                    Outcome::failed(json!({"error": message, "traceback": ""})),
+                    &self.hostname,
+                );
+                Prepared::RenderFailed(message)
+            }
+        })?;
+        let schema = parameters_schema(&declared);
+        crate::schema::validate(&schema, &Value::Object(full.clone()))
+            .map_err(Prepared::Invalid)?;
+        let shown: Map<String, Value> = full
+            .iter()
+            .filter(|(k, _)| given.contains_key(*k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        execution.document["parameters"] = Value::Object(shown.clone());
+        execution.document["liveaction"]["parameters"] = Value::Object(shown);
+        execution.run_parameters = Value::Object(full);
+        Ok(())
+    }
+
+    /// Wakes the worker (the engine calls this after storing rule executions).
+    pub fn notify(&self) {
+        self.wake.notify_one();
+    }
+
+    /// The execution, once it completed or at the deadline, whichever is first.
+    ///
+    /// # Errors
+    ///
+    /// The store failed.
+    pub async fn wait(
+        &self,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<Option<Execution>, StorageError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let moved = self.moved.notified();
+            let current = self.store.execution(id).await?;
+            let done = current.as_ref().is_none_or(|e| e.status.is_completed());
+            if done {
+                return Ok(current);
+            }
+            // A poll as well as the signal: another node may run it (PostgreSQL mode).
+            let poll = tokio::time::sleep(Duration::from_millis(500));
+            tokio::select! {
+                () = moved => {}
+                () = poll => {}
+                () = tokio::time::sleep_until(deadline) => return Ok(current),
+            }
+        }
+    }
+
+    /// Cancels an execution: at once when it has not started, through `canceling` when it
+    /// runs.
+    ///
+    /// # Errors
+    ///
+    /// [`CancelError`].
+    pub async fn cancel(&self, id: &str) -> Result<Execution, CancelError> {
+        for _ in 0..3 {
+            let mut execution = self
+                .store
+                .execution(id)
+                .await?
+                .ok_or_else(|| CancelError::NotFound(id.to_owned()))?;
+            let status = execution.status;
+            if status.is_completed() {
+                return Err(CancelError::Completed(status));
+            }
+            if status.is_before_run() {
+                finish(
+                    &mut execution,
+                    Outcome {
+                        status: ExecutionStatus::Canceled,
+                        result: Value::Null,
+                    },
+                    &self.hostname,
+                );
+                if self.store.update_execution(&execution, BEFORE_RUN).await? {
+                    self.moved.notify_waiters();
+                    return Ok(execution);
+                }
+                continue;
+            }
+            if status == ExecutionStatus::Running {
+                transition(&mut execution, ExecutionStatus::Canceling);
+                if !self
+                    .store
+                    .update_execution(&execution, &[ExecutionStatus::Running])
+                    .await?
+                {
+                    continue;
+                }
+            }
+            if let Some(signal) = self.cancels.lock().ok().and_then(|mut c| c.remove(id)) {
+                let _ = signal.send(());
+            }
+            return Ok(execution);
+        }
+        self.store
+            .execution(id)
+            .await?
+            .ok_or_else(|| CancelError::NotFound(id.to_owned()))
+    }
+}
+
+enum Prepared {
+    Invalid(String),
+    RenderFailed(String),
+}

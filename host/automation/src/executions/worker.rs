@@ -1,0 +1,315 @@
+//! The executor's background work: recovery at start, the worker that claims `requested`
+//! executions and runs them, and the recorder that writes completions in batches and
+//! dispatches their action triggers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use stormhook_storage::ingest::IngestError;
+use stormhook_storage::{
+    Execution, ExecutionQuery, ExecutionStatus, InstanceStatus, StorageError, TriggerInstance, ids,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::Instrument as _;
+
+use super::document::{finish, masked_parameters, transition};
+use super::{Executor, MAX_PARALLEL};
+use crate::actions::Outcome;
+use crate::stop::Stop;
+
+impl Executor {
+    /// Recovers from a stop and starts the worker and the recorder; they run until `stop` is
+    /// asked for.
+    ///
+    /// # Errors
+    ///
+    /// The store cannot be read.
+    pub(crate) async fn start(
+        self: &Arc<Self>,
+        stop: Stop,
+    ) -> Result<Vec<JoinHandle<()>>, StorageError> {
+        for (from, to) in [
+            (ExecutionStatus::Scheduled, ExecutionStatus::Requested),
+            (ExecutionStatus::Running, ExecutionStatus::Abandoned),
+            (ExecutionStatus::Canceling, ExecutionStatus::Canceled),
+        ] {
+            let left = self
+                .store
+                .list_executions(&ExecutionQuery {
+                    statuses: vec![from.as_str().to_owned()],
+                    ..Default::default()
+                })
+                .await?;
+            for mut execution in left.items {
+                if to == ExecutionStatus::Requested {
+                    transition(&mut execution, to);
+                } else {
+                    let result = json!({"error": "Stormhook stopped while the action was running; it is not run again because it may already have had effects."});
+                    finish(
+                        &mut execution,
+                        Outcome { status: to, result },
+                        &self.hostname,
+                    );
+                }
+                self.store.update_execution(&execution, &[from]).await?;
+                tracing::warn!(id = %execution.id, action = %execution.action_ref, "execution left {from} by a stop is now {to}");
+            }
+        }
+        let mut tasks = Vec::new();
+        if let Some(rx) = self.finished_rx.lock().ok().and_then(|mut rx| rx.take()) {
+            tasks.push(tokio::spawn(Arc::clone(self).record(rx, stop.clone())));
+        }
+        tasks.push(tokio::spawn(Arc::clone(self).work(stop)));
+        Ok(tasks)
+    }
+
+    async fn work(self: Arc<Self>, mut stop: Stop) {
+        while !stop.requested() {
+            let woken = self.wake.notified();
+            let requested = match self
+                .store
+                .list_executions(&ExecutionQuery {
+                    statuses: vec![ExecutionStatus::Requested.as_str().to_owned()],
+                    ascending: true,
+                    limit: Some(MAX_PARALLEL as u64),
+                    ..Default::default()
+                })
+                .await
+            {
+                Ok(page) => page.items,
+                Err(e) => {
+                    tracing::error!("cannot read requested executions: {e}");
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        () = stop.wait() => {}
+                    }
+                    continue;
+                }
+            };
+            let found = !requested.is_empty();
+            if found {
+                // Wait for one free slot, then take every other free one: the executions that
+                // get a slot start now, `scheduled` and `running` logged together, all claimed
+                // in one durable write.
+                let Ok(first) = Arc::clone(&self.slots).acquire_owned().await else {
+                    return;
+                };
+                let mut slots = vec![first];
+                while slots.len() < requested.len() {
+                    match Arc::clone(&self.slots).try_acquire_owned() {
+                        Ok(slot) => slots.push(slot),
+                        Err(_) => break,
+                    }
+                }
+                let batch: Vec<Execution> = requested
+                    .into_iter()
+                    .take(slots.len())
+                    .map(|mut execution| {
+                        transition(&mut execution, ExecutionStatus::Scheduled);
+                        transition(&mut execution, ExecutionStatus::Running);
+                        execution.document["liveaction"]["runner_info"] =
+                            json!({"hostname": self.hostname, "pid": std::process::id()});
+                        execution
+                    })
+                    .collect();
+                match self
+                    .store
+                    .update_executions(&batch, &[ExecutionStatus::Requested])
+                    .await
+                {
+                    Ok(claimed) => {
+                        self.moved.notify_waiters();
+                        for ((execution, ok), slot) in batch.into_iter().zip(claimed).zip(slots) {
+                            if ok {
+                                let me = Arc::clone(&self);
+                                tokio::spawn(async move {
+                                    me.run(execution).await;
+                                    drop(slot);
+                                });
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!("cannot schedule executions: {e}");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+            if !found {
+                tokio::select! {
+                    () = woken => {}
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = stop.wait() => {}
+                }
+            }
+        }
+    }
+
+    /// Runs an execution that the worker moved to `running`.
+    async fn run(&self, mut execution: Execution) {
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut cancels) = self.cancels.lock() {
+            cancels.insert(execution.id.clone(), tx);
+        }
+        let span = tracing::info_span!(
+            "execution",
+            id = %execution.id,
+            action = %execution.action_ref,
+            trigger_instance = %execution.trigger_instance_id.as_deref().unwrap_or("-"),
+        );
+        tracing::debug!(parent: &span, "execution started");
+        let outcome = tokio::select! {
+            outcome = self.catalog.run(&execution).instrument(span.clone()) => outcome,
+            Ok(()) = rx => Outcome { status: ExecutionStatus::Canceled, result: Value::Null },
+        };
+        if let Ok(mut cancels) = self.cancels.lock() {
+            cancels.remove(&execution.id);
+        }
+        // A cancel that arrived as the run ended still wins: the caller was told `canceling`.
+        let canceling = matches!(
+            self.store.execution(&execution.id).await,
+            Ok(Some(ref e)) if e.status == ExecutionStatus::Canceling
+        );
+        if canceling && outcome.status != ExecutionStatus::Canceled {
+            transition(&mut execution, ExecutionStatus::Canceling);
+        }
+        finish(&mut execution, outcome, &self.hostname);
+        tracing::info!(parent: &span, status = %execution.status, "execution finished");
+        let _ = self.finished.send(execution);
+    }
+
+    /// Records completed executions, every one that is waiting in one durable write, then
+    /// dispatches their action triggers (group commit). A write that fails (a full disk, a
+    /// locked store) is tried again, with a growing wait and together with the executions that
+    /// completed meanwhile, until it succeeds: a completed execution is never dropped.
+    ///
+    /// At a stop, the completions already received are recorded, and then it ends.
+    async fn record(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Execution>, mut stop: Stop) {
+        let mut done: Vec<Execution> = Vec::new();
+        loop {
+            let stopping = tokio::select! {
+                received = rx.recv_many(&mut done, 256) => received == 0,
+                () = stop.wait() => true,
+            };
+            if stopping {
+                while let Ok(more) = rx.try_recv() {
+                    done.push(more);
+                }
+                if done.is_empty() {
+                    return;
+                }
+            }
+            let mut retry = crate::retry::Retry::default();
+            let recorded = loop {
+                let e = match self
+                    .store
+                    .update_executions(
+                        &done,
+                        &[ExecutionStatus::Running, ExecutionStatus::Canceling],
+                    )
+                    .await
+                {
+                    Ok(recorded) => break recorded,
+                    Err(e) => e,
+                };
+                // Not the store being unavailable, and still failing: give up on the batch
+                // (its executions stay `running` and are `abandoned` at the next start, as
+                // before) rather than stop recording for good.
+                let Some(wait) = retry.after(e.is_unavailable()) else {
+                    tracing::error!(
+                        executions = done.len(),
+                        "cannot record the end of executions; they stay running until the next start marks them abandoned: {e}"
+                    );
+                    break vec![false; done.len()];
+                };
+                tracing::warn!(
+                    executions = done.len(),
+                    attempt = retry.failures(),
+                    "cannot record the end of executions; trying again in {wait:?}: {e}"
+                );
+                // At a stop the write is not waited for: the executions stay `running` and the
+                // next start marks them `abandoned`, as after a crash.
+                let stopped = tokio::select! {
+                    () = tokio::time::sleep(wait) => false,
+                    () = stop.wait() => true,
+                };
+                if stopped {
+                    tracing::error!(
+                        executions = done.len(),
+                        "stopping before the end of executions could be recorded; the next start marks them abandoned: {e}"
+                    );
+                    break vec![false; done.len()];
+                }
+                // Whatever completed meanwhile joins the same write.
+                while let Ok(more) = rx.try_recv() {
+                    done.push(more);
+                }
+            };
+            self.moved.notify_waiters();
+            let triggers = done
+                .iter()
+                .zip(recorded)
+                .filter(|(_, ok)| *ok)
+                .map(|(execution, _)| self.dispatch_action_trigger(execution));
+            // Together, so their group commits are shared.
+            futures_util::future::join_all(triggers).await;
+            done.clear();
+            if stopping {
+                return;
+            }
+        }
+    }
+
+    /// Stores the `core.st2.generic.actiontrigger` instance of a completed execution.
+    async fn dispatch_action_trigger(&self, execution: &Execution) {
+        use crate::triggers::ACTION_TRIGGER_TYPE;
+        let doc = &execution.document;
+        let now = ids::now();
+        let instance_id = ids::object_id();
+        let trace = stormhook_storage::Trace {
+            id: ids::object_id(),
+            trace_tag: format!("execution-{}", execution.id),
+            start_timestamp: now.clone(),
+            trigger_instances: Vec::new(),
+        };
+        let instance = TriggerInstance {
+            id: instance_id,
+            trigger: ACTION_TRIGGER_TYPE.to_owned(),
+            trigger_type: Some(ACTION_TRIGGER_TYPE.to_owned()),
+            payload: json!({
+                "execution_id": execution.id,
+                "status": execution.status,
+                "start_timestamp": execution.start_timestamp,
+                "action_name": doc["action"]["name"],
+                "action_ref": execution.action_ref,
+                "runner_ref": execution.runner,
+                "parameters": masked_parameters(doc),
+                "result": doc.get("result").cloned().unwrap_or_else(|| json!({})),
+            }),
+            occurrence_time: now,
+            status: InstanceStatus::Pending,
+            trace_id: Some(trace.id.clone()),
+        };
+        let event = stormhook_storage::NewEvent::new(trace, vec![instance]);
+        // Group commit: shares its fsync with webhooks and other completions. It waits for
+        // room in the queue rather than being refused when webhooks fill it, and a store that
+        // cannot commit now is waited out, with a growing wait.
+        let mut retry = crate::retry::Retry::default();
+        loop {
+            match self.ingest.submit_waiting(event.clone()).await {
+                Ok(()) => return,
+                Err(IngestError::Unavailable(cause)) => {
+                    let wait = retry.after(true).unwrap_or(crate::retry::RETRY_MAX);
+                    tracing::warn!(id = %execution.id, attempt = retry.failures(), "cannot dispatch the action trigger; trying again in {wait:?}: {cause}");
+                    tokio::time::sleep(wait).await;
+                }
+                Err(e) => {
+                    tracing::error!(id = %execution.id, "cannot dispatch the action trigger: {e}");
+                    return;
+                }
+            }
+        }
+    }
+}
