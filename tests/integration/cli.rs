@@ -2,123 +2,23 @@
 //! against a real server. Every subcommand, `-j`, `--debug`, the config file and its precedence,
 //! exit codes, and StackStorm's error report.
 //!
-//! The binary belongs to package `stormhook`, so cargo does not hand its path to this package's
-//! tests (`CARGO_BIN_EXE_stormhook`). [`binary`] builds it once per run with the same cargo,
-//! profile and target directory (a no-op when it is fresh), or takes `STORMHOOK_BIN`.
+//! The binary and the ways to run it come from the harness `host/app`'s own CLI tests use
+//! (`host/app/tests/common/mod.rs`): see [`common::binary`] for how the binary is found from
+//! this package, to which cargo does not hand its path.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use serde_json::{Value, json};
-use stormhook_tests::TestServer;
+use stormhook_tests::{TestServer, eventually_every};
+
+#[path = "../../host/app/tests/common/mod.rs"]
+mod common;
+
+use common::{Output, run_async, stormhook_with_home};
 
 // `openssl passwd -apr1 -salt abcdefgh secret`
 const HTPASSWD: &str = "alice:$apr1$abcdefgh$h9FWgUz3n9YxylKLlR5SQ/\n";
-
-/// The `stormhook` binary: `STORMHOOK_BIN`, or the one next to this test binary
-/// (`target/<profile>/stormhook`), which `cargo test --workspace` builds (for `host/app`'s own
-/// tests) with the same features. Only when it is missing is it built here: `cargo build -p
-/// stormhook` alone unifies features differently and would rebuild dependencies on every run.
-/// After changing the host, run `cargo test --workspace` (or `cargo build -p stormhook`) so the
-/// binary is not stale.
-fn binary() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        if let Some(path) = std::env::var_os("STORMHOOK_BIN") {
-            return PathBuf::from(path);
-        }
-        // `target/<profile>/deps/integration-<hash>`.
-        let exe = std::env::current_exe().expect("the test binary's path");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("the test binary is in target/<profile>/deps");
-        let binary = profile_dir.join(format!("stormhook{}", std::env::consts::EXE_SUFFIX));
-        if binary.exists() {
-            return binary;
-        }
-        let target_dir = profile_dir.parent().expect("target/<profile> has a parent");
-        let mut build = std::process::Command::new(env!("CARGO"));
-        build
-            .args(["build", "--quiet", "-p", "stormhook", "--bin", "stormhook"])
-            .arg("--manifest-path")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"))
-            .arg("--target-dir")
-            .arg(target_dir);
-        match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") => {}
-            Some("release") => {
-                build.arg("--release");
-            }
-            Some(other) => {
-                build.args(["--profile", other]);
-            }
-            None => {}
-        }
-        let out = build.output().expect("running cargo build");
-        assert!(
-            out.status.success(),
-            "building the stormhook binary failed (or set STORMHOOK_BIN):\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        binary
-    })
-}
-
-/// What one run of the binary gave.
-#[derive(Debug)]
-struct Output {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Output {
-    /// Asserts exit code 0 and returns stdout.
-    fn ok(&self) -> &str {
-        assert_eq!(self.code, Some(0), "{self:#?}");
-        &self.stdout
-    }
-
-    /// Asserts exit code 0 and parses stdout as JSON.
-    fn json(&self) -> Value {
-        serde_json::from_str(self.ok()).unwrap_or_else(|e| panic!("{e}: {self:#?}"))
-    }
-}
-
-/// The binary with no setting from the environment of the test run: `HOME` is `home` (so no
-/// real config file is read), and no `STORMHOOK_*` or `ST2_*` variable is inherited.
-fn command(home: &Path) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(binary());
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy().into_owned();
-        if name.starts_with("STORMHOOK_") || name.starts_with("ST2_") || name == "RUST_LOG" {
-            cmd.env_remove(&name);
-        }
-    }
-    cmd.env("HOME", home)
-        .env_remove("XDG_CONFIG_HOME")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    cmd
-}
-
-/// Runs a prepared command (at most 60 s).
-async fn output(mut cmd: tokio::process::Command) -> Output {
-    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
-        .await
-        .expect("the command finishes within 60 s")
-        .expect("the binary runs");
-    Output {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 /// A server, and a home directory for the commands run against it.
 struct Env {
@@ -135,8 +35,8 @@ impl Env {
     }
 
     /// The binary with `STORMHOOK_URL` and `ST2_API_KEY` set for the server.
-    fn command(&self, args: &[&str]) -> tokio::process::Command {
-        let mut cmd = command(self.home.path());
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = stormhook_with_home(self.home.path());
         cmd.env("STORMHOOK_URL", &self.server.base)
             .env("ST2_API_KEY", &self.server.key)
             .args(args);
@@ -145,7 +45,7 @@ impl Env {
 
     /// Runs `stormhook <args>` against the server.
     async fn run(&self, args: &[&str]) -> Output {
-        output(self.command(args)).await
+        run_async(self.command(args)).await
     }
 }
 
@@ -155,16 +55,20 @@ async fn examples() -> Env {
 
 /// Asks `execution get -j` until the execution is no longer in progress.
 async fn wait_done(env: &Env, id: &str) -> Value {
-    let started = Instant::now();
-    loop {
-        let execution = env.run(&["execution", "get", id, "-j"]).await.json();
-        let status = execution["status"].as_str().unwrap_or_default().to_owned();
-        if !["requested", "scheduled", "running", "canceling"].contains(&status.as_str()) {
-            return execution;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "{execution}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually_every(
+        Duration::from_millis(100),
+        Duration::from_secs(30),
+        &format!("execution {id} to finish"),
+        async || {
+            let execution = env.run(&["execution", "get", id, "-j"]).await.json();
+            let status = execution["status"].as_str().unwrap_or_default().to_owned();
+            if !["requested", "scheduled", "running", "canceling"].contains(&status.as_str()) {
+                return Ok(execution);
+            }
+            Err(execution.to_string())
+        },
+    )
+    .await
 }
 
 #[tokio::test]
@@ -330,10 +234,10 @@ async fn errors_are_reported_as_st2_reports_them() {
     assert!(out.stdout.is_empty());
 
     // Without a credential, the server's 401 message.
-    let mut cmd = command(env.home.path());
+    let mut cmd = stormhook_with_home(env.home.path());
     cmd.env("STORMHOOK_URL", &env.server.base)
         .args(["rule", "list"]);
-    let out = output(cmd).await;
+    let out = run_async(cmd).await;
     assert_eq!(out.code, Some(1), "{out:#?}");
     assert!(
         out.stderr.contains("ERROR: 401 Client Error: Unauthorized\nMESSAGE: Unauthorized - One of Token or API key required."),
@@ -634,19 +538,19 @@ async fn auth_gets_a_token_that_works() {
     assert_eq!(out.stdout.lines().count(), 1);
 
     // The token alone is a credential.
-    let mut cmd = command(env.home.path());
+    let mut cmd = stormhook_with_home(env.home.path());
     cmd.env("STORMHOOK_URL", &env.server.base)
         .env("ST2_AUTH_TOKEN", &token)
         .args(["rule", "list", "-j"]);
-    assert!(output(cmd).await.json().as_array().is_some());
-    let mut cmd = command(env.home.path());
+    assert!(run_async(cmd).await.json().as_array().is_some());
+    let mut cmd = stormhook_with_home(env.home.path());
     cmd.args(["key", "list", "--url", &env.server.base, "--token", &token]);
-    output(cmd).await.ok();
+    run_async(cmd).await.ok();
 
     // The password from the environment; -j.
     let mut cmd = env.command(&["auth", "alice", "-j"]);
     cmd.env("STORMHOOK_PASSWORD", "secret");
-    let body = output(cmd).await.json();
+    let body = run_async(cmd).await.json();
     assert_eq!(body["user"], "alice");
 
     let out = env.run(&["auth", "alice", "-p", "wrong"]).await;
@@ -771,8 +675,8 @@ async fn settings_come_from_flags_then_env_then_the_config_file() {
 
     // The default config file alone: no flag, no environment variable.
     write_config(&env.server.base);
-    let out = output({
-        let mut cmd = command(env.home.path());
+    let out = run_async({
+        let mut cmd = stormhook_with_home(env.home.path());
         cmd.args(["rule", "list", "-j"]);
         cmd
     })
@@ -781,8 +685,8 @@ async fn settings_come_from_flags_then_env_then_the_config_file() {
 
     // The config file names a dead server: a flag, or the environment, wins over it.
     write_config(&dead);
-    let out = output({
-        let mut cmd = command(env.home.path());
+    let out = run_async({
+        let mut cmd = stormhook_with_home(env.home.path());
         cmd.args(["rule", "list"]);
         cmd
     })
@@ -793,15 +697,15 @@ async fn settings_come_from_flags_then_env_then_the_config_file() {
             .contains(&format!("cannot reach {dead}/api/v1/rules")),
         "{out:#?}"
     );
-    let out = output({
-        let mut cmd = command(env.home.path());
+    let out = run_async({
+        let mut cmd = stormhook_with_home(env.home.path());
         cmd.args(["rule", "list", "-j", "--url", &env.server.base]);
         cmd
     })
     .await;
     assert!(out.json().as_array().is_some(), "the flag wins");
-    let out = output({
-        let mut cmd = command(env.home.path());
+    let out = run_async({
+        let mut cmd = stormhook_with_home(env.home.path());
         cmd.env("STORMHOOK_URL", &env.server.base)
             .args(["rule", "list", "-j"]);
         cmd
@@ -809,8 +713,8 @@ async fn settings_come_from_flags_then_env_then_the_config_file() {
     .await;
     assert!(out.json().as_array().is_some(), "the environment wins");
     // ... and the flag wins over the environment.
-    let out = output({
-        let mut cmd = command(env.home.path());
+    let out = run_async({
+        let mut cmd = stormhook_with_home(env.home.path());
         cmd.env("STORMHOOK_URL", &env.server.base)
             .args(["rule", "list", "--url", &dead]);
         cmd
@@ -820,8 +724,8 @@ async fn settings_come_from_flags_then_env_then_the_config_file() {
 
     // A wrong key in the environment wins over the config file's right one.
     write_config(&env.server.base);
-    let out = output({
-        let mut cmd = command(env.home.path());
+    let out = run_async({
+        let mut cmd = stormhook_with_home(env.home.path());
         cmd.env("ST2_API_KEY", "not-a-key").args(["rule", "list"]);
         cmd
     })
@@ -844,23 +748,23 @@ async fn settings_come_from_flags_then_env_then_the_config_file() {
     )
     .unwrap();
     write_config(&dead);
-    let out = output({
-        let mut cmd = command(env.home.path());
+    let out = run_async({
+        let mut cmd = stormhook_with_home(env.home.path());
         cmd.args(["key", "list", "-j", "--config"]).arg(&other);
         cmd
     })
     .await;
     assert_eq!(out.json(), json!([]));
-    let out = output({
-        let mut cmd = command(env.home.path());
+    let out = run_async({
+        let mut cmd = stormhook_with_home(env.home.path());
         cmd.env("STORMHOOK_CONFIG", &other)
             .args(["key", "list", "-j"]);
         cmd
     })
     .await;
     assert_eq!(out.json(), json!([]));
-    let out = output({
-        let mut cmd = command(env.home.path());
+    let out = run_async({
+        let mut cmd = stormhook_with_home(env.home.path());
         cmd.args(["key", "list", "--config"])
             .arg(env.home.path().join("missing.toml"));
         cmd
@@ -875,8 +779,8 @@ async fn settings_come_from_flags_then_env_then_the_config_file() {
         "url = \"x\"\napi-key = \"k\"\n",
     )
     .unwrap();
-    let out = output({
-        let mut cmd = command(env.home.path());
+    let out = run_async({
+        let mut cmd = stormhook_with_home(env.home.path());
         cmd.args(["key", "list"]);
         cmd
     })
@@ -916,8 +820,8 @@ async fn plugin_and_apikey_commands_still_work() {
     assert!(report["errors"].as_array().unwrap().is_empty(), "{report}");
 
     // `apikey` still works on the store, offline.
-    let out = output({
-        let mut cmd = command(env.home.path());
+    let out = run_async({
+        let mut cmd = stormhook_with_home(env.home.path());
         cmd.args(["apikey", "list", "-j", "--data-dir"])
             .arg(env.server.dir.path());
         cmd

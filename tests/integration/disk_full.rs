@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use stormhook_storage::Store as _;
-use stormhook_tests::{TestServer, webhook_rule};
+use stormhook_tests::{TestServer, eventually_every, webhook_rule};
 
 #[path = "../../host/storage/tests/common/tmpfs.rs"]
 mod tmpfs;
@@ -131,14 +131,19 @@ async fn a_full_disk_answers_503_loses_nothing_and_recovers_without_a_restart() 
     tokio::time::sleep(Duration::from_secs(5)).await;
     std::fs::remove_file(&filler).unwrap();
     *freed_at.lock().unwrap() = Some(Instant::now());
-    let started = Instant::now();
-    while acked_after_free.load(Ordering::Relaxed) < 20 {
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "webhooks are not accepted again after space returned"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually_every(
+        Duration::from_millis(100),
+        Duration::from_secs(15),
+        "20 webhooks to be accepted again after space returned",
+        async || {
+            let accepted = acked_after_free.load(Ordering::Relaxed);
+            if accepted < 20 {
+                return Err(format!("{accepted} accepted since"));
+            }
+            Ok(())
+        },
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
     for w in workers {
@@ -161,32 +166,35 @@ async fn a_full_disk_answers_503_loses_nothing_and_recovers_without_a_restart() 
     assert_eq!(seen.unavailable_without_retry_after, 0);
 
     // Without a restart: every acknowledged webhook is evaluated, every execution completes.
-    let started = Instant::now();
-    loop {
-        // (The API ignores `status` on trigger instances, as StackStorm does.)
-        let pending = server
-            .store
-            .list_trigger_instances(&stormhook_storage::TriggerInstanceQuery {
-                status: Some("pending".into()),
-                limit: Some(1),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .total;
-        let unfinished = server
-            .get_json("/api/v1/executions?limit=-1&status=requested,scheduled,running")
-            .await;
-        let unfinished = unfinished.as_array().unwrap().len();
-        if pending == 0 && unfinished == 0 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "still pending: {pending} instances, {unfinished} executions"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually_every(
+        Duration::from_millis(200),
+        Duration::from_secs(30),
+        "every instance evaluated and every execution completed",
+        async || {
+            // (The API ignores `status` on trigger instances, as StackStorm does.)
+            let pending = server
+                .store
+                .list_trigger_instances(&stormhook_storage::TriggerInstanceQuery {
+                    status: Some("pending".into()),
+                    limit: Some(1),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .total;
+            let unfinished = server
+                .get_json("/api/v1/executions?limit=-1&status=requested,scheduled,running")
+                .await;
+            let unfinished = unfinished.as_array().unwrap().len();
+            if pending == 0 && unfinished == 0 {
+                return Ok(());
+            }
+            Err(format!(
+                "still pending: {pending} instances, {unfinished} executions"
+            ))
+        },
+    )
+    .await;
 
     // A fresh connection to the file sees every acknowledged write.
     let db = server.dir.path().join("stormhook.db");

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use stormhook_tests::TestServer;
+use stormhook_tests::{TestServer, eventually, eventually_every};
 
 fn rule(name: &str, url: &str, extra: &str) -> (String, String) {
     let yaml = format!(
@@ -33,24 +33,24 @@ async fn post_and_process(
         request = request.header(*k, *v);
     }
     assert_eq!(request.send().await.unwrap().status(), 202);
-    let started = Instant::now();
-    loop {
-        let all = list(server, WEBHOOK_INSTANCES).await;
-        let new: Vec<&Value> = all
-            .iter()
-            .filter(|t| !before.iter().any(|b| b["id"] == t["id"]))
-            .collect();
-        if let Some(t) = new.first()
-            && t["status"] == "processed"
-        {
-            return t["id"].as_str().unwrap().to_owned();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "not processed: {new:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        Duration::from_secs(10),
+        "the webhook's trigger instance to be processed",
+        async || {
+            let all = list(server, WEBHOOK_INSTANCES).await;
+            let new: Vec<&Value> = all
+                .iter()
+                .filter(|t| !before.iter().any(|b| b["id"] == t["id"]))
+                .collect();
+            if let Some(t) = new.first()
+                && t["status"] == "processed"
+            {
+                return Ok(t["id"].as_str().unwrap().to_owned());
+            }
+            Err(format!("not processed: {new:?}"))
+        },
+    )
+    .await
 }
 
 /// A list the API returns at `path`.
@@ -201,18 +201,19 @@ async fn a_batch_whose_results_cannot_be_recorded_is_evaluated_again() {
         .await
         .unwrap()
         .unwrap();
-    let started = Instant::now();
-    loop {
-        let now = instances().await;
-        if now[0]["status"] == "processed" {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "not evaluated again: {now:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually_every(
+        Duration::from_millis(50),
+        Duration::from_secs(10),
+        "the instance to be evaluated again once the store accepts enforcements",
+        async || {
+            let now = instances().await;
+            if now[0]["status"] == "processed" {
+                return Ok(());
+            }
+            Err(format!("not evaluated again: {now:?}"))
+        },
+    )
+    .await;
     assert_eq!(enforcements(&server, &id).await.len(), 1);
 }
 

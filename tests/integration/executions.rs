@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use stormhook_tests::{TestServer, faultstring, webhook_rule};
+use stormhook_tests::{TestServer, eventually, faultstring, webhook_rule};
 
 async fn post(server: &TestServer, path: &str, body: Value) -> reqwest::Response {
     server
@@ -34,15 +34,18 @@ const DONE: &[&str] = &["succeeded", "failed", "timeout", "canceled", "abandoned
 
 /// Polls the execution until it completes.
 async fn finished(server: &TestServer, id: &str) -> Value {
-    let started = Instant::now();
-    loop {
-        let e = server.get_json(&format!("/api/v1/executions/{id}")).await;
-        if DONE.contains(&e["status"].as_str().unwrap()) {
-            return e;
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "not done: {e}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        Duration::from_secs(20),
+        &format!("execution {id} to complete"),
+        async || {
+            let e = server.get_json(&format!("/api/v1/executions/{id}")).await;
+            if DONE.contains(&e["status"].as_str().unwrap()) {
+                return Ok(e);
+            }
+            Err(format!("not done: {e}"))
+        },
+    )
+    .await
 }
 
 fn statuses(e: &Value) -> Vec<&str> {
@@ -366,13 +369,18 @@ async fn list_filters_get_and_cancel() {
     // Cancel a running command: it is stopped and ends `canceled`.
     let id = slow["id"].as_str().unwrap();
     let started = Instant::now();
-    loop {
-        if server.get_json(&format!("/api/v1/executions/{id}")).await["status"] == "running" {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        Duration::from_secs(10),
+        "the slow command to be running",
+        async || {
+            let e = server.get_json(&format!("/api/v1/executions/{id}")).await;
+            if e["status"] == "running" {
+                return Ok(());
+            }
+            Err(format!("status {}", e["status"]))
+        },
+    )
+    .await;
     let resp = server
         .client()
         .delete(server.url(&format!("/api/v1/executions/{id}")))
@@ -650,15 +658,18 @@ async fn rules_render_parameters_from_the_trigger_and_fail_cleanly() {
     )
     .await;
     assert_eq!(resp.status(), 202);
-    let started = Instant::now();
-    let enforcements = loop {
-        let found = server.get_json("/api/v1/ruleenforcements").await;
-        if found.as_array().unwrap().len() == 3 {
-            break found;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "{found}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let enforcements = eventually(
+        Duration::from_secs(10),
+        "three rule enforcements",
+        async || {
+            let found = server.get_json("/api/v1/ruleenforcements").await;
+            if found.as_array().unwrap().len() == 3 {
+                return Ok(found);
+            }
+            Err(found.to_string())
+        },
+    )
+    .await;
     let by_rule = |r: &str| {
         enforcements
             .as_array()
@@ -706,18 +717,21 @@ async fn rules_render_parameters_from_the_trigger_and_fail_cleanly() {
         let n = body["n"].clone();
         let resp = post(&server, &format!("/api/v1/webhooks/{url}"), body).await;
         assert_eq!(resp.status(), 202);
-        let started = Instant::now();
-        let instance = loop {
-            let newest = server
-                .get_json("/api/v1/triggerinstances?limit=1&trigger_type=core.st2.webhook")
-                .await[0]
-                .clone();
-            if newest["payload"]["body"]["n"] == n && newest["status"] == "processed" {
-                break newest;
-            }
-            assert!(started.elapsed() < Duration::from_secs(10));
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let instance = eventually(
+            Duration::from_secs(10),
+            &format!("the trigger instance of webhook n={n} to be processed"),
+            async || {
+                let newest = server
+                    .get_json("/api/v1/triggerinstances?limit=1&trigger_type=core.st2.webhook")
+                    .await[0]
+                    .clone();
+                if newest["payload"]["body"]["n"] == n && newest["status"] == "processed" {
+                    return Ok(newest);
+                }
+                Err(format!("newest instance: {newest}"))
+            },
+        )
+        .await;
         let id = instance["id"].as_str().unwrap();
         let caused = server
             .get_json(&format!("/api/v1/executions?trigger_instance={id}"))
@@ -739,15 +753,19 @@ async fn completed_executions_dispatch_an_action_trigger_that_rules_can_follow()
     let server = TestServer::builder().rules([follow]).start().await;
     let failed = request(&server, "core.local", json!({"cmd": "exit 4"})).await;
     let failed_id = failed["id"].as_str().unwrap().to_owned();
-    let started = Instant::now();
-    let followed = loop {
-        let echoes = server.get_json("/api/v1/executions?action=core.echo").await;
-        if let Some(e) = echoes.as_array().unwrap().first() {
-            break finished(&server, e["id"].as_str().unwrap()).await;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "no follow-up");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let echo = eventually(
+        Duration::from_secs(10),
+        "the rule's follow-up core.echo execution",
+        async || {
+            let echoes = server.get_json("/api/v1/executions?action=core.echo").await;
+            if let Some(e) = echoes.as_array().unwrap().first() {
+                return Ok(e["id"].as_str().unwrap().to_owned());
+            }
+            Err(format!("no follow-up: {echoes}"))
+        },
+    )
+    .await;
+    let followed = finished(&server, &echo).await;
     assert_eq!(followed["result"]["stdout"], "core.local failed with 4");
     assert_eq!(
         followed["trigger_instance"]["payload"]["execution_id"],
@@ -785,25 +803,25 @@ async fn secret_parameters_never_reach_a_trigger_instance() {
     assert_eq!(e["status"], "succeeded", "{e}");
     assert_eq!(e["parameters"]["password"], "********");
     let id = e["id"].as_str().unwrap().to_owned();
-    let started = Instant::now();
-    let instance = loop {
-        let instances = server
-            .get_json("/api/v1/triggerinstances?trigger_type=core.st2.generic.actiontrigger")
-            .await;
-        if let Some(t) = instances
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["payload"]["execution_id"] == id.as_str())
-        {
-            break t.clone();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "no action trigger"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let instance = eventually(
+        Duration::from_secs(10),
+        &format!("the action trigger of execution {id}"),
+        async || {
+            let instances = server
+                .get_json("/api/v1/triggerinstances?trigger_type=core.st2.generic.actiontrigger")
+                .await;
+            if let Some(t) = instances
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["payload"]["execution_id"] == id.as_str())
+            {
+                return Ok(t.clone());
+            }
+            Err(format!("no action trigger: {instances}"))
+        },
+    )
+    .await;
     assert_eq!(instance["payload"]["parameters"]["password"], "********");
     assert_eq!(instance["payload"]["parameters"]["username"], "ada");
     // Nowhere in any stored trigger instance.
@@ -905,17 +923,21 @@ async fn core_local_takes_trigger_data_through_env_as_data() {
     let hostile = "main\"; echo pwned; \"$(echo pwned)`echo pwned`";
     let resp = post(&server, "/api/v1/webhooks/deploy", json!({"ref": hostile})).await;
     assert_eq!(resp.status(), 202);
-    let started = Instant::now();
-    let e = loop {
-        let found = server
-            .get_json("/api/v1/executions?action=core.local")
-            .await;
-        if let Some(e) = found.as_array().unwrap().first() {
-            break finished(&server, e["id"].as_str().unwrap()).await;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "no execution");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let execution = eventually(
+        Duration::from_secs(10),
+        "the rule's core.local execution",
+        async || {
+            let found = server
+                .get_json("/api/v1/executions?action=core.local")
+                .await;
+            if let Some(e) = found.as_array().unwrap().first() {
+                return Ok(e["id"].as_str().unwrap().to_owned());
+            }
+            Err(format!("no execution: {found}"))
+        },
+    )
+    .await;
+    let e = finished(&server, &execution).await;
     assert_eq!(e["status"], "succeeded", "{e}");
     assert_eq!(e["result"]["stdout"], hostile);
 }

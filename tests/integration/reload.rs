@@ -9,7 +9,7 @@ use stormhook_automation::packs::PackManager;
 use stormhook_runtime::{
     ActionContext, PluginError, PluginKind, PluginSpec, Runtime, RuntimeConfig,
 };
-use stormhook_tests::{component, runtime};
+use stormhook_tests::{component, eventually_every, runtime};
 
 const ACTION_YAML: &str = "name: swap\nrunner_type: wasm\nentry_point: swap.wasm\n";
 
@@ -39,20 +39,15 @@ async fn version(rt: &Runtime) -> Result<String, PluginError> {
         .map(|v| v["version"].as_str().unwrap_or_default().to_owned())
 }
 
-/// Polls until `check` holds, for at most `limit`; returns how long it took.
-async fn within<F, Fut>(limit: Duration, mut check: F) -> Option<Duration>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if check().await {
-            return Some(started.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+/// How often these tests look for the watcher's work: they measure how soon it is done.
+const POLL: Duration = Duration::from_millis(5);
+
+/// `Ok` when `t.swap` serves `expected`, else what it served.
+async fn serves(rt: &Runtime, expected: &str) -> Result<(), String> {
+    match version(rt).await {
+        Ok(v) if v == expected => Ok(()),
+        other => Err(format!("t.swap answered {other:?}")),
     }
-    None
 }
 
 async fn watched(
@@ -77,12 +72,15 @@ async fn a_replaced_component_serves_the_new_version_within_a_second() {
         &actions.join("swap.wasm"),
         &std::fs::read(component("swap_b")).unwrap(),
     );
-    let took = within(Duration::from_secs(1), || async {
-        version(&rt).await.is_ok_and(|v| v == "b")
-    })
+    let started = Instant::now();
+    eventually_every(
+        POLL,
+        Duration::from_secs(1),
+        "the new version to serve (within one second)",
+        async || serves(&rt, "b").await,
+    )
     .await;
-    let took = took.expect("the new version serves within one second");
-    eprintln!("hot reload took {took:?}");
+    eprintln!("hot reload took {:?}", started.elapsed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,17 +93,22 @@ async fn a_broken_replacement_is_refused_and_the_old_version_keeps_serving() {
         &actions.join("swap.wasm"),
         b"\0asm\x0d\0\x01\0 truncated upload",
     );
-    let refused = within(Duration::from_secs(2), || async {
-        rt.list()
-            .iter()
-            .any(|i| i.reference == "t.swap" && i.last_error.is_some())
-    })
+    eventually_every(
+        POLL,
+        Duration::from_secs(2),
+        "the broken version to be reported",
+        async || {
+            let list = rt.list();
+            if list
+                .iter()
+                .any(|i| i.reference == "t.swap" && i.last_error.is_some())
+            {
+                return Ok(());
+            }
+            Err(format!("{list:?}"))
+        },
+    )
     .await;
-    assert!(
-        refused.is_some(),
-        "the broken version is reported: {:?}",
-        rt.list()
-    );
     let info = rt
         .list()
         .into_iter()
@@ -133,15 +136,19 @@ async fn a_broken_replacement_is_refused_and_the_old_version_keeps_serving() {
             .and_then(|i| i.last_error)
             .unwrap_or_default()
     };
-    let refused = within(Duration::from_secs(2), || async {
-        last_error().contains("magic")
-    })
+    eventually_every(
+        POLL,
+        Duration::from_secs(2),
+        "the garbage file to be refused",
+        async || {
+            let error = last_error();
+            if error.contains("magic") {
+                return Ok(());
+            }
+            Err(format!("last error: {error:?}"))
+        },
+    )
     .await;
-    assert!(
-        refused.is_some(),
-        "the garbage file is refused: {}",
-        last_error()
-    );
     assert!(!last_error().contains('\n'), "{}", last_error());
 
     // Fixing the file clears the error and serves the fix.
@@ -149,11 +156,13 @@ async fn a_broken_replacement_is_refused_and_the_old_version_keeps_serving() {
         &actions.join("swap.wasm"),
         &std::fs::read(component("swap_b")).unwrap(),
     );
-    let fixed = within(Duration::from_secs(2), || async {
-        version(&rt).await.is_ok_and(|v| v == "b")
-    })
+    eventually_every(
+        POLL,
+        Duration::from_secs(2),
+        "the fixed file to serve",
+        async || serves(&rt, "b").await,
+    )
     .await;
-    assert!(fixed.is_some());
     let info = rt
         .list()
         .into_iter()
@@ -196,14 +205,16 @@ async fn deleting_the_component_or_the_document_stops_offering_the_plugin() {
         let (_manager, _watcher) = watched(Arc::clone(&rt), dir.path()).await;
         assert!(version(&rt).await.is_ok());
         std::fs::remove_file(actions.join(victim)).unwrap();
-        let gone = within(Duration::from_secs(1), || async {
-            matches!(version(&rt).await, Err(PluginError::NotFound { .. }))
-        })
+        eventually_every(
+            POLL,
+            Duration::from_secs(1),
+            &format!("deleting {victim} to unload the plugin (within a second)"),
+            async || match version(&rt).await {
+                Err(PluginError::NotFound { .. }) => Ok(()),
+                other => Err(format!("t.swap answered {other:?}")),
+            },
+        )
         .await;
-        assert!(
-            gone.is_some(),
-            "deleting {victim} unloads the plugin within a second"
-        );
         assert!(
             rt.list()
                 .iter()

@@ -9,6 +9,7 @@ include!(concat!(env!("OUT_DIR"), "/fixtures.rs"));
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use stormhook_runtime::datastore::MemoryDatastore;
 use stormhook_runtime::{PluginKind, PluginSpec, Runtime, RuntimeConfig};
@@ -322,4 +323,61 @@ impl TestServer {
 pub async fn faultstring(resp: reqwest::Response) -> String {
     let body: serde_json::Value = resp.json().await.unwrap();
     body["faultstring"].as_str().unwrap_or_default().to_owned()
+}
+
+/// How often [`eventually`] asks.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Waits for something the system does on its own time: asks `check` every [`POLL_INTERVAL`]
+/// until it answers `Ok`, and returns that value.
+///
+/// `check` answers `Err(state)` while the condition does not hold yet, `state` describing what
+/// it saw (the list, the status, the log...). It is asked at least once, and asked again until
+/// `within` has passed since the first ask.
+///
+/// ```ignore
+/// let processed = eventually(Duration::from_secs(10), "the instance to be processed", async || {
+///     let t = server.get_json(&path).await;
+///     if t["status"] == "processed" { Ok(t) } else { Err(format!("status: {t}")) }
+/// })
+/// .await;
+/// ```
+///
+/// # Panics
+///
+/// When `check` still answers `Err` once `within` has passed: the message names `what` and the
+/// last state `check` described.
+pub async fn eventually<T>(
+    within: Duration,
+    what: &str,
+    check: impl AsyncFnMut() -> Result<T, String>,
+) -> T {
+    eventually_every(POLL_INTERVAL, within, what, check).await
+}
+
+/// [`eventually`], asking every `interval` instead (for a check that is slow or heavy, like
+/// running the CLI, or one that must see a change within a few milliseconds).
+///
+/// # Panics
+///
+/// As [`eventually`].
+pub async fn eventually_every<T>(
+    interval: Duration,
+    within: Duration,
+    what: &str,
+    mut check: impl AsyncFnMut() -> Result<T, String>,
+) -> T {
+    let started = Instant::now();
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(last) => {
+                assert!(
+                    started.elapsed() < within,
+                    "gave up waiting for {what} after {within:?}; last seen: {last}"
+                );
+                tokio::time::sleep(interval).await;
+            }
+        }
+    }
 }

@@ -3,42 +3,15 @@
 
 mod common;
 
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{offline_key, spawn_serve, stdout_of, stormhook};
-
-/// A `stormhook serve` process on a free port; killed on drop.
-struct Server {
-    child: Child,
-    url: String,
-    /// What the server printed on stdout before it listened (the first-start key, if any).
-    stdout: std::sync::mpsc::Receiver<String>,
-    data: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve_in(data: tempfile::TempDir) -> Server {
-    let (child, url, stdout) = spawn_serve(data.path(), &[]);
-    Server {
-        child,
-        url,
-        stdout,
-        data,
-    }
-}
+use common::{offline_key, run, spawn_serve, spawn_serve_with, stormhook};
 
 #[test]
 fn help_lists_the_commands() {
-    let out = stormhook().arg("--help").output().unwrap();
-    assert!(out.status.success());
-    let text = String::from_utf8(out.stdout).unwrap();
+    let out = run(stormhook().arg("--help"));
+    let text = out.ok();
     for command in ["serve", "plugin"] {
         assert!(text.contains(command), "{text}");
     }
@@ -61,13 +34,13 @@ fn help_lists_the_commands() {
 fn serve_installs_the_examples_and_plugin_list_shows_them() {
     let data = tempfile::tempdir().unwrap();
     let key = offline_key(data.path());
-    let server = serve_in(data);
+    let server = spawn_serve(data.path(), &[]);
     let list = |extra: &[&str]| {
-        stdout_of(
-            stormhook()
-                .args(["plugin", "list", "--url", &server.url, "--api-key", &key])
-                .args(extra),
-        )
+        run(stormhook()
+            .args(["plugin", "list", "--url", &server.url, "--api-key", &key])
+            .args(extra))
+        .ok()
+        .to_owned()
     };
     let table = list(&[]);
     let header = table.lines().next().unwrap();
@@ -92,12 +65,10 @@ fn serve_installs_the_examples_and_plugin_list_shows_them() {
     );
 
     let started = Instant::now();
-    let reloaded = stdout_of(
-        stormhook()
-            .args(["plugin", "reload", "--url", &server.url])
-            .env("ST2_API_KEY", &key),
-    );
-    assert!(reloaded.contains("demo.greet"));
+    let reloaded = run(stormhook()
+        .args(["plugin", "reload", "--url", &server.url])
+        .env("ST2_API_KEY", &key));
+    assert!(reloaded.ok().contains("demo.greet"));
     assert!(started.elapsed() < Duration::from_secs(30));
 
     // Without a credential the server says what is missing.
@@ -115,7 +86,8 @@ fn serve_installs_the_examples_and_plugin_list_shows_them() {
 
 #[test]
 fn first_start_prints_a_working_key_once_with_a_curl_line() {
-    let server = serve_in(tempfile::tempdir().unwrap());
+    let data = tempfile::tempdir().unwrap();
+    let server = spawn_serve(data.path(), &[]);
     let mut printed = Vec::new();
     while let Ok(line) = server.stdout.recv_timeout(Duration::from_secs(5)) {
         let done = line.contains("More keys:");
@@ -140,17 +112,17 @@ fn first_start_prints_a_working_key_once_with_a_curl_line() {
         curl.contains(&format!("St2-Api-Key: {key}")) && curl.contains("/api/v1/webhooks/github"),
         "{curl}"
     );
-    stdout_of(stormhook().args(["plugin", "list", "--url", &server.url, "--api-key", &key]));
+    run(stormhook().args(["plugin", "list", "--url", &server.url, "--api-key", &key])).ok();
 
     // The key is stored only as a hash, and a restart does not make another.
-    let db = std::fs::read(server.data.path().join("stormhook.db")).unwrap();
+    let db = std::fs::read(data.path().join("stormhook.db")).unwrap();
     assert!(
         !db.windows(key.len()).any(|w| w == key.as_bytes()),
         "the key is not in the database"
     );
     let out = stormhook()
         .args(["apikey", "list", "-j", "--data-dir"])
-        .arg(server.data.path())
+        .arg(data.path())
         .output()
         .unwrap();
     let keys: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
@@ -160,7 +132,7 @@ fn first_start_prints_a_working_key_once_with_a_curl_line() {
 #[test]
 fn apikey_commands_work_offline() {
     let data = tempfile::tempdir().unwrap();
-    let out = stormhook()
+    let out = run(stormhook()
         .args([
             "apikey",
             "create",
@@ -170,11 +142,8 @@ fn apikey_commands_work_offline() {
             "team=ops",
             "--data-dir",
         ])
-        .arg(data.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let text = String::from_utf8(out.stdout).unwrap();
+        .arg(data.path()));
+    let text = out.ok();
     assert!(
         text.contains("user:    ci") && text.contains("shown only now"),
         "{text}"
@@ -192,12 +161,10 @@ fn apikey_commands_work_offline() {
         .unwrap();
     let table = String::from_utf8(out.stdout).unwrap();
     assert!(table.contains(&id) && table.contains("ci"), "{table}");
-    let out = stormhook()
+    run(stormhook()
         .args(["apikey", "delete", &id, "--data-dir"])
-        .arg(data.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+        .arg(data.path()))
+    .ok();
     let out = stormhook()
         .args(["apikey", "delete", &id, "--data-dir"])
         .arg(data.path())
@@ -261,30 +228,13 @@ fn raw_request(url: &str, request: &str) -> String {
 fn query_string_credentials_never_reach_the_log() {
     let data = tempfile::tempdir().unwrap();
     let key = offline_key(data.path());
-    let log = data.path().join("server.log");
-    let mut child = stormhook()
-        .args(["-v", "serve", "--bind", "127.0.0.1:0", "--data-dir"])
-        .arg(data.path())
-        .env(
-            "RUST_LOG",
-            "debug,cranelift_codegen=info,wasmtime_cranelift=info",
-        )
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    let url = loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if let Some(rest) = text.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the server did not start: {text}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let mut verbose = stormhook();
+    verbose.arg("-v").env(
+        "RUST_LOG",
+        "debug,cranelift_codegen=info,wasmtime_cranelift=info",
+    );
+    let server = spawn_serve_with(verbose, data.path(), &[]);
+    let url = server.url.clone();
     let bad = "CANARYBADKEY0123456789";
     for (path, body) in [
         (
@@ -327,9 +277,7 @@ fn query_string_credentials_never_reach_the_log() {
         said.contains("another `stormhook serve` is using the data directory"),
         "{said}"
     );
-    let _ = child.kill();
-    let _ = child.wait();
-    let text = std::fs::read_to_string(&log).unwrap();
+    let text = server.stop();
     assert!(text.contains("DEBUG"), "debug logging was on");
     assert!(
         !text.contains(&key) && !text.contains(bad),
@@ -355,18 +303,12 @@ fn rule_fixture(
 }
 
 fn rule_test(rule: &std::path::Path, instance: &std::path::Path) -> (Option<i32>, String, String) {
-    let out = stormhook()
+    let out = run(stormhook()
         .args(["rule", "test", "--rule"])
         .arg(rule)
         .arg("--trigger-instance")
-        .arg(instance)
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
+        .arg(instance));
+    (out.code, out.stdout, out.stderr)
 }
 
 #[test]
@@ -538,31 +480,15 @@ fn rule_test_reads_the_datastore_of_the_data_dir() {
 fn one_webhook_can_be_followed_through_the_log_by_its_trigger_instance_id() {
     let data = tempfile::tempdir().unwrap();
     let key = offline_key(data.path());
-    let log = data.path().join("server.log");
-    let mut child = stormhook()
-        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
-        .arg(data.path())
-        .env(
-            "RUST_LOG",
-            "info,stormhook_server=debug,stormhook_automation=debug",
-        )
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    let mut logging = stormhook();
+    logging.env(
+        "RUST_LOG",
+        "info,stormhook_server=debug,stormhook_automation=debug",
+    );
     let started = Instant::now();
-    let url = loop {
-        let text = read();
-        if let Some(rest) = text.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the server did not start: {text}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let server = spawn_serve_with(logging, data.path(), &[]);
+    let url = server.url.clone();
+    let read = || server.log();
     let body = r#"{"ref": "refs/heads/main", "pusher": {"name": "ada"}}"#;
     let answer = raw_request(
         &url,
@@ -591,8 +517,7 @@ fn one_webhook_can_be_followed_through_the_log_by_its_trigger_instance_id() {
         );
         std::thread::sleep(Duration::from_millis(20));
     };
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
     let about = |needle: &str| {
         text.lines()
             .find(|l| l.contains(&format!("trigger_instance={id}")) && l.contains(needle))

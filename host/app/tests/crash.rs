@@ -5,20 +5,21 @@
 mod common;
 
 use std::collections::HashSet;
-use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-fn start(data: &std::path::Path) -> (Child, String) {
-    let (child, url, _stdout) = common::spawn_serve(data, &["--no-watch"]);
-    (child, url)
+use common::Serve;
+
+fn start(data: &std::path::Path) -> Serve {
+    common::spawn_serve(data, &["--no-watch"])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_accepted_webhook_survives_sigkill() {
     let data = tempfile::tempdir().unwrap();
     let key = common::offline_key(data.path());
-    let (mut child, url) = start(data.path());
+    let mut server = start(data.path());
+    let url = server.url.clone();
 
     let acked = Arc::new(Mutex::new(HashSet::new()));
     let client = reqwest::Client::builder()
@@ -52,14 +53,15 @@ async fn every_accepted_webhook_survives_sigkill() {
     while acked.lock().unwrap().len() < 300 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    server.child.kill().unwrap(); // SIGKILL
+    server.child.wait().unwrap();
     for sender in senders {
         sender.await.unwrap();
     }
     let acked = acked.lock().unwrap().clone();
 
-    let (mut child, url) = start(data.path());
+    let mut server = start(data.path());
+    let url = server.url.clone();
     let stored: Vec<serde_json::Value> = client
         .get(format!("{url}/api/v1/triggerinstances?limit=-1"))
         .header("St2-Api-Key", &key)
@@ -69,8 +71,8 @@ async fn every_accepted_webhook_survives_sigkill() {
         .json()
         .await
         .unwrap();
-    child.kill().unwrap();
-    child.wait().unwrap();
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
     let stored: HashSet<u64> = stored
         .iter()
         .filter_map(|t| t["payload"]["body"]["n"].as_u64())
@@ -98,7 +100,8 @@ async fn executions_survive_sigkill_and_running_ones_are_abandoned_not_rerun() {
     let data = tempfile::tempdir().unwrap();
     let key = common::offline_key(data.path());
     let marker = data.path().join("ran");
-    let (mut child, url) = start(data.path());
+    let mut server = start(data.path());
+    let url = server.url.clone();
     let client = reqwest::Client::new();
     // 16 run at once; the other 14 wait as `requested`. Each appends a line when it starts.
     let mut ids = Vec::new();
@@ -152,15 +155,16 @@ async fn executions_survive_sigkill_and_running_ones_are_abandoned_not_rerun() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    server.child.kill().unwrap(); // SIGKILL
+    server.child.wait().unwrap();
     // The commands were in the server's process groups; they die with their sleep, not with
     // the server. Let the marker settle before the restart.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let ran_before = std::fs::read_to_string(&marker).unwrap().lines().count();
     assert_eq!(ran_before, 16);
 
-    let (mut child, url) = start(data.path());
+    let mut server = start(data.path());
+    let url = server.url.clone();
     let get = status_of(url.clone(), key.clone());
     let mut abandoned = 0;
     let mut restarted = 0;
@@ -204,8 +208,8 @@ async fn executions_survive_sigkill_and_running_ones_are_abandoned_not_rerun() {
         std::fs::read_to_string(&marker).unwrap().lines().count(),
         30
     );
-    child.kill().unwrap();
-    child.wait().unwrap();
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
     // Leave no sleeping commands behind.
     let _ = std::process::Command::new("pkill")
         .args(["-f", &format!("{}; sleep 30", marker.display())])
@@ -229,7 +233,8 @@ async fn a_full_disk_episode_loses_nothing_acknowledged_across_sigkill() {
     };
     let data = fs.path().join("data");
     let key = common::offline_key(&data);
-    let (mut child, url) = start(&data);
+    let mut server = start(&data);
+    let url = server.url.clone();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()
@@ -341,10 +346,11 @@ async fn a_full_disk_episode_loses_nothing_acknowledged_across_sigkill() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    server.child.kill().unwrap(); // SIGKILL
+    server.child.wait().unwrap();
 
-    let (mut child, url) = start(&data);
+    let mut server = start(&data);
+    let url = server.url.clone();
     let instances = get(format!(
         "{url}/api/v1/triggerinstances?limit=-1&trigger_type=core.st2.webhook"
     ))
@@ -365,6 +371,6 @@ async fn a_full_disk_episode_loses_nothing_acknowledged_across_sigkill() {
         let k = get(format!("{url}/api/v1/keys/{name}")).await;
         assert_eq!(k["value"], "v", "{name}: {k}");
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
 }
