@@ -1,4 +1,5 @@
-//! The plugin endpoints and StackStorm's routing conventions against a real server.
+//! The plugin endpoints and StackStorm's routing conventions against a real server. (The
+//! conventions that need no socket are tested at the router: `host/server/tests/router.rs`.)
 
 use stormhook_tests::TestServer;
 
@@ -45,61 +46,6 @@ async fn reload_rescans_and_reports() {
         "{body}"
     );
     assert!(body["errors"].as_array().unwrap().is_empty(), "{body}");
-}
-
-#[tokio::test]
-async fn unknown_paths_and_methods_get_stackstorms_404_before_authentication() {
-    let server = TestServer::builder().start().await;
-    let anonymous = reqwest::Client::new();
-    for request in [
-        anonymous.get(server.url("/api/v1/nope")),
-        anonymous.delete(server.url("/api/v1/plugins")),
-        anonymous.put(server.url("/v1/webhooks")),
-        anonymous.get(server.url("/v1/webhooks/a/b")),
-    ] {
-        let resp = request.send().await.unwrap();
-        assert_eq!(resp.status(), 404);
-        let body: serde_json::Value = resp.json().await.unwrap();
-        assert_eq!(
-            body,
-            serde_json::json!({"faultstring": "The resource could not be found."})
-        );
-    }
-}
-
-#[tokio::test]
-async fn options_answers_cors_without_credentials_and_request_ids_are_echoed() {
-    let server = TestServer::builder().start().await;
-    let client = reqwest::Client::new();
-    let resp = client
-        .request(reqwest::Method::OPTIONS, server.url("/api/v1/webhooks"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    assert_eq!(
-        resp.headers()["access-control-allow-methods"],
-        "GET,POST,PUT,DELETE,OPTIONS"
-    );
-    let resp = server
-        .client()
-        .get(server.url("/api/v1/webhooks"))
-        .header("X-Request-ID", "req-42")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.headers()["x-request-id"], "req-42");
-    let resp = server
-        .client()
-        .get(server.url("/api/v1/webhooks"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        resp.headers()["x-request-id"].len(),
-        36,
-        "a uuid is generated"
-    );
 }
 
 #[tokio::test]

@@ -297,7 +297,7 @@ impl Executor {
         execution.rule_ref = Some(rule.reference().to_owned());
         execution.trigger_instance_id = Some(instance.id.clone());
         execution.document["rule"] = rule_json;
-        execution.document["trigger"] = serde_json::to_value(&trigger).unwrap_or(Value::Null);
+        execution.document["trigger"] = serde_json::to_value(trigger).unwrap_or(Value::Null);
         execution.document["trigger_type"] = crate::triggers::system_trigger_types()
             .iter()
             .find(|t| t.reference == trigger.trigger_type)
