@@ -518,6 +518,15 @@ fn one_webhook_can_be_followed_through_the_log_by_its_trigger_instance_id() {
         std::thread::sleep(Duration::from_millis(20));
     };
     drop(server);
+    let accepted = text
+        .lines()
+        .find(|l| l.contains("request_id=trace-me-1") && l.contains("webhook accepted"))
+        .unwrap();
+    assert!(
+        accepted.contains("path=/api/v1/webhooks/github")
+            && accepted.contains("route=/api/v1/webhooks/{hook}"),
+        "the request span names the path and the matched route: {accepted}"
+    );
     let about = |needle: &str| {
         text.lines()
             .find(|l| l.contains(&format!("trigger_instance={id}")) && l.contains(needle))

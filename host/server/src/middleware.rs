@@ -157,6 +157,7 @@ pub(crate) async fn edge(
         "request",
         method = %request.method(),
         path = %request.uri().path(),
+        route = tracing::field::Empty,
         request_id = %request_id.to_str().unwrap_or_default(),
     );
     let mut response = if request.method() == Method::OPTIONS {
@@ -472,6 +473,10 @@ pub(crate) async fn authenticate(
     mut request: Request,
     next: Next,
 ) -> Response {
+    // Routing has run: the request span gets the route's template (`/webhooks/{*url}`).
+    if let Some(route) = request.extensions().get::<axum::extract::MatchedPath>() {
+        tracing::Span::current().record("route", tracing::field::display(route.as_str()));
+    }
     let (credential, from_cookie) = match request.extensions_mut().remove::<Presented>() {
         Some(Presented(presented)) => presented,
         None => credential(&request),
