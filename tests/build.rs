@@ -5,33 +5,24 @@
 //! `STORMHOOK_SKIP_PLUGINS=1` skips the build; the tests that need a component then fail with
 //! a message saying so.
 
-use std::env;
 use std::fs;
-use std::path::PathBuf;
 
 #[path = "../host/app/build/wasm_plugins.rs"]
 mod wasm_plugins;
 
 fn main() {
-    let manifest =
-        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let root = manifest
-        .join("..")
-        .canonicalize()
-        .expect("the repository root exists");
-    let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
-    for watched in [
-        "plugins/Cargo.toml",
-        "plugins/Cargo.lock",
-        "plugins/sdk",
-        "plugins/examples",
-        "plugins/testing",
-        "wit",
-        "host/app/build/wasm_plugins.rs",
-    ] {
-        println!("cargo:rerun-if-changed={}", root.join(watched).display());
-    }
-    println!("cargo:rerun-if-env-changed=STORMHOOK_SKIP_PLUGINS");
+    let (root, out) = wasm_plugins::setup(
+        "..",
+        &[
+            "plugins/Cargo.toml",
+            "plugins/Cargo.lock",
+            "plugins/sdk",
+            "plugins/examples",
+            "plugins/testing",
+            "wit",
+            "host/app/build/wasm_plugins.rs",
+        ],
+    );
     let code = if wasm_plugins::skipped() {
         "/// Plugins were not built (STORMHOOK_SKIP_PLUGINS).\npub const FIXTURES_DIR: Option<&str> = None;\n".to_owned()
     } else {

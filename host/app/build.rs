@@ -9,30 +9,23 @@
 #[path = "build/wasm_plugins.rs"]
 mod wasm_plugins;
 
-use std::env;
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 fn main() {
-    let manifest =
-        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let root = manifest
-        .join("../..")
-        .canonicalize()
-        .expect("the repository root exists");
-    let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
-    for watched in [
-        "plugins/Cargo.toml",
-        "plugins/Cargo.lock",
-        "plugins/sdk",
-        "plugins/examples",
-        "wit",
-        "examples",
-    ] {
-        println!("cargo:rerun-if-changed={}", root.join(watched).display());
-    }
-    println!("cargo:rerun-if-env-changed=STORMHOOK_SKIP_PLUGINS");
+    let (root, out) = wasm_plugins::setup(
+        "../..",
+        &[
+            "plugins/Cargo.toml",
+            "plugins/Cargo.lock",
+            "plugins/sdk",
+            "plugins/examples",
+            "wit",
+            "examples",
+            "host/app/build/wasm_plugins.rs",
+        ],
+    );
 
     let wasm_dir = if wasm_plugins::skipped() {
         println!(

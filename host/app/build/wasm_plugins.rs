@@ -12,6 +12,24 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The repository root (`levels` folders above the package) and the build script's `OUT_DIR`;
+/// asks cargo to run the script again when `watched` (paths from the root) or
+/// `STORMHOOK_SKIP_PLUGINS` change.
+pub(crate) fn setup(levels: &str, watched: &[&str]) -> (PathBuf, PathBuf) {
+    let manifest =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root = manifest
+        .join(levels)
+        .canonicalize()
+        .expect("the repository root exists");
+    let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    for path in watched {
+        println!("cargo:rerun-if-changed={}", root.join(path).display());
+    }
+    println!("cargo:rerun-if-env-changed=STORMHOOK_SKIP_PLUGINS");
+    (root, out)
+}
+
 /// Whether `STORMHOOK_SKIP_PLUGINS` asks to build no plugins.
 pub(crate) fn skipped() -> bool {
     env::var_os("STORMHOOK_SKIP_PLUGINS").is_some_and(|v| v != "0")

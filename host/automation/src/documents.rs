@@ -5,13 +5,12 @@ use serde_json::{Value, json};
 use stormhook_storage::TriggerType;
 
 use crate::packs::{LoadedRule, RuleSource};
-use crate::triggers::Trigger;
 
 /// A rule as the API shows it.
 pub fn rule_json(rule: &LoadedRule, packs_root: &std::path::Path) -> Value {
     let doc = &rule.doc;
     let parameters = Value::Object(doc.trigger.parameters.clone());
-    let trigger = Trigger::new(&doc.trigger.trigger_type, &parameters);
+    let trigger = rule.trigger();
     let (user, metadata_file) = match &rule.source {
         RuleSource::Api { created_by, .. } => (created_by.clone(), String::new()),
         RuleSource::Pack { file } => (
@@ -31,8 +30,8 @@ pub fn rule_json(rule: &LoadedRule, packs_root: &std::path::Path) -> Value {
     };
     let mut out = json!({
         "id": rule.id(),
-        "ref": doc.reference(),
-        "uid": format!("rule:{}:{}", doc.pack, doc.name),
+        "ref": rule.reference(),
+        "uid": rule.uid(),
         "name": doc.name,
         "pack": doc.pack,
         "enabled": doc.enabled,

@@ -284,7 +284,7 @@ pub async fn evaluate(
                 }
                 Verdict::Failed(reason) => Err(format!(
                     "Failed to match rule \"{}\" against trigger instance \"{}\": {reason}",
-                    rule.doc.reference(),
+                    rule.reference(),
                     instance.id
                 )),
             };

@@ -287,7 +287,7 @@ async fn update(
     let RuleSource::Api { id, created_by } = existing.source.clone() else {
         return Err(ApiError::BadRequest(format!(
             "Rule {} is defined by a pack file; edit the file instead",
-            existing.doc.reference()
+            existing.reference()
         )));
     };
     let (doc, document) = validate(&state, &body).await?;
@@ -315,7 +315,7 @@ async fn delete(
     let RuleSource::Api { id, .. } = &existing.source else {
         return Err(ApiError::BadRequest(format!(
             "Rule {} is defined by a pack file; delete the file instead",
-            existing.doc.reference()
+            existing.reference()
         )));
     };
     state.store.delete_rule(id).await?;

@@ -109,14 +109,12 @@ impl ExecutionStatus {
         )
     }
 
-    /// Whether a cancel takes effect at once (the run has not started).
-    pub const fn is_before_run(self) -> bool {
-        matches!(self, Self::Requested | Self::Scheduled | Self::Delayed)
-    }
+    /// The statuses from which a cancel takes effect at once (the run has not started).
+    pub const BEFORE_RUN: &'static [Self] = &[Self::Requested, Self::Scheduled, Self::Delayed];
 
-    /// The completed statuses.
-    pub fn completed() -> impl Iterator<Item = Self> {
-        Self::ALL.iter().copied().filter(|s| s.is_completed())
+    /// Whether a cancel takes effect at once (the run has not started).
+    pub fn is_before_run(self) -> bool {
+        Self::BEFORE_RUN.contains(&self)
     }
 }
 
@@ -133,13 +131,6 @@ status_enum!(
         ProcessingFailed = "processing_failed",
     }
 );
-
-impl InstanceStatus {
-    /// Whether the engine is done with it.
-    pub const fn is_completed(self) -> bool {
-        matches!(self, Self::Processed | Self::ProcessingFailed)
-    }
-}
 
 status_enum!(
     /// How a rule enforcement ended.
@@ -174,8 +165,10 @@ mod tests {
 
     #[test]
     fn completed_is_the_five_final_statuses() {
-        let names: Vec<_> = ExecutionStatus::completed()
-            .map(ExecutionStatus::as_str)
+        let names: Vec<_> = ExecutionStatus::ALL
+            .iter()
+            .filter(|s| s.is_completed())
+            .map(|s| s.as_str())
             .collect();
         assert_eq!(
             names,

@@ -56,12 +56,6 @@ pub use document::{mask, secret_parameters};
 pub const MAX_PARALLEL: usize = 16;
 /// The user rule-triggered executions run as (StackStorm's system user).
 pub const SYSTEM_USER: &str = "stanley";
-/// Statuses from which a cancel takes effect at once.
-const BEFORE_RUN: &[ExecutionStatus] = &[
-    ExecutionStatus::Requested,
-    ExecutionStatus::Scheduled,
-    ExecutionStatus::Delayed,
-];
 
 /// Why an execution could not be requested.
 #[derive(Debug, thiserror::Error)]
@@ -443,7 +437,11 @@ impl Executor {
                     },
                     &self.hostname,
                 );
-                if self.store.update_execution(&execution, BEFORE_RUN).await? {
+                if self
+                    .store
+                    .update_execution(&execution, ExecutionStatus::BEFORE_RUN)
+                    .await?
+                {
                     self.moved.notify_waiters();
                     return Ok(execution);
                 }
