@@ -445,3 +445,119 @@ async fn runaway_templates_fail_their_enforcement_in_bounded_time_and_the_engine
     // The engine goes on.
     post_and_process(&server, "poison", &[], json!({"a": 2})).await;
 }
+
+/// Issue 13: a rule component that loops until its deadline delays only its own instances.
+/// With a backlog of them in the engine, an instance of another rule is evaluated and recorded
+/// at once; and every looping instance is still recorded, once, with a failed enforcement that
+/// names the deadline.
+///
+/// A serial engine evaluates the backlog (48 calls of 250 ms each) before the instance posted
+/// after it, and records both in the same transaction: the fast instance would be seen
+/// processed only once every slow one is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_looping_rule_component_delays_only_its_own_instances() {
+    const SLOW: usize = 48;
+    let server = TestServer::builder()
+        .rules([rule("fast", "fast", "")])
+        .start()
+        .await;
+    // A rule component sits next to its rule file, and the builder writes rule files only: the
+    // looping rule is added with its component, then the packs are reloaded.
+    let rules = server.packs.root().join("t/rules");
+    std::fs::copy(
+        stormhook_tests::component("loop_rule"),
+        rules.join("loop_rule.wasm"),
+    )
+    .unwrap();
+    let (name, yaml) = rule(
+        "slow",
+        "slow",
+        "wasm:\n  entry_point: loop_rule.wasm\n  timeout_ms: 250\n",
+    );
+    std::fs::write(rules.join(format!("{name}.yaml")), yaml).unwrap();
+    let report = server.packs.reload().await;
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert!(report.loaded.contains(&"t.slow".to_owned()), "{report:?}");
+
+    let client = server.client();
+    let mut posts = tokio::task::JoinSet::new();
+    for n in 0..SLOW {
+        let post = client
+            .post(server.url("/api/v1/webhooks/slow"))
+            .json(&json!({"n": n}));
+        posts.spawn(async move { post.send().await.unwrap().status() });
+    }
+    for status in posts.join_all().await {
+        assert_eq!(status, 202);
+    }
+    let posted = client
+        .post(server.url("/api/v1/webhooks/fast"))
+        .json(&json!({"fast": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 202);
+
+    const INSTANCES: &str = "/api/v1/triggerinstances?limit=-1&trigger_type=core.st2.webhook";
+    let is_fast = |t: &Value| t["payload"]["body"]["fast"] == true;
+    // The fast instance is recorded, and at that moment (one listing) most slow ones are not.
+    let (fast, slow_unprocessed) = eventually(
+        Duration::from_secs(10),
+        "the fast rule's instance to be processed",
+        async || {
+            let all = list(&server, INSTANCES).await;
+            let fast = all.iter().find(|t| is_fast(t));
+            match fast {
+                Some(t) if t["status"] == "processed" => {
+                    let unprocessed = all
+                        .iter()
+                        .filter(|t| !is_fast(t) && t["status"] != "processed")
+                        .count();
+                    Ok((t["id"].as_str().unwrap().to_owned(), unprocessed))
+                }
+                _ => Err(format!("{fast:?}")),
+            }
+        },
+    )
+    .await;
+    assert!(
+        slow_unprocessed >= SLOW / 2,
+        "the fast instance waited for the looping rule's backlog: only {slow_unprocessed} of \
+         {SLOW} slow instances were still unprocessed when it was recorded"
+    );
+    let found = enforcements(&server, &fast).await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["rule"]["ref"], "t.fast");
+    assert_eq!(found[0]["status"], "succeeded");
+
+    // Nothing lost: every slow instance is processed in the end.
+    let slow: Vec<String> = eventually(
+        Duration::from_secs(30),
+        "every slow instance to be processed",
+        async || {
+            let all = list(&server, INSTANCES).await;
+            let slow: Vec<&Value> = all.iter().filter(|t| !is_fast(t)).collect();
+            let unprocessed = slow.iter().filter(|t| t["status"] != "processed").count();
+            if slow.len() == SLOW && unprocessed == 0 {
+                return Ok(slow
+                    .iter()
+                    .map(|t| t["id"].as_str().unwrap().to_owned())
+                    .collect());
+            }
+            Err(format!(
+                "{} slow instances, {unprocessed} unprocessed",
+                slow.len()
+            ))
+        },
+    )
+    .await;
+    // No duplicates: one enforcement each, failed at the deadline.
+    for id in &slow {
+        let found = enforcements(&server, id).await;
+        assert_eq!(found.len(), 1, "{id}: {found:?}");
+        assert_eq!(found[0]["rule"]["ref"], "t.slow");
+        assert_eq!(found[0]["status"], "failed");
+        let reason = found[0]["failure_reason"].as_str().unwrap();
+        assert!(reason.contains("timed out"), "{reason}");
+    }
+}
