@@ -10,104 +10,24 @@
 //! per side and round (default 5, after 1 s of warm-up); `INGEST_ONLY=stormhook` skips the raw
 //! side, for profiling (its ratios then print as NaN). Results: `BENCHMARKS.md`.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::routing::post;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
 use stormhook_tests::TestServer;
-use tokio::net::TcpStream;
 
 /// The allocator the `stormhook` binary uses (`host/app/src/main.rs`).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+#[path = "common/load.rs"]
+mod load;
+
+use load::load;
+
 const CONNECTIONS: usize = 256;
 const BODY: &str = r#"{"ref":"refs/heads/main","before":"6113728f27ae82c7b1a177c8d03f9e96e0adf246","after":"59b20b8d5c6ff8d09518216e25b35f0f4c56e7c9","repository":{"id":35129377,"name":"public-repo","full_name":"baxterthehacker/public-repo"},"pusher":{"name":"baxterthehacker","email":"baxterthehacker@users.noreply.github.com"},"sender":{"login":"baxterthehacker","id":6752317}}"#;
-
-#[derive(Default)]
-struct Counts {
-    ok: AtomicU64,
-    other: AtomicU64,
-    errors: AtomicU64,
-}
-
-/// Drives `CONNECTIONS` connections at `addr` for `warmup + secs`; returns (2xx/s, non-2xx, errors).
-async fn load(
-    addr: String,
-    path: &'static str,
-    key: Option<String>,
-    warmup: Duration,
-    secs: Duration,
-) -> (f64, u64, u64) {
-    let counts = Arc::new(Counts::default());
-    let measuring = Arc::new(AtomicBool::new(false));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for _ in 0..CONNECTIONS {
-        let (addr, key, counts, measuring, stop) = (
-            addr.clone(),
-            key.clone(),
-            counts.clone(),
-            measuring.clone(),
-            stop.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let stream = TcpStream::connect(&addr).await.expect("connect");
-            stream.set_nodelay(true).unwrap();
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                    .await
-                    .expect("handshake");
-            tokio::spawn(conn);
-            while !stop.load(Ordering::Relaxed) {
-                let mut request = hyper::Request::post(path)
-                    .header("host", &addr)
-                    .header("content-type", "application/json")
-                    .header("x-github-event", "push");
-                if let Some(key) = &key {
-                    request = request.header("st2-api-key", key);
-                }
-                let request = request
-                    .body(Full::new(Bytes::from_static(BODY.as_bytes())))
-                    .unwrap();
-                match sender.send_request(request).await {
-                    Ok(response) => {
-                        let ok = response.status().is_success();
-                        let _ = response.into_body().collect().await;
-                        if measuring.load(Ordering::Relaxed) {
-                            if ok { &counts.ok } else { &counts.other }
-                                .fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    Err(_) => {
-                        counts.errors.fetch_add(1, Ordering::Relaxed);
-                        return;
-                    }
-                }
-            }
-        }));
-    }
-    tokio::time::sleep(warmup).await;
-    measuring.store(true, Ordering::Relaxed);
-    let started = Instant::now();
-    tokio::time::sleep(secs).await;
-    measuring.store(false, Ordering::Relaxed);
-    let elapsed = started.elapsed().as_secs_f64();
-    stop.store(true, Ordering::Relaxed);
-    for task in tasks {
-        let _ = task.await;
-    }
-    (
-        counts.ok.load(Ordering::Relaxed) as f64 / elapsed,
-        counts.other.load(Ordering::Relaxed),
-        counts.errors.load(Ordering::Relaxed),
-    )
-}
 
 async fn echo(Json(body): Json<serde_json::Value>) -> (StatusCode, Json<serde_json::Value>) {
     (StatusCode::ACCEPTED, Json(body))
@@ -119,7 +39,7 @@ async fn raw(warmup: Duration, secs: Duration) -> (f64, u64, u64) {
     let addr = listener.local_addr().unwrap().to_string();
     let app = axum::Router::new().route("/api/v1/webhooks/github", post(echo));
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
-    let result = load(addr, "/api/v1/webhooks/github", None, warmup, secs).await;
+    let result = load(addr, "/api/v1/webhooks/github", None, CONNECTIONS, BODY, warmup, secs).await;
     server.abort();
     result
 }
@@ -140,6 +60,8 @@ async fn stormhook(warmup: Duration, secs: Duration) -> (f64, u64, u64, u64) {
         addr,
         "/api/v1/webhooks/github",
         Some(server.key.clone()),
+        CONNECTIONS,
+        BODY,
         warmup,
         secs,
     )

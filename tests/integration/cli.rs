@@ -830,3 +830,92 @@ async fn plugin_and_apikey_commands_still_work() {
     let keys = out.json();
     assert_eq!(keys[0]["user"], "admin", "{keys}");
 }
+
+/// `serve` opens its port before it compiles anything: with 20 slow-to-compile components in
+/// the packs, it answers HTTP at once, says through `/readyz` (503) and `plugin list`
+/// (`loading`) that they are still loading, and becomes ready once each has loaded or failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_answers_at_once_while_20_slow_plugins_compile_in_the_background() {
+    let data = tempfile::tempdir().unwrap();
+    let packs = data.path().join("packs");
+    let actions = packs.join("slow/actions");
+    std::fs::create_dir_all(&actions).unwrap();
+    for i in 0..20 {
+        // Distinct components (no shared cache entry), each compiling for a while; they
+        // implement no world, so each ends `failed` after its compile.
+        std::fs::write(
+            actions.join(format!("a{i}.wasm")),
+            stormhook_tests::generated_component(12_000 + i, 20, 0),
+        )
+        .unwrap();
+        std::fs::write(
+            actions.join(format!("a{i}.yaml")),
+            format!("name: a{i}\nrunner_type: wasm\nentry_point: a{i}.wasm\n"),
+        )
+        .unwrap();
+    }
+    let key = common::offline_key(data.path());
+    let started = std::time::Instant::now();
+    let packs_arg = packs.to_str().unwrap().to_owned();
+    let serve = common::spawn_serve(data.path(), &["--packs", &packs_arg]);
+    let client = reqwest::Client::new();
+    let first = client
+        .get(format!("{}/readyz", serve.url))
+        .send()
+        .await
+        .unwrap();
+    let answered_after = started.elapsed();
+    assert_eq!(first.status(), 503, "not ready while plugins compile");
+    let body: Value = first.json().await.unwrap();
+    assert_eq!(body["ready"], false, "{body}");
+    assert!(
+        body["plugins"]["loading"].as_u64().unwrap() > 0,
+        "answered while plugins were still loading: {body}"
+    );
+    println!("first answer after {answered_after:?}: {body}");
+    // The process started, opened its port and answered well within a second of compiling
+    // time (20 components take far longer than that to compile on this machine).
+    assert!(
+        answered_after < Duration::from_secs(5),
+        "first answer only after {answered_after:?}"
+    );
+    let listed: Value = client
+        .get(format!("{}/api/v1/plugins", serve.url))
+        .header("St2-Api-Key", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["state"] == "loading"),
+        "{listed}"
+    );
+    let ready = eventually_every(
+        Duration::from_millis(200),
+        Duration::from_secs(180),
+        "every plugin to have loaded or failed",
+        async || {
+            let resp = client
+                .get(format!("{}/readyz", serve.url))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = resp.status();
+            let body: Value = resp.json().await.map_err(|e| e.to_string())?;
+            if status == 200 {
+                Ok(body)
+            } else {
+                Err(format!("{status} {body}"))
+            }
+        },
+    )
+    .await;
+    assert_eq!(ready["plugins"]["failed"], 20, "{ready}");
+    println!("ready after {:?}", started.elapsed());
+}

@@ -8,6 +8,7 @@ mod examples;
 mod executions;
 mod layers;
 mod limits;
+mod loading;
 mod reload;
 mod rules;
 mod sandbox;

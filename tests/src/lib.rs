@@ -69,6 +69,67 @@ pub async fn load_fixture(runtime: &Arc<Runtime>, name: &str, kind: PluginKind) 
     reference
 }
 
+/// A WebAssembly component holding one core module with `functions` functions of about
+/// `ops` instructions each, and `padding` bytes of custom section: a component whose
+/// compile time and size a test chooses. It implements no world (linking it fails).
+pub fn generated_component(functions: u32, ops: u32, padding: usize) -> Vec<u8> {
+    use wasm_encoder::{
+        CodeSection, Component, CustomSection, Function, FunctionSection, Instruction, Module,
+        ModuleSection, TypeSection, ValType,
+    };
+    let mut module = Module::new();
+    let mut types = TypeSection::new();
+    types.ty().function([ValType::I32], [ValType::I32]);
+    module.section(&types);
+    let mut declared = FunctionSection::new();
+    for _ in 0..functions {
+        declared.function(0);
+    }
+    module.section(&declared);
+    let mut code = CodeSection::new();
+    for f in 0..functions {
+        let mut body = Function::new([]);
+        body.instruction(&Instruction::LocalGet(0));
+        for k in 0..ops {
+            body.instruction(&Instruction::I32Const((f ^ k) as i32));
+            body.instruction(&if k % 2 == 0 {
+                Instruction::I32Add
+            } else {
+                Instruction::I32Xor
+            });
+        }
+        body.instruction(&Instruction::End);
+        code.function(&body);
+    }
+    module.section(&code);
+    let mut component = Component::new();
+    component.section(&ModuleSection(&module));
+    if padding > 0 {
+        component.section(&CustomSection {
+            name: "padding".into(),
+            data: vec![0u8; padding].into(),
+        });
+    }
+    component.finish()
+}
+
+/// The `.cwasm` files under a compile cache folder.
+pub fn cached_files(cache: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![cache.to_owned()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "cwasm") {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
 /// Copies the example packs, with their built components, into `dest`.
 pub fn install_examples(dest: &Path) {
     let written = stormhook::examples::install(dest).expect("installing the example packs");
@@ -109,6 +170,7 @@ pub struct TestServerBuilder {
     token_ttl: Option<std::time::Duration>,
     examples: bool,
     actions: Vec<(String, String, String)>,
+    rule_components: Vec<String>,
     local_disabled: bool,
     http_policy: Option<stormhook_automation::actions::http::HttpPolicy>,
     parent: Option<PathBuf>,
@@ -167,6 +229,13 @@ impl TestServerBuilder {
         self
     }
 
+    /// Copies fixture `<fixture>.wasm` next to the rules (`<packs>/t/rules/`), for a rule whose
+    /// `wasm.entry_point` names it.
+    pub fn rule_component(mut self, fixture: &str) -> Self {
+        self.rule_components.push(fixture.to_owned());
+        self
+    }
+
     /// Disables `core.local`, as `--disable-core-local` does.
     pub fn without_core_local(mut self) -> Self {
         self.local_disabled = true;
@@ -202,6 +271,9 @@ impl TestServerBuilder {
         std::fs::create_dir_all(&rules_dir).unwrap();
         for (name, yaml) in &self.rules {
             std::fs::write(rules_dir.join(format!("{name}.yaml")), yaml).unwrap();
+        }
+        for fixture in &self.rule_components {
+            std::fs::copy(component(fixture), rules_dir.join(format!("{fixture}.wasm"))).unwrap();
         }
         if self.examples {
             install_examples(&packs_dir);
@@ -247,7 +319,7 @@ impl TestServerBuilder {
         })
         .await
         .expect("the application starts");
-        let report = app.automation.reload_report();
+        let report = app.automation.plugins_loaded().await;
         assert!(report.errors.is_empty(), "{:?}", report.errors);
         let (_, key) = app
             .auth

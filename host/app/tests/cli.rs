@@ -42,10 +42,22 @@ fn serve_installs_the_examples_and_plugin_list_shows_them() {
         .ok()
         .to_owned()
     };
+    // Components compile in the background after the port opens: wait until each is ready.
+    let waited = Instant::now();
+    let mut rows: Vec<serde_json::Value> = serde_json::from_str(&list(&["-j"])).unwrap();
+    while !rows.iter().all(|r| r["state"] == "ready") {
+        assert!(
+            waited.elapsed() < Duration::from_secs(60),
+            "not ready after 60 s: {rows:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        rows = serde_json::from_str(&list(&["-j"])).unwrap();
+    }
     let table = list(&[]);
     let header = table.lines().next().unwrap();
     assert!(
         header.starts_with("REF")
+            && header.contains("STATE")
             && header.contains("VERSION")
             && header.contains("LOADED AT")
             && header.contains("LAST ERROR"),
@@ -57,7 +69,6 @@ fn serve_installs_the_examples_and_plugin_list_shows_them() {
             "{reference} listed: {table}"
         );
     }
-    let rows: Vec<serde_json::Value> = serde_json::from_str(&list(&["-j"])).unwrap();
     assert!(
         rows.iter()
             .all(|r| r["version"].as_str().is_some_and(|v| v.len() == 64)),

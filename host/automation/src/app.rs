@@ -2,8 +2,9 @@
 //! order and starts every background task; [`Automation::shutdown`] stops and joins them.
 //!
 //! Order at start: the system trigger types are registered in the store; the plugin runtime
-//! starts (its datastore is the store); the packs are read and their components compiled; the
-//! rules created through the API are loaded; the executor recovers what a stop left behind and
+//! starts (its datastore is the store); the packs are read and published, and their components
+//! start compiling in the background (see [`Automation::plugins_loaded`]); the rules created
+//! through the API are loaded; the executor recovers what a stop left behind and
 //! starts; the rules engine starts; the packs folder is watched.
 
 use std::path::PathBuf;
@@ -93,7 +94,10 @@ pub struct Automation {
     pub executor: Arc<Executor>,
     /// Group commit of accepted events.
     pub ingest: Ingest,
-    report: ReloadReport,
+    /// The first reading of the packs folder, once its components are loaded.
+    initial: watch::Receiver<Option<Arc<ReloadReport>>>,
+    /// The task loading the first components; abandoned at shutdown.
+    initial_load: JoinHandle<()>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     watcher: Option<PackWatcher>,
@@ -141,7 +145,19 @@ impl Automation {
             Runtime::new(runtime, datastore).map_err(|e| StartError::Runtime(e.to_string()))?,
         );
         let packs = Arc::new(PackManager::new(packs_dir.clone(), runtime));
-        let report = packs.reload().await;
+        // Rules, webhooks and actions are published now; components compile in the
+        // background, so the server can answer at once (calls wait for a plugin still loading).
+        let pending = packs.start_reload().await;
+        let (initial_tx, initial) = watch::channel(None);
+        let initial_load = tokio::spawn(async move {
+            let report = pending.finish().await;
+            tracing::info!(
+                loaded = report.loaded.len() + report.unchanged.len(),
+                refused = report.errors.len(),
+                "plugins loaded"
+            );
+            let _ = initial_tx.send(Some(Arc::new(report)));
+        });
         crate::packs::load_api_rules(store.as_ref(), &packs)
             .await
             .map_err(store_error("loading the rules created through the API"))?;
@@ -172,20 +188,30 @@ impl Automation {
             None
         };
         Ok(Self {
+            initial_load,
             store,
             packs,
             executor,
             ingest,
-            report,
+            initial,
             stop,
             tasks,
             watcher,
         })
     }
 
-    /// What the first reading of the packs folder loaded and refused.
-    pub fn reload_report(&self) -> &ReloadReport {
-        &self.report
+    /// What the first reading of the packs folder loaded and refused, once every component
+    /// it found has loaded or failed (the server serves meanwhile).
+    pub async fn plugins_loaded(&self) -> Arc<ReloadReport> {
+        let mut initial = self.initial.clone();
+        match initial.wait_for(Option::is_some).await {
+            Ok(report) => report.clone().unwrap_or_default(),
+            // The loading task ended without a report (it panicked, or the domain stopped).
+            Err(_) => Arc::new(ReloadReport {
+                errors: vec!["loading the packs' components did not finish".into()],
+                ..ReloadReport::default()
+            }),
+        }
     }
 
     /// Stops the rules engine (after the batch it is recording), the executor's worker and
@@ -194,6 +220,7 @@ impl Automation {
     /// `abandoned`, as after a crash.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
+        self.initial_load.abort();
         if let Some(watcher) = self.watcher.take() {
             watcher.stop().await;
         }

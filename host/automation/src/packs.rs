@@ -1,5 +1,9 @@
 //! Pack folders: scanning them, loading their components into the runtime, and watching them.
 //!
+//! A reload first rescans and publishes (quick), then loads each new or changed component in a
+//! task of its own: compiles of different plugins do not wait for each other, and a call to a
+//! plugin that is still loading waits for it for a bounded time (see the runtime).
+//!
 //! A scan reads every `<packs>/<pack>/actions/*.yaml` and `<packs>/<pack>/rules/*.yaml`, turns
 //! each WASM action and each rule with a `wasm` key into a [`PluginSpec`], and reconciles the
 //! runtime with that set: new or changed components are compiled and swapped in, unchanged ones
@@ -40,6 +44,60 @@ pub struct PackManager {
     api_rules: std::sync::Mutex<Vec<LoadedRule>>,
     /// Actions from the pack folders, as of the last reload.
     actions: ArcSwap<Vec<ActionMeta>>,
+    /// Components being loaded, and from what, so that a rescan does not start them again.
+    in_flight: Arc<std::sync::Mutex<HashMap<(PluginKind, String), InFlight>>>,
+}
+
+/// A component load in progress: its spec and the file as it was when the load started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct InFlight {
+    spec: PluginSpec,
+    stamp: FileStamp,
+}
+
+/// A file's size and modification time: enough to tell whether it changed since a load began.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp(Option<(u64, std::time::SystemTime)>);
+
+impl FileStamp {
+    fn of(path: &Path) -> Self {
+        Self(
+            std::fs::metadata(path)
+                .ok()
+                .and_then(|m| Some((m.len(), m.modified().ok()?))),
+        )
+    }
+}
+
+/// A reload whose component loads are running: [`PendingReload::finish`] waits for them.
+#[derive(Debug)]
+pub struct PendingReload {
+    report: ReloadReport,
+    loads: Vec<tokio::task::JoinHandle<Result<LoadOutcome, stormhook_runtime::LoadError>>>,
+}
+
+impl PendingReload {
+    /// What the rescan found before any compile finished (document errors, removals).
+    pub fn report(&self) -> &ReloadReport {
+        &self.report
+    }
+
+    /// Waits for every load this reload started and reports them.
+    pub async fn finish(self) -> ReloadReport {
+        let mut report = self.report;
+        for load in self.loads {
+            match load.await {
+                Ok(Ok(LoadOutcome::Added(v) | LoadOutcome::Replaced(v))) => {
+                    report.loaded.push(v.reference);
+                }
+                Ok(Ok(LoadOutcome::Unchanged(v))) => report.unchanged.push(v.reference),
+                Ok(Ok(LoadOutcome::Superseded(v))) => report.superseded.push(v.reference),
+                Ok(Err(err)) => report.errors.push(err.to_string()),
+                Err(join) => report.errors.push(format!("a plugin load failed: {join}")),
+            }
+        }
+        report
+    }
 }
 
 /// Every rule the server knows, and what they register.
@@ -165,6 +223,10 @@ pub struct ReloadReport {
     pub unchanged: Vec<String>,
     /// References removed because their documents are gone.
     pub removed: Vec<String>,
+    /// References already loading from the same file (started by an earlier reload).
+    pub loading: Vec<String>,
+    /// References whose load was overtaken by a later load of a newer file.
+    pub superseded: Vec<String>,
     /// Documents and components that were refused, one message each.
     pub errors: Vec<String>,
 }
@@ -183,6 +245,7 @@ impl PackManager {
             pack_rules: std::sync::Mutex::default(),
             api_rules: std::sync::Mutex::default(),
             actions: ArcSwap::default(),
+            in_flight: Arc::default(),
         }
     }
 
@@ -226,8 +289,18 @@ impl PackManager {
         &self.runtime
     }
 
-    /// Rescans the packs folder and reconciles the runtime with it.
+    /// Rescans the packs folder, reconciles the runtime with it, and waits for the components
+    /// it started loading.
     pub async fn reload(&self) -> ReloadReport {
+        self.start_reload().await.finish().await
+    }
+
+    /// Rescans the packs folder and reconciles the runtime with it, without waiting for
+    /// compiles: rules, webhooks and actions are published, removed plugins unloaded, and each
+    /// new or changed component starts loading in a task of its own (the runtime bounds how
+    /// many compile at once). A component already loading from the same file and settings is
+    /// not loaded again. [`PendingReload::finish`] waits for the loads and reports them.
+    pub async fn start_reload(&self) -> PendingReload {
         let mut last_good = self.last_good.lock().await;
         let root = self.root.clone();
         let defaults = (
@@ -309,15 +382,6 @@ impl PackManager {
             }
             present
         });
-        for spec in desired.values() {
-            match self.runtime.load(spec.clone()).await {
-                Ok(LoadOutcome::Added(v) | LoadOutcome::Replaced(v)) => {
-                    report.loaded.push(v.reference)
-                }
-                Ok(LoadOutcome::Unchanged(v)) => report.unchanged.push(v.reference),
-                Err(err) => report.errors.push(err.to_string()),
-            }
-        }
         for info in self.runtime.list() {
             if !desired.contains_key(&(info.kind, info.reference.clone()))
                 && self.runtime.unload(info.kind, &info.reference)
@@ -325,7 +389,31 @@ impl PackManager {
                 report.removed.push(info.reference);
             }
         }
-        report
+        let mut loads = Vec::new();
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        in_flight.retain(|key, _| desired.contains_key(key));
+        for (key, spec) in desired {
+            let load = InFlight {
+                stamp: FileStamp::of(&spec.path),
+                spec: spec.clone(),
+            };
+            if in_flight.get(&key) == Some(&load) {
+                report.loading.push(spec.reference);
+                continue;
+            }
+            in_flight.insert(key.clone(), load.clone());
+            let loading = self.runtime.load(spec);
+            let registry = Arc::clone(&self.in_flight);
+            loads.push(tokio::spawn(async move {
+                let outcome = loading.await;
+                let mut in_flight = registry.lock().unwrap_or_else(|p| p.into_inner());
+                if in_flight.get(&key) == Some(&load) {
+                    in_flight.remove(&key);
+                }
+                outcome
+            }));
+        }
+        PendingReload { report, loads }
     }
 
     /// Watches the packs folder and reloads after each burst of changes, until the returned
@@ -349,10 +437,15 @@ impl PackManager {
             while rx.recv().await.is_some() {
                 // Let a burst of events (an editor's save, a `cp` in several writes) settle.
                 while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}
-                let report = manager.reload().await;
-                if !report.loaded.is_empty() || !report.removed.is_empty() {
-                    tracing::info!(loaded = ?report.loaded, removed = ?report.removed, "packs reloaded");
-                }
+                // The rescan is quick; the compiles it starts run on their own, so a slow
+                // compile never holds up the next change (to this or any other plugin).
+                let pending = manager.start_reload().await;
+                tokio::spawn(async move {
+                    let report = pending.finish().await;
+                    if !report.loaded.is_empty() || !report.removed.is_empty() {
+                        tracing::info!(loaded = ?report.loaded, removed = ?report.removed, "packs reloaded");
+                    }
+                });
             }
         });
         Ok(PackWatcher { watcher, task })

@@ -7,9 +7,11 @@
 //! call, so the next call on the same plugin starts clean whatever this one did.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::OwnedSemaphorePermit;
+use wasmtime::component::WasmStr;
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 
@@ -32,6 +34,9 @@ pub struct CallReport<T> {
     pub plugin: Option<PluginVersion>,
     /// Wall time from the call's start to its end, including waiting for a slot.
     pub elapsed: Duration,
+    /// Whether the call outlived its foreground slice and finished on the background guest
+    /// pool (see [`crate::Fairness`]).
+    pub moved: bool,
 }
 
 /// A call being set up: a slot, a store, the captures.
@@ -40,6 +45,8 @@ struct Session {
     store: Store<HostState>,
     stdout: Capture,
     stderr: Capture,
+    /// Set by the epoch callback when the call has used its foreground slice.
+    moved: Arc<AtomicBool>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -61,15 +68,23 @@ impl Runtime {
             payload: instance.payload.clone(),
             occurrence_time: instance.occurrence_time.clone(),
         };
-        let deadline = session.plugin.limits.timeout;
-        let outcome = with_backstop(deadline, async {
-            let Pre::Rule(pre) = &session.plugin.pre else {
-                unreachable!("looked up by kind")
-            };
-            let rule = pre.instantiate_async(&mut session.store).await?;
-            rule.call_evaluate(&mut session.store, &arg).await
-        })
-        .await;
+        let plugin = Arc::clone(&session.plugin);
+        let moved = Arc::clone(&session.moved);
+        let call = async move {
+            let deadline = session.plugin.limits.timeout;
+            let outcome = with_backstop(deadline, async {
+                let Pre::Rule(pre) = &session.plugin.pre else {
+                    unreachable!("looked up by kind")
+                };
+                let rule = pre.instantiate_async(&mut session.store).await?;
+                rule.call_evaluate(&mut session.store, &arg).await
+            })
+            .await;
+            (session, outcome)
+        };
+        let Some((session, outcome)) = self.pool.run(moved, call).await else {
+            return CallReport::stopped(&plugin, started);
+        };
         let result = match outcome {
             Ok(Ok(decision)) => match decision
                 .values
@@ -129,28 +144,40 @@ impl Runtime {
                 occurrence_time: t.occurrence_time,
             }),
         };
-        let deadline = session.plugin.limits.timeout;
-        let outcome = with_backstop(deadline, async {
-            let Pre::Action(pre) = &session.plugin.pre else {
-                unreachable!("looked up by kind")
-            };
-            let action = pre.instantiate_async(&mut session.store).await?;
-            action
-                .call_run(&mut session.store, &parameters.to_owned(), &ctx)
-                .await
-        })
-        .await;
+        let plugin = Arc::clone(&session.plugin);
+        let moved = Arc::clone(&session.moved);
+        let parameters = parameters.to_owned();
+        let max_output = self.config.max_output_bytes;
+        let call = async move {
+            let deadline = session.plugin.limits.timeout;
+            let outcome = with_backstop(deadline, async {
+                let Pre::Action(pre, run_export) = &session.plugin.pre else {
+                    unreachable!("looked up by kind")
+                };
+                let store = &mut session.store;
+                let instance = pre.instance_pre().instantiate_async(&mut *store).await?;
+                // The result is read where the guest left it (`WasmStr`) and parsed from
+                // there: an oversized one is refused without being copied into the host.
+                let run = instance.get_typed_func::<
+                    (&str, &types::ExecutionContext),
+                    (Result<WasmStr, types::Error>,),
+                >(&mut *store, run_export)?;
+                let (returned,) = run.call_async(&mut *store, (&parameters, &ctx)).await?;
+                let result = match returned {
+                    Ok(text) => Ok(read_result(&text.to_str(&*store)?, max_output)),
+                    Err(guest) => Err(guest),
+                };
+                Ok(result)
+            })
+            .await;
+            (session, outcome)
+        };
+        let Some((session, outcome)) = self.pool.run(moved, call).await else {
+            return CallReport::stopped(&plugin, started);
+        };
         let result = match outcome {
-            Ok(Ok(text)) if text.len() > self.config.max_output_bytes => Err(invalid_output(
-                &session,
-                format!(
-                    "result is {} bytes, more than the {} byte limit",
-                    text.len(),
-                    self.config.max_output_bytes
-                ),
-            )),
-            Ok(Ok(text)) => serde_json::from_str(&text)
-                .map_err(|e| invalid_output(&session, format!("result is not JSON: {e}"))),
+            Ok(Ok(Ok(value))) => Ok(value),
+            Ok(Ok(Err(reason))) => Err(invalid_output(&session, reason)),
             Ok(Err(guest)) => Err(guest_error(&session, guest)),
             Err(err) => Err(self.classify(&session, err, started)),
         };
@@ -159,11 +186,7 @@ impl Runtime {
 
     /// Finds the plugin, takes an instance slot and builds a fresh store for one call.
     async fn open(&self, kind: PluginKind, reference: &str) -> Result<Session, PluginError> {
-        let plugin = self
-            .lookup(kind, reference)
-            .ok_or_else(|| PluginError::NotFound {
-                reference: reference.to_owned(),
-            })?;
+        let plugin = self.find(kind, reference).await?;
         let busy = || PluginError::Busy {
             reference: reference.to_owned(),
             limit: self.config.max_instances,
@@ -202,20 +225,29 @@ impl Runtime {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        let deadline = Instant::now() + plugin.limits.timeout;
+        let now = Instant::now();
+        let deadline = now + plugin.limits.timeout;
+        let slice_end = now + self.config.fairness.foreground_slice;
+        let moved = Arc::new(AtomicBool::new(false));
+        let asked = Arc::clone(&moved);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
-            Ok(if Instant::now() >= deadline {
-                UpdateDeadline::Interrupt
-            } else {
-                UpdateDeadline::Yield(1)
-            })
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            if now >= slice_end {
+                // Past its foreground slice: the yield below hands it to the guest pool.
+                asked.store(true, Ordering::Release);
+            }
+            Ok(UpdateDeadline::Yield(1))
         });
         Ok(Session {
             plugin,
             store,
             stdout,
             stderr,
+            moved,
             _permit: permit,
         })
     }
@@ -228,6 +260,12 @@ impl Runtime {
             return PluginError::OutOfMemory {
                 plugin,
                 limit_bytes: session.plugin.limits.memory_bytes,
+            };
+        }
+        if let Some(exit) = err.downcast_ref::<wasmtime_wasi::I32Exit>() {
+            return PluginError::Exit {
+                plugin,
+                code: exit.0,
             };
         }
         match trap {
@@ -284,19 +322,46 @@ impl Session {
             captured,
             plugin: Some(self.plugin.id.clone()),
             elapsed: started.elapsed(),
+            moved: self.moved.load(Ordering::Acquire),
         }
     }
 }
 
 impl<T> CallReport<T> {
+    /// The call was dropped by the guest pool because the runtime is shutting down.
+    fn stopped(plugin: &LoadedPlugin, started: Instant) -> Self {
+        Self {
+            result: Err(PluginError::Host {
+                plugin: plugin.id.clone(),
+                reason: "the plugin runtime stopped during the call".into(),
+            }),
+            captured: Captured::default(),
+            plugin: Some(plugin.id.clone()),
+            elapsed: started.elapsed(),
+            moved: true,
+        }
+    }
+
     fn early(err: PluginError, started: Instant) -> Self {
         Self {
             result: Err(err),
             captured: Captured::default(),
             plugin: None,
             elapsed: started.elapsed(),
+            moved: false,
         }
     }
+}
+
+/// Parses an action's result where the guest left it, refusing one over `max_bytes` unread.
+fn read_result(text: &str, max_bytes: usize) -> Result<serde_json::Value, String> {
+    if text.len() > max_bytes {
+        return Err(format!(
+            "result is {} bytes, more than the {max_bytes} byte limit",
+            text.len()
+        ));
+    }
+    serde_json::from_str(text).map_err(|e| format!("result is not JSON: {e}"))
 }
 
 fn guest_error(session: &Session, error: types::Error) -> PluginError {

@@ -55,6 +55,88 @@ pub struct RuntimeConfig {
     pub cache_dir: Option<PathBuf>,
     /// How often the epoch ticker advances; deadlines are checked at this granularity.
     pub epoch_tick: Duration,
+    /// How CPU is shared between guests and everything else ([`Fairness`]).
+    pub fairness: Fairness,
+    /// What a component may be before it is compiled ([`LoadLimits`]).
+    pub load: LoadLimits,
+}
+
+/// How guest CPU time is kept from starving the server.
+///
+/// Every call starts on the caller's thread. A call still running after
+/// [`Fairness::foreground_slice`] is moved, at its next epoch tick, to the background guest
+/// pool: [`Fairness::background_threads`] threads running at a lower OS priority
+/// ([`Fairness::background_nice`]), where long calls take turns (each yields at every epoch tick).
+/// Short calls (almost all of them) never leave the caller's thread; a guest that spins until
+/// its deadline spends all but its first slice at low priority, so webhook intake and the API
+/// keep their CPU share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fairness {
+    /// How long a call runs on the caller's thread before it moves to the background pool.
+    pub foreground_slice: Duration,
+    /// Threads of the background guest pool (default: the number of CPUs).
+    pub background_threads: usize,
+    /// The `nice` value of the background pool's threads and of compiler threads (Linux;
+    /// 0 keeps the normal priority, 19 is the lowest).
+    pub background_nice: i32,
+}
+
+impl Default for Fairness {
+    fn default() -> Self {
+        Self {
+            foreground_slice: Duration::from_millis(10),
+            background_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            background_nice: 10,
+        }
+    }
+}
+
+/// Limits checked when a component is loaded: its size and what it declares before it is
+/// compiled, then the compile itself. A refused version never reaches the compile cache, and
+/// the version already serving (if any) keeps serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadLimits {
+    /// Largest `.wasm` file accepted, in bytes.
+    pub max_file_bytes: u64,
+    /// Most functions (defined and imported, over every core module of the component).
+    pub max_functions: u64,
+    /// Most bytes of data segments (over every core module).
+    pub max_data_bytes: u64,
+    /// Most tables defined (over every core module); the instance pool holds 4 per component.
+    pub max_tables: u64,
+    /// Most linear memories defined (over every core module); the pool holds 4 per component.
+    pub max_memories: u64,
+    /// Most core modules a component may contain.
+    pub max_modules: u64,
+    /// How long compiling one component may take. Past it the version is refused; the
+    /// compiler thread (which cannot be interrupted) finishes at low priority and its output
+    /// is thrown away, and it keeps its compile slot until then.
+    pub compile_timeout: Duration,
+    /// How many components compile at once.
+    pub parallel_compiles: usize,
+    /// Total size of the compile cache; past it the least recently used entries that no
+    /// loaded version uses are deleted.
+    pub cache_max_bytes: u64,
+    /// How long a call to a plugin that is still loading (at start, or added since) waits for
+    /// it before it fails as `loading`.
+    pub loading_wait: Duration,
+}
+
+impl Default for LoadLimits {
+    fn default() -> Self {
+        Self {
+            max_file_bytes: 48 << 20,
+            max_functions: 100_000,
+            max_data_bytes: 32 << 20,
+            max_tables: 4,
+            max_memories: 4,
+            max_modules: 16,
+            compile_timeout: Duration::from_secs(60),
+            parallel_compiles: 4,
+            cache_max_bytes: 1 << 30,
+            loading_wait: Duration::from_secs(30),
+        }
+    }
 }
 
 impl Default for RuntimeConfig {
@@ -78,6 +160,8 @@ impl Default for RuntimeConfig {
             max_output_bytes: 16 << 20,
             cache_dir: None,
             epoch_tick: Duration::from_millis(2),
+            fairness: Fairness::default(),
+            load: LoadLimits::default(),
         }
     }
 }

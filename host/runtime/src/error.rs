@@ -49,6 +49,17 @@ pub enum LoadError {
         /// What the linker said.
         reason: String,
     },
+    /// The component is past a load limit (file size, declarations, compile time); it was
+    /// not compiled, or its compile was abandoned, and nothing was cached.
+    #[error("plugin `{reference}` ({path}): refused: {reason}")]
+    Refused {
+        /// The plugin reference.
+        reference: String,
+        /// The file.
+        path: PathBuf,
+        /// Which limit, and by how much.
+        reason: String,
+    },
     /// The precompiled-code cache could not be written or read.
     #[error("plugin `{reference}`: compile cache {path}: {reason}")]
     Cache {
@@ -104,6 +115,14 @@ pub enum PluginError {
         /// The reference that was asked for.
         reference: String,
     },
+    /// The plugin has no version yet and its first one is still loading.
+    #[error("plugin `{reference}` is still loading (waited {} ms); retry later", waited.as_millis())]
+    Loading {
+        /// The reference that was asked for.
+        reference: String,
+        /// How long the call waited for it.
+        waited: Duration,
+    },
     /// Every instance slot is in use.
     #[error("plugin `{reference}`: busy, all {limit} instance slots are in use; retry later")]
     Busy {
@@ -144,6 +163,14 @@ pub enum PluginError {
         /// The trap and, for a Rust panic, the panic message the guest printed.
         message: String,
     },
+    /// The guest ended itself (`exit()`, `proc_exit`) before returning a value.
+    #[error("plugin {plugin}: exited with code {code} before returning a result")]
+    Exit {
+        /// The plugin that ran.
+        plugin: PluginVersion,
+        /// The exit code the guest gave.
+        code: i32,
+    },
     /// The guest returned its typed error.
     #[error("plugin {plugin}: {} error: {}", error.kind, error.message)]
     Guest {
@@ -183,11 +210,13 @@ impl PluginError {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::NotFound { .. } => "not-found",
+            Self::Loading { .. } => "loading",
             Self::Busy { .. } => "busy",
             Self::Timeout { .. } => "timeout",
             Self::OutOfMemory { .. } => "out-of-memory",
             Self::StackOverflow { .. } => "stack-overflow",
             Self::Trap { .. } => "trap",
+            Self::Exit { .. } => "exit",
             Self::Guest { .. } => "guest-error",
             Self::InvalidOutput { .. } => "invalid-output",
             Self::InvalidInput { .. } => "invalid-input",

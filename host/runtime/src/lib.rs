@@ -14,6 +14,9 @@
 //! - `host`: the per-call store state and the host imports (`log`, `kv`, captured stdio).
 //! - [`datastore`]: the key-value datastore trait plugins reach through the `kv` import.
 //! - `registry`: loading, caching, hot-swapping and listing plugins.
+//! - `inspect`: what a component declares, checked against the load limits before compiling.
+//! - `cache`: eviction of the compile cache.
+//! - `fair`: the background guest pool that long calls move to, at a lower OS priority.
 //! - `call`: one sandboxed call of a rule or an action.
 //! - `types`: the public value types (a leaf: no other module of the crate below it).
 //! - [`error`]: typed errors ([`LoadError`], [`PluginError`]).
@@ -35,20 +38,23 @@
 //! ```
 
 mod bindings;
+mod cache;
 mod call;
 pub mod config;
 pub mod datastore;
 mod engine;
 pub mod error;
+mod fair;
 mod host;
+mod inspect;
 mod registry;
 mod types;
 
 pub use call::CallReport;
-pub use config::{KvGrant, Limits, RuntimeConfig};
+pub use config::{Fairness, KvGrant, Limits, LoadLimits, RuntimeConfig};
 pub use error::{GuestError, GuestErrorKind, LoadError, PluginError};
 pub use registry::Runtime;
 pub use types::{
     ActionContext, Captured, LoadOutcome, LogLevel, LogRecord, PluginInfo, PluginKind, PluginSpec,
-    PluginVersion, RuleDecision, TriggerInstance,
+    PluginState, PluginVersion, RuleDecision, TriggerInstance,
 };

@@ -16,21 +16,46 @@ use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use wasmtime::Engine;
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{Component, ComponentExportIndex, Linker};
 
 use crate::bindings::{action::ActionPre, rule::RulePre};
 use crate::config::{Limits, RuntimeConfig};
 use crate::datastore::Datastore;
 use crate::engine::{self, AllocationMode};
+use crate::fair::{GuestPool, lower_priority};
+use crate::inspect::Declared;
 use crate::error::LoadError;
 use crate::host::HostState;
-use crate::types::{LoadOutcome, PluginInfo, PluginKind, PluginSpec, PluginVersion};
+use crate::types::{
+    LoadOutcome, PluginInfo, PluginKind, PluginSpec, PluginState, PluginVersion,
+};
+
+/// What reading a plugin's file found.
+enum Read {
+    /// The same version and settings are already serving.
+    Unchanged(PluginVersion),
+    /// A new version (or new settings), within the load limits.
+    Changed {
+        spec: PluginSpec,
+        id: PluginVersion,
+        bytes: Arc<[u8]>,
+    },
+}
+
+/// Precompiled code of a version.
+enum Compiled {
+    /// In memory (no compile cache configured).
+    Fresh(Vec<u8>),
+    /// In the compile cache.
+    Cached(PathBuf),
+}
 
 /// The pre-linked component, ready to instantiate.
 #[derive(Clone)]
 pub(crate) enum Pre {
     Rule(RulePre<HostState>),
-    Action(ActionPre<HostState>),
+    /// The action and the index of its `run` export (looked up once, at load).
+    Action(ActionPre<HostState>, ComponentExportIndex),
 }
 
 /// One loaded plugin version. Immutable; replaced as a whole on reload.
@@ -48,6 +73,11 @@ pub(crate) struct LoadedPlugin {
 struct Status {
     kind: Option<PluginKind>,
     last_error: Option<(String, SystemTime)>,
+    /// Incremented by every load and unload; a load swaps its version in only if no later
+    /// load or unload of the same plugin started meanwhile.
+    generation: u64,
+    /// The generation of the load in progress, if one is.
+    loading: Option<u64>,
 }
 
 type Map = HashMap<(PluginKind, String), Arc<LoadedPlugin>>;
@@ -67,6 +97,12 @@ pub struct Runtime {
     pub(crate) permits: Arc<Semaphore>,
     pub(crate) datastore: Arc<dyn Datastore>,
     mode: AllocationMode,
+    /// Where calls past their foreground slice run.
+    pub(crate) pool: GuestPool,
+    /// Compiles running (abandoned ones included, until their thread ends).
+    compiles: Arc<Semaphore>,
+    /// Woken whenever a load ends, for calls waiting on a plugin that is loading.
+    loaded: tokio::sync::Notify,
 }
 
 impl fmt::Debug for Runtime {
@@ -110,8 +146,12 @@ impl Runtime {
             |s| s,
         )
         .map_err(io)?;
+        let pool = GuestPool::new(&config.fairness)?;
         Ok(Self {
             permits: Arc::new(Semaphore::new(config.max_instances as usize)),
+            compiles: Arc::new(Semaphore::new(config.load.parallel_compiles.max(1))),
+            loaded: tokio::sync::Notify::new(),
+            pool,
             engine,
             config,
             rule_linker,
@@ -139,54 +179,248 @@ impl Runtime {
         self.mode == AllocationMode::Pooling
     }
 
-    /// Loads or replaces a plugin. Compilation runs on the blocking pool; the swap is atomic.
+    /// Loads or replaces a plugin; the swap is atomic.
+    ///
+    /// The plugin counts as loading from this call on (calls to a plugin that is loading and
+    /// has no version yet wait for it, see [`crate::LoadLimits::loading_wait`]). The file's
+    /// size and declarations are checked first, then it is compiled on a low-priority thread
+    /// (or taken from the compile cache), with at most
+    /// [`crate::LoadLimits::parallel_compiles`] compiles at once and each bounded by
+    /// [`crate::LoadLimits::compile_timeout`]. Loads of different plugins run independently;
+    /// of two loads of the same plugin, the one started last wins.
     ///
     /// Calls in flight finish on the version they started with. When the new version fails,
     /// the old one (if any) keeps serving and the failure is recorded for [`Runtime::list`].
     ///
     /// # Errors
     ///
-    /// [`LoadError`] when the file cannot be read, compiled, cached or linked.
-    pub async fn load(self: &Arc<Self>, spec: PluginSpec) -> Result<LoadOutcome, LoadError> {
-        let this = Arc::clone(self);
+    /// [`LoadError`] when the file cannot be read, is refused by a load limit, or cannot be
+    /// compiled, cached or linked.
+    pub fn load(
+        self: &Arc<Self>,
+        spec: PluginSpec,
+    ) -> impl std::future::Future<Output = Result<LoadOutcome, LoadError>> + Send + 'static {
         let key = (spec.kind, spec.reference.clone());
-        let result = tokio::task::spawn_blocking(move || this.load_blocking(spec))
-            .await
-            .unwrap_or_else(|join| {
-                Err(LoadError::Compile {
-                    reference: key.1.clone(),
-                    path: PathBuf::new(),
-                    reason: format!("compiler task failed: {join}"),
-                })
-            });
-        if let Err(err) = &result {
-            tracing::error!(plugin = %key.1, kind = %key.0, "refused new plugin version: {err}");
-            self.set_status(&key, Some(err.to_string()));
+        let generation = self.begin_loading(&key);
+        let this = Arc::clone(self);
+        async move {
+            let result = this.load_version(spec, generation).await;
+            if let Err(err) = &result {
+                tracing::error!(plugin = %key.1, kind = %key.0, "refused new plugin version: {err}");
+            }
+            this.end_loading(&key, generation, result.as_ref().err());
+            result
         }
-        result
     }
 
-    /// Loads synchronously; runs on the blocking pool.
-    fn load_blocking(&self, spec: PluginSpec) -> Result<LoadOutcome, LoadError> {
+    async fn load_version(
+        self: &Arc<Self>,
+        spec: PluginSpec,
+        generation: u64,
+    ) -> Result<LoadOutcome, LoadError> {
+        let this = Arc::clone(self);
+        let task_failed = |reference: String| {
+            move |join: tokio::task::JoinError| LoadError::Compile {
+                reference,
+                path: PathBuf::new(),
+                reason: format!("loader task failed: {join}"),
+            }
+        };
         let reference = spec.reference.clone();
-        let bytes = std::fs::read(&spec.path).map_err(|source| LoadError::Read {
+        let read = tokio::task::spawn_blocking(move || this.read_checked(spec))
+            .await
+            .map_err(task_failed(reference.clone()))??;
+        let Read::Changed { spec, id, bytes } = read else {
+            let Read::Unchanged(id) = read else {
+                unreachable!()
+            };
+            return Ok(LoadOutcome::Unchanged(id));
+        };
+        let code = self.compile(&spec, &id, bytes).await?;
+        let this = Arc::clone(self);
+        tokio::task::spawn_blocking(move || this.install(spec, id, &code, generation))
+            .await
+            .map_err(task_failed(reference))?
+    }
+
+    /// Reads the file after checking its size, and checks what it declares.
+    fn read_checked(&self, spec: PluginSpec) -> Result<Read, LoadError> {
+        let reference = spec.reference.clone();
+        let read_err = |source| LoadError::Read {
             reference: reference.clone(),
             path: spec.path.clone(),
             source,
-        })?;
-        let version = hex::encode(Sha256::digest(&bytes));
-        let key = (spec.kind, reference.clone());
+        };
+        let limits = &self.config.load;
+        let size = std::fs::metadata(&spec.path).map_err(read_err)?.len();
+        if size > limits.max_file_bytes {
+            return Err(LoadError::Refused {
+                reference,
+                path: spec.path.clone(),
+                reason: format!(
+                    "the file is {} bytes, more than the limit of {} bytes",
+                    size, limits.max_file_bytes
+                ),
+            });
+        }
+        let bytes = std::fs::read(&spec.path).map_err(read_err)?;
+        if bytes.len() as u64 > limits.max_file_bytes {
+            // It grew between the two reads.
+            return Err(LoadError::Refused {
+                reference,
+                path: spec.path.clone(),
+                reason: format!(
+                    "the file is more than the limit of {} bytes",
+                    limits.max_file_bytes
+                ),
+            });
+        }
         let id = PluginVersion {
             reference: reference.clone(),
-            version,
+            version: hex::encode(Sha256::digest(&bytes)),
         };
+        let key = (spec.kind, reference.clone());
         if let Some(current) = self.plugins.load().get(&key)
             && current.id == id
             && current.spec == spec
         {
-            return Ok(LoadOutcome::Unchanged(id));
+            return Ok(Read::Unchanged(id));
         }
-        let component = self.compile(&spec, &id, &bytes)?;
+        let declared = Declared::read(&bytes).map_err(|reason| LoadError::Compile {
+            reference: reference.clone(),
+            path: spec.path.clone(),
+            reason: one_line(&reason),
+        })?;
+        declared
+            .check(limits)
+            .map_err(|reason| LoadError::Refused {
+                reference: reference.clone(),
+                path: spec.path.clone(),
+                reason,
+            })?;
+        Ok(Read::Changed {
+            spec,
+            id,
+            bytes: bytes.into(),
+        })
+    }
+
+    /// The precompiled code of a version: from the compile cache, or compiled now on a
+    /// low-priority thread within the compile timeout (and then cached).
+    async fn compile(
+        &self,
+        spec: &PluginSpec,
+        id: &PluginVersion,
+        bytes: Arc<[u8]>,
+    ) -> Result<Compiled, LoadError> {
+        let compile_err = |reason: String| LoadError::Compile {
+            reference: id.reference.clone(),
+            path: spec.path.clone(),
+            reason: one_line(&reason),
+        };
+        let cached = self
+            .config
+            .cache_dir
+            .as_deref()
+            .map(|dir| self.cache_path(dir, &id.version));
+        if let Some(path) = &cached
+            && is_host_precompiled(path)
+        {
+            // Touched so that eviction keeps recently used entries.
+            let _ = std::fs::File::open(path).and_then(|f| f.set_modified(SystemTime::now()));
+            return Ok(Compiled::Cached(path.clone()));
+        }
+        let permit = Arc::clone(&self.compiles)
+            .acquire_owned()
+            .await
+            .map_err(|_| compile_err("the runtime is shutting down".into()))?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let engine = self.engine.clone();
+        let nice = self.config.fairness.background_nice;
+        let started = std::time::Instant::now();
+        std::thread::Builder::new()
+            .name("stormhook-compile".into())
+            .spawn(move || {
+                // Compiler threads (and the rayon threads wasmtime starts from here, which
+                // inherit it) run at the guest pool's lower priority.
+                lower_priority(nice);
+                let code = engine
+                    .precompile_component(&bytes)
+                    .map_err(|e| format!("{e:#}"));
+                let _ = tx.send(code);
+                // Held until the compile really ends, abandoned or not.
+                drop(permit);
+            })
+            .map_err(|e| compile_err(format!("cannot start a compiler thread: {e}")))?;
+        let timeout = self.config.load.compile_timeout;
+        let code = match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(code)) => code.map_err(compile_err)?,
+            Ok(Err(_)) => return Err(compile_err("the compiler thread failed".into())),
+            Err(_) => {
+                return Err(LoadError::Refused {
+                    reference: id.reference.clone(),
+                    path: spec.path.clone(),
+                    reason: format!(
+                        "compiling took longer than the limit of {} s; abandoned",
+                        timeout.as_secs_f64()
+                    ),
+                });
+            }
+        };
+        tracing::debug!(plugin = %id.reference, elapsed_ms = started.elapsed().as_millis() as u64, bytes = code.len(), "compiled");
+        match cached {
+            None => Ok(Compiled::Fresh(code)),
+            Some(path) => {
+                let written = write_atomically(&path, &code);
+                written.map_err(|e| LoadError::Cache {
+                    reference: id.reference.clone(),
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+                Ok(Compiled::Cached(path))
+            }
+        }
+    }
+
+    /// Turns precompiled code into a linked plugin and swaps it in, unless a later load or an
+    /// unload of the same plugin started meanwhile. Runs on the blocking pool.
+    fn install(
+        &self,
+        spec: PluginSpec,
+        id: PluginVersion,
+        code: &Compiled,
+        generation: u64,
+    ) -> Result<LoadOutcome, LoadError> {
+        let reference = id.reference.clone();
+        let compile_err = |e: wasmtime::Error| LoadError::Compile {
+            reference: reference.clone(),
+            path: spec.path.clone(),
+            reason: one_line(&format!("{e:#}")),
+        };
+        let component = match code {
+            // SAFETY: `deserialize` trusts its input to be wasmtime's own output, because it
+            // maps native code. This is the output of `precompile_component` just above, by
+            // this engine, never bytes from a pack folder.
+            #[allow(unsafe_code)]
+            Compiled::Fresh(code) => unsafe { Component::deserialize(&self.engine, code) }
+                .map_err(compile_err)?,
+            Compiled::Cached(path) => {
+                // SAFETY: `deserialize_file` trusts the file to be wasmtime's own output, because
+                // it maps native code. Only paths computed here are ever passed: files this host
+                // wrote (atomically, in its private cache directory keyed by the engine's
+                // compatibility hash), never a `.cwasm` from a pack folder.
+                #[allow(unsafe_code)]
+                let loaded = unsafe { Component::deserialize_file(&self.engine, path) };
+                loaded.map_err(|e| LoadError::Cache {
+                    reference: reference.clone(),
+                    path: path.clone(),
+                    reason: one_line(&format!("{e:#}")),
+                })?
+            }
+        };
+        component
+            .initialize_copy_on_write_image()
+            .map_err(compile_err)?;
         let link_err = |e: wasmtime::Error| LoadError::Link {
             reference: reference.clone(),
             path: spec.path.clone(),
@@ -202,20 +436,27 @@ impl Runtime {
                 )
                 .map_err(link_err)?,
             ),
-            PluginKind::Action => Pre::Action(
-                ActionPre::new(
-                    self.action_linker
-                        .instantiate_pre(&component)
-                        .map_err(link_err)?,
+            PluginKind::Action => {
+                let run = component.get_export_index(None, "run").ok_or_else(|| {
+                    link_err(wasmtime::Error::msg("no `run` export"))
+                })?;
+                Pre::Action(
+                    ActionPre::new(
+                        self.action_linker
+                            .instantiate_pre(&component)
+                            .map_err(link_err)?,
+                    )
+                    .map_err(link_err)?,
+                    run,
                 )
-                .map_err(link_err)?,
-            ),
+            }
         };
         let defaults = match spec.kind {
             PluginKind::Rule => self.config.rule_defaults,
             PluginKind::Action => self.config.action_defaults,
         };
         let limits = self.config.clamp(spec.limits.unwrap_or(defaults));
+        let key = (spec.kind, reference.clone());
         let plugin = Arc::new(LoadedPlugin {
             tag: format!("{}@{}", id.reference, &id.version[..12]).into(),
             id: id.clone(),
@@ -224,59 +465,27 @@ impl Runtime {
             limits,
             loaded_at: SystemTime::now(),
         });
-        let _writer = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut map = Map::clone(&self.plugins.load());
-        let previous = map.insert(key.clone(), plugin);
-        self.plugins.store(Arc::new(map));
-        self.set_status(&key, None);
+        let previous = {
+            let _writer = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+            if !self.is_current(&key, generation) {
+                tracing::info!(plugin = %id.reference, version = %&id.version[..12], "a later load or unload of this plugin started meanwhile; this version is discarded");
+                return Ok(LoadOutcome::Superseded(id));
+            }
+            let mut map = Map::clone(&self.plugins.load());
+            let previous = map.insert(key.clone(), plugin);
+            self.plugins.store(Arc::new(map));
+            previous
+        };
         tracing::info!(plugin = %id.reference, kind = %key.0, version = %&id.version[..12], "plugin loaded");
+        if let Compiled::Cached(path) = code
+            && let Some(dir) = path.parent()
+        {
+            self.evict(dir);
+        }
         Ok(match previous {
             Some(_) => LoadOutcome::Replaced(id),
             None => LoadOutcome::Added(id),
         })
-    }
-
-    /// Compiles (or fetches from the cache) and prepares copy-on-write memory images.
-    fn compile(
-        &self,
-        spec: &PluginSpec,
-        id: &PluginVersion,
-        bytes: &[u8],
-    ) -> Result<Component, LoadError> {
-        let compile_err = |e: wasmtime::Error| LoadError::Compile {
-            reference: id.reference.clone(),
-            path: spec.path.clone(),
-            reason: one_line(&format!("{e:#}")),
-        };
-        let component = match &self.config.cache_dir {
-            None => Component::new(&self.engine, bytes).map_err(compile_err)?,
-            Some(dir) => {
-                let path = self.cache_path(dir, &id.version);
-                let cache_err = |reason: String| LoadError::Cache {
-                    reference: id.reference.clone(),
-                    path: path.clone(),
-                    reason,
-                };
-                if !is_host_precompiled(&path) {
-                    let code = self
-                        .engine
-                        .precompile_component(bytes)
-                        .map_err(compile_err)?;
-                    write_atomically(&path, &code).map_err(|e| cache_err(e.to_string()))?;
-                }
-                // SAFETY: `deserialize_file` trusts the file to be wasmtime's own output, because it
-                // maps native code. Only paths computed here are ever passed: files this host
-                // wrote (atomically, in its private cache directory keyed by the engine's
-                // compatibility hash), never a `.cwasm` from a pack folder.
-                #[allow(unsafe_code)]
-                let loaded = unsafe { Component::deserialize_file(&self.engine, &path) };
-                loaded.map_err(|e| cache_err(one_line(&format!("{e:#}"))))?
-            }
-        };
-        component
-            .initialize_copy_on_write_image()
-            .map_err(compile_err)?;
-        Ok(component)
     }
 
     fn cache_path(&self, dir: &Path, version: &str) -> PathBuf {
@@ -288,8 +497,30 @@ impl Runtime {
             .join(format!("{version}.cwasm"))
     }
 
+    /// Keeps the compile cache under [`crate::LoadLimits::cache_max_bytes`]: deletes the
+    /// folders of other engine versions (this engine cannot use them), leftover temporary
+    /// files, and then the least recently used entries that no loaded or loading version
+    /// uses. `dir` is this engine's folder.
+    fn evict(&self, dir: &Path) {
+        let in_use: std::collections::HashSet<String> = self
+            .plugins
+            .load()
+            .values()
+            .map(|p| format!("{}.cwasm", p.id.version))
+            .collect();
+        let report = crate::cache::evict(dir, self.config.load.cache_max_bytes, &in_use);
+        if report.removed > 0 {
+            tracing::info!(
+                removed = report.removed,
+                freed_bytes = report.freed_bytes,
+                kept_bytes = report.kept_bytes,
+                "compile cache trimmed"
+            );
+        }
+    }
+
     /// Removes a plugin. Calls in flight finish; new calls get [`crate::PluginError::NotFound`].
-    /// Returns whether it was loaded.
+    /// A load of it in progress is discarded. Returns whether it was loaded.
     pub fn unload(&self, kind: PluginKind, reference: &str) -> bool {
         let key = (kind, reference.to_owned());
         let _writer = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -300,9 +531,107 @@ impl Runtime {
             tracing::info!(plugin = %reference, %kind, "plugin unloaded");
         }
         if let Ok(mut status) = self.status.lock() {
-            status.remove(&key);
+            // Keep the generation counter, so that a load in progress sees it moved on.
+            if let Some(entry) = status.get_mut(&key) {
+                entry.generation += 1;
+                entry.loading = None;
+                entry.last_error = None;
+                entry.kind = None;
+            }
         }
+        self.loaded.notify_waiters();
         removed
+    }
+
+    /// Marks a plugin as loading; returns the load's generation.
+    fn begin_loading(&self, key: &(PluginKind, String)) -> u64 {
+        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = status.entry(key.clone()).or_default();
+        entry.kind = Some(key.0);
+        entry.generation += 1;
+        entry.loading = Some(entry.generation);
+        entry.generation
+    }
+
+    /// Records how a load ended, if it is still the latest of its plugin, and wakes waiters.
+    fn end_loading(&self, key: &(PluginKind, String), generation: u64, error: Option<&LoadError>) {
+        if let Ok(mut status) = self.status.lock()
+            && let Some(entry) = status.get_mut(key)
+            && entry.generation == generation
+        {
+            entry.loading = None;
+            entry.last_error = error.map(|e| (e.to_string(), SystemTime::now()));
+        }
+        self.loaded.notify_waiters();
+    }
+
+    /// Whether `generation` is still the latest load of `key`.
+    fn is_current(&self, key: &(PluginKind, String), generation: u64) -> bool {
+        self.status
+            .lock()
+            .map(|s| s.get(key).is_some_and(|e| e.generation == generation))
+            .unwrap_or(false)
+    }
+
+    /// Whether a load of `key` is in progress.
+    fn is_loading(&self, kind: PluginKind, reference: &str) -> bool {
+        self.status.lock().is_ok_and(|s| {
+            s.get(&(kind, reference.to_owned()))
+                .is_some_and(|e| e.loading.is_some())
+        })
+    }
+
+    /// How many compiles are running, abandoned ones included.
+    pub fn compiles_running(&self) -> usize {
+        self.config
+            .load
+            .parallel_compiles
+            .max(1)
+            .saturating_sub(self.compiles.available_permits())
+    }
+
+    /// How many plugins are loading right now.
+    pub fn loading(&self) -> usize {
+        self.status
+            .lock()
+            .map(|s| s.values().filter(|e| e.loading.is_some()).count())
+            .unwrap_or(0)
+    }
+
+    /// The plugin a call needs: the version serving, or, when it has none yet but is loading,
+    /// the version being loaded, waited for up to [`crate::LoadLimits::loading_wait`].
+    pub(crate) async fn find(
+        &self,
+        kind: PluginKind,
+        reference: &str,
+    ) -> Result<Arc<LoadedPlugin>, crate::PluginError> {
+        let wait = self.config.load.loading_wait;
+        let started = std::time::Instant::now();
+        loop {
+            let notified = self.loaded.notified();
+            tokio::pin!(notified);
+            // Registered before looking, so a load that ends in between still wakes us.
+            notified.as_mut().enable();
+            if let Some(plugin) = self.lookup(kind, reference) {
+                return Ok(plugin);
+            }
+            if !self.is_loading(kind, reference) {
+                return Err(crate::PluginError::NotFound {
+                    reference: reference.to_owned(),
+                });
+            }
+            let waited = started.elapsed();
+            let still_loading = || crate::PluginError::Loading {
+                reference: reference.to_owned(),
+                waited: started.elapsed(),
+            };
+            let Some(left) = wait.checked_sub(waited) else {
+                return Err(still_loading());
+            };
+            if tokio::time::timeout(left, notified).await.is_err() {
+                return Err(still_loading());
+            }
+        }
     }
 
     /// Every plugin that is loaded or failed to load, sorted by kind and reference.
@@ -310,7 +639,8 @@ impl Runtime {
         let map = self.plugins.load();
         let status = self.status.lock().map(|s| {
             s.iter()
-                .map(|(k, v)| (k.clone(), (v.kind, v.last_error.clone())))
+                .filter(|(_, v)| v.kind.is_some())
+                .map(|(k, v)| (k.clone(), (v.loading.is_some(), v.last_error.clone())))
                 .collect::<HashMap<_, _>>()
         });
         let status = status.unwrap_or_default();
@@ -319,21 +649,31 @@ impl Runtime {
         keys.dedup();
         keys.into_iter()
             .map(|key| {
-                let loaded = map.get(&key);
-                let failure = status.get(&key).and_then(|(_, e)| e.clone());
-                PluginInfo {
-                    reference: key.1.clone(),
-                    kind: key.0,
-                    version: loaded.map(|p| p.id.version.clone()),
-                    path: loaded.map(|p| p.spec.path.clone()),
-                    loaded_at: loaded.map(|p| rfc3339(p.loaded_at)),
-                    timeout_ms: loaded.map(|p| p.limits.timeout.as_millis() as u64),
-                    memory_bytes: loaded.map(|p| p.limits.memory_bytes),
-                    last_error: failure.as_ref().map(|(e, _)| e.clone()),
-                    last_error_at: failure.map(|(_, at)| rfc3339(at)),
-                }
+                let (loading, failure) = status.get(&key).cloned().unwrap_or_default();
+                let loaded = map.get(&key).map(Arc::as_ref);
+                info(key.clone(), loaded, loading, failure)
             })
             .collect()
+    }
+
+    /// The [`Runtime::list`] row of one plugin, if it is loaded or was tried.
+    pub fn info(&self, kind: PluginKind, reference: &str) -> Option<PluginInfo> {
+        let key = (kind, reference.to_owned());
+        let loaded = self.plugins.load().get(&key).cloned();
+        let (loading, failure) = self
+            .status
+            .lock()
+            .ok()
+            .and_then(|s| {
+                s.get(&key)
+                    .filter(|v| v.kind.is_some())
+                    .map(|v| (v.loading.is_some(), v.last_error.clone()))
+            })
+            .unwrap_or_default();
+        if loaded.is_none() && !loading && failure.is_none() {
+            return None;
+        }
+        Some(info(key, loaded.as_deref(), loading, failure))
     }
 
     /// The version serving `reference`, if loaded.
@@ -353,12 +693,31 @@ impl Runtime {
             .cloned()
     }
 
-    fn set_status(&self, key: &(PluginKind, String), error: Option<String>) {
-        if let Ok(mut status) = self.status.lock() {
-            let entry = status.entry(key.clone()).or_default();
-            entry.kind = Some(key.0);
-            entry.last_error = error.map(|e| (e, SystemTime::now()));
-        }
+}
+
+/// One row of [`Runtime::list`].
+fn info(
+    key: (PluginKind, String),
+    loaded: Option<&LoadedPlugin>,
+    loading: bool,
+    failure: Option<(String, SystemTime)>,
+) -> PluginInfo {
+    PluginInfo {
+        state: match (loaded, loading) {
+            (Some(_), _) => PluginState::Ready,
+            (None, true) => PluginState::Loading,
+            (None, false) => PluginState::Failed,
+        },
+        loading,
+        reference: key.1,
+        kind: key.0,
+        version: loaded.map(|p| p.id.version.clone()),
+        path: loaded.map(|p| p.spec.path.clone()),
+        loaded_at: loaded.map(|p| rfc3339(p.loaded_at)),
+        timeout_ms: loaded.map(|p| p.limits.timeout.as_millis() as u64),
+        memory_bytes: loaded.map(|p| p.limits.memory_bytes),
+        last_error: failure.as_ref().map(|(e, _)| e.clone()),
+        last_error_at: failure.map(|(_, at)| rfc3339(at)),
     }
 }
 

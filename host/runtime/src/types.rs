@@ -90,6 +90,31 @@ pub enum LoadOutcome {
     Replaced(PluginVersion),
     /// The same file and settings were already loaded; nothing changed.
     Unchanged(PluginVersion),
+    /// A later load (or an unload) of the same plugin started while this one compiled; this
+    /// version was discarded.
+    Superseded(PluginVersion),
+}
+
+/// Whether a plugin can be called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginState {
+    /// A version is serving (a newer one may be loading: see [`PluginInfo::loading`]).
+    Ready,
+    /// No version yet; the first is being compiled. Calls wait for it, for a bounded time.
+    Loading,
+    /// No version: the latest attempt failed ([`PluginInfo::last_error`]).
+    Failed,
+}
+
+impl fmt::Display for PluginState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Ready => "ready",
+            Self::Loading => "loading",
+            Self::Failed => "failed",
+        })
+    }
 }
 
 /// One row of [`Runtime::list`]: what is loaded, or what failed to load.
@@ -100,6 +125,10 @@ pub struct PluginInfo {
     pub reference: String,
     /// `rule` or `action`.
     pub kind: PluginKind,
+    /// Whether it can be called.
+    pub state: PluginState,
+    /// Whether a load (a first version, or a new one) is in progress.
+    pub loading: bool,
     /// Content hash (SHA-256 hex) of the version serving, if any.
     pub version: Option<String>,
     /// The file the serving version came from.

@@ -159,6 +159,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/auth/v1", tokens.clone())
         .nest("/auth", tokens.clone())
         .merge(tokens)
+        .route("/readyz", axum::routing::get(plugins::ready))
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .with_state(state.clone());

@@ -214,6 +214,36 @@ pub struct ServeArgs {
     /// Ceiling for any plugin's memory cap, in MiB.
     #[arg(long, env = "STORMHOOK_MAX_MEMORY_MB", default_value_t = 1024)]
     pub max_memory_mb: u64,
+    /// How long a plugin call runs at normal priority before it moves to the background guest
+    /// pool (lower priority), in milliseconds.
+    #[arg(long, env = "STORMHOOK_FOREGROUND_SLICE_MS", default_value_t = 10)]
+    pub foreground_slice_ms: u64,
+    /// Threads of the background guest pool where long plugin calls run (default: CPUs).
+    #[arg(long, env = "STORMHOOK_GUEST_THREADS")]
+    pub guest_threads: Option<usize>,
+    /// `nice` value of the background guest pool and compiler threads (0 to 19; 0 keeps
+    /// normal priority).
+    #[arg(long, env = "STORMHOOK_GUEST_NICE", default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub guest_nice: i32,
+    /// Largest `.wasm` component accepted, in MiB.
+    #[arg(long, env = "STORMHOOK_MAX_COMPONENT_MB", default_value_t = 48)]
+    pub max_component_mb: u64,
+    /// Most functions a component may define (over all its core modules).
+    #[arg(long, env = "STORMHOOK_MAX_COMPONENT_FUNCTIONS", default_value_t = 100_000)]
+    pub max_component_functions: u64,
+    /// Seconds compiling one component may take before it is refused.
+    #[arg(long, env = "STORMHOOK_COMPILE_TIMEOUT_SECS", default_value_t = 60)]
+    pub compile_timeout_secs: u64,
+    /// Components compiled at once.
+    #[arg(long, env = "STORMHOOK_PARALLEL_COMPILES", default_value_t = 4)]
+    pub parallel_compiles: usize,
+    /// Size of the compile cache (`<data-dir>/cache`) in MiB; least recently used entries not
+    /// in use are deleted past it.
+    #[arg(long, env = "STORMHOOK_CACHE_MAX_MB", default_value_t = 1024)]
+    pub cache_max_mb: u64,
+    /// Seconds a call to a plugin that is still loading waits for it before failing.
+    #[arg(long, env = "STORMHOOK_LOADING_WAIT_SECS", default_value_t = 30)]
+    pub loading_wait_secs: u64,
     /// Do not watch the packs folder for changes (reload with `stormhook plugin reload`).
     #[arg(long, env = "STORMHOOK_NO_WATCH", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_watch: bool,

@@ -51,6 +51,10 @@ fn show(args: &ClientArgs, body: &Value, rows: &Value) {
             vec![
                 cell(&r["ref"]),
                 cell(&r["kind"]),
+                match (r["state"].as_str(), r["loading"].as_bool()) {
+                    (Some("ready"), Some(true)) => "ready (reloading)".to_owned(),
+                    _ => cell(&r["state"]),
+                },
                 cell(&r["version"]).chars().take(12).collect(),
                 cell(&r["loaded_at"]),
                 cell(&r["last_error"]),
@@ -58,7 +62,7 @@ fn show(args: &ClientArgs, body: &Value, rows: &Value) {
         })
         .collect();
     emit(&table(
-        &["REF", "KIND", "VERSION", "LOADED AT", "LAST ERROR"],
+        &["REF", "KIND", "STATE", "VERSION", "LOADED AT", "LAST ERROR"],
         &rows,
         "(no plugins loaded)",
     ));

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use stormhook_automation::actions::http::HttpPolicy;
 use stormhook_automation::app::INGEST_QUEUE;
-use stormhook_runtime::{Limits, RuntimeConfig};
+use stormhook_runtime::{Fairness, Limits, LoadLimits, RuntimeConfig};
 use stormhook_server::{Config, ConnectionLimits, Serving, Settings, Stormhook};
 use stormhook_storage::Store;
 
@@ -48,6 +48,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                     memory_bytes: args.max_memory_mb.saturating_mul(1 << 20),
                 },
                 cache_dir: Some(data_dir.join("cache")),
+                fairness: Fairness {
+                    foreground_slice: Duration::from_millis(args.foreground_slice_ms),
+                    background_threads: args
+                        .guest_threads
+                        .unwrap_or(Fairness::default().background_threads),
+                    background_nice: args.guest_nice,
+                },
+                load: LoadLimits {
+                    max_file_bytes: args.max_component_mb.saturating_mul(1 << 20),
+                    max_functions: args.max_component_functions,
+                    compile_timeout: Duration::from_secs(args.compile_timeout_secs),
+                    parallel_compiles: args.parallel_compiles.max(1),
+                    cache_max_bytes: args.cache_max_mb.saturating_mul(1 << 20),
+                    loading_wait: Duration::from_secs(args.loading_wait_secs),
+                    ..LoadLimits::default()
+                },
                 ..RuntimeConfig::default()
             },
             http_policy,
@@ -59,13 +75,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         token_ttl: Duration::from_secs(args.token_ttl_secs),
     })
     .await?;
-    let report = app.automation.reload_report();
     tracing::info!(
         packs = %packs_dir.display(),
-        loaded = report.loaded.len() + report.unchanged.len(),
-        refused = report.errors.len(),
         webhooks = app.automation.packs.rules().webhooks.all().count(),
-        "packs loaded"
+        loading = app.automation.packs.runtime().loading(),
+        "packs read; components load in the background"
     );
 
     let listener = tokio::net::TcpListener::bind(&args.bind)

@@ -13,6 +13,7 @@
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
+use stormhook_runtime::{PluginKind, PluginState};
 use stormhook_storage::{Execution, ExecutionStatus};
 
 use crate::packs::PackManager;
@@ -172,12 +173,26 @@ pub struct Action {
     pub parameters: Map<String, Value>,
     /// Tags.
     pub tags: Vec<Value>,
+    /// For an enabled WASM action, whether its component can run.
+    pub component: Option<ComponentStatus>,
+}
+
+/// Whether a WASM action's component can run (Stormhook's own field of the action document,
+/// `component`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ComponentStatus {
+    /// `ready`, `loading` (its first version is compiling), `failed` (it was refused) or
+    /// `missing` (its `.wasm` file is gone).
+    pub state: &'static str,
+    /// Why it is not ready, or why its latest new version was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl Action {
     /// The API object.
     pub fn json(&self) -> Value {
-        json!({
+        let mut doc = json!({
             "id": derived_id(&format!("action:{}", self.reference)),
             "uid": format!("action:{}:{}", self.pack, self.name),
             "ref": self.reference,
@@ -191,7 +206,11 @@ impl Action {
             "tags": self.tags,
             "notify": {},
             "output_schema": {},
-        })
+        });
+        if let Some(component) = &self.component {
+            doc["component"] = json!(component);
+        }
+        doc
     }
 
     /// The schema of every parameter the action takes: the runner's parameters with the
@@ -230,6 +249,7 @@ fn pack_action(meta: &stormhook_packs::ActionMeta) -> Action {
         entry_point: meta.entry_point.clone(),
         parameters: meta.parameters.clone(),
         tags: meta.tags.clone(),
+        component: None,
     }
 }
 
@@ -250,6 +270,7 @@ fn builtin(
         entry_point: String::new(),
         parameters: params(parameters),
         tags: Vec::new(),
+        component: None,
     }
 }
 
@@ -299,7 +320,16 @@ impl Catalog {
                 http::run(params, name, &self.http_policy).await
             }
             (reference, WASM_RUNNER) => {
-                wasm::run(self.packs.runtime(), reference, execution, params).await
+                let mut outcome =
+                    wasm::run(self.packs.runtime(), reference, execution, params).await;
+                if outcome.result["error_kind"] == "not-found"
+                    && let Some(ComponentStatus {
+                        error: Some(why), ..
+                    }) = self.get(reference).and_then(|a| a.component)
+                {
+                    outcome.result["error"] = json!(format!("action `{reference}` cannot run: {why}"));
+                }
+                outcome
             }
             (_, runner) => Outcome::failed(json!({"error": format!("unknown runner {runner:?}")})),
         }
@@ -369,7 +399,12 @@ impl Catalog {
     /// Every action, sorted by ref.
     pub fn list(&self) -> Vec<Action> {
         let mut all = self.builtins.to_vec();
-        all.extend(self.packs.actions().iter().map(pack_action));
+        all.extend(
+            self.packs
+                .actions()
+                .iter()
+                .map(|meta| self.with_component(meta)),
+        );
         all.sort_by(|a, b| a.reference.cmp(&b.reference));
         all
     }
@@ -382,10 +417,45 @@ impl Catalog {
         if let Some(builtin) = self.builtins.iter().find(|a| is(&a.reference)) {
             return Some(builtin.clone());
         }
-        self.packs
-            .actions()
-            .iter()
-            .find(|meta| is(&meta.reference()))
-            .map(pack_action)
+        let actions = self.packs.actions();
+        let meta = actions.iter().find(|meta| is(&meta.reference()))?;
+        Some(self.with_component(meta))
+    }
+
+    /// A pack action with the state of its component.
+    fn with_component(&self, meta: &stormhook_packs::ActionMeta) -> Action {
+        let mut action = pack_action(meta);
+        if !meta.enabled {
+            return action;
+        }
+        let file = self
+            .packs
+            .root()
+            .join(&meta.pack)
+            .join("actions")
+            .join(&meta.entry_point);
+        let plugin = self
+            .packs
+            .runtime()
+            .info(PluginKind::Action, &action.reference);
+        action.component = Some(match plugin {
+            _ if !file.is_file() => ComponentStatus {
+                state: "missing",
+                error: Some(format!("its component file {} is missing", file.display())),
+            },
+            Some(p) => ComponentStatus {
+                state: match p.state {
+                    PluginState::Ready => "ready",
+                    PluginState::Loading => "loading",
+                    PluginState::Failed => "failed",
+                },
+                error: p.last_error.clone(),
+            },
+            None => ComponentStatus {
+                state: "failed",
+                error: Some("its component is not loaded".into()),
+            },
+        });
+        action
     }
 }
