@@ -66,7 +66,7 @@ pub struct RuntimeConfig {
 /// Every call starts on the caller's thread. A call still running after
 /// [`Fairness::foreground_slice`] is moved, at its next epoch tick, to the background guest
 /// pool: [`Fairness::background_threads`] threads running at a lower OS priority
-/// ([`Fairness::background_nice`]), where long calls take turns (each yields at every epoch tick).
+/// ([`Fairness::background_idle`], [`Fairness::background_nice`]), where long calls take turns (each yields at every epoch tick).
 /// Short calls (almost all of them) never leave the caller's thread; a guest that spins until
 /// its deadline spends all but its first slice at low priority, so webhook intake and the API
 /// keep their CPU share.
@@ -79,6 +79,11 @@ pub struct Fairness {
     /// The `nice` value of the background pool's threads and of compiler threads (Linux;
     /// 0 keeps the normal priority, 19 is the lowest).
     pub background_nice: i32,
+    /// Whether those threads run in Linux's `SCHED_IDLE` class: only on CPU time that no
+    /// normal thread wants. Nice alone leaves long guests ~10% of a busy CPU and delays the
+    /// server's wake-ups behind them (measured: ingest at ~0.5 of alone with 4 spinning
+    /// actions); the idle class keeps intake whole.
+    pub background_idle: bool,
 }
 
 impl Default for Fairness {
@@ -87,6 +92,7 @@ impl Default for Fairness {
             foreground_slice: Duration::from_millis(10),
             background_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             background_nice: 10,
+            background_idle: true,
         }
     }
 }

@@ -29,11 +29,11 @@ pub(crate) struct GuestPool {
 impl GuestPool {
     /// Starts the pool's threads.
     pub(crate) fn new(fairness: &Fairness) -> std::io::Result<Self> {
-        let nice = fairness.background_nice;
+        let (nice, idle) = (fairness.background_nice, fairness.background_idle);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(fairness.background_threads.max(1))
             .thread_name("stormhook-guest")
-            .on_thread_start(move || lower_priority(nice))
+            .on_thread_start(move || lower_priority(nice, idle))
             .enable_all()
             .build()?;
         let handle = runtime.handle().clone();
@@ -131,9 +131,27 @@ impl<F: Future> Drop for Fair<F> {
     }
 }
 
-/// Lowers the calling thread's scheduling priority to `nice` (Linux; elsewhere nothing).
-/// Threads it spawns later inherit it.
-pub(crate) fn lower_priority(nice: i32) {
+/// Lowers the calling thread's scheduling priority (Linux; elsewhere nothing): `idle` puts
+/// it in the `SCHED_IDLE` class (it runs only on CPU time no normal thread wants, and a
+/// waking normal thread preempts it at once), and `nice` sets its nice value (which still
+/// orders it among other idle-class threads). Threads it spawns later inherit both.
+pub(crate) fn lower_priority(nice: i32, idle: bool) {
+    #[cfg(target_os = "linux")]
+    if idle {
+        // SAFETY: `sched_setscheduler` reads the policy and the `sched_param` we pass by
+        // reference, which lives for the call; thread id 0 means the calling thread.
+        #[allow(unsafe_code)]
+        let result = unsafe {
+            let param = libc::sched_param { sched_priority: 0 };
+            libc::sched_setscheduler(0, libc::SCHED_IDLE, &raw const param)
+        };
+        if result != 0 {
+            tracing::warn!(
+                error = %std::io::Error::last_os_error(),
+                "cannot put a guest thread in the idle scheduling class; it keeps its nice value only"
+            );
+        }
+    }
     if nice <= 0 {
         return;
     }

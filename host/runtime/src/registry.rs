@@ -336,14 +336,16 @@ impl Runtime {
             .map_err(|_| compile_err("the runtime is shutting down".into()))?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let engine = self.engine.clone();
+        // Nice, not the idle class: a compile must finish within its timeout even while
+        // webhook intake keeps every CPU busy.
         let nice = self.config.fairness.background_nice;
         let started = std::time::Instant::now();
         std::thread::Builder::new()
             .name("stormhook-compile".into())
             .spawn(move || {
                 // Compiler threads (and the rayon threads wasmtime starts from here, which
-                // inherit it) run at the guest pool's lower priority.
-                lower_priority(nice);
+                // inherit it) run at the guest pool's nice value.
+                lower_priority(nice, false);
                 let code = engine
                     .precompile_component(&bytes)
                     .map_err(|e| format!("{e:#}"));

@@ -225,6 +225,10 @@ pub struct ServeArgs {
     /// normal priority).
     #[arg(long, env = "STORMHOOK_GUEST_NICE", default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=19))]
     pub guest_nice: i32,
+    /// Whether the background guest pool runs in Linux's idle scheduling class (only on CPU
+    /// time nothing else wants); `false` keeps only the nice value.
+    #[arg(long, env = "STORMHOOK_GUEST_IDLE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub guest_idle: bool,
     /// Largest `.wasm` component accepted, in MiB.
     #[arg(long, env = "STORMHOOK_MAX_COMPONENT_MB", default_value_t = 48)]
     pub max_component_mb: u64,

@@ -54,6 +54,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                         .guest_threads
                         .unwrap_or(Fairness::default().background_threads),
                     background_nice: args.guest_nice,
+                    background_idle: args.guest_idle,
                 },
                 load: LoadLimits {
                     max_file_bytes: args.max_component_mb.saturating_mul(1 << 20),
