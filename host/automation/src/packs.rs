@@ -77,11 +77,6 @@ pub struct PendingReload {
 }
 
 impl PendingReload {
-    /// What the rescan found before any compile finished (document errors, removals).
-    pub fn report(&self) -> &ReloadReport {
-        &self.report
-    }
-
     /// Waits for every load this reload started and reports them.
     pub async fn finish(self) -> ReloadReport {
         let mut report = self.report;

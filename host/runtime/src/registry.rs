@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -230,11 +231,9 @@ impl Runtime {
         let read = tokio::task::spawn_blocking(move || this.read_checked(spec))
             .await
             .map_err(task_failed(reference.clone()))??;
-        let Read::Changed { spec, id, bytes } = read else {
-            let Read::Unchanged(id) = read else {
-                unreachable!()
-            };
-            return Ok(LoadOutcome::Unchanged(id));
+        let (spec, id, bytes) = match read {
+            Read::Unchanged(id) => return Ok(LoadOutcome::Unchanged(id)),
+            Read::Changed { spec, id, bytes } => (spec, id, bytes),
         };
         let code = self.compile(&spec, &id, bytes).await?;
         let this = Arc::clone(self);
@@ -252,20 +251,12 @@ impl Runtime {
             source,
         };
         let limits = &self.config.load;
-        let size = std::fs::metadata(&spec.path).map_err(read_err)?.len();
-        if size > limits.max_file_bytes {
-            return Err(LoadError::Refused {
-                reference,
-                path: spec.path.clone(),
-                reason: format!(
-                    "the file is {} bytes, more than the limit of {} bytes",
-                    size, limits.max_file_bytes
-                ),
-            });
-        }
-        let bytes = std::fs::read(&spec.path).map_err(read_err)?;
+        // Reads at most one byte past the limit: a larger file is refused unread.
+        let mut bytes = Vec::new();
+        std::fs::File::open(&spec.path)
+            .and_then(|file| file.take(limits.max_file_bytes + 1).read_to_end(&mut bytes))
+            .map_err(read_err)?;
         if bytes.len() as u64 > limits.max_file_bytes {
-            // It grew between the two reads.
             return Err(LoadError::Refused {
                 reference,
                 path: spec.path.clone(),

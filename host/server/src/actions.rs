@@ -77,7 +77,7 @@ async fn get_action(
     state
         .executor
         .catalog()
-        .get(&ref_or_id)
+        .describe(&ref_or_id)
         .map(|a| Json(a.json()))
         .ok_or_else(|| {
             ApiError::NotFound(format!(

@@ -325,7 +325,7 @@ impl Catalog {
                 if outcome.result["error_kind"] == "not-found"
                     && let Some(ComponentStatus {
                         error: Some(why), ..
-                    }) = self.get(reference).and_then(|a| a.component)
+                    }) = self.describe(reference).and_then(|a| a.component)
                 {
                     outcome.result["error"] = json!(format!("action `{reference}` cannot run: {why}"));
                 }
@@ -409,8 +409,23 @@ impl Catalog {
         all
     }
 
-    /// The action with this ref (or derived id).
+    /// The action with this ref (or derived id), without its component's state (see
+    /// [`Catalog::describe`]): what the executor checks on every request, with no file access.
     pub fn get(&self, ref_or_id: &str) -> Option<Action> {
+        self.find(ref_or_id, pack_action)
+    }
+
+    /// The action with this ref (or derived id), a WASM action with its component's state:
+    /// what the API shows.
+    pub fn describe(&self, ref_or_id: &str) -> Option<Action> {
+        self.find(ref_or_id, |meta| self.with_component(meta))
+    }
+
+    fn find(
+        &self,
+        ref_or_id: &str,
+        make: impl FnOnce(&stormhook_packs::ActionMeta) -> Action,
+    ) -> Option<Action> {
         let is = |reference: &str| {
             reference == ref_or_id || derived_id(&format!("action:{reference}")) == ref_or_id
         };
@@ -418,8 +433,7 @@ impl Catalog {
             return Some(builtin.clone());
         }
         let actions = self.packs.actions();
-        let meta = actions.iter().find(|meta| is(&meta.reference()))?;
-        Some(self.with_component(meta))
+        actions.iter().find(|meta| is(&meta.reference())).map(make)
     }
 
     /// A pack action with the state of its component.
