@@ -49,6 +49,24 @@ pub struct Context {
     pub rule_ref: Option<String>,
     /// The trigger instance that caused this execution, if any.
     pub trigger_instance: Option<TriggerInstance>,
+    /// The user the execution runs as (StackStorm's `context.user`), for example `stanley`.
+    pub user: String,
+    /// The trace tag of the trace this execution belongs to, if it has one.
+    pub trace_tag: Option<String>,
+    /// Milliseconds left before this call's deadline when `run` was called. Give outbound
+    /// calls less than this: the host interrupts the call at its deadline.
+    pub deadline_ms: u64,
+    /// The execution that requested this one through [`events::request_execution`], if any.
+    ///
+    /// [`events::request_execution`]: crate::events::request_execution
+    pub parent_execution_id: Option<String>,
+    /// How many plugin-started links ([`events::emit`], [`events::request_execution`]) lead
+    /// to this execution: 0 for one started by a webhook, a rule or the API. The host refuses
+    /// links past its limit.
+    ///
+    /// [`events::emit`]: crate::events::emit
+    /// [`events::request_execution`]: crate::events::request_execution
+    pub depth: u32,
 }
 
 impl From<types::ExecutionContext> for Context {
@@ -58,6 +76,11 @@ impl From<types::ExecutionContext> for Context {
             action_ref: context.action_ref,
             rule_ref: context.rule_ref,
             trigger_instance: context.trigger_instance.map(TriggerInstance::from),
+            user: context.user,
+            trace_tag: context.trace_tag,
+            deadline_ms: context.deadline_ms,
+            parent_execution_id: context.parent_execution_id,
+            depth: context.depth,
         }
     }
 }

@@ -1,16 +1,30 @@
 //! Guest SDK for Stormhook plugins.
 //!
 //! A Stormhook plugin is a WebAssembly component built for `wasm32-wasip2` that targets one
-//! of the two worlds of the `stormhook:plugin@0.1.0` WIT package (the repository's `wit/`):
+//! of the two worlds of the `stormhook:plugin@0.2.0` WIT package (the repository's `wit/`):
 //!
 //! * an **action** ([`Action`], exported with [`export_action!`]) does the work a rule or a
 //!   caller asks for: JSON parameters in, JSON result out;
 //! * a **rule** ([`Rule`], exported with [`export_rule!`]) decides whether a trigger
 //!   instance matches, and may hand values to the action-parameter templates.
 //!
-//! Both can log through [`log`] and use the datastore through [`kv`]. Failures the plugin
-//! reports on purpose are an [`Error`]; panics, deadlines and memory limits trap and the
-//! host reports them itself.
+//! Both can log through [`log`], use the datastore through [`kv`] (with atomic
+//! [`kv::increment`] and [`kv::compare_and_swap`]) and read their pack's configuration through
+//! [`config`]. Actions can also make HTTP requests through [`http`] (to the hosts their
+//! metadata allows) and start more work through [`events`]. Failures the plugin reports on
+//! purpose are an [`Error`]; panics, deadlines and memory limits trap and the host reports
+//! them itself.
+//!
+//! # Layout
+//!
+//! | module | what |
+//! | --- | --- |
+//! | [`Action`], [`RawAction`], [`Context`] | actions and where a call comes from |
+//! | [`Rule`], [`TriggerInstance`], [`Decision`] | rules |
+//! | [`Error`] | the WIT `error` variant |
+//! | [`log`], [`kv`], [`config`], [`events`] | the host's imports, typed |
+//! | [`http`] | a blocking client on `wasi:http/outgoing-handler` (actions only) |
+//! | [`bindings`] | the raw generated bindings |
 //!
 //! # An action
 //!
@@ -69,14 +83,23 @@
 //! `target/wasm32-wasip2/release/<crate_name>.wasm`. The export macros refuse to compile
 //! for other targets, except in `cargo test` builds, so plugin logic can be unit-tested
 //! natively (`--target x86_64-unknown-linux-gnu`) as long as the tests do not call the
-//! host imports ([`log`], [`kv`]).
+//! host imports ([`log`], [`kv`], [`config`], [`events`], [`http`]).
+//!
+//! # Compatibility
+//!
+//! Components built with this SDK target `stormhook:plugin@0.2.0` and need a host that
+//! links it. A component imports only the interfaces it calls, so one that never touches
+//! [`http`] does not import `wasi:http` and needs no `allowed_outbound_hosts`.
 
 #![deny(unsafe_code)]
 
 mod action;
 #[allow(missing_docs, unreachable_pub, unsafe_code, clippy::all)]
 pub mod bindings;
+pub mod config;
 mod error;
+pub mod events;
+pub mod http;
 pub mod kv;
 pub mod log;
 mod rule;
