@@ -1,9 +1,10 @@
 //! `counter`: an example action that increments an integer kept in the datastore.
 //!
-//! Parameters `{"key": "hits", "by": 2}` (`by` defaults to 1, may be negative) read the
-//! value under `key` (missing counts as 0), add `by`, store the sum (decimal text) and
-//! return `{"key": "hits", "value": <sum>}`. Datastore errors (for example `denied` when the
-//! pack lacks a grant) are returned as they are.
+//! Parameters `{"key": "hits", "by": 2}` (`by` defaults to 1, may be negative) add `by` to
+//! the integer under `key` (missing counts as 0) with one atomic `kv::increment`, so
+//! concurrent executions never lose an update, and return `{"key": "hits", "value": <sum>}`.
+//! Datastore errors (for example `denied` when the pack lacks a grant, `invalid-input` when
+//! the stored value is not an integer) are returned as they are.
 
 use serde::{Deserialize, Serialize};
 use stormhook_sdk::{Action, Context, Error, kv};
@@ -39,22 +40,7 @@ impl Action for Counter {
     type Output = Output;
 
     fn run(params: Params, _ctx: &Context) -> Result<Output, Error> {
-        let current = match kv::get(&params.key)? {
-            None => 0,
-            Some(text) => text.trim().parse::<i64>().map_err(|error| {
-                Error::internal(format!(
-                    "datastore value under `{}` is not an integer ({error}): {text:?}",
-                    params.key
-                ))
-            })?,
-        };
-        let value = current.checked_add(params.by).ok_or_else(|| {
-            Error::invalid_input(format!(
-                "{current} + {} overflows a 64-bit integer",
-                params.by
-            ))
-        })?;
-        kv::set(&params.key, &value.to_string())?;
+        let value = kv::increment(&params.key, params.by)?;
         Ok(Output {
             key: params.key,
             value,
