@@ -123,9 +123,9 @@ pub mod __private {
 /// Fails the build of a plugin compiled for anything but wasm, unless it is a test build.
 /// Not public API.
 ///
-/// Cargo reads `plugins/.cargo/config.toml` (which selects `wasm32-wasip2`) only when it runs
-/// inside `plugins/`; with `--manifest-path` from elsewhere it silently builds for the host,
-/// and this turns that into a clear error.
+/// Cargo reads a `.cargo/config.toml` that selects `wasm32-wasip2` (`plugins/`, or a plugin
+/// crate of its own) only when it runs inside that folder; with `--manifest-path` from
+/// elsewhere it silently builds for the host, and this turns that into a clear error.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __require_wasm {
@@ -133,8 +133,8 @@ macro_rules! __require_wasm {
         #[cfg(all(not(target_arch = "wasm32"), not(test)))]
         ::core::compile_error!(
             "Stormhook plugins are WebAssembly components: build them with \
-             `--target wasm32-wasip2` (cargo applies plugins/.cargo/config.toml only when \
-             it runs inside plugins/)"
+             `--target wasm32-wasip2` (cargo applies the `.cargo/config.toml` that selects \
+             it only when it runs inside that folder)"
         );
     };
 }
