@@ -9,13 +9,17 @@
 //! - [`action`], `<pack>/actions/<name>.yaml` ([`ActionMeta`]).
 //! - [`rule`], `<pack>/rules/<name>.yaml` ([`RuleDoc`], including the `wasm` key that names a
 //!   rule component).
+//! - [`config`], `<pack>/config.schema.yaml` ([`ConfigSchema`]) and the operator's values file,
+//!   validated into a [`PackConfig`].
 //! - [`error`], the error type ([`DocError`]).
 
 pub mod action;
+pub mod config;
 pub mod error;
 pub mod rule;
 
 pub use action::{ActionMeta, DatastoreGrant, LimitsDoc};
+pub use config::{ConfigSchema, PackConfig};
 pub use error::DocError;
 pub use rule::{RuleDoc, WasmRule};
 
