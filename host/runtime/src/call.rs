@@ -15,10 +15,11 @@ use wasmtime::component::WasmStr;
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 
-use crate::bindings::types;
+use crate::bindings::{WitVersion, types, v1};
+use crate::services::{Origin, Redactor};
 use crate::error::{GuestError, GuestErrorKind, PluginError};
 use crate::host::{Capture, HostState, Limiter, LogCapture};
-use crate::registry::{LoadedPlugin, Pre, Runtime};
+use crate::registry::{LoadedPlugin, Runtime};
 use crate::types::{
     ActionContext, Captured, PluginKind, PluginVersion, RuleDecision, TriggerInstance,
 };
@@ -58,7 +59,11 @@ impl Runtime {
         instance: &TriggerInstance,
     ) -> CallReport<RuleDecision> {
         let started = Instant::now();
-        let mut session = match self.open(PluginKind::Rule, reference).await {
+        let origin = Origin {
+            plugin: reference.to_owned(),
+            ..Origin::default()
+        };
+        let mut session = match self.open(PluginKind::Rule, reference, origin).await {
             Ok(session) => session,
             Err(err) => return CallReport::early(err, started),
         };
@@ -73,11 +78,17 @@ impl Runtime {
         let call = async move {
             let deadline = session.plugin.limits.timeout;
             let outcome = with_backstop(deadline, async {
-                let Pre::Rule(pre) = &session.plugin.pre else {
-                    unreachable!("looked up by kind")
-                };
-                let rule = pre.instantiate_async(&mut session.store).await?;
-                rule.call_evaluate(&mut session.store, &arg).await
+                // 0.1.0 and 0.2.0 share these types exactly (the check is structural), so one
+                // signature serves both.
+                let pre = &session.plugin.pre;
+                let store = &mut session.store;
+                let instance = pre.instance.instantiate_async(&mut *store).await?;
+                let evaluate = instance.get_typed_func::<
+                    (&types::TriggerInstance,),
+                    (Result<types::Decision, types::Error>,),
+                >(&mut *store, pre.export)?;
+                let (decision,) = evaluate.call_async(&mut *store, (&arg,)).await?;
+                Ok(decision)
             })
             .await;
             (session, outcome)
@@ -129,21 +140,19 @@ impl Runtime {
             };
             return CallReport::early(err, started);
         }
-        let mut session = match self.open(PluginKind::Action, reference).await {
+        let origin = Origin {
+            plugin: reference.to_owned(),
+            execution_id: Some(context.execution_id.clone()),
+            user: Some(context.user.clone()),
+            trace_tag: context.trace_tag.clone(),
+            depth: context.depth,
+        };
+        let mut session = match self.open(PluginKind::Action, reference, origin).await {
             Ok(session) => session,
             Err(err) => return CallReport::early(err, started),
         };
-        let ctx = types::ExecutionContext {
-            execution_id: context.execution_id,
-            action_ref: reference.to_owned(),
-            rule_ref: context.rule_ref,
-            trigger_instance: context.trigger_instance.map(|t| types::TriggerInstance {
-                id: t.id,
-                trigger: t.trigger,
-                payload: t.payload,
-                occurrence_time: t.occurrence_time,
-            }),
-        };
+        let deadline_ms = u64::try_from(session.plugin.limits.timeout.as_millis()).unwrap_or(u64::MAX);
+        let ctx = ActionArg::new(session.plugin.pre.wit, reference, context, deadline_ms);
         let plugin = Arc::clone(&session.plugin);
         let moved = Arc::clone(&session.moved);
         let parameters = parameters.to_owned();
@@ -151,18 +160,30 @@ impl Runtime {
         let call = async move {
             let deadline = session.plugin.limits.timeout;
             let outcome = with_backstop(deadline, async {
-                let Pre::Action(pre, run_export) = &session.plugin.pre else {
-                    unreachable!("looked up by kind")
-                };
+                let pre = &session.plugin.pre;
                 let store = &mut session.store;
-                let instance = pre.instance_pre().instantiate_async(&mut *store).await?;
+                let instance = pre.instance.instantiate_async(&mut *store).await?;
                 // The result is read where the guest left it (`WasmStr`) and parsed from
                 // there: an oversized one is refused without being copied into the host.
-                let run = instance.get_typed_func::<
-                    (&str, &types::ExecutionContext),
-                    (Result<WasmStr, types::Error>,),
-                >(&mut *store, run_export)?;
-                let (returned,) = run.call_async(&mut *store, (&parameters, &ctx)).await?;
+                let returned = match &ctx {
+                    ActionArg::V2(ctx) => {
+                        let run = instance.get_typed_func::<
+                            (&str, &types::ExecutionContext),
+                            (Result<WasmStr, types::Error>,),
+                        >(&mut *store, pre.export)?;
+                        run.call_async(&mut *store, (&parameters, ctx)).await?.0
+                    }
+                    ActionArg::V1(ctx) => {
+                        let run = instance.get_typed_func::<
+                            (&str, &v1::types::ExecutionContext),
+                            (Result<WasmStr, v1::types::Error>,),
+                        >(&mut *store, pre.export)?;
+                        run.call_async(&mut *store, (&parameters, ctx))
+                            .await?
+                            .0
+                            .map_err(ActionArg::error)
+                    }
+                };
                 let result = match returned {
                     Ok(text) => Ok(read_result(&text.to_str(&*store)?, max_output)),
                     Err(guest) => Err(guest),
@@ -185,7 +206,12 @@ impl Runtime {
     }
 
     /// Finds the plugin, takes an instance slot and builds a fresh store for one call.
-    async fn open(&self, kind: PluginKind, reference: &str) -> Result<Session, PluginError> {
+    async fn open(
+        &self,
+        kind: PluginKind,
+        reference: &str,
+        origin: Origin,
+    ) -> Result<Session, PluginError> {
         let plugin = self.find(kind, reference).await?;
         let busy = || PluginError::Busy {
             reference: reference.to_owned(),
@@ -204,6 +230,13 @@ impl Runtime {
         };
         let stdout = Capture::new(self.config.capture_bytes);
         let stderr = Capture::new(self.config.capture_bytes);
+        let pack = reference.split_once('.').map_or(reference, |(pack, _)| pack);
+        let config = self
+            .configs
+            .load()
+            .as_deref()
+            .and_then(|configs| configs.config(pack))
+            .unwrap_or_default();
         let wasi = WasiCtxBuilder::new()
             .stdout(stdout.clone())
             .stderr(stderr.clone())
@@ -222,6 +255,12 @@ impl Runtime {
             grant: plugin.spec.kv.clone(),
             datastore: Arc::clone(&self.datastore),
             plugin: Arc::clone(&plugin.tag),
+            redactor: Redactor::new(config.secrets.iter().cloned()),
+            config,
+            events_granted: plugin.spec.events,
+            origin,
+            events: self.events.load().as_deref().cloned(),
+            max_depth: self.config.max_chain_depth,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -302,9 +341,22 @@ impl Runtime {
 }
 
 impl Session {
-    fn finish<T>(self, result: Result<T, PluginError>, started: Instant) -> CallReport<T> {
+    fn finish<T: Redact>(self, result: Result<T, PluginError>, started: Instant) -> CallReport<T> {
         let (stdout, stdout_dropped) = self.stdout.take();
         let (stderr, stderr_dropped) = self.stderr.take();
+        let redactor = &self.store.data().redactor;
+        let (stdout, stderr, result) = if redactor.is_empty() {
+            (stdout, stderr, result)
+        } else {
+            let result = match result {
+                Ok(mut value) => {
+                    value.redact(redactor);
+                    Ok(value)
+                }
+                Err(err) => Err(err.redacted(redactor)),
+            };
+            (redactor.text(&stdout), redactor.text(&stderr), result)
+        };
         let logs = &self.store.data().logs;
         let captured = Captured {
             logs: logs.lines.clone(),
@@ -349,6 +401,75 @@ impl<T> CallReport<T> {
             plugin: None,
             elapsed: started.elapsed(),
             moved: false,
+        }
+    }
+}
+
+/// A call's value, with the secrets the call could see masked before anything records it.
+trait Redact {
+    fn redact(&mut self, redactor: &Redactor);
+}
+
+impl Redact for serde_json::Value {
+    fn redact(&mut self, redactor: &Redactor) {
+        redactor.value(self);
+    }
+}
+
+impl Redact for RuleDecision {
+    fn redact(&mut self, redactor: &Redactor) {
+        if let Some(values) = &mut self.values {
+            redactor.value(values);
+        }
+    }
+}
+
+/// The execution context in the shape of the component's package version.
+enum ActionArg {
+    V1(v1::types::ExecutionContext),
+    V2(types::ExecutionContext),
+}
+
+impl ActionArg {
+    fn new(wit: WitVersion, reference: &str, context: ActionContext, deadline_ms: u64) -> Self {
+        match wit {
+            WitVersion::V2 => Self::V2(types::ExecutionContext {
+                execution_id: context.execution_id,
+                action_ref: reference.to_owned(),
+                rule_ref: context.rule_ref,
+                trigger_instance: context.trigger_instance.map(|t| types::TriggerInstance {
+                    id: t.id,
+                    trigger: t.trigger,
+                    payload: t.payload,
+                    occurrence_time: t.occurrence_time,
+                }),
+                user: context.user,
+                trace_tag: context.trace_tag,
+                deadline_ms,
+                parent_execution_id: context.parent_execution_id,
+                depth: context.depth,
+            }),
+            WitVersion::V1 => Self::V1(v1::types::ExecutionContext {
+                execution_id: context.execution_id,
+                action_ref: reference.to_owned(),
+                rule_ref: context.rule_ref,
+                trigger_instance: context.trigger_instance.map(|t| v1::types::TriggerInstance {
+                    id: t.id,
+                    trigger: t.trigger,
+                    payload: t.payload,
+                    occurrence_time: t.occurrence_time,
+                }),
+            }),
+        }
+    }
+
+    /// A 0.1.0 error as the current type (the cases are the same).
+    fn error(error: v1::types::Error) -> types::Error {
+        match error {
+            v1::types::Error::InvalidInput(m) => types::Error::InvalidInput(m),
+            v1::types::Error::Denied(m) => types::Error::Denied(m),
+            v1::types::Error::Upstream(m) => types::Error::Upstream(m),
+            v1::types::Error::Internal(m) => types::Error::Internal(m),
         }
     }
 }

@@ -23,6 +23,10 @@ pub struct KvGrant {
     pub write: bool,
     /// Keys the plugin may touch must start with this prefix (empty: any key).
     pub prefix: String,
+    /// Whether `get` may read values stored as secrets (`st2 key set --encrypt`). A plugin
+    /// without it gets `denied` for a secret key; one with it gets the plaintext, and the host
+    /// masks that value in everything it records of the call.
+    pub secrets: bool,
 }
 
 impl KvGrant {
@@ -59,6 +63,9 @@ pub struct RuntimeConfig {
     pub fairness: Fairness,
     /// What a component may be before it is compiled ([`LoadLimits`]).
     pub load: LoadLimits,
+    /// The most plugin-started links (`events.emit`, `events.request-execution`) a chain of
+    /// work may have; a call at that depth is refused with `denied`.
+    pub max_chain_depth: u32,
 }
 
 /// How guest CPU time is kept from starving the server.
@@ -168,6 +175,7 @@ impl Default for RuntimeConfig {
             epoch_tick: Duration::from_millis(2),
             fairness: Fairness::default(),
             load: LoadLimits::default(),
+            max_chain_depth: 8,
         }
     }
 }

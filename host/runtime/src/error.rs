@@ -228,4 +228,17 @@ impl PluginError {
     pub fn is_timeout(&self) -> bool {
         matches!(self, Self::Timeout { .. })
     }
+
+    /// The error with the secrets the call could see masked in the text the guest produced.
+    pub(crate) fn redacted(mut self, redactor: &crate::services::Redactor) -> Self {
+        match &mut self {
+            Self::Trap { message, .. } => *message = redactor.text(message),
+            Self::Guest { error, .. } => error.message = redactor.text(&error.message),
+            Self::InvalidOutput { reason, .. } | Self::Host { reason, .. } => {
+                *reason = redactor.text(reason);
+            }
+            _ => {}
+        }
+        self
+    }
 }

@@ -13,6 +13,8 @@
 //! - `bindings`: the host side of the WIT contract (the `bindgen!` invocations).
 //! - `host`: the per-call store state and the host imports (`log`, `kv`, captured stdio).
 //! - [`datastore`]: the key-value datastore trait plugins reach through the `kv` import.
+//! - [`services`]: pack configuration (`config`) and starting more work (`events`), and the
+//!   [`services::Redactor`] that masks secrets in what a call records.
 //! - `registry`: loading, caching, hot-swapping and listing plugins.
 //! - `inspect`: what a component declares, checked against the load limits before compiling.
 //! - `cache`: eviction of the compile cache.
@@ -47,6 +49,8 @@ pub mod error;
 mod fair;
 mod host;
 mod inspect;
+pub mod outbound;
+pub mod services;
 mod registry;
 mod types;
 

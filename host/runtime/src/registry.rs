@@ -13,15 +13,16 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use wasmtime::Engine;
-use wasmtime::component::{Component, ComponentExportIndex, Linker};
+use wasmtime::component::{Component, ComponentExportIndex, HasSelf, InstancePre, Linker};
 
-use crate::bindings::{action::ActionPre, rule::RulePre};
+use crate::bindings::{WitVersion, v1, v2};
 use crate::config::{Limits, RuntimeConfig};
 use crate::datastore::Datastore;
+use crate::services::{Events, PackConfigs};
 use crate::engine::{self, AllocationMode};
 use crate::fair::{GuestPool, lower_priority};
 use crate::inspect::Declared;
@@ -51,12 +52,13 @@ enum Compiled {
     Cached(PathBuf),
 }
 
-/// The pre-linked component, ready to instantiate.
+/// The pre-linked component, ready to instantiate, with the index of its export (`evaluate`
+/// or `run`, looked up once, at load) and the package version it was built against.
 #[derive(Clone)]
-pub(crate) enum Pre {
-    Rule(RulePre<HostState>),
-    /// The action and the index of its `run` export (looked up once, at load).
-    Action(ActionPre<HostState>, ComponentExportIndex),
+pub(crate) struct Pre {
+    pub(crate) instance: InstancePre<HostState>,
+    pub(crate) export: ComponentExportIndex,
+    pub(crate) wit: WitVersion,
 }
 
 /// One loaded plugin version. Immutable; replaced as a whole on reload.
@@ -97,6 +99,10 @@ pub struct Runtime {
     status: Mutex<HashMap<(PluginKind, String), Status>>,
     pub(crate) permits: Arc<Semaphore>,
     pub(crate) datastore: Arc<dyn Datastore>,
+    /// The server's side of `events`, once attached ([`Runtime::attach`]).
+    pub(crate) events: ArcSwapOption<Arc<dyn Events>>,
+    /// Pack configurations for the `config` import, once attached.
+    pub(crate) configs: ArcSwapOption<Arc<dyn PackConfigs>>,
     mode: AllocationMode,
     /// Where calls past their foreground slice run.
     pub(crate) pool: GuestPool,
@@ -133,20 +139,18 @@ impl Runtime {
             max_instances = config.max_instances,
             "webassembly engine ready"
         );
+        // Both package versions in each linker: their interfaces have different names
+        // (`stormhook:plugin/kv@0.1.0`, `...@0.2.0`), and each component imports one of them.
         let mut rule_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut rule_linker).map_err(io)?;
-        crate::bindings::rule::Rule::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
-            &mut rule_linker,
-            |s| s,
-        )
-        .map_err(io)?;
+        v2::rule::Rule::add_to_linker::<_, HasSelf<_>>(&mut rule_linker, |s| s).map_err(io)?;
+        v1::rule::Rule::add_to_linker::<_, HasSelf<_>>(&mut rule_linker, |s| s).map_err(io)?;
         let mut action_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut action_linker).map_err(io)?;
-        crate::bindings::action::Action::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
-            &mut action_linker,
-            |s| s,
-        )
-        .map_err(io)?;
+        v2::action::Action::add_to_linker::<_, HasSelf<_>>(&mut action_linker, |s| s)
+            .map_err(io)?;
+        v1::action::Action::add_to_linker::<_, HasSelf<_>>(&mut action_linker, |s| s)
+            .map_err(io)?;
         let pool = GuestPool::new(&config.fairness)?;
         Ok(Self {
             permits: Arc::new(Semaphore::new(config.max_instances as usize)),
@@ -161,8 +165,18 @@ impl Runtime {
             write_lock: Mutex::new(()),
             status: Mutex::default(),
             datastore,
+            events: ArcSwapOption::empty(),
+            configs: ArcSwapOption::empty(),
             mode,
         })
+    }
+
+    /// Attaches what the server provides to plugins beyond the datastore: `events` (starting
+    /// more work) and pack configurations (`config`). Calls made before see no config and
+    /// cannot start work.
+    pub fn attach(&self, events: Arc<dyn Events>, configs: Arc<dyn PackConfigs>) {
+        self.events.store(Some(Arc::new(events)));
+        self.configs.store(Some(Arc::new(configs)));
     }
 
     /// The configuration the runtime was created with.
@@ -420,29 +434,34 @@ impl Runtime {
             world: spec.kind.world(),
             reason: one_line(&format!("{e:#}")),
         };
-        let pre = match spec.kind {
-            PluginKind::Rule => Pre::Rule(
-                RulePre::new(
-                    self.rule_linker
-                        .instantiate_pre(&component)
-                        .map_err(link_err)?,
-                )
-                .map_err(link_err)?,
-            ),
-            PluginKind::Action => {
-                let run = component.get_export_index(None, "run").ok_or_else(|| {
-                    link_err(wasmtime::Error::msg("no `run` export"))
-                })?;
-                Pre::Action(
-                    ActionPre::new(
-                        self.action_linker
-                            .instantiate_pre(&component)
-                            .map_err(link_err)?,
-                    )
-                    .map_err(link_err)?,
-                    run,
-                )
+        let wit = WitVersion::of(&component, &self.engine);
+        let (linker, export) = match spec.kind {
+            PluginKind::Rule => (&self.rule_linker, "evaluate"),
+            PluginKind::Action => (&self.action_linker, "run"),
+        };
+        let export = component
+            .get_export_index(None, export)
+            .ok_or_else(|| link_err(wasmtime::Error::msg(format!("no `{export}` export"))))?;
+        let instance = linker.instantiate_pre(&component).map_err(link_err)?;
+        // The world's own check of the export's type, so a mismatch is refused at load time.
+        match (spec.kind, wit) {
+            (PluginKind::Rule, WitVersion::V2) => {
+                v2::rule::RulePre::new(instance.clone()).map_err(link_err)?;
             }
+            (PluginKind::Rule, WitVersion::V1) => {
+                v1::rule::RulePre::new(instance.clone()).map_err(link_err)?;
+            }
+            (PluginKind::Action, WitVersion::V2) => {
+                v2::action::ActionPre::new(instance.clone()).map_err(link_err)?;
+            }
+            (PluginKind::Action, WitVersion::V1) => {
+                v1::action::ActionPre::new(instance.clone()).map_err(link_err)?;
+            }
+        }
+        let pre = Pre {
+            instance,
+            export,
+            wit,
         };
         let defaults = match spec.kind {
             PluginKind::Rule => self.config.rule_defaults,
@@ -705,6 +724,7 @@ fn info(
         reference: key.1,
         kind: key.0,
         version: loaded.map(|p| p.id.version.clone()),
+        wit: loaded.map(|p| p.pre.wit.as_str()),
         path: loaded.map(|p| p.spec.path.clone()),
         loaded_at: loaded.map(|p| rfc3339(p.loaded_at)),
         timeout_ms: loaded.map(|p| p.limits.timeout.as_millis() as u64),

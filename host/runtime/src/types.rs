@@ -46,6 +46,11 @@ pub struct PluginSpec {
     pub limits: Option<Limits>,
     /// Datastore access.
     pub kv: KvGrant,
+    /// Whether the plugin may use the `events` import (`emit`, `request-execution`).
+    pub events: bool,
+    /// Hosts an action may reach over `wasi:http`, in Spin's syntax (`https://api.example.com`,
+    /// `https://*.slack.com:443`); empty: none. Checked when the plugin loads.
+    pub allowed_outbound_hosts: Vec<String>,
 }
 
 impl PluginSpec {
@@ -57,6 +62,8 @@ impl PluginSpec {
             path: path.into(),
             limits: None,
             kv: KvGrant::default(),
+            events: false,
+            allowed_outbound_hosts: Vec::new(),
         }
     }
 }
@@ -131,6 +138,9 @@ pub struct PluginInfo {
     pub loading: bool,
     /// Content hash (SHA-256 hex) of the version serving, if any.
     pub version: Option<String>,
+    /// The `stormhook:plugin` package version the serving version was built against
+    /// (`0.1.0` or `0.2.0`).
+    pub wit: Option<&'static str>,
     /// The file the serving version came from.
     pub path: Option<PathBuf>,
     /// When the serving version was loaded (RFC 3339, UTC).
@@ -177,6 +187,14 @@ pub struct ActionContext {
     pub rule_ref: Option<String>,
     /// The trigger instance that caused the execution, if any.
     pub trigger_instance: Option<TriggerInstance>,
+    /// The user the execution runs as.
+    pub user: String,
+    /// The trace tag of the execution's trace, if any.
+    pub trace_tag: Option<String>,
+    /// The execution that requested this one through `events.request-execution`, if any.
+    pub parent_execution_id: Option<String>,
+    /// Plugin-started links leading to this execution (0: a webhook, a rule or the API).
+    pub depth: u32,
 }
 
 /// Severity of a plugin log line.

@@ -14,7 +14,9 @@
 //! - [`sqlite`]: the SQLite backend and its migrations (`migrations/sqlite`).
 //! - [`ingest`]: group commit of accepted events.
 //! - [`ids`]: StackStorm-style object ids and timestamps.
+//! - [`crypto`]: the key that encrypts datastore secrets, StackStorm's format.
 
+pub mod crypto;
 pub mod ids;
 pub mod ingest;
 pub mod models;
