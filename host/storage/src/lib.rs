@@ -55,6 +55,14 @@ pub enum StorageError {
     /// The migrations could not be applied.
     #[error("migrating the database: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The request cannot be done with this value: an increment of a value that is not a
+    /// decimal integer or that overflows, an increment or compare-and-swap of a secret, a
+    /// ciphertext that does not decrypt with the datastore key. The message is for the caller.
+    #[error("{0}")]
+    Invalid(String),
+    /// The datastore key (which encrypts secrets) cannot be read or created.
+    #[error("the datastore key: {0}")]
+    Key(#[from] crypto::KeyFileError),
 }
 
 impl StorageError {
@@ -215,12 +223,64 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes an API rule by id; returns whether it existed.
     async fn delete_rule(&self, id: &str) -> Result<bool>;
 
-    /// The datastore value under `name`.
-    async fn kv_get(&self, name: &str) -> Result<Option<String>>;
-    /// Every datastore value, by name.
+    /// The key that encrypts the datastore's secrets, read (or, for a store that may, created)
+    /// on first use and kept. See [`crypto`].
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::Key`]: the key file cannot be read, holds no usable key, or cannot be
+    /// created.
+    fn datastore_key(&self) -> Result<std::sync::Arc<crypto::DatastoreKey>>;
+    /// The unexpired pair under `name`, its value as stored (a secret's is the ciphertext).
+    async fn kv_get(&self, name: &str) -> Result<Option<KvPair>>;
+    /// Every unexpired value by name, as stored: `st2kv.system` for templates, where a secret
+    /// shows as its ciphertext (as in StackStorm; the `decrypt_kv` filter decrypts it).
     async fn kv_all(&self) -> Result<Vec<(String, String)>>;
-    /// Stores a datastore value.
-    async fn kv_set(&self, name: &str, value: &str) -> Result<()>;
-    /// Deletes a datastore value; returns whether it existed.
+    /// A page of the unexpired pairs whose name starts with `prefix`, by name, and how many
+    /// there are.
+    async fn kv_list(&self, prefix: &str, limit: Option<u64>, offset: u64) -> Result<Page<KvPair>>;
+    /// Stores `value` under `name`, replacing the pair; it expires after `ttl` when one is
+    /// given (and never otherwise). Expired pairs are purged here, a few at a time. Returns
+    /// the pair as stored.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::Invalid`] for an [`KvValue::Encrypted`] value that does not decrypt
+    /// with the datastore key; [`StorageError::Key`] when a secret is to be encrypted and the
+    /// key is unusable.
+    async fn kv_put(
+        &self,
+        name: &str,
+        value: KvValue<'_>,
+        ttl: Option<std::time::Duration>,
+    ) -> Result<KvPair>;
+    /// Stores a plain `value` under `name`, with no expiry: [`Store::kv_put`] with
+    /// [`KvValue::Plain`].
+    async fn kv_set(&self, name: &str, value: &str) -> Result<()> {
+        self.kv_put(name, KvValue::Plain(value), None).await.map(drop)
+    }
+    /// Deletes the pair under `name`; returns whether an unexpired one existed.
     async fn kv_delete(&self, name: &str) -> Result<bool>;
+    /// Atomically adds `delta` to the decimal integer under `name` (a missing or expired pair
+    /// counts as 0) and returns the new value. The pair keeps its expiry.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::Invalid`]: the value is not a decimal integer, the sum overflows an
+    /// `i64`, or the pair is a secret.
+    async fn kv_increment(&self, name: &str, delta: i64) -> Result<i64>;
+    /// Atomically stores `new` under `name` only if the current unexpired value is `expected`
+    /// (`None`: there is no unexpired pair); returns whether it stored. A replaced pair keeps
+    /// its expiry; a new one has none.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::Invalid`]: the pair is a secret (comparing would tell a plugin
+    /// without the secrets grant whether it guessed the value).
+    async fn kv_compare_and_swap(
+        &self,
+        name: &str,
+        expected: Option<&str>,
+        new: &str,
+    ) -> Result<bool>;
 }

@@ -325,3 +325,46 @@ pub struct ExecutionQuery {
     /// Items to skip.
     pub offset: u64,
 }
+
+/// A datastore pair (StackStorm's `st2kv`, system scope), as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvPair {
+    /// The key.
+    pub name: String,
+    /// The value as stored: for a secret, the ciphertext (see [`crate::crypto`]).
+    pub value: String,
+    /// Whether the value is a secret, encrypted with the datastore key.
+    pub secret: bool,
+    /// When the pair expires (`YYYY-MM-DDTHH:MM:SS.ffffffZ`), if it was stored with a TTL.
+    /// Expired pairs are invisible to every call.
+    pub expire_timestamp: Option<String>,
+}
+
+/// The value a datastore write stores, and how.
+#[derive(Clone, Copy)]
+pub enum KvValue<'a> {
+    /// Plain text. A pair that was a secret becomes a plain one (a StackStorm `PUT` replaces
+    /// the whole pair).
+    Plain(&'a str),
+    /// Plain text that the store encrypts with the datastore key and keeps as a secret.
+    Secret(&'a str),
+    /// A ciphertext already made with the datastore key (StackStorm's `encrypted: true`, as
+    /// `st2 key load` sends exported secrets): the store checks that it decrypts, then keeps it
+    /// as it is, as a secret.
+    Encrypted(&'a str),
+    /// Plain text, kept the way the pair's current (unexpired) value is: encrypted if that is a
+    /// secret, plain otherwise (a plugin's `set`, which cannot turn a secret into plain text).
+    KeepSecrecy(&'a str),
+}
+
+impl std::fmt::Debug for KvValue<'_> {
+    /// Names the variant only: the value may be a secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Plain(_) => "Plain(..)",
+            Self::Secret(_) => "Secret(..)",
+            Self::Encrypted(_) => "Encrypted(..)",
+            Self::KeepSecrecy(_) => "KeepSecrecy(..)",
+        })
+    }
+}

@@ -16,6 +16,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
+use crate::crypto::DatastoreKey;
 use crate::models::*;
 use crate::status::{ExecutionStatus, InstanceStatus};
 use crate::{Result, StorageError, Store};
@@ -37,7 +38,39 @@ pub struct SqliteStore {
     restart_wal: Arc<AtomicBool>,
     /// The database file and the WAL limit, to open the writer connection again.
     path: Arc<(std::path::PathBuf, u64)>,
+    /// Where the datastore key comes from, and the key once read.
+    datastore_key: Arc<KeySource>,
 }
+
+/// The datastore key's file, read on first use (so a store that never holds a secret never
+/// creates one) and kept for the life of the store.
+#[derive(Debug)]
+struct KeySource {
+    /// The key file.
+    path: std::path::PathBuf,
+    /// Whether a missing file is generated (the default file in the data directory) or is an
+    /// error (a file the operator named).
+    create: bool,
+    key: std::sync::OnceLock<Arc<DatastoreKey>>,
+}
+
+impl KeySource {
+    fn get(&self) -> Result<Arc<DatastoreKey>> {
+        if let Some(key) = self.key.get() {
+            return Ok(Arc::clone(key));
+        }
+        let key = if self.create {
+            DatastoreKey::read_or_create(&self.path)?
+        } else {
+            DatastoreKey::read(&self.path)?
+        };
+        // Two first uses at once read the same file; either copy is the key.
+        Ok(Arc::clone(self.key.get_or_init(|| Arc::new(key))))
+    }
+}
+
+/// The default datastore key file, beside the database: `<data-dir>/keys/datastore_key.json`.
+pub const DATASTORE_KEY_FILE: &str = "keys/datastore_key.json";
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -141,12 +174,35 @@ impl SqliteStore {
             }
         });
         let writer = open_writer(path, wal_limit_bytes).map_err(writer_error)?;
+        let data_dir = path.parent().unwrap_or(Path::new("."));
         Ok(Self {
             pool,
             writer: Arc::new(Mutex::new(writer)),
             restart_wal,
             path: Arc::new((path.to_owned(), wal_limit_bytes)),
+            datastore_key: Arc::new(KeySource {
+                path: data_dir.join(DATASTORE_KEY_FILE),
+                create: true,
+                key: std::sync::OnceLock::new(),
+            }),
         })
+    }
+
+    /// Encrypts datastore secrets with the key in `path` (StackStorm's key file format, for
+    /// example `/etc/st2/keys/datastore_key.json`) instead of the default
+    /// [`DATASTORE_KEY_FILE`], which is generated on first use. The file is read now.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read or holds no usable key.
+    pub fn with_datastore_key(mut self, path: &Path) -> Result<Self> {
+        let key = DatastoreKey::read(path)?;
+        self.datastore_key = Arc::new(KeySource {
+            path: path.to_owned(),
+            create: false,
+            key: std::sync::OnceLock::from(Arc::new(key)),
+        });
+        Ok(self)
     }
 }
 
@@ -1004,34 +1060,266 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn kv_get(&self, name: &str) -> Result<Option<String>> {
-        Ok(sqlx::query_scalar("SELECT value FROM kv WHERE name = ?")
+    fn datastore_key(&self) -> Result<Arc<DatastoreKey>> {
+        self.datastore_key.get()
+    }
+
+    async fn kv_get(&self, name: &str) -> Result<Option<KvPair>> {
+        let row = sqlx::query(&format!("SELECT * FROM kv WHERE name = ? AND {KV_LIVE}"))
             .bind(name)
+            .bind(crate::ids::now())
             .fetch_optional(&self.pool)
-            .await?)
+            .await?;
+        row.as_ref().map(kv_pair).transpose()
     }
 
     async fn kv_all(&self) -> Result<Vec<(String, String)>> {
-        Ok(sqlx::query_as("SELECT name, value FROM kv ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(sqlx::query_as(&format!(
+            "SELECT name, value FROM kv WHERE {KV_LIVE} ORDER BY name"
+        ))
+        .bind(crate::ids::now())
+        .fetch_all(&self.pool)
+        .await?)
     }
 
-    async fn kv_set(&self, name: &str, value: &str) -> Result<()> {
-        sqlx::query("INSERT INTO kv (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value")
+    async fn kv_list(&self, prefix: &str, limit: Option<u64>, offset: u64) -> Result<Page<KvPair>> {
+        let now = crate::ids::now();
+        let (rows, total) = self
+            .page_of(
+                "kv",
+                |qb| {
+                    qb.push(" WHERE (expire_at IS NULL OR expire_at > ")
+                        .push_bind(now.clone())
+                        .push(") AND substr(name, 1, length(")
+                        .push_bind(prefix.to_owned())
+                        .push(")) = ")
+                        .push_bind(prefix.to_owned());
+                },
+                "name",
+                limit,
+                offset,
+            )
+            .await?;
+        let items = rows.iter().map(kv_pair).collect::<Result<_>>()?;
+        Ok(Page { items, total })
+    }
+
+    async fn kv_put(
+        &self,
+        name: &str,
+        value: KvValue<'_>,
+        ttl: Option<Duration>,
+    ) -> Result<KvPair> {
+        let expire_timestamp = ttl.map(expires_after);
+        let upsert = "INSERT INTO kv (name, value, secret, expire_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value, secret = excluded.secret, \
+             expire_at = excluded.expire_at";
+        let (stored, secret) = match value {
+            KvValue::Plain(v) => (v.to_owned(), false),
+            KvValue::Secret(v) => (self.encrypt(v)?, true),
+            KvValue::Encrypted(v) => {
+                if self.datastore_key()?.decrypt(v).is_err() {
+                    return Err(StorageError::Invalid(format!(
+                        "Failed to verify the integrity of the provided value for key \"{name}\". \
+                         Ensure that the value is encrypted with the correct key and not corrupted."
+                    )));
+                }
+                (v.to_owned(), true)
+            }
+            KvValue::KeepSecrecy(v) => {
+                // Whether the pair is a secret decides what is written: one transaction.
+                let mut tx = WriteTx::begin(&self.pool).await?;
+                let secret: bool = sqlx::query_scalar(&format!(
+                    "SELECT secret FROM kv WHERE name = ? AND {KV_LIVE}"
+                ))
+                .bind(name)
+                .bind(crate::ids::now())
+                .fetch_optional(tx.conn())
+                .await?
+                .unwrap_or(false);
+                let stored = if secret { self.encrypt(v)? } else { v.to_owned() };
+                sqlx::query(upsert)
+                    .bind(name)
+                    .bind(&stored)
+                    .bind(secret)
+                    .bind(&expire_timestamp)
+                    .execute(tx.conn())
+                    .await?;
+                tx.commit().await?;
+                self.purge_expired_kv().await;
+                return Ok(KvPair {
+                    name: name.to_owned(),
+                    value: stored,
+                    secret,
+                    expire_timestamp,
+                });
+            }
+        };
+        sqlx::query(upsert)
             .bind(name)
-            .bind(value)
+            .bind(&stored)
+            .bind(secret)
+            .bind(&expire_timestamp)
             .execute(&self.pool)
             .await?;
-        Ok(())
+        self.purge_expired_kv().await;
+        Ok(KvPair {
+            name: name.to_owned(),
+            value: stored,
+            secret,
+            expire_timestamp,
+        })
     }
 
     async fn kv_delete(&self, name: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM kv WHERE name = ?")
-            .bind(name)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        // An expired pair is deleted too, but did not exist for the caller.
+        let live: Option<bool> = sqlx::query_scalar(&format!(
+            "DELETE FROM kv WHERE name = ? RETURNING {KV_LIVE}"
+        ))
+        .bind(name)
+        .bind(crate::ids::now())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(live == Some(true))
+    }
+
+    async fn kv_increment(&self, name: &str, delta: i64) -> Result<i64> {
+        let mut tx = WriteTx::begin(&self.pool).await?;
+        let current = live_kv(&mut tx, name).await?;
+        let expire_at = current.as_ref().and_then(|p| p.expire_timestamp.clone());
+        let next = match incremented(name, current.as_ref(), delta) {
+            Ok(next) => next,
+            Err(refused) => {
+                // Nothing written: committing ends the read and returns the connection.
+                tx.commit().await?;
+                return Err(refused);
+            }
+        };
+        sqlx::query(
+            "INSERT INTO kv (name, value, secret, expire_at) VALUES (?, ?, 0, ?) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value, secret = 0, \
+             expire_at = excluded.expire_at",
+        )
+        .bind(name)
+        .bind(next.to_string())
+        .bind(expire_at)
+        .execute(tx.conn())
+        .await?;
+        tx.commit().await?;
+        Ok(next)
+    }
+
+    async fn kv_compare_and_swap(
+        &self,
+        name: &str,
+        expected: Option<&str>,
+        new: &str,
+    ) -> Result<bool> {
+        let mut tx = WriteTx::begin(&self.pool).await?;
+        let current = live_kv(&mut tx, name).await?;
+        if current.as_ref().is_some_and(|pair| pair.secret) {
+            tx.commit().await?;
+            return Err(StorageError::Invalid(format!(
+                "`{name}` is a secret; compare-and-swap works on plain values only"
+            )));
+        }
+        if current.as_ref().map(|pair| pair.value.as_str()) != expected {
+            // Nothing written: committing ends the read and returns the connection.
+            tx.commit().await?;
+            return Ok(false);
+        }
+        let expire_at = current.and_then(|pair| pair.expire_timestamp);
+        sqlx::query(
+            "INSERT INTO kv (name, value, secret, expire_at) VALUES (?, ?, 0, ?) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value, secret = 0, \
+             expire_at = excluded.expire_at",
+        )
+        .bind(name)
+        .bind(new)
+        .bind(expire_at)
+        .execute(tx.conn())
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
+/// The condition that a `kv` row has not expired; binds the current time.
+const KV_LIVE: &str = "(expire_at IS NULL OR expire_at > ?)";
+/// How many expired pairs one write purges at most.
+const KV_PURGE_BATCH: i64 = 64;
+
+fn kv_pair(row: &SqliteRow) -> Result<KvPair> {
+    Ok(KvPair {
+        name: row.try_get("name")?,
+        value: row.try_get("value")?,
+        secret: row.try_get("secret")?,
+        expire_timestamp: row.try_get("expire_at")?,
+    })
+}
+
+/// The time `ttl` from now, as stored.
+fn expires_after(ttl: Duration) -> String {
+    let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+    let at = chrono::Utc::now()
+        .checked_add_signed(ttl)
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
+    crate::ids::format_time(at)
+}
+
+/// `current` (the unexpired pair; none counts as 0) plus `delta`, or why it cannot be
+/// incremented. The value itself is not repeated: the caller may be allowed to write the key
+/// but not to read it.
+fn incremented(name: &str, current: Option<&KvPair>, delta: i64) -> Result<i64> {
+    let value = match current {
+        None => 0,
+        Some(pair) if pair.secret => {
+            return Err(StorageError::Invalid(format!(
+                "`{name}` is a secret; only plain values can be incremented"
+            )));
+        }
+        Some(pair) => pair.value.trim().parse::<i64>().map_err(|_| {
+            StorageError::Invalid(format!(
+                "`{name}` does not hold a decimal integer, so it cannot be incremented"
+            ))
+        })?,
+    };
+    value
+        .checked_add(delta)
+        .ok_or_else(|| StorageError::Invalid(format!("`{name}`: {value} + {delta} overflows")))
+}
+
+/// The unexpired pair under `name`, read inside a write transaction.
+async fn live_kv(tx: &mut WriteTx, name: &str) -> Result<Option<KvPair>> {
+    let row = sqlx::query(&format!("SELECT * FROM kv WHERE name = ? AND {KV_LIVE}"))
+        .bind(name)
+        .bind(crate::ids::now())
+        .fetch_optional(tx.conn())
+        .await?;
+    row.as_ref().map(kv_pair).transpose()
+}
+
+impl SqliteStore {
+    fn encrypt(&self, plaintext: &str) -> Result<String> {
+        self.datastore_key()?
+            .encrypt(plaintext)
+            .map_err(|e| StorageError::Writer(format!("encrypting a secret: {e}")))
+    }
+
+    /// Deletes up to [`KV_PURGE_BATCH`] expired pairs (reads never see them; this keeps them
+    /// from piling up). Best effort: a failure is left to the next write.
+    async fn purge_expired_kv(&self) {
+        let purged = sqlx::query(
+            "DELETE FROM kv WHERE rowid IN \
+             (SELECT rowid FROM kv WHERE expire_at <= ? ORDER BY expire_at LIMIT ?)",
+        )
+        .bind(crate::ids::now())
+        .bind(KV_PURGE_BATCH)
+        .execute(&self.pool)
+        .await;
+        if let Err(e) = purged {
+            tracing::debug!("purging expired datastore keys: {e}");
+        }
     }
 }
 

@@ -195,7 +195,12 @@ async fn a_full_disk_fails_writes_cleanly_and_they_recover_when_space_returns() 
     assert!(reopened.execution(&later.id).await.unwrap().is_some());
     for i in 0..8 {
         assert_eq!(
-            reopened.kv_get(&format!("k{i}")).await.unwrap().as_deref(),
+            reopened
+                .kv_get(&format!("k{i}"))
+                .await
+                .unwrap()
+                .map(|pair| pair.value)
+                .as_deref(),
             Some("v"),
             "k{i}"
         );

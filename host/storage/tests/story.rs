@@ -304,7 +304,10 @@ async fn story(store: Arc<dyn Store>) {
     // The datastore.
     store.kv_set("a.b", "1").await.unwrap();
     store.kv_set("a.b", "2").await.unwrap();
-    assert_eq!(store.kv_get("a.b").await.unwrap().as_deref(), Some("2"));
+    assert_eq!(
+        store.kv_get("a.b").await.unwrap().map(|pair| pair.value).as_deref(),
+        Some("2")
+    );
     assert_eq!(
         store.kv_all().await.unwrap(),
         [("a.b".to_owned(), "2".to_owned())]
