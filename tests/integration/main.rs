@@ -10,8 +10,6 @@ mod js_fetch;
 mod layers;
 mod limits;
 mod loading;
-mod pack_config;
-mod plugin_api;
 mod reload;
 mod rules;
 mod sandbox;
