@@ -4,7 +4,8 @@
 //!
 //! `STORMHOOK_SKIP_PLUGINS=1` skips all of it: the binary then carries no example packs.
 //!
-//! The generated `examples.rs` holds the example pack files.
+//! The generated `examples.rs` holds the example pack files, and `templates.rs` the files
+//! `stormhook plugin new` writes (the plugin crate templates, the SDK's source and the WIT).
 
 #[path = "build/wasm_plugins.rs"]
 mod wasm_plugins;
@@ -39,6 +40,78 @@ fn main() {
     };
     let code = generate(&root.join("examples"), wasm_dir.as_deref());
     fs::write(out.join("examples.rs"), code).expect("OUT_DIR is writable");
+    fs::write(out.join("templates.rs"), generate_templates(&root)).expect("OUT_DIR is writable");
+}
+
+/// Generates the files `stormhook plugin new` writes (see `plugins/sdk/template/README.md`):
+/// `COMMON`, `ACTION` and `RULE` (the template folders), `SDK` (`plugins/sdk/src/**` and its
+/// README, as `src/...` and `README.md`) and `WIT` (`wit/*.wit`, not `wit/frozen/`), each a
+/// list of (relative path, contents). Always embedded, `STORMHOOK_SKIP_PLUGINS` or not.
+fn generate_templates(root: &Path) -> String {
+    let template = root.join("plugins/sdk/template");
+    let sdk = root.join("plugins/sdk");
+    let mut sdk_files = Vec::new();
+    walk(&sdk.join("src"), &sdk, &mut sdk_files);
+    sdk_files.push(("README.md".to_owned(), sdk.join("README.md")));
+    let wit_dir = root.join("wit");
+    let mut wit_files: Vec<(String, PathBuf)> = fs::read_dir(&wit_dir)
+        .expect("wit/ exists")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "wit"))
+        .map(|p| {
+            (
+                p.strip_prefix(&wit_dir)
+                    .expect("under wit/")
+                    .to_string_lossy()
+                    .into_owned(),
+                p,
+            )
+        })
+        .collect();
+    wit_files.sort();
+    let mut code = String::new();
+    let mut list = |name: &str, doc: &str, mut files: Vec<(String, PathBuf)>| {
+        files.sort();
+        writeln!(code, "/// {doc}").unwrap();
+        writeln!(code, "pub(crate) static {name}: &[(&str, &str)] = &[").unwrap();
+        for (rel, abs) in &files {
+            writeln!(
+                code,
+                "    ({rel:?}, include_str!({:?})),",
+                abs.display().to_string()
+            )
+            .unwrap();
+        }
+        code.push_str("];\n");
+    };
+    for (name, folder) in [("COMMON", "common"), ("ACTION", "action"), ("RULE", "rule")] {
+        let dir = template.join(folder);
+        let mut files = Vec::new();
+        walk(&dir, &dir, &mut files);
+        list(name, &format!("`plugins/sdk/template/{folder}/**`."), files);
+    }
+    list(
+        "SDK",
+        "`plugins/sdk/src/**` and `plugins/sdk/README.md`.",
+        sdk_files,
+    );
+    list("WIT", "`wit/*.wit`.", wit_files);
+    code
+}
+
+/// Every file under `dir` (hidden ones included), as (path relative to `base`, path).
+fn walk(dir: &Path, base: &Path, files: &mut Vec<(String, PathBuf)>) {
+    let entries = fs::read_dir(dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()));
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            walk(&path, base, files);
+        } else {
+            let rel = path.strip_prefix(base).expect("under base");
+            files.push((rel.to_string_lossy().replace('\\', "/"), path));
+        }
+    }
 }
 
 /// The package names of the example plugins: one folder each under `plugins/examples`, named

@@ -181,39 +181,43 @@ impl Shared {
 
     /// Counts the request and checks it against the grant and the limits.
     fn admit(&self, request: &http::Request<WasiBody>) -> Result<(Target, Tracker), Error> {
-        let attempt = self.attempts.fetch_add(1, Ordering::Relaxed);
+        let attempt = self
+            .attempts
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_add(1))
+            })
+            .unwrap_or(u32::MAX);
+        let max = self.limits.max_requests;
+        if attempt > max {
+            self.unrecorded.fetch_add(1, Ordering::Relaxed);
+            return Err(Error::HttpRequestDenied);
+        }
         let uri = request.uri();
         let method = grant::shorten(request.method().as_str(), 32);
         let scheme = uri.scheme_str().and_then(Scheme::parse);
         let host = uri.host().and_then(Host::parse);
-        let (Some(scheme), Some(host)) = (scheme, host) else {
-            let url = grant::shorten(
-                &format!("{}{}", uri.scheme_str().unwrap_or(""), uri.path()),
-                MAX_RECORDED_URL_BYTES,
-            );
-            let tracker = self.tracker(Slot::new(method, url));
+        let port = scheme.map(|s| uri.port_u16().unwrap_or(s.default_port()));
+        let url = match (scheme, &host, port) {
+            (Some(scheme), Some(host), Some(port)) if port != scheme.default_port() => {
+                format!("{}://{host}:{port}{}", scheme.as_str(), uri.path())
+            }
+            (Some(scheme), Some(host), _) => format!("{}://{host}{}", scheme.as_str(), uri.path()),
+            _ => format!("{}://{}", uri.scheme_str().unwrap_or(""), uri.path()),
+        };
+        let tracker = self.tracker(Slot::new(
+            method,
+            grant::shorten(&url, MAX_RECORDED_URL_BYTES),
+        ));
+        if attempt == max {
+            let reason = format!("request limit of {max} reached");
+            return Err(tracker.refuse(reason, Error::HttpRequestDenied));
+        }
+        let (Some(scheme), Some(host), Some(port)) = (scheme, host, port) else {
             return Err(tracker.refuse(
                 "the URL needs an http or https scheme and a host".into(),
                 Error::HttpRequestUriInvalid,
             ));
         };
-        let port = uri.port_u16().unwrap_or(scheme.default_port());
-        let shown_port = match port == scheme.default_port() {
-            true => String::new(),
-            false => format!(":{port}"),
-        };
-        let url = format!("{}://{host}{shown_port}{}", scheme.as_str(), uri.path());
-        let slot = Slot::new(method, grant::shorten(&url, MAX_RECORDED_URL_BYTES));
-        let max = self.limits.max_requests;
-        if attempt >= max {
-            if attempt > max {
-                self.unrecorded.fetch_add(1, Ordering::Relaxed);
-                return Err(Error::HttpRequestDenied);
-            }
-            let reason = format!("request limit of {max} reached");
-            return Err(self.tracker(slot).refuse(reason, Error::HttpRequestDenied));
-        }
-        let tracker = self.tracker(slot);
         if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
             return Err(tracker.refuse(
                 "userinfo in the URL is not supported (send an Authorization header)".into(),

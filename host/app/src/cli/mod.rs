@@ -11,6 +11,8 @@ pub mod execution;
 pub mod key;
 pub mod output;
 pub mod plugin;
+pub mod plugin_new;
+pub mod plugin_run;
 pub mod rule;
 pub mod serve;
 pub mod trigger_instance;
@@ -37,7 +39,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the server.
     Serve(Box<ServeArgs>),
-    /// Inspect and reload plugins on a running server.
+    /// Inspect and reload plugins on a running server; write a new plugin crate, or run a
+    /// component once without a server.
     #[command(subcommand)]
     Plugin(PluginCommand),
     /// Create, list and delete API keys in the store (works without a running server).
@@ -264,6 +267,12 @@ pub enum PluginCommand {
     List(ClientArgs),
     /// Rescan the packs folder now.
     Reload(ClientArgs),
+    /// Write a new plugin crate (Rust, SDK and WIT vendored) that builds in a folder of its own.
+    New(plugin_new::NewArgs),
+    /// Run an action (or a rule component) once, without a server: its logs, stdout, stderr
+    /// and HTTP requests on stderr, its result as JSON on stdout. Exit code 0 when it
+    /// succeeded, 1 when it failed, 2 when it could not be run.
+    Run(Box<plugin_run::RunArgs>),
 }
 
 /// `stormhook webhook ...`.

@@ -1,4 +1,5 @@
-//! `stormhook plugin list|reload`: asks a running server.
+//! `stormhook plugin list|reload` ask a running server; `stormhook plugin new|run` work
+//! offline, for plugin authors (`plugin_new`, `plugin_run`).
 
 use std::process::ExitCode;
 
@@ -13,26 +14,29 @@ use super::{ClientArgs, PluginCommand};
 ///
 /// # Errors
 ///
-/// The server cannot be reached, or the settings are invalid. An error answer is printed and
-/// gives exit code 1.
+/// `list`, `reload`: the server cannot be reached, or the settings are invalid (an error
+/// answer is printed and gives exit code 1). `new`, `run`: see their modules.
 pub async fn run(cmd: PluginCommand) -> anyhow::Result<ExitCode> {
-    report(run_inner(cmd).await)
+    match cmd {
+        PluginCommand::List(args) => report(list(&args).await),
+        PluginCommand::Reload(args) => report(reload(&args).await),
+        PluginCommand::New(args) => super::plugin_new::run(&args),
+        PluginCommand::Run(args) => super::plugin_run::run(&args).await,
+    }
 }
 
-async fn run_inner(cmd: PluginCommand) -> anyhow::Result<ExitCode> {
-    match cmd {
-        PluginCommand::List(args) => {
-            let client = Client::new(&args)?;
-            let answer = client.get(&["plugins"], &[]).await?;
-            show(&args, &answer.body, &answer.body);
-        }
-        PluginCommand::Reload(args) => {
-            let client = Client::new(&args)?;
-            let url = client.api_url(&["plugins", "reload"], &[]);
-            let answer = client.call(Method::POST, url).send().await?;
-            show(&args, &answer.body, &answer.body["plugins"]);
-        }
-    }
+async fn list(args: &ClientArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(args)?;
+    let answer = client.get(&["plugins"], &[]).await?;
+    show(args, &answer.body, &answer.body);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn reload(args: &ClientArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(args)?;
+    let url = client.api_url(&["plugins", "reload"], &[]);
+    let answer = client.call(Method::POST, url).send().await?;
+    show(args, &answer.body, &answer.body["plugins"]);
     Ok(ExitCode::SUCCESS)
 }
 

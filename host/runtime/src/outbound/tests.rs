@@ -687,3 +687,48 @@ async fn every_request_is_logged_under_the_plugin_target() {
         "{refused}"
     );
 }
+
+#[tokio::test]
+async fn urls_with_userinfo_or_without_a_host_are_refused() {
+    let (port, seen) = serve(None, hello()).await;
+    let mut call = call_for(&[format!("http://127.0.0.1:{port}")]);
+    let err = send(
+        &mut call,
+        get(&format!("http://user:s3cr3t@127.0.0.1:{port}/")),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::HttpRequestUriInvalid), "{err:?}");
+    let err = send(&mut call, get("/relative")).await.unwrap_err();
+    assert!(matches!(err, Error::HttpRequestUriInvalid), "{err:?}");
+    let records = call.records();
+    assert_eq!(records[0].url, format!("http://127.0.0.1:{port}/"));
+    assert_eq!(
+        records[0].error.as_deref(),
+        Some("userinfo in the URL is not supported (send an Authorization header)")
+    );
+    assert_eq!(
+        records[1].error.as_deref(),
+        Some("the URL needs an http or https scheme and a host")
+    );
+    assert!(seen.lock().unwrap().is_empty());
+}
+
+#[test]
+fn the_call_is_the_hooks_of_a_wasi_http_view() {
+    let mut call = call_for(&[]);
+    let mut ctx = wasmtime_wasi_http::WasiHttpCtx::new();
+    let mut table = wasmtime::component::ResourceTable::new();
+    let view = wasmtime_wasi_http::WasiHttpCtxView {
+        ctx: &mut ctx,
+        table: &mut table,
+        hooks: &mut call,
+    };
+    // wasi:http's default forbidden headers are kept; others pass.
+    assert!(view.hooks.is_forbidden_header(&http::header::HOST));
+    assert!(
+        view.hooks
+            .is_forbidden_header(&http::header::TRANSFER_ENCODING)
+    );
+    assert!(!view.hooks.is_forbidden_header(&http::header::AUTHORIZATION));
+}
