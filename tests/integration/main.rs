@@ -2,6 +2,7 @@
 
 mod auth;
 mod cli;
+mod datastore;
 mod disk_full;
 mod engine;
 mod examples;

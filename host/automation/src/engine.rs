@@ -98,10 +98,11 @@ pub(crate) async fn start(
         );
     }
     let engine = Arc::new(Engine {
+        renderer: Renderer::new()
+            .with_decrypt_kv(crate::datastore::kv_decrypter(Arc::clone(&store))),
         store,
         packs,
         executor,
-        renderer: Renderer::new(),
         components: ComponentSlots::default(),
     });
     Ok(tokio::spawn(engine.run(stop)))

@@ -1060,6 +1060,11 @@ fn add_filter(env: &mut Environment<'static>, name: &'static str, f: Value, prec
     });
 }
 
+/// Adds a filter that the caller provides (`decrypt_kv`), guarded like the built-in ones.
+pub(crate) fn add_guarded_filter(env: &mut Environment<'static>, name: &'static str, f: Value) {
+    add_filter(env, name, f, no_check);
+}
+
 fn add_test(env: &mut Environment<'static>, name: &'static str, f: Value) {
     env.add_test(name, move |state: &mut State, args: Rest<ValueOrKwargs>| {
         call_guarded(state, &f, &args.into_values(), no_check).map(|v| v.is_true())

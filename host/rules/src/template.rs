@@ -7,6 +7,10 @@
 //!   rendering is used. This is StackStorm's `to_complex` rewrite.
 //! - Non-string patterns are used as they are.
 //! - `{% macro %}` and `{% call %}` work, as in StackStorm's Jinja.
+//! - `st2kv.system.<key>` of a secret is its ciphertext, as in StackStorm; the `decrypt_kv`
+//!   filter decrypts it (`{{ st2kv.system.token | decrypt_kv }}`) with the function given to
+//!   [`Renderer::with_decrypt_kv`], since this crate does no IO and holds no key. Without one,
+//!   the filter fails the render with a message that says so.
 //!
 //! # Bounds
 //!
@@ -26,7 +30,9 @@
 //!
 //! How this is done, and what is bounded only by fuel, is described in `sandbox.rs`.
 
-use minijinja::{Environment, ErrorKind};
+use std::sync::Arc;
+
+use minijinja::{Environment, Error, ErrorKind};
 use serde_json::Value;
 
 use crate::sandbox;
@@ -55,9 +61,39 @@ impl std::fmt::Debug for Renderer {
 impl Renderer {
     /// A renderer with strict undefined behaviour and the bounds of this module.
     pub fn new() -> Self {
-        Self {
+        let renderer = Self {
             env: sandbox::environment(),
-        }
+        };
+        renderer
+            .with_decrypt_kv(|_| Err("no datastore key is available to this renderer".to_owned()))
+    }
+
+    /// This renderer, with a `decrypt_kv` filter that decrypts with `decrypt` (a datastore
+    /// ciphertext in, the plaintext or an error message that names no value out).
+    pub fn with_decrypt_kv(
+        mut self,
+        decrypt: impl Fn(&str) -> Result<String, String> + Send + Sync + 'static,
+    ) -> Self {
+        let decrypt = Arc::new(decrypt);
+        let filter = minijinja::Value::from_function(move |value: minijinja::Value| {
+            let invalid = |m: String| Error::new(ErrorKind::InvalidOperation, m);
+            let Some(ciphertext) = value.as_str() else {
+                return Err(invalid(format!(
+                    "decrypt_kv: expected a secret's ciphertext (a string), got {}",
+                    value.kind()
+                )));
+            };
+            if ciphertext.is_empty() {
+                return Err(invalid(
+                    "decrypt_kv: the value is empty (the datastore item does not exist or holds an empty string)".into(),
+                ));
+            }
+            decrypt(ciphertext)
+                .map(minijinja::Value::from)
+                .map_err(|e| invalid(format!("decrypt_kv: {e}")))
+        });
+        sandbox::add_guarded_filter(&mut self.env, "decrypt_kv", filter);
+        self
     }
 
     /// Renders `pattern` with `context` (an object: `trigger`, `st2kv`, ...).
@@ -166,5 +202,49 @@ mod tests {
         );
         assert!(r.render(&json!("{{ nope }}"), &ctx).is_err());
         assert!(r.render(&json!("{{ unclosed"), &ctx).is_err());
+    }
+
+    #[test]
+    fn decrypt_kv_uses_the_function_it_is_given() {
+        let ctx = json!({"st2kv": {"system": {"token": "CIPHER", "empty": "", "n": 3}}});
+        let r = Renderer::new().with_decrypt_kv(|c| match c {
+            "CIPHER" => Ok("plain".into()),
+            _ => Err("the signature does not match".into()),
+        });
+        assert_eq!(
+            r.render(&json!("{{ st2kv.system.token | decrypt_kv }}"), &ctx)
+                .unwrap(),
+            json!("plain")
+        );
+        assert_eq!(
+            r.render(&json!("Bearer {{ st2kv.system.token | decrypt_kv }}"), &ctx)
+                .unwrap(),
+            json!("Bearer plain")
+        );
+        // Without the filter, a secret renders as its ciphertext, as in StackStorm.
+        assert_eq!(
+            r.render(&json!("{{ st2kv.system.token }}"), &ctx).unwrap(),
+            json!("CIPHER")
+        );
+        let err = r
+            .render(&json!("{{ 'ABCD' | decrypt_kv }}"), &ctx)
+            .unwrap_err();
+        assert!(
+            err.contains("decrypt_kv: the signature does not match"),
+            "{err}"
+        );
+        let err = r
+            .render(&json!("{{ st2kv.system.empty | decrypt_kv }}"), &ctx)
+            .unwrap_err();
+        assert!(err.contains("the value is empty"), "{err}");
+        let err = r
+            .render(&json!("{{ st2kv.system.n | decrypt_kv }}"), &ctx)
+            .unwrap_err();
+        assert!(err.contains("expected a secret's ciphertext"), "{err}");
+        // A renderer without a key says so.
+        let err = Renderer::new()
+            .render(&json!("{{ st2kv.system.token | decrypt_kv }}"), &ctx)
+            .unwrap_err();
+        assert!(err.contains("no datastore key"), "{err}");
     }
 }

@@ -2,8 +2,19 @@
 //! `GET/PUT/DELETE /keys/{name}`, system scope (`st2kv.system`). Plugins reach the same values
 //! through the `kv` host import, within their grant.
 //!
-//! Not supported, and refused with a 400 that says so rather than stored wrongly: secret
-//! (encrypted) values, `ttl`, and the user scope.
+//! As in StackStorm:
+//! - `PUT` with `"secret": true` stores the value encrypted with the datastore key; with
+//!   `"encrypted": true` the value is already a ciphertext made with that key (`st2 key load`
+//!   of exported secrets): it must decrypt, and is stored as it is. Either way the pair is a
+//!   secret.
+//! - A secret is shown as its ciphertext (`"secret": true, "encrypted": true`) unless
+//!   `?decrypt=true`. StackStorm allows `decrypt` to administrators only; Stormhook has no
+//!   RBAC, so every authenticated caller may decrypt.
+//! - `"ttl": <seconds>` makes the pair expire (`expire_timestamp` in the answer); an expired
+//!   pair is gone for every reader. A `PUT` without `ttl` stores a pair that does not expire.
+//!
+//! Not supported, and refused with a 400 that says so rather than stored wrongly: the user
+//! scope.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -11,8 +22,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
+use stormhook_storage::{KvPair, KvValue, StorageError};
 
-use super::paging::{Paging, Params, list_response};
+use super::paging::{Paging, Params, boolean, list_response};
 use super::{ApiError, AppState};
 use stormhook_automation::triggers::python_repr;
 
@@ -22,17 +34,41 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/keys/{name}", get(get_one).put(put).delete(delete))
 }
 
-fn key_json(name: &str, value: &str) -> Value {
+/// A pair as StackStorm shows it; `decrypted` is a secret's plaintext when `?decrypt=true`.
+fn key_json(pair: &KvPair, decrypted: Option<String>) -> Value {
     use sha2::Digest as _;
-    json!({
+    let name = &pair.name;
+    let encrypted = pair.secret && decrypted.is_none();
+    let mut doc = json!({
         "id": hex::encode(&sha2::Sha256::digest(format!("kv:{name}").as_bytes())[..12]),
         "uid": format!("key_value_pair:st2kv.system:{name}"),
         "name": name,
-        "value": value,
-        "secret": false,
-        "encrypted": false,
+        "value": decrypted.unwrap_or_else(|| pair.value.clone()),
+        "secret": pair.secret,
+        "encrypted": encrypted,
         "scope": "st2kv.system",
-    })
+    });
+    if let (Some(at), Some(doc)) = (&pair.expire_timestamp, doc.as_object_mut()) {
+        doc.insert("expire_timestamp".into(), json!(at));
+    }
+    doc
+}
+
+/// `key_json`, decrypting a secret when `decrypt` is asked for.
+fn shown(state: &AppState, pair: &KvPair, decrypt: bool) -> Result<Value, ApiError> {
+    if !(decrypt && pair.secret) {
+        return Ok(key_json(pair, None));
+    }
+    let plaintext = state
+        .store
+        .datastore_key()?
+        .decrypt(&pair.value)
+        .map_err(|e| {
+            // The pair was stored encrypted with another key (or altered): an operator's
+            // problem, logged with the key's name only.
+            ApiError::Internal(format!("decrypting the secret `{}`: {e}", pair.name))
+        })?;
+    Ok(key_json(pair, Some(plaintext)))
 }
 
 /// `system` and `st2kv.system` are the system scope; `all` includes it.
@@ -57,27 +93,21 @@ async fn list(
     Query(params): Query<Params>,
 ) -> Result<Response, ApiError> {
     let paging = Paging::from(&params, 100)?;
-    let system = check_scope(&params)?;
-    let prefix = params.get("prefix").cloned().unwrap_or_default();
-    let all: Vec<(String, String)> = if system {
-        state
-            .store
-            .kv_all()
-            .await?
-            .into_iter()
-            .filter(|(k, _)| k.starts_with(&prefix))
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let total = all.len() as u64;
-    let items = all
+    let decrypt = boolean(&params, "decrypt")?.unwrap_or(false);
+    if !check_scope(&params)? {
+        return Ok(list_response(Vec::new(), 0, paging));
+    }
+    let prefix = params.get("prefix").map_or("", String::as_str);
+    let page = state
+        .store
+        .kv_list(prefix, paging.limit, paging.offset)
+        .await?;
+    let items = page
+        .items
         .iter()
-        .skip(paging.offset as usize)
-        .take(paging.limit.map_or(usize::MAX, |l| l as usize))
-        .map(|(k, v)| key_json(k, v))
-        .collect();
-    Ok(list_response(items, total, paging))
+        .map(|pair| shown(&state, pair, decrypt))
+        .collect::<Result<_, _>>()?;
+    Ok(list_response(items, page.total, paging))
 }
 
 async fn get_one(
@@ -90,12 +120,44 @@ async fn get_one(
             "The user scope (st2kv.user) is not supported by Stormhook; only the system scope (st2kv.system) is.".into(),
         ));
     }
-    let value = state
+    let decrypt = boolean(&params, "decrypt")?.unwrap_or(false);
+    let pair = state
         .store
         .kv_get(&name)
         .await?
         .ok_or_else(|| not_found(&name))?;
-    Ok(Json(key_json(&name, &value)))
+    Ok(Json(shown(&state, &pair, decrypt)?))
+}
+
+/// A boolean field of the body (absent or null: false), with jsonschema's message otherwise.
+fn flag(body: &serde_json::Map<String, Value>, field: &str) -> Result<bool, ApiError> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "{} is not of type 'boolean'",
+            python_repr(other)
+        ))),
+    }
+}
+
+/// The body's `ttl`: none when absent, null or 0 (StackStorm stores no expiry for a falsy
+/// ttl); a positive whole number of seconds otherwise.
+fn ttl(body: &serde_json::Map<String, Value>) -> Result<Option<std::time::Duration>, ApiError> {
+    match body.get("ttl") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) if n.as_u64() == Some(0) => Ok(None),
+        Some(Value::Number(n)) if n.as_u64().is_some() => {
+            Ok(n.as_u64().map(std::time::Duration::from_secs))
+        }
+        Some(Value::Number(n)) if n.as_i64().is_some() => Err(ApiError::BadRequest(format!(
+            "ttl must be a positive number of seconds, got {n}"
+        ))),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "{} is not of type 'integer'",
+            python_repr(other)
+        ))),
+    }
 }
 
 async fn put(
@@ -111,7 +173,7 @@ async fn put(
         )));
     };
     let value = match body.get("value") {
-        Some(Value::String(v)) => v.clone(),
+        Some(Value::String(v)) => v.as_str(),
         Some(other) => {
             return Err(ApiError::BadRequest(format!(
                 "{} is not of type 'string'",
@@ -132,21 +194,25 @@ async fn put(
             )));
         }
     }
-    let flag = |k: &str| body.get(k).and_then(Value::as_bool) == Some(true);
-    if flag("secret") || flag("encrypted") {
-        return Err(ApiError::BadRequest(
-            "Secret (encrypted) values are not supported by Stormhook; the value was not stored."
-                .into(),
-        ));
-    }
-    if body.get("ttl").is_some_and(|t| !t.is_null()) {
-        return Err(ApiError::BadRequest(
-            "Expiring values (ttl) are not supported by Stormhook; the value was not stored."
-                .into(),
-        ));
-    }
-    state.store.kv_set(&name, &value).await?;
-    Ok(Json(key_json(&name, &value)))
+    let ttl = ttl(body)?;
+    // `encrypted` implies `secret` (StackStorm: otherwise anyone could decrypt any
+    // ciphertext by storing it as a plain value).
+    let value = if flag(body, "encrypted")? {
+        KvValue::Encrypted(value)
+    } else if flag(body, "secret")? {
+        KvValue::Secret(value)
+    } else {
+        KvValue::Plain(value)
+    };
+    let pair = state
+        .store
+        .kv_put(&name, value, ttl)
+        .await
+        .map_err(|e| match e {
+            StorageError::Invalid(message) => ApiError::BadRequest(message),
+            other => other.into(),
+        })?;
+    Ok(Json(key_json(&pair, None)))
 }
 
 async fn delete(

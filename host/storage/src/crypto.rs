@@ -171,7 +171,9 @@ impl DatastoreKey {
         };
         let hmac = base64_ws_decode(&hmac_key_string)
             .filter(|h| !h.is_empty())
-            .ok_or_else(|| CryptoError::InvalidKey("`hmacKey.hmacKeyString` is not base64".into()))?;
+            .ok_or_else(|| {
+                CryptoError::InvalidKey("`hmacKey.hmacKeyString` is not base64".into())
+            })?;
         Ok(Self {
             aes,
             hmac,
@@ -311,7 +313,9 @@ impl DatastoreKey {
             .verify_slice(signature)
             .map_err(|_| CryptoError::Signature)?;
         let (iv, body) = message[HEADER.len()..].split_at(BLOCK);
-        let iv: [u8; BLOCK] = iv.try_into().map_err(|_| CryptoError::Malformed("too short"))?;
+        let iv: [u8; BLOCK] = iv
+            .try_into()
+            .map_err(|_| CryptoError::Malformed("too short"))?;
         let plain = match &self.aes {
             AesKey::Aes128(k) => cbc::Decryptor::<aes::Aes128>::new(k.into(), &iv.into())
                 .decrypt_padded_vec::<Pkcs7>(body),
@@ -382,7 +386,10 @@ mod tests {
             let key = DatastoreKey::from_json(key).unwrap();
             assert_eq!(&key.decrypt(ciphertext).unwrap(), plaintext);
             // The same IV gives exactly StackStorm's bytes: header, IV, body and signature.
-            let iv: [u8; BLOCK] = hex::decode(&ciphertext[10..42]).unwrap().try_into().unwrap();
+            let iv: [u8; BLOCK] = hex::decode(&ciphertext[10..42])
+                .unwrap()
+                .try_into()
+                .unwrap();
             assert_eq!(&key.encrypt_with_iv(plaintext, iv), ciphertext);
         }
     }
@@ -414,23 +421,39 @@ mod tests {
             .finalize()
             .into_bytes();
         expected.extend_from_slice(&mac);
-        assert_eq!(key.encrypt_with_iv("token", iv), hex::encode_upper(expected));
+        assert_eq!(
+            key.encrypt_with_iv("token", iv),
+            hex::encode_upper(expected)
+        );
     }
 
     #[test]
     fn round_trips_and_a_fresh_iv_each_time() {
         let key = DatastoreKey::generate().unwrap();
-        for text in ["", "a", "0123456789abcdef", "č š hello đ 💩😁", &"x".repeat(1000)] {
+        for text in [
+            "",
+            "a",
+            "0123456789abcdef",
+            "č š hello đ 💩😁",
+            &"x".repeat(1000),
+        ] {
             let a = key.encrypt(text).unwrap();
             let b = key.encrypt(text).unwrap();
             assert_ne!(a, b, "random IV");
             assert_eq!(a, a.to_uppercase());
             assert_eq!(key.decrypt(&a).unwrap(), text);
-            assert_eq!(key.decrypt(&b.to_lowercase()).unwrap(), text, "hex is case-blind");
+            assert_eq!(
+                key.decrypt(&b.to_lowercase()).unwrap(),
+                text,
+                "hex is case-blind"
+            );
         }
         // The JSON written reads back as the same key.
         let again = DatastoreKey::from_json(&key.to_json()).unwrap();
-        assert_eq!(again.decrypt(&key.encrypt("same").unwrap()).unwrap(), "same");
+        assert_eq!(
+            again.decrypt(&key.encrypt("same").unwrap()).unwrap(),
+            "same"
+        );
     }
 
     #[test]
@@ -465,17 +488,35 @@ mod tests {
             key.decrypt("not hex at all"),
             Err(CryptoError::Malformed("not hexadecimal"))
         ));
-        assert!(matches!(key.decrypt(""), Err(CryptoError::Malformed("too short"))));
+        assert!(matches!(
+            key.decrypt(""),
+            Err(CryptoError::Malformed("too short"))
+        ));
     }
 
     #[test]
     fn key_files_are_checked_like_stackstorm_does() {
         let cases = [
-            (r#"{"hmacKey": {"hmacKeyString": "a", "size": 128}, "aesKeyString": "b", "mode": "EBC", "size": 256}"#, "unsupported mode: EBC"),
-            (r#"{"hmacKey": {"hmacKeyString": "YQ", "size": 128}, "aesKeyString": "EeBcUcbH14tL0w_fF5siEw", "mode": "CBC", "size": 64}"#, "unsafe key size: 64"),
-            (r#"{"aesKeyString": "EeBcUcbH14tL0w_fF5siEw", "mode": "CBC", "size": 128}"#, "`hmacKey.hmacKeyString` must be a string"),
-            (r#"{"hmacKey": {"hmacKeyString": "YQ", "size": 128}, "aesKeyString": "YWJj", "mode": "CBC", "size": 128}"#, "holds 3 bytes"),
-            (r#"{"hmacKey": {"hmacKeyString": "YQ", "size": 128}, "aesKeyString": "!!", "mode": "CBC", "size": 128}"#, "not base64"),
+            (
+                r#"{"hmacKey": {"hmacKeyString": "a", "size": 128}, "aesKeyString": "b", "mode": "EBC", "size": 256}"#,
+                "unsupported mode: EBC",
+            ),
+            (
+                r#"{"hmacKey": {"hmacKeyString": "YQ", "size": 128}, "aesKeyString": "EeBcUcbH14tL0w_fF5siEw", "mode": "CBC", "size": 64}"#,
+                "unsafe key size: 64",
+            ),
+            (
+                r#"{"aesKeyString": "EeBcUcbH14tL0w_fF5siEw", "mode": "CBC", "size": 128}"#,
+                "`hmacKey.hmacKeyString` must be a string",
+            ),
+            (
+                r#"{"hmacKey": {"hmacKeyString": "YQ", "size": 128}, "aesKeyString": "YWJj", "mode": "CBC", "size": 128}"#,
+                "holds 3 bytes",
+            ),
+            (
+                r#"{"hmacKey": {"hmacKeyString": "YQ", "size": 128}, "aesKeyString": "!!", "mode": "CBC", "size": 128}"#,
+                "not base64",
+            ),
             ("[1]", "`aesKeyString` must be a string"),
             ("{", "not JSON"),
         ];
@@ -493,7 +534,10 @@ mod tests {
     fn debug_shows_no_key_material() {
         let key = DatastoreKey::from_json(ST2_KEY_256).unwrap();
         let shown = format!("{key:?}");
-        assert!(!shown.contains("vKmBE2") && !shown.contains("lgI9Yd"), "{shown}");
+        assert!(
+            !shown.contains("vKmBE2") && !shown.contains("lgI9Yd"),
+            "{shown}"
+        );
     }
 
     #[test]
@@ -508,7 +552,10 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         let second = DatastoreKey::read_or_create(&path).unwrap();
-        assert_eq!(second.decrypt(&first.encrypt("kept").unwrap()).unwrap(), "kept");
+        assert_eq!(
+            second.decrypt(&first.encrypt("kept").unwrap()).unwrap(),
+            "kept"
+        );
         // A broken file is an error, never silently replaced.
         std::fs::write(&path, "{}").unwrap();
         assert!(matches!(

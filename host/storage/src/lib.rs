@@ -257,7 +257,9 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a plain `value` under `name`, with no expiry: [`Store::kv_put`] with
     /// [`KvValue::Plain`].
     async fn kv_set(&self, name: &str, value: &str) -> Result<()> {
-        self.kv_put(name, KvValue::Plain(value), None).await.map(drop)
+        self.kv_put(name, KvValue::Plain(value), None)
+            .await
+            .map(drop)
     }
     /// Deletes the pair under `name`; returns whether an unexpired one existed.
     async fn kv_delete(&self, name: &str) -> Result<bool>;

@@ -1111,12 +1111,11 @@ impl Store for SqliteStore {
         ttl: Option<Duration>,
     ) -> Result<KvPair> {
         let expire_timestamp = ttl.map(expires_after);
-        let upsert = "INSERT INTO kv (name, value, secret, expire_at) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (name) DO UPDATE SET value = excluded.value, secret = excluded.secret, \
-             expire_at = excluded.expire_at";
-        let (stored, secret) = match value {
-            KvValue::Plain(v) => (v.to_owned(), false),
-            KvValue::Secret(v) => (self.encrypt(v)?, true),
+        // What to store, when it does not depend on the current pair (and so is worked out
+        // before the transaction, which a failure would otherwise abandon).
+        let (fixed, keep_secrecy) = match value {
+            KvValue::Plain(v) => (Some((v.to_owned(), false)), None),
+            KvValue::Secret(v) => (Some((self.encrypt(v)?, true)), None),
             KvValue::Encrypted(v) => {
                 if self.datastore_key()?.decrypt(v).is_err() {
                     return Err(StorageError::Invalid(format!(
@@ -1124,44 +1123,28 @@ impl Store for SqliteStore {
                          Ensure that the value is encrypted with the correct key and not corrupted."
                     )));
                 }
-                (v.to_owned(), true)
+                (Some((v.to_owned(), true)), None)
             }
-            KvValue::KeepSecrecy(v) => {
-                // Whether the pair is a secret decides what is written: one transaction.
-                let mut tx = WriteTx::begin(&self.pool).await?;
-                let secret: bool = sqlx::query_scalar(&format!(
-                    "SELECT secret FROM kv WHERE name = ? AND {KV_LIVE}"
-                ))
-                .bind(name)
-                .bind(crate::ids::now())
-                .fetch_optional(tx.conn())
-                .await?
-                .unwrap_or(false);
-                let stored = if secret { self.encrypt(v)? } else { v.to_owned() };
-                sqlx::query(upsert)
-                    .bind(name)
-                    .bind(&stored)
-                    .bind(secret)
-                    .bind(&expire_timestamp)
-                    .execute(tx.conn())
-                    .await?;
-                tx.commit().await?;
-                self.purge_expired_kv().await;
-                return Ok(KvPair {
-                    name: name.to_owned(),
-                    value: stored,
-                    secret,
-                    expire_timestamp,
-                });
+            KvValue::KeepSecrecy(v) => (None, Some(v)),
+        };
+        let mut tx = WriteTx::begin(&self.pool).await?;
+        let (stored, secret) = match (fixed, keep_secrecy) {
+            (Some(fixed), _) => fixed,
+            (None, plaintext) => {
+                let plaintext = plaintext.unwrap_or_default();
+                let secret = live_kv(&mut tx, name).await?.is_some_and(|p| p.secret);
+                let stored = if secret {
+                    self.encrypt(plaintext)?
+                } else {
+                    plaintext.to_owned()
+                };
+                (stored, secret)
             }
         };
-        sqlx::query(upsert)
-            .bind(name)
-            .bind(&stored)
-            .bind(secret)
-            .bind(&expire_timestamp)
-            .execute(&self.pool)
+        upsert_kv(name, &stored, secret, expire_timestamp.as_deref())
+            .execute(tx.conn())
             .await?;
+        tx.commit().await?;
         self.purge_expired_kv().await;
         Ok(KvPair {
             name: name.to_owned(),
@@ -1195,16 +1178,9 @@ impl Store for SqliteStore {
                 return Err(refused);
             }
         };
-        sqlx::query(
-            "INSERT INTO kv (name, value, secret, expire_at) VALUES (?, ?, 0, ?) \
-             ON CONFLICT (name) DO UPDATE SET value = excluded.value, secret = 0, \
-             expire_at = excluded.expire_at",
-        )
-        .bind(name)
-        .bind(next.to_string())
-        .bind(expire_at)
-        .execute(tx.conn())
-        .await?;
+        upsert_kv(name, &next.to_string(), false, expire_at.as_deref())
+            .execute(tx.conn())
+            .await?;
         tx.commit().await?;
         Ok(next)
     }
@@ -1229,16 +1205,9 @@ impl Store for SqliteStore {
             return Ok(false);
         }
         let expire_at = current.and_then(|pair| pair.expire_timestamp);
-        sqlx::query(
-            "INSERT INTO kv (name, value, secret, expire_at) VALUES (?, ?, 0, ?) \
-             ON CONFLICT (name) DO UPDATE SET value = excluded.value, secret = 0, \
-             expire_at = excluded.expire_at",
-        )
-        .bind(name)
-        .bind(new)
-        .bind(expire_at)
-        .execute(tx.conn())
-        .await?;
+        upsert_kv(name, new, false, expire_at.as_deref())
+            .execute(tx.conn())
+            .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -1248,6 +1217,24 @@ impl Store for SqliteStore {
 const KV_LIVE: &str = "(expire_at IS NULL OR expire_at > ?)";
 /// How many expired pairs one write purges at most.
 const KV_PURGE_BATCH: i64 = 64;
+
+/// Stores a pair, replacing the one under its name.
+fn upsert_kv<'q>(
+    name: &'q str,
+    value: &'q str,
+    secret: bool,
+    expire_at: Option<&'q str>,
+) -> sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    sqlx::query(
+        "INSERT INTO kv (name, value, secret, expire_at) VALUES (?, ?, ?, ?) \
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value, secret = excluded.secret, \
+         expire_at = excluded.expire_at",
+    )
+    .bind(name)
+    .bind(value)
+    .bind(secret)
+    .bind(expire_at)
+}
 
 fn kv_pair(row: &SqliteRow) -> Result<KvPair> {
     Ok(KvPair {

@@ -86,7 +86,9 @@ async fn pre_encrypted_values_must_decrypt_with_the_key_and_are_kept_as_they_are
     for bad in [foreign.as_str(), "not a ciphertext", ""] {
         match store.kv_put("bad", KvValue::Encrypted(bad), None).await {
             Err(StorageError::Invalid(m)) => assert!(
-                m.starts_with("Failed to verify the integrity of the provided value for key \"bad\""),
+                m.starts_with(
+                    "Failed to verify the integrity of the provided value for key \"bad\""
+                ),
                 "{m}"
             ),
             other => panic!("{bad:?}: {other:?}"),
@@ -106,10 +108,7 @@ async fn an_operator_key_file_is_used_and_a_broken_one_refused() {
         .unwrap()
         .with_datastore_key(&key_path)
         .unwrap();
-    let stored = store
-        .kv_put("k", KvValue::Secret("v"), None)
-        .await
-        .unwrap();
+    let stored = store.kv_put("k", KvValue::Secret("v"), None).await.unwrap();
     assert_eq!(key.decrypt(&stored.value).unwrap(), "v");
     assert!(!dir.path().join(DATASTORE_KEY_FILE).exists());
 
@@ -131,7 +130,11 @@ async fn expired_pairs_are_invisible_and_purged_by_later_writes() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir).await;
     let short = store
-        .kv_put("short", KvValue::Plain("1"), Some(Duration::from_millis(50)))
+        .kv_put(
+            "short",
+            KvValue::Plain("1"),
+            Some(Duration::from_millis(50)),
+        )
         .await
         .unwrap();
     let long = store
@@ -140,7 +143,10 @@ async fn expired_pairs_are_invisible_and_purged_by_later_writes() {
         .unwrap();
     assert!(short.expire_timestamp.is_some());
     let long_expiry = long.expire_timestamp.clone().unwrap();
-    assert!(long_expiry.ends_with('Z') && long_expiry.len() == 27, "{long_expiry}");
+    assert!(
+        long_expiry.ends_with('Z') && long_expiry.len() == 27,
+        "{long_expiry}"
+    );
     assert!(store.kv_get("short").await.unwrap().is_some());
     // Expiry is a wall-clock time in the database, so real time has to pass.
     tokio::time::sleep(Duration::from_millis(120)).await;
@@ -152,8 +158,14 @@ async fn expired_pairs_are_invisible_and_purged_by_later_writes() {
     );
     let page = store.kv_list("", None, 0).await.unwrap();
     assert_eq!(page.total, 1);
-    assert_eq!(page.items[0].expire_timestamp.as_deref(), Some(&*long_expiry));
-    assert!(!store.kv_delete("short").await.unwrap(), "expired: did not exist");
+    assert_eq!(
+        page.items[0].expire_timestamp.as_deref(),
+        Some(&*long_expiry)
+    );
+    assert!(
+        !store.kv_delete("short").await.unwrap(),
+        "expired: did not exist"
+    );
     // An expired counter starts again from 0, and CAS sees it as absent.
     store
         .kv_put("n", KvValue::Plain("41"), Some(Duration::from_millis(1)))
@@ -166,13 +178,22 @@ async fn expired_pairs_are_invisible_and_purged_by_later_writes() {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
-    assert!(!store.kv_compare_and_swap("c", Some("old"), "x").await.unwrap());
+    assert!(
+        !store
+            .kv_compare_and_swap("c", Some("old"), "x")
+            .await
+            .unwrap()
+    );
     assert!(store.kv_compare_and_swap("c", None, "new").await.unwrap());
 
     // A write purges what has expired (here `short` went with the delete; add more).
     for i in 0..5 {
         store
-            .kv_put(&format!("gone.{i}"), KvValue::Plain("v"), Some(Duration::from_millis(1)))
+            .kv_put(
+                &format!("gone.{i}"),
+                KvValue::Plain("v"),
+                Some(Duration::from_millis(1)),
+            )
             .await
             .unwrap();
     }
@@ -210,7 +231,10 @@ async fn increment_and_compare_and_swap_semantics() {
 
     store.kv_set("word", "hello").await.unwrap();
     let err = store.kv_increment("word", 1).await.unwrap_err();
-    assert!(matches!(&err, StorageError::Invalid(m) if !m.contains("hello")), "{err}");
+    assert!(
+        matches!(&err, StorageError::Invalid(m) if !m.contains("hello")),
+        "{err}"
+    );
     store.kv_set("max", &i64::MAX.to_string()).await.unwrap();
     assert!(matches!(
         store.kv_increment("max", 1).await,
@@ -228,17 +252,37 @@ async fn increment_and_compare_and_swap_semantics() {
         .await
         .unwrap();
     store.kv_increment("window", 3).await.unwrap();
-    assert!(store.kv_compare_and_swap("window", Some("3"), "4").await.unwrap());
+    assert!(
+        store
+            .kv_compare_and_swap("window", Some("3"), "4")
+            .await
+            .unwrap()
+    );
     let after = store.kv_get("window").await.unwrap().unwrap();
     assert_eq!(after.value, "4");
     assert_eq!(after.expire_timestamp, put.expire_timestamp);
 
     assert!(store.kv_compare_and_swap("fresh", None, "a").await.unwrap());
     assert!(!store.kv_compare_and_swap("fresh", None, "b").await.unwrap());
-    assert!(!store.kv_compare_and_swap("fresh", Some("b"), "c").await.unwrap());
-    assert!(store.kv_compare_and_swap("fresh", Some("a"), "c").await.unwrap());
+    assert!(
+        !store
+            .kv_compare_and_swap("fresh", Some("b"), "c")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .kv_compare_and_swap("fresh", Some("a"), "c")
+            .await
+            .unwrap()
+    );
     assert_eq!(store.kv_get("fresh").await.unwrap().unwrap().value, "c");
-    assert!(!store.kv_compare_and_swap("missing", Some("x"), "y").await.unwrap());
+    assert!(
+        !store
+            .kv_compare_and_swap("missing", Some("x"), "y")
+            .await
+            .unwrap()
+    );
 
     // Secrets: neither operation, and nothing about the value is said.
     store
@@ -290,7 +334,11 @@ async fn concurrent_increments_and_cas_loops_lose_no_update() {
         seen.push(task.await.unwrap());
     }
     seen.sort_unstable();
-    assert_eq!(seen, (1..=200).collect::<Vec<i64>>(), "each saw its own value");
+    assert_eq!(
+        seen,
+        (1..=200).collect::<Vec<i64>>(),
+        "each saw its own value"
+    );
     assert_eq!(store.kv_get("hits").await.unwrap().unwrap().value, "200");
 
     // 50 writers each append their number with a read / compare-and-swap retry loop.

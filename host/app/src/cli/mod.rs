@@ -137,6 +137,12 @@ pub struct StoreArgs {
     /// default the packs.
     #[arg(long, env = "STORMHOOK_DATA_DIR", default_value = "stormhook-data")]
     pub data_dir: PathBuf,
+    /// The key that encrypts datastore secrets, in StackStorm's format (for example
+    /// `/etc/st2/keys/datastore_key.json`, to read values StackStorm encrypted). Default:
+    /// `<data-dir>/keys/datastore_key.json`, generated (readable by its owner only) the first
+    /// time a secret is stored.
+    #[arg(long, env = "STORMHOOK_DATASTORE_KEY")]
+    pub datastore_key: Option<PathBuf>,
 }
 
 /// `stormhook serve`.
@@ -537,9 +543,14 @@ pub async fn open_store(
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating the data directory {}", args.data_dir.display()))?;
     let path = args.data_dir.join("stormhook.db");
-    let store = stormhook_storage::sqlite::SqliteStore::open(&path)
+    let mut store = stormhook_storage::sqlite::SqliteStore::open(&path)
         .await
         .with_context(|| format!("opening the database {}", path.display()))?;
+    if let Some(key) = &args.datastore_key {
+        store = store
+            .with_datastore_key(key)
+            .context("reading the datastore key (--datastore-key)")?;
+    }
     Ok(std::sync::Arc::new(store))
 }
 

@@ -168,9 +168,10 @@ impl Executor {
             .map(|h| h.trim().to_owned())
             .unwrap_or_else(|_| "localhost".into());
         Self {
+            renderer: Renderer::new()
+                .with_decrypt_kv(crate::datastore::kv_decrypter(Arc::clone(&store))),
             store,
             catalog,
-            renderer: Renderer::new(),
             wake: Notify::new(),
             moved: Notify::new(),
             cancels: Mutex::default(),
