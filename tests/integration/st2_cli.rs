@@ -287,6 +287,31 @@ async fn the_official_st2_cli_works_against_stormhook() {
         "{}",
         run.out
     );
+    // A secret: encrypted by the server, shown as ciphertext, plaintext only with --decrypt.
+    let run = cli
+        .run(&key, &["key", "set", "--encrypt", "api_token", "tok-123"])
+        .await;
+    ok(&run, "key set --encrypt");
+    assert!(!run.out.contains("tok-123"), "{}", run.out);
+    let run = cli.run(&key, &["key", "get", "api_token", "-j"]).await;
+    ok(&run, "key get (secret)");
+    let shown: Value = serde_json::from_str(run.out.trim()).expect("key get -j prints JSON");
+    assert_eq!(shown["secret"], true, "{}", run.out);
+    assert!(!run.out.contains("tok-123"), "{}", run.out);
+    let run = cli
+        .run(&key, &["key", "get", "api_token", "--decrypt"])
+        .await;
+    ok(&run, "key get --decrypt");
+    assert!(run.out.contains("tok-123"), "{}", run.out);
+    // An expiring key.
+    let run = cli
+        .run(&key, &["key", "set", "--ttl", "3600", "session", "abc"])
+        .await;
+    ok(&run, "key set --ttl");
+    let run = cli.run(&key, &["key", "get", "session", "-j"]).await;
+    ok(&run, "key get (ttl)");
+    let shown: Value = serde_json::from_str(run.out.trim()).expect("key get -j prints JSON");
+    assert!(shown["expire_timestamp"].is_string(), "{}", run.out);
 
     // --debug shows each request as curl and the raw response.
     let run = cli
