@@ -11,6 +11,7 @@ mod js_fetch;
 mod layers;
 mod limits;
 mod loading;
+mod pack_config;
 mod reload;
 mod rules;
 mod sandbox;

@@ -183,6 +183,7 @@ pub struct TestServerBuilder {
     local_disabled: bool,
     http_policy: Option<stormhook_automation::actions::http::HttpPolicy>,
     parent: Option<PathBuf>,
+    pack_config: (Option<String>, Option<String>),
 }
 
 /// A rule in pack `t` on webhook `url`.
@@ -263,6 +264,13 @@ impl TestServerBuilder {
         self
     }
 
+    /// Gives pack `t` a `config.schema.yaml` and a values file (`<data-dir>/configs/t.yaml`),
+    /// each when given.
+    pub fn pack_config(mut self, schema: Option<&str>, values: Option<&str>) -> Self {
+        self.pack_config = (schema.map(str::to_owned), values.map(str::to_owned));
+        self
+    }
+
     /// Installs the example packs too.
     pub fn examples(mut self) -> Self {
         self.examples = true;
@@ -289,6 +297,14 @@ impl TestServerBuilder {
         }
         let actions_dir = packs_dir.join("t/actions");
         std::fs::create_dir_all(&actions_dir).unwrap();
+        let configs_dir = dir.path().join("configs");
+        std::fs::create_dir_all(&configs_dir).unwrap();
+        if let Some(schema) = &self.pack_config.0 {
+            std::fs::write(packs_dir.join("t/config.schema.yaml"), schema).unwrap();
+        }
+        if let Some(values) = &self.pack_config.1 {
+            std::fs::write(configs_dir.join("t.yaml"), values).unwrap();
+        }
         for (name, fixture, extra) in &self.actions {
             std::fs::copy(
                 component(fixture),
@@ -315,6 +331,7 @@ impl TestServerBuilder {
             automation: stormhook_automation::Settings {
                 store: store.clone(),
                 packs_dir,
+                configs_dir: Some(configs_dir),
                 runtime: test_runtime_config(RuntimeConfig::default()),
                 http_policy: self.http_policy.unwrap_or_default(),
                 core_local: !self.local_disabled,

@@ -32,6 +32,9 @@ pub struct Settings {
     pub store: Arc<dyn Store>,
     /// The packs folder.
     pub packs_dir: PathBuf,
+    /// The folder of the packs' config values files (`<pack>.yaml`, watched with the packs);
+    /// none: packs get only their schema's defaults.
+    pub configs_dir: Option<PathBuf>,
     /// The plugin runtime's limits, pool and compile cache.
     pub runtime: RuntimeConfig,
     /// Where `core.http` may connect.
@@ -48,6 +51,7 @@ impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Settings")
             .field("packs_dir", &self.packs_dir)
+            .field("configs_dir", &self.configs_dir)
             .field("runtime", &self.runtime)
             .field("core_local", &self.core_local)
             .field("watch", &self.watch)
@@ -122,6 +126,7 @@ impl Automation {
         let Settings {
             store,
             packs_dir,
+            configs_dir,
             runtime,
             http_policy,
             core_local,
@@ -144,7 +149,11 @@ impl Automation {
         let runtime = Arc::new(
             Runtime::new(runtime, datastore).map_err(|e| StartError::Runtime(e.to_string()))?,
         );
-        let packs = Arc::new(PackManager::new(packs_dir.clone(), runtime));
+        let mut packs = PackManager::new(packs_dir.clone(), runtime);
+        if let Some(dir) = configs_dir {
+            packs = packs.with_configs(dir);
+        }
+        let packs = Arc::new(packs);
         // Rules, webhooks and actions are published now; components compile in the
         // background, so the server can answer at once (calls wait for a plugin still loading).
         let pending = packs.start_reload().await;

@@ -13,6 +13,7 @@
 //! - [`executions`]: the executor (request, status machine, scheduling, running, recording).
 //! - [`actions`]: the catalog of actions and the runners (`builtin`, `local`, `http`, `wasm`).
 //! - [`packs`]: pack folders, the rule set, loading and watching.
+//! - [`config`]: pack configs (schema and values files), and `config_context`.
 //! - [`triggers`]: triggers, webhooks and the system trigger types.
 //! - [`documents`]: the StackStorm document shapes (a rule, a trigger type).
 //! - [`schema`]: JSON-schema validation with Python's messages.
@@ -21,6 +22,7 @@
 
 pub mod actions;
 pub mod app;
+pub mod config;
 pub mod datastore;
 pub mod documents;
 pub mod engine;

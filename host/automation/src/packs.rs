@@ -13,6 +13,10 @@
 //! A document that fails to parse keeps what it loaded last time: a broken edit never takes a
 //! working plugin away. The failure is logged with its file, line and column and reported by
 //! [`PackManager::reload`].
+//!
+//! Each reload also reads the pack configs (`<pack>/config.schema.yaml` and the values file
+//! `<configs>/<pack>.yaml`, see [`crate::config`]); a refused config keeps the previous one
+//! the same way, and [`PackManager::config`] serves them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -20,11 +24,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use stormhook_packs::{ActionMeta, DatastoreGrant, LimitsDoc, RuleDoc};
+use stormhook_packs::{ActionMeta, DatastoreGrant, LimitsDoc, PackConfig, RuleDoc};
 use stormhook_runtime::{KvGrant, Limits, LoadOutcome, PluginKind, PluginSpec, Runtime};
 use stormhook_storage::Store;
 use tokio::sync::Mutex;
 
+use crate::config::LoadedConfig;
 use crate::triggers::Webhooks;
 
 /// How long the watcher waits for a burst of file events to settle before it rescans.
@@ -46,6 +51,10 @@ pub struct PackManager {
     actions: ArcSwap<Vec<ActionMeta>>,
     /// Components being loaded, and from what, so that a rescan does not start them again.
     in_flight: Arc<std::sync::Mutex<HashMap<(PluginKind, String), InFlight>>>,
+    /// The folder of the operator's config values files (`<pack>.yaml`); none: no values.
+    configs_dir: Option<PathBuf>,
+    /// Each pack's validated config, as of the last reload.
+    configs: ArcSwap<BTreeMap<String, LoadedConfig>>,
 }
 
 /// A component load in progress: its spec and the file as it was when the load started.
@@ -241,7 +250,36 @@ impl PackManager {
             api_rules: std::sync::Mutex::default(),
             actions: ArcSwap::default(),
             in_flight: Arc::default(),
+            configs_dir: None,
+            configs: ArcSwap::default(),
         }
+    }
+
+    /// The same manager, reading the packs' config values from `dir` (`<dir>/<pack>.yaml`),
+    /// watched with the packs folder.
+    #[must_use]
+    pub fn with_configs(mut self, dir: PathBuf) -> Self {
+        self.configs_dir = Some(dir);
+        self
+    }
+
+    /// The folder of the config values files, if any.
+    pub fn configs_dir(&self) -> Option<&Path> {
+        self.configs_dir.as_deref()
+    }
+
+    /// The validated config of `pack` (defaults filled, templates not rendered, secrets in
+    /// clear), as of the last reload; none when the pack has neither a schema nor values.
+    pub fn config(&self, pack: &str) -> Option<Arc<PackConfig>> {
+        self.configs
+            .load()
+            .get(pack)
+            .map(|loaded| Arc::clone(&loaded.config))
+    }
+
+    /// Every pack's config, by pack, as of the last reload.
+    pub fn configs(&self) -> Arc<BTreeMap<String, LoadedConfig>> {
+        self.configs.load_full()
     }
 
     /// The packs folder.
@@ -312,6 +350,14 @@ impl PackManager {
             });
 
         let mut report = ReloadReport::default();
+        let configs = crate::config::reload(
+            &self.root,
+            self.configs_dir.as_deref(),
+            &self.configs.load(),
+            &mut report.errors,
+        )
+        .await;
+        self.configs.store(Arc::new(configs));
         let mut next_good = HashMap::new();
         let mut desired: BTreeMap<(PluginKind, String), PluginSpec> = BTreeMap::new();
         let mut rules = Vec::new();
@@ -411,8 +457,8 @@ impl PackManager {
         PendingReload { report, loads }
     }
 
-    /// Watches the packs folder and reloads after each burst of changes, until the returned
-    /// watcher is stopped or dropped.
+    /// Watches the packs folder (and the configs folder, when it exists) and reloads after
+    /// each burst of changes, until the returned watcher is stopped or dropped.
     ///
     /// # Errors
     ///
@@ -427,6 +473,9 @@ impl PackManager {
                 }
             })?;
         watcher.watch(&self.root, notify::RecursiveMode::Recursive)?;
+        if let Some(dir) = self.configs_dir.as_deref().filter(|d| d.is_dir()) {
+            watcher.watch(dir, notify::RecursiveMode::NonRecursive)?;
+        }
         let manager = Arc::clone(self);
         let task = tokio::spawn(async move {
             while rx.recv().await.is_some() {

@@ -30,6 +30,7 @@ mod actions;
 mod apikeys;
 pub mod app;
 pub mod auth;
+mod configs;
 mod enforcements;
 mod error;
 mod executions;
@@ -135,6 +136,7 @@ fn api(state: &AppState) -> Router<AppState> {
         .merge(executions::routes())
         .merge(actions::routes())
         .merge(keys::routes())
+        .merge(configs::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::authenticate,

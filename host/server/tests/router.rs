@@ -38,6 +38,7 @@ async fn app() -> App {
             core_local: false,
             watch: false,
             ingest_queue: 16,
+            configs_dir: None,
         },
         htpasswd: None,
         token_ttl: std::time::Duration::from_secs(60),

@@ -157,6 +157,10 @@ pub struct ServeArgs {
     /// The packs folder. Default: `<data-dir>/packs`, filled with the example packs on first start.
     #[arg(long, env = "STORMHOOK_PACKS")]
     pub packs: Option<PathBuf>,
+    /// The folder of the packs' config values (`<pack>.yaml`, validated against the pack's
+    /// `config.schema.yaml`, watched). Default: `<data-dir>/configs`.
+    #[arg(long, env = "STORMHOOK_CONFIGS")]
+    pub configs: Option<PathBuf>,
     /// htpasswd file (bcrypt or apr1 entries) for `POST /auth/v1/tokens`; without it no token
     /// can be issued.
     #[arg(long, env = "STORMHOOK_HTPASSWD")]

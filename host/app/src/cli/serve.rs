@@ -26,6 +26,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let _lock = lock_data_dir(&data_dir)?;
     let store: Arc<dyn Store> = open_store(&args.store).await?;
     let packs_dir = resolve_packs(&args)?;
+    let configs_dir = args
+        .configs
+        .clone()
+        .unwrap_or_else(|| data_dir.join("configs"));
+    std::fs::create_dir_all(&configs_dir)
+        .with_context(|| format!("creating the configs folder {}", configs_dir.display()))?;
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(stormhook_server::listener::tls_config(cert, key)?),
         _ => None,
@@ -41,6 +47,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         automation: stormhook_automation::Settings {
             store: Arc::clone(&store),
             packs_dir: packs_dir.clone(),
+            configs_dir: Some(configs_dir),
             runtime: RuntimeConfig {
                 max_instances: args.max_instances,
                 max_limits: Limits {

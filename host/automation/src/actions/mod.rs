@@ -352,6 +352,11 @@ impl Catalog {
     pub fn local_enabled(&self) -> bool {
         self.local_enabled
     }
+
+    /// The packs the catalog's actions come from.
+    pub fn packs(&self) -> &Arc<PackManager> {
+        &self.packs
+    }
 }
 
 /// The `core` actions; `core.local` is disabled when `local_enabled` is false.

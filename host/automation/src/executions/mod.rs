@@ -8,10 +8,10 @@
 //! expected status), so two movers never both win, and each appends to the execution's `log`.
 //!
 //! A request is checked and stored before the caller's answer: the action exists and is
-//! enabled, no immutable parameter is overridden, the parameters render (Jinja, with `st2kv`
-//! and `action_context`) and then validate against the action's schema (runner parameters
-//! merged under the action's). A rendering failure still stores the execution, `failed`, as
-//! StackStorm does.
+//! enabled, no immutable parameter is overridden, the parameters render (Jinja, with `st2kv`,
+//! `action_context` and `config_context`, the config of the action's pack) and then validate
+//! against the action's schema (runner parameters merged under the action's). A rendering
+//! failure still stores the execution, `failed`, as StackStorm does.
 //!
 //! Every completed execution dispatches a trigger instance of `core.st2.generic.actiontrigger`
 //! (payload `{execution_id, status, start_timestamp, action_name, action_ref, runner_ref,
@@ -207,8 +207,11 @@ impl Executor {
         context.insert("pack".into(), json!(action.pack));
         let kv = datastore_context(self.store.as_ref()).await;
         let mut render_ctx = Map::new();
+        let config =
+            crate::config::context(self.catalog.packs(), &action.pack, &kv, &self.renderer);
         render_ctx.insert("st2kv".into(), kv);
         render_ctx.insert("action_context".into(), Value::Object(context.clone()));
+        render_ctx.insert("config_context".into(), config);
         let id = ids::object_id();
         let mut execution = new_execution(
             &id,
@@ -278,6 +281,10 @@ impl Executor {
         render_ctx.insert("st2kv".into(), kv.clone());
         render_ctx.insert("action_context".into(), context.clone());
         render_ctx.insert("rule".into(), values.unwrap_or_else(|| json!({})));
+        render_ctx.insert(
+            "config_context".into(),
+            crate::config::context(self.catalog.packs(), &action.pack, kv, &self.renderer),
+        );
         let given = &rule.doc.action.parameters;
         let id = ids::object_id();
         let mut execution = new_execution(
