@@ -22,7 +22,9 @@ pub fn init_tracing(verbose: bool, server: bool) {
     let default = match (verbose, server) {
         (true, _) => "stormhook=debug,stormhook_runtime=debug,plugin=debug,info",
         (false, true) => "info",
-        (false, false) => "warn",
+        // The commands that run plugins (`rule test`, `plugin run`) print the plugin's lines
+        // and the runtime's errors themselves.
+        (false, false) => "warn,plugin=off,stormhook_runtime=off",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
