@@ -231,7 +231,7 @@ async fn a_full_disk_answers_503_loses_nothing_and_recovers_without_a_restart() 
     }
     for key in &seen.keys {
         assert_eq!(
-            fresh.kv_get(key).await.unwrap().as_deref(),
+            fresh.kv_get(key).await.unwrap().map(|p| p.value).as_deref(),
             Some("v"),
             "{key}"
         );

@@ -91,6 +91,7 @@ async fn an_unreadable_instance_fails_and_the_engine_goes_on() {
         occurrence_time: ids::now(),
         status: stormhook_storage::InstanceStatus::Pending,
         trace_id: Some(trace.id.clone()),
+        depth: 0,
     };
     server
         .store

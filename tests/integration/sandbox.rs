@@ -288,6 +288,7 @@ async fn the_datastore_is_reachable_only_within_the_grant() {
             read: true,
             write: true,
             prefix: "demo.".into(),
+            secrets: false,
         },
         ..PluginSpec::new("test.kv_rw", PluginKind::Action, component("kv_probe"))
     };
@@ -297,6 +298,7 @@ async fn the_datastore_is_reachable_only_within_the_grant() {
             read: true,
             write: false,
             prefix: String::new(),
+            secrets: false,
         },
         ..PluginSpec::new("test.kv_ro", PluginKind::Action, component("kv_probe"))
     };

@@ -400,6 +400,7 @@ fn rule_test_reads_a_stored_trigger_instance_by_id() {
             occurrence_time: stormhook_storage::ids::now(),
             status: stormhook_storage::InstanceStatus::Pending,
             trace_id: Some(trace.id.clone()),
+            depth: 0,
         };
         store.commit_events(&[stormhook_storage::NewEvent::new(trace, vec![instance])]).await.unwrap();
     });

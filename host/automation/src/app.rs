@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use crate::actions::Catalog;
 use crate::actions::http::HttpPolicy;
 use crate::datastore::StoreDatastore;
+use crate::events::{PackConfigSource, PluginEvents};
 use crate::executions::Executor;
 use crate::packs::{PackManager, PackWatcher, ReloadReport};
 use crate::stop::Stop;
@@ -173,6 +174,11 @@ impl Automation {
         let catalog = Catalog::new(Arc::clone(&packs), core_local).with_http_policy(http_policy);
         let ingest = Ingest::start(Arc::clone(&store), ingest_queue);
         let executor = Arc::new(Executor::new(Arc::clone(&store), catalog, ingest.clone()));
+        // Before any call can run: plugins' `events` and `config` imports.
+        packs.runtime().attach(
+            Arc::new(PluginEvents::new(Arc::clone(&store), ingest.clone(), &executor)),
+            Arc::new(PackConfigSource::new(&packs)),
+        );
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = executor
             .start(Stop(stop_rx.clone()))

@@ -26,6 +26,7 @@ pub mod config;
 pub mod datastore;
 pub mod documents;
 pub mod engine;
+pub mod events;
 pub mod executions;
 pub mod packs;
 mod retry;

@@ -567,6 +567,8 @@ fn read_doc(
                 path: folder.join(&meta.entry_point),
                 limits: meta.limits.map(|l| limits(l, action_defaults)),
                 kv: grant(meta.datastore.as_ref(), pack),
+                events: meta.events,
+                allowed_outbound_hosts: meta.allowed_outbound_hosts.clone(),
             };
             Ok(DocContent {
                 specs: vec![spec],
@@ -603,6 +605,8 @@ pub fn rule_plugin_spec(rule: &RuleDoc, folder: &Path, defaults: Limits) -> Opti
         path: folder.join(&wasm.entry_point),
         limits: wasm.limits().map(|l| limits(l, defaults)),
         kv: grant(wasm.datastore.as_ref(), &rule.pack),
+        events: false,
+        allowed_outbound_hosts: Vec::new(),
     })
 }
 
@@ -622,6 +626,7 @@ fn grant(doc: Option<&DatastoreGrant>, pack: &str) -> KvGrant {
         read: g.read,
         write: g.write,
         prefix: g.prefix.clone().unwrap_or_else(|| format!("{pack}.")),
+        secrets: g.secrets,
     })
 }
 

@@ -16,6 +16,11 @@
 //!   read: true
 //!   write: true
 //!   prefix: "examples."     # keys must start with this; default: the pack name and a dot
+//!   secrets: false          # whether `kv.get` may read secret (encrypted) keys
+//! allowed_outbound_hosts:   # optional; hosts the component may call over wasi:http (Spin syntax)
+//!   - "https://hooks.slack.com"
+//!   - "https://*.example.com:8443"
+//! events: false             # optional; whether it may `emit` triggers and `request-execution`
 //! ```
 
 use serde::Deserialize;
@@ -49,6 +54,12 @@ pub struct ActionMeta {
     /// Datastore access.
     #[serde(default)]
     pub datastore: Option<DatastoreGrant>,
+    /// Hosts the component may reach over `wasi:http` (Spin's syntax); none by default.
+    #[serde(default)]
+    pub allowed_outbound_hosts: Vec<String>,
+    /// Whether the component may use the `events` import.
+    #[serde(default)]
+    pub events: bool,
     /// Tags, as StackStorm allows.
     #[serde(default)]
     pub tags: Vec<serde_json::Value>,
@@ -76,6 +87,9 @@ pub struct DatastoreGrant {
     pub write: bool,
     /// Keys must start with this; `None` means `<pack>.`.
     pub prefix: Option<String>,
+    /// Whether `get` may read secret (encrypted) keys.
+    #[serde(default)]
+    pub secrets: bool,
 }
 
 fn yes() -> bool {

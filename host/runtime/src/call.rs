@@ -11,11 +11,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::OwnedSemaphorePermit;
-use wasmtime::component::WasmStr;
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi_http::WasiHttpCtx;
 
 use crate::bindings::{WitVersion, types, v1};
+use crate::outbound::{HttpRecord, OutboundCall};
 use crate::services::{Origin, Redactor};
 use crate::error::{GuestError, GuestErrorKind, PluginError};
 use crate::host::{Capture, HostState, Limiter, LogCapture};
@@ -38,12 +39,16 @@ pub struct CallReport<T> {
     /// Whether the call outlived its foreground slice and finished on the background guest
     /// pool (see [`crate::Fairness`]).
     pub moved: bool,
+    /// The outbound HTTP requests the call attempted (refused ones included), secrets masked.
+    pub outbound: Vec<HttpRecord>,
 }
 
 /// A call being set up: a slot, a store, the captures.
 struct Session {
     plugin: Arc<LoadedPlugin>,
     store: Store<HostState>,
+    /// A handle on the call's outbound HTTP, to read its records at the end.
+    outbound: OutboundCall,
     stdout: Capture,
     stderr: Capture,
     /// Set by the epoch callback when the call has used its foreground slice.
@@ -163,20 +168,23 @@ impl Runtime {
                 let pre = &session.plugin.pre;
                 let store = &mut session.store;
                 let instance = pre.instance.instantiate_async(&mut *store).await?;
-                // The result is read where the guest left it (`WasmStr`) and parsed from
-                // there: an oversized one is refused without being copied into the host.
+                // The result is copied out as a `String`: wasmtime runs the guest's
+                // post-return (which frees the string) before `call_async` returns, so a
+                // `WasmStr` read afterwards could see memory the guest already reused (a
+                // JavaScript guest does). The copy is bounded by the call's memory cap; an
+                // oversized result is refused right after it.
                 let returned = match &ctx {
                     ActionArg::V2(ctx) => {
                         let run = instance.get_typed_func::<
                             (&str, &types::ExecutionContext),
-                            (Result<WasmStr, types::Error>,),
+                            (Result<String, types::Error>,),
                         >(&mut *store, pre.export)?;
                         run.call_async(&mut *store, (&parameters, ctx)).await?.0
                     }
                     ActionArg::V1(ctx) => {
                         let run = instance.get_typed_func::<
                             (&str, &v1::types::ExecutionContext),
-                            (Result<WasmStr, v1::types::Error>,),
+                            (Result<String, v1::types::Error>,),
                         >(&mut *store, pre.export)?;
                         run.call_async(&mut *store, (&parameters, ctx))
                             .await?
@@ -185,7 +193,7 @@ impl Runtime {
                     }
                 };
                 let result = match returned {
-                    Ok(text) => Ok(read_result(&text.to_str(&*store)?, max_output)),
+                    Ok(text) => Ok(read_result(&text, max_output)),
                     Err(guest) => Err(guest),
                 };
                 Ok(result)
@@ -237,6 +245,20 @@ impl Runtime {
             .as_deref()
             .and_then(|configs| configs.config(pack))
             .unwrap_or_default();
+        let now = Instant::now();
+        let deadline = now + plugin.limits.timeout;
+        let redactor = Redactor::new(config.secrets.iter().cloned());
+        let outbound = OutboundCall::new(
+            self.outbound.clone(),
+            Arc::clone(&plugin.outbound),
+            self.config.outbound.clone(),
+            deadline,
+            Arc::clone(&plugin.tag),
+            {
+                let redactor = redactor.clone();
+                Arc::new(move |text: &str| redactor.text(text))
+            },
+        );
         let wasi = WasiCtxBuilder::new()
             .stdout(stdout.clone())
             .stderr(stderr.clone())
@@ -255,17 +277,17 @@ impl Runtime {
             grant: plugin.spec.kv.clone(),
             datastore: Arc::clone(&self.datastore),
             plugin: Arc::clone(&plugin.tag),
-            redactor: Redactor::new(config.secrets.iter().cloned()),
+            redactor,
             config,
             events_granted: plugin.spec.events,
             origin,
             events: self.events.load().as_deref().cloned(),
             max_depth: self.config.max_chain_depth,
+            http: WasiHttpCtx::new(),
+            outbound: outbound.clone(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        let now = Instant::now();
-        let deadline = now + plugin.limits.timeout;
         let slice_end = now + self.config.fairness.foreground_slice;
         let moved = Arc::new(AtomicBool::new(false));
         let asked = Arc::clone(&moved);
@@ -284,6 +306,7 @@ impl Runtime {
         Ok(Session {
             plugin,
             store,
+            outbound,
             stdout,
             stderr,
             moved,
@@ -375,6 +398,7 @@ impl Session {
             plugin: Some(self.plugin.id.clone()),
             elapsed: started.elapsed(),
             moved: self.moved.load(Ordering::Acquire),
+            outbound: self.outbound.records(),
         }
     }
 }
@@ -391,6 +415,7 @@ impl<T> CallReport<T> {
             plugin: Some(plugin.id.clone()),
             elapsed: started.elapsed(),
             moved: true,
+            outbound: Vec::new(),
         }
     }
 
@@ -401,6 +426,7 @@ impl<T> CallReport<T> {
             plugin: None,
             elapsed: started.elapsed(),
             moved: false,
+            outbound: Vec::new(),
         }
     }
 }

@@ -66,6 +66,11 @@ pub struct RuntimeConfig {
     /// The most plugin-started links (`events.emit`, `events.request-execution`) a chain of
     /// work may have; a call at that depth is refused with `denied`.
     pub max_chain_depth: u32,
+    /// Per-call bounds of actions' outbound HTTP.
+    pub outbound: crate::outbound::OutboundLimits,
+    /// A PEM file of extra CA certificates that outbound HTTPS trusts, besides the webpki and
+    /// system roots.
+    pub ca_bundle: Option<PathBuf>,
 }
 
 /// How guest CPU time is kept from starving the server.
@@ -176,6 +181,8 @@ impl Default for RuntimeConfig {
             fairness: Fairness::default(),
             load: LoadLimits::default(),
             max_chain_depth: 8,
+            outbound: crate::outbound::OutboundLimits::default(),
+            ca_bundle: None,
         }
     }
 }

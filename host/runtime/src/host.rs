@@ -9,10 +9,12 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Result};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::bindings::{config, events, kv, log, types};
 use crate::config::KvGrant;
 use crate::datastore::{Datastore, DatastoreError};
+use crate::outbound::OutboundCall;
 use crate::services::{Events, EventsError, Origin, PluginConfig, Redactor};
 use crate::types::{LogLevel, LogRecord};
 
@@ -44,6 +46,20 @@ pub(crate) struct HostState {
     pub(crate) events: Option<Arc<dyn Events>>,
     /// The most plugin-started links a chain may have.
     pub(crate) max_depth: u32,
+    /// `wasi:http` state (linked for actions only).
+    pub(crate) http: WasiHttpCtx,
+    /// Outbound HTTP under the action's grant and the call's limits; its records.
+    pub(crate) outbound: OutboundCall,
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
+        }
+    }
 }
 
 impl WasiView for HostState {

@@ -22,6 +22,7 @@ use wasmtime::component::{Component, ComponentExportIndex, HasSelf, InstancePre,
 use crate::bindings::{WitVersion, v1, v2};
 use crate::config::{Limits, RuntimeConfig};
 use crate::datastore::Datastore;
+use crate::outbound::{OutboundClient, OutboundGrant};
 use crate::services::{Events, PackConfigs};
 use crate::engine::{self, AllocationMode};
 use crate::fair::{GuestPool, lower_priority};
@@ -70,6 +71,8 @@ pub(crate) struct LoadedPlugin {
     pub(crate) pre: Pre,
     pub(crate) limits: Limits,
     pub(crate) loaded_at: SystemTime,
+    /// Where the plugin may send HTTP requests (`allowed_outbound_hosts`, parsed).
+    pub(crate) outbound: Arc<OutboundGrant>,
 }
 
 #[derive(Default)]
@@ -103,6 +106,8 @@ pub struct Runtime {
     pub(crate) events: ArcSwapOption<Arc<dyn Events>>,
     /// Pack configurations for the `config` import, once attached.
     pub(crate) configs: ArcSwapOption<Arc<dyn PackConfigs>>,
+    /// Outbound HTTPS roots and the resolver, shared by every call.
+    pub(crate) outbound: OutboundClient,
     mode: AllocationMode,
     /// Where calls past their foreground slice run.
     pub(crate) pool: GuestPool,
@@ -149,9 +154,15 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut action_linker).map_err(io)?;
         v2::action::Action::add_to_linker::<_, HasSelf<_>>(&mut action_linker, |s| s)
             .map_err(io)?;
+        // Outbound HTTP: linked for actions; each request is checked against the action's
+        // grant by its call's `OutboundCall` (none granted: every request is refused).
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut action_linker).map_err(io)?;
         v1::action::Action::add_to_linker::<_, HasSelf<_>>(&mut action_linker, |s| s)
             .map_err(io)?;
         let pool = GuestPool::new(&config.fairness)?;
+        let outbound = OutboundClient::new(config.ca_bundle.as_deref()).map_err(|e| {
+            std::io::Error::other(format!("outbound HTTP: {e}"))
+        })?;
         Ok(Self {
             permits: Arc::new(Semaphore::new(config.max_instances as usize)),
             compiles: Arc::new(Semaphore::new(config.load.parallel_compiles.max(1))),
@@ -167,6 +178,7 @@ impl Runtime {
             datastore,
             events: ArcSwapOption::empty(),
             configs: ArcSwapOption::empty(),
+            outbound,
             mode,
         })
     }
@@ -264,6 +276,7 @@ impl Runtime {
             path: spec.path.clone(),
             source,
         };
+        outbound_grant(&spec)?;
         let limits = &self.config.load;
         // Reads at most one byte past the limit: a larger file is refused unread.
         let mut bytes = Vec::new();
@@ -468,6 +481,7 @@ impl Runtime {
             PluginKind::Action => self.config.action_defaults,
         };
         let limits = self.config.clamp(spec.limits.unwrap_or(defaults));
+        let outbound = outbound_grant(&spec)?;
         let key = (spec.kind, reference.clone());
         let plugin = Arc::new(LoadedPlugin {
             tag: format!("{}@{}", id.reference, &id.version[..12]).into(),
@@ -476,6 +490,7 @@ impl Runtime {
             pre,
             limits,
             loaded_at: SystemTime::now(),
+            outbound,
         });
         let previous = {
             let _writer = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -767,6 +782,26 @@ pub(crate) fn rfc3339(time: SystemTime) -> String {
     chrono::DateTime::<chrono::Utc>::from(time)
         .format("%Y-%m-%dT%H:%M:%S%.6fZ")
         .to_string()
+}
+
+/// The parsed `allowed_outbound_hosts` of a spec, or why it is refused.
+fn outbound_grant(spec: &PluginSpec) -> Result<Arc<OutboundGrant>, LoadError> {
+    if spec.allowed_outbound_hosts.is_empty() {
+        return Ok(Arc::new(OutboundGrant::none()));
+    }
+    let refused = |reason: String| LoadError::Refused {
+        reference: spec.reference.clone(),
+        path: spec.path.clone(),
+        reason,
+    };
+    if spec.kind == PluginKind::Rule {
+        return Err(refused(
+            "allowed_outbound_hosts: rule components cannot make HTTP requests".into(),
+        ));
+    }
+    OutboundGrant::parse(&spec.allowed_outbound_hosts)
+        .map(Arc::new)
+        .map_err(|e| refused(format!("allowed_outbound_hosts: {e}")))
 }
 
 /// A compiler or linker message on one line: wasmtime pretty-prints some details (the bytes of

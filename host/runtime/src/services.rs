@@ -87,72 +87,94 @@ pub const MASK: &str = "********";
 pub const MIN_SECRET_LEN: usize = 4;
 
 /// Replaces every known secret in text the host records of a call.
+///
+/// A handle: clones share the list, so a secret learned during the call (a datastore secret
+/// the plugin reads) is masked from then on everywhere, the outbound HTTP records included.
 #[derive(Debug, Clone, Default)]
 pub struct Redactor {
-    secrets: Vec<String>,
+    secrets: Arc<std::sync::RwLock<Vec<String>>>,
 }
 
 impl Redactor {
     /// A redactor for `secrets` (short ones are ignored, see [`MIN_SECRET_LEN`]).
     pub fn new(secrets: impl IntoIterator<Item = String>) -> Self {
-        let mut redactor = Self::default();
+        let redactor = Self::default();
         for secret in secrets {
             redactor.add(secret);
         }
         redactor
     }
 
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<String>> {
+        self.secrets
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Adds one secret (for example a datastore secret the plugin just read).
-    pub fn add(&mut self, secret: String) {
-        if secret.len() >= MIN_SECRET_LEN && !self.secrets.contains(&secret) {
-            self.secrets.push(secret);
+    pub fn add(&self, secret: String) {
+        if secret.len() < MIN_SECRET_LEN || self.read().contains(&secret) {
+            return;
+        }
+        let mut secrets = self
+            .secrets
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !secrets.contains(&secret) {
+            secrets.push(secret);
             // Longest first, so a secret that contains another is masked whole.
-            self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+            secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         }
     }
 
     /// Whether there is nothing to mask.
     pub fn is_empty(&self) -> bool {
-        self.secrets.is_empty()
+        self.read().is_empty()
     }
 
     /// `text` with every secret replaced by [`MASK`].
     pub fn text(&self, text: &str) -> String {
-        let mut out = text.to_owned();
-        for secret in &self.secrets {
-            if out.contains(secret.as_str()) {
-                out = out.replace(secret.as_str(), MASK);
-            }
-        }
-        out
+        mask(&self.read(), text)
     }
 
     /// Masks secrets inside every string (and object key) of a JSON value, in place.
     pub fn value(&self, value: &mut serde_json::Value) {
-        if self.is_empty() {
-            return;
+        let secrets = self.read();
+        if !secrets.is_empty() {
+            mask_value(&secrets, value);
         }
-        match value {
-            serde_json::Value::String(s) => {
-                if self.secrets.iter().any(|secret| s.contains(secret.as_str())) {
-                    *s = self.text(s);
+    }
+}
+
+fn mask(secrets: &[String], text: &str) -> String {
+    let mut out = text.to_owned();
+    for secret in secrets {
+        if out.contains(secret.as_str()) {
+            out = out.replace(secret.as_str(), MASK);
+        }
+    }
+    out
+}
+
+fn mask_value(secrets: &[String], value: &mut serde_json::Value) {
+    let contains = |s: &str| secrets.iter().any(|secret| s.contains(secret.as_str()));
+    match value {
+        serde_json::Value::String(s) => {
+            if contains(s) {
+                *s = mask(secrets, s);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| mask_value(secrets, v)),
+        serde_json::Value::Object(map) => {
+            if map.keys().any(|k| contains(k)) {
+                let old = std::mem::take(map);
+                for (k, v) in old {
+                    map.insert(mask(secrets, &k), v);
                 }
             }
-            serde_json::Value::Array(items) => items.iter_mut().for_each(|v| self.value(v)),
-            serde_json::Value::Object(map) => {
-                let masked_keys = map
-                    .keys()
-                    .any(|k| self.secrets.iter().any(|secret| k.contains(secret.as_str())));
-                if masked_keys {
-                    let old = std::mem::take(map);
-                    for (k, v) in old {
-                        map.insert(self.text(&k), v);
-                    }
-                }
-                map.values_mut().for_each(|v| self.value(v));
-            }
-            _ => {}
+            map.values_mut().for_each(|v| mask_value(secrets, v));
         }
+        _ => {}
     }
 }
 

@@ -245,6 +245,7 @@ async fn re_emit(
         occurrence_time: now,
         status: stormhook_storage::InstanceStatus::Pending,
         trace_id: Some(trace.id.clone()),
+        depth: 0,
     };
     state
         .ingest

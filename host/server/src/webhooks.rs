@@ -125,6 +125,7 @@ async fn post(
             occurrence_time: now,
             status: stormhook_storage::InstanceStatus::Pending,
             trace_id: Some(trace.id.clone()),
+            depth: 0,
         };
         let id = instance.id.clone();
         submit(&state, NewEvent::new(trace, vec![instance])).await?;
@@ -169,6 +170,7 @@ async fn post(
             occurrence_time: now.clone(),
             status: stormhook_storage::InstanceStatus::Pending,
             trace_id: Some(trace.id.clone()),
+            depth: 0,
         })
         .collect::<Vec<_>>();
     if tracing::enabled!(tracing::Level::DEBUG) {

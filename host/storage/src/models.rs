@@ -39,6 +39,8 @@ pub struct NewInstance {
     pub status: InstanceStatus,
     /// The trace it belongs to.
     pub trace_id: Option<String>,
+    /// Plugin-started links leading to it (see [`TriggerInstance::depth`]).
+    pub depth: u32,
 }
 
 impl NewEvent {
@@ -54,6 +56,7 @@ impl NewEvent {
                 occurrence_time: i.occurrence_time,
                 status: i.status,
                 trace_id: i.trace_id,
+                depth: i.depth,
             })
             .collect();
         Self { trace, instances }
@@ -77,6 +80,9 @@ pub struct TriggerInstance {
     pub status: InstanceStatus,
     /// The trace it belongs to.
     pub trace_id: Option<String>,
+    /// Plugin-started links (`events.emit`, `events.request-execution`) leading to it: 0 for
+    /// one a webhook, the API or the server dispatched.
+    pub depth: u32,
 }
 
 /// Filters and paging for trigger instances.

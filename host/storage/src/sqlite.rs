@@ -334,8 +334,8 @@ fn commit_blocking(conn: &mut rusqlite::Connection, events: &[NewEvent]) -> rusq
             "INSERT INTO traces (id, trace_tag, start_timestamp) VALUES (?1, ?2, ?3)",
         )?;
         let mut instance = tx.prepare_cached(
-            "INSERT INTO trigger_instances (id, trigger_ref, trigger_type, payload, occurrence_time, status, trace_id, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?5)",
+            "INSERT INTO trigger_instances (id, trigger_ref, trigger_type, payload, occurrence_time, status, trace_id, updated_at, depth) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?5, ?8)",
         )?;
         for event in events {
             trace.execute((
@@ -352,6 +352,7 @@ fn commit_blocking(conn: &mut rusqlite::Connection, events: &[NewEvent]) -> rusq
                     &ti.occurrence_time,
                     ti.status.as_str(),
                     &ti.trace_id,
+                    ti.depth,
                 ))?;
             }
         }
@@ -386,6 +387,7 @@ fn trigger_instance(row: &SqliteRow) -> Result<TriggerInstance> {
             occurrence_time: row.try_get("occurrence_time")?,
             status: status(row)?,
             trace_id: row.try_get("trace_id")?,
+            depth: row.try_get("depth")?,
         })
     };
     decode().map_err(|e| {

@@ -35,6 +35,7 @@ fn event(n: u64, payload_bytes: usize) -> NewEvent {
         occurrence_time: now,
         status: stormhook_storage::InstanceStatus::Pending,
         trace_id: Some(trace.id.clone()),
+        depth: 0,
     };
     NewEvent::new(trace, vec![instance])
 }

@@ -26,6 +26,7 @@ fn event(trigger: &str, n: u64, time: &str) -> NewEvent {
         occurrence_time: time.into(),
         status: stormhook_storage::InstanceStatus::Pending,
         trace_id: Some(trace.id.clone()),
+        depth: 0,
     };
     NewEvent::new(trace, vec![instance])
 }

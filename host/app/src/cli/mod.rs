@@ -261,6 +261,22 @@ pub struct ServeArgs {
     /// Seconds a call to a plugin that is still loading waits for it before failing.
     #[arg(long, env = "STORMHOOK_LOADING_WAIT_SECS", default_value_t = 30)]
     pub loading_wait_secs: u64,
+    /// A PEM file of CA certificates that actions' outbound HTTPS trusts besides the webpki
+    /// and system roots (for an internal CA).
+    #[arg(long, env = "STORMHOOK_OUTBOUND_CA_BUNDLE", value_name = "PEM")]
+    pub outbound_ca_bundle: Option<PathBuf>,
+    /// Outbound HTTP requests one action call may attempt.
+    #[arg(long, env = "STORMHOOK_OUTBOUND_MAX_REQUESTS", default_value_t = 16)]
+    pub outbound_max_requests: u32,
+    /// MiB of response bodies one action call may read over outbound HTTP.
+    #[arg(long, env = "STORMHOOK_OUTBOUND_MAX_RESPONSE_MB", default_value_t = 4)]
+    pub outbound_max_response_mb: u64,
+    /// Seconds one outbound request may take (always cut at the call's deadline too).
+    #[arg(long, env = "STORMHOOK_OUTBOUND_TIMEOUT_SECS", default_value_t = 30)]
+    pub outbound_timeout_secs: u64,
+    /// Most plugin-started links (`events.emit`, `events.request-execution`) in one chain.
+    #[arg(long, env = "STORMHOOK_MAX_CHAIN_DEPTH", default_value_t = 8)]
+    pub max_chain_depth: u32,
     /// Do not watch the packs folder for changes (reload with `stormhook plugin reload`).
     #[arg(long, env = "STORMHOOK_NO_WATCH", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_watch: bool,

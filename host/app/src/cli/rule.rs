@@ -294,6 +294,7 @@ async fn test(
                 .to_owned(),
             status: stormhook_storage::InstanceStatus::Pending,
             trace_id: None,
+            depth: 0,
         });
         let report = runtime.evaluate_rule(&reference, &ti).await;
         for line in &report.captured.logs {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use stormhook_automation::actions::http::HttpPolicy;
 use stormhook_automation::app::INGEST_QUEUE;
+use stormhook_runtime::outbound::OutboundLimits;
 use stormhook_runtime::{Fairness, Limits, LoadLimits, RuntimeConfig};
 use stormhook_server::{Config, ConnectionLimits, Serving, Settings, Stormhook};
 use stormhook_storage::Store;
@@ -72,6 +73,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                     loading_wait: Duration::from_secs(args.loading_wait_secs),
                     ..LoadLimits::default()
                 },
+                outbound: OutboundLimits {
+                    max_requests: args.outbound_max_requests,
+                    max_response_bytes: args.outbound_max_response_mb.saturating_mul(1 << 20),
+                    request_timeout: Duration::from_secs(args.outbound_timeout_secs),
+                    ..OutboundLimits::default()
+                },
+                ca_bundle: args.outbound_ca_bundle.clone(),
+                max_chain_depth: args.max_chain_depth,
                 ..RuntimeConfig::default()
             },
             http_policy,

@@ -27,10 +27,18 @@ pub(super) async fn run(
                     .unwrap_or_default()
                     .to_owned(),
             });
+    let ctx = &execution.document["context"];
     let context = ActionContext {
         execution_id: execution.id.clone(),
         rule_ref: execution.rule_ref.clone(),
         trigger_instance,
+        user: execution
+            .user
+            .clone()
+            .unwrap_or_else(|| crate::executions::SYSTEM_USER.to_owned()),
+        trace_tag: ctx["trace_context"]["trace_tag"].as_str().map(str::to_owned),
+        parent_execution_id: ctx["parent"]["execution_id"].as_str().map(str::to_owned),
+        depth: crate::executions::depth_of(ctx),
     };
     let report = runtime
         .run_action(
@@ -61,6 +69,10 @@ pub(super) async fn run(
     });
     if captured.truncated() {
         result["truncated"] = json!(true);
+    }
+    if !report.outbound.is_empty() {
+        // What the plugin did on the network: method, url without query, status, time, bytes.
+        result["http"] = serde_json::to_value(&report.outbound).unwrap_or(Value::Null);
     }
     let status = match report.result {
         Ok(value) => {

@@ -147,6 +147,14 @@ impl std::fmt::Debug for Executor {
     }
 }
 
+/// Plugin-started links leading to an execution, from its context (`context.depth`; 0 when
+/// absent).
+pub fn depth_of(context: &Value) -> u32 {
+    context["depth"]
+        .as_u64()
+        .map_or(0, |d| u32::try_from(d).unwrap_or(u32::MAX))
+}
+
 /// `st2kv` for templates: `{system: {name: value}}`.
 pub async fn datastore_context(store: &dyn Store) -> Value {
     let values: Map<String, Value> = store
@@ -269,13 +277,17 @@ impl Executor {
             Ok(runner) => runner,
             Err(e) => return RuleRequest::Refused(e.to_string()),
         };
-        let context = json!({
+        let mut context = json!({
             "user": SYSTEM_USER,
             "pack": action.pack,
             "rule": {"id": rule.id(), "name": rule.doc.name},
             "trigger_instance": {"id": instance.id, "name": null},
             "trace_context": {"id_": instance.trace_id},
         });
+        if instance.depth > 0 {
+            // An instance a plugin emitted: its executions are as deep as it is.
+            context["depth"] = json!(instance.depth);
+        }
         let mut render_ctx = Map::new();
         render_ctx.insert("trigger".into(), instance.payload.clone());
         render_ctx.insert("st2kv".into(), kv.clone());
