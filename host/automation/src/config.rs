@@ -1,6 +1,6 @@
 //! Pack configs on disk: each pack's `config.schema.yaml` and the operator's values file
 //! `<configs>/<pack>.yaml`, read at every packs reload, validated ([`ConfigSchema`]) and kept
-//! by the [`PackManager`](crate::packs::PackManager).
+//! by the pack manager (`crate::packs::PackManager`).
 //!
 //! A pack gets a config when it has a values file (validated against its schema, or used as
 //! it is without one) or a schema (its defaults, as StackStorm's config loader gives a pack
@@ -20,7 +20,6 @@ use serde_json::{Map, Value, json};
 use stormhook_packs::{ConfigSchema, PackConfig};
 use stormhook_rules::template::Renderer;
 
-use crate::packs::PackManager;
 
 /// The schema file in a pack folder.
 pub const SCHEMA_FILE: &str = "config.schema.yaml";
@@ -204,8 +203,13 @@ pub fn resolve(
 /// rendered, secrets in clear; `{}` for a pack without config. When a value does not render,
 /// the failure is logged and the context is `{}` (as StackStorm's parameter rendering does), so
 /// a parameter that uses it fails to render and names it.
-pub fn context(packs: &PackManager, pack: &str, st2kv: &Value, renderer: &Renderer) -> Value {
-    let Some(config) = packs.config(pack) else {
+pub fn context(
+    config: Option<Arc<PackConfig>>,
+    pack: &str,
+    st2kv: &Value,
+    renderer: &Renderer,
+) -> Value {
+    let Some(config) = config else {
         return Value::Object(Map::new());
     };
     match resolve(pack, &config, st2kv, renderer) {

@@ -66,3 +66,11 @@ pub fn trigger_type_json(t: &TriggerType) -> Value {
     }
     v
 }
+
+/// Plugin-started links leading to an execution, from its context (`context.depth`; 0 when
+/// absent).
+pub fn depth_of(context: &Value) -> u32 {
+    context["depth"]
+        .as_u64()
+        .map_or(0, |d| u32::try_from(d).unwrap_or(u32::MAX))
+}

@@ -32,13 +32,10 @@ pub(super) async fn run(
         execution_id: execution.id.clone(),
         rule_ref: execution.rule_ref.clone(),
         trigger_instance,
-        user: execution
-            .user
-            .clone()
-            .unwrap_or_else(|| crate::executions::SYSTEM_USER.to_owned()),
+        user: execution.user.clone().unwrap_or_default(),
         trace_tag: ctx["trace_context"]["trace_tag"].as_str().map(str::to_owned),
         parent_execution_id: ctx["parent"]["execution_id"].as_str().map(str::to_owned),
-        depth: crate::executions::depth_of(ctx),
+        depth: crate::documents::depth_of(ctx),
     };
     let report = runtime
         .run_action(

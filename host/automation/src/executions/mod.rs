@@ -147,14 +147,6 @@ impl std::fmt::Debug for Executor {
     }
 }
 
-/// Plugin-started links leading to an execution, from its context (`context.depth`; 0 when
-/// absent).
-pub fn depth_of(context: &Value) -> u32 {
-    context["depth"]
-        .as_u64()
-        .map_or(0, |d| u32::try_from(d).unwrap_or(u32::MAX))
-}
-
 /// `st2kv` for templates: `{system: {name: value}}`.
 pub async fn datastore_context(store: &dyn Store) -> Value {
     let values: Map<String, Value> = store
@@ -216,7 +208,7 @@ impl Executor {
         let kv = datastore_context(self.store.as_ref()).await;
         let mut render_ctx = Map::new();
         let config =
-            crate::config::context(self.catalog.packs(), &action.pack, &kv, &self.renderer);
+            crate::config::context(self.catalog.packs().config(&action.pack), &action.pack, &kv, &self.renderer);
         render_ctx.insert("st2kv".into(), kv);
         render_ctx.insert("action_context".into(), Value::Object(context.clone()));
         render_ctx.insert("config_context".into(), config);
@@ -295,7 +287,7 @@ impl Executor {
         render_ctx.insert("rule".into(), values.unwrap_or_else(|| json!({})));
         render_ctx.insert(
             "config_context".into(),
-            crate::config::context(self.catalog.packs(), &action.pack, kv, &self.renderer),
+            crate::config::context(self.catalog.packs().config(&action.pack), &action.pack, kv, &self.renderer),
         );
         let given = &rule.doc.action.parameters;
         let id = ids::object_id();

@@ -291,7 +291,7 @@ impl Executor {
             occurrence_time: now,
             status: InstanceStatus::Pending,
             trace_id: Some(trace.id.clone()),
-            depth: crate::executions::depth_of(&doc["context"]),
+            depth: crate::documents::depth_of(&doc["context"]),
         };
         let event = stormhook_storage::NewEvent::new(trace, vec![instance]);
         // Group commit: shares its fsync with webhooks and other completions. It waits for
