@@ -132,23 +132,35 @@ pub trait Store: Send + Sync + 'static {
     /// Moves a trigger instance to `status`; returns whether it exists.
     async fn set_trigger_instance_status(&self, id: &str, status: InstanceStatus) -> Result<bool>;
 
-    /// Up to `limit` pending trigger instances stored after the one numbered `after` (0: from
-    /// the first), oldest first, each with its number in the store's insertion order. One that
-    /// cannot be decoded comes as [`Unreadable`], so it cannot stop the engine.
+    /// Up to `limit` pending trigger instances for this node's rules engine, oldest first, each
+    /// with its number in the store's insertion order. One that cannot be decoded comes as
+    /// [`Unreadable`], so it cannot stop the engine.
     ///
-    /// Reading writes nothing: the one rules engine of a store keeps the last number it took and
-    /// asks for what follows. Instances are committed in number order (one writer at a time), so
-    /// nothing committed later is numbered lower.
+    /// A store of one node (SQLite) returns those stored after the one numbered `after` (0:
+    /// from the first), and reading writes nothing: the one rules engine of a store keeps the
+    /// last number it took and asks for what follows. Instances are committed in number order
+    /// (one writer at a time), so nothing committed later is numbered lower.
+    ///
+    /// A shared store ([`Store::cluster`] is some) ignores `after` and claims: it moves the
+    /// instances to `processing` under this node's lease (`FOR UPDATE SKIP LOCKED`, so two
+    /// nodes never take the same one), taking `pending` ones and `processing` ones whose lease
+    /// expired (their node died: they are evaluated again, at least once in all).
     async fn pending_after(
         &self,
         after: i64,
         limit: u64,
     ) -> Result<Vec<(i64, std::result::Result<TriggerInstance, Unreadable>)>>;
     /// Moves instances left in `processing` (by versions that claimed them) back to `pending`;
-    /// returns how many.
+    /// returns how many. A shared store moves none (other nodes' claims are live; expired ones
+    /// are claimed again by [`Store::pending_after`]) and returns 0.
     async fn requeue_processing(&self) -> Result<u64>;
     /// Stores the enforcements of trigger instances and the executions they requested, and moves
     /// each instance to its status, all in one transaction.
+    ///
+    /// One enforcement per (trigger instance, rule ref) is a unique key: an enforcement whose
+    /// key is already stored (the instance was evaluated again after a crash or an expired
+    /// lease) is skipped, and so is the execution it names (`execution_id`), so evaluating an
+    /// instance twice never requests its action twice.
     async fn finish_trigger_instances(&self, finished: &[FinishedInstance]) -> Result<()>;
     /// One rule enforcement.
     async fn rule_enforcement(&self, id: &str) -> Result<Option<RuleEnforcement>>;
@@ -174,6 +186,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool>;
     /// [`Store::update_execution`] for many executions in one transaction; says which were
     /// replaced.
+    ///
+    /// On a shared store, an execution moved to `running` is claimed by this node (its owner
+    /// and lease are recorded with it; the lease is renewed by [`Store::renew_leases`]), one
+    /// moved to `canceling` keeps its owner and is announced as [`Change::Cancel`], and one
+    /// moved to a completed status is released.
     async fn update_executions(
         &self,
         executions: &[Execution],
@@ -222,6 +239,54 @@ pub trait Store: Send + Sync + 'static {
     async fn update_rule(&self, rule: &StoredRule) -> Result<bool>;
     /// Deletes an API rule by id; returns whether it existed.
     async fn delete_rule(&self, id: &str) -> Result<bool>;
+
+    /// This node's place in a cluster when the store is shared by several nodes (PostgreSQL);
+    /// `None` for a store of one node (SQLite), the default.
+    fn cluster(&self) -> Option<&Cluster> {
+        None
+    }
+
+    /// A receiver of the [`Change`]s every node must see (this node's own included), when the
+    /// store carries them between nodes; `None` for a store of one node, where the server
+    /// applies its changes itself.
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
+        None
+    }
+
+    /// Announces `change` to every node sharing the store (no-op for a store of one node).
+    async fn publish(&self, change: Change) -> Result<()> {
+        let _ = change;
+        Ok(())
+    }
+
+    /// Extends the lease of every claim this node holds (trigger instances in `processing`,
+    /// executions it runs) and returns the ids of its executions that are `canceling` (a
+    /// cancel through another node; the fallback when a notification was missed). A store of
+    /// one node has no leases: nothing to do.
+    async fn renew_leases(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
+    /// Executions in `status` (`scheduled`, `running` or `canceling`) that no live node holds:
+    /// on a store of one node, every one of them (call it at start, before this node runs
+    /// anything); on a shared store, those whose owner's lease expired.
+    async fn orphaned_executions(&self, status: ExecutionStatus) -> Result<Vec<Execution>> {
+        Ok(self
+            .list_executions(&ExecutionQuery {
+                statuses: vec![status.as_str().to_owned()],
+                ..Default::default()
+            })
+            .await?
+            .items)
+    }
+
+    /// Deletes up to `limit` records of `what` older than `before` (a timestamp in the
+    /// [`ids`] format) in one short transaction and returns how many it deleted; retention
+    /// calls it again while it returns `limit`. Only finished records go: trigger instances
+    /// not `pending`/`processing`, executions in a completed status, traces no kept trigger
+    /// instance refers to. On a shared store at most one node purges at a time: a node that
+    /// finds another purging deletes nothing and returns 0.
+    async fn purge(&self, what: Retained, before: &str, limit: u64) -> Result<u64>;
 
     /// The key that encrypts the datastore's secrets, read (or, for a store that may, created)
     /// on first use and kept. See [`crypto`].

@@ -374,3 +374,89 @@ impl std::fmt::Debug for KvValue<'_> {
         })
     }
 }
+
+/// This node's place among the nodes that share one store (the PostgreSQL backend). A store of
+/// one node (SQLite) has none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    /// This node's id: the owner recorded on the work it holds (`<hostname>-<pid>-<random>`,
+    /// new at every start, so a restarted node never mistakes its old claims for live ones).
+    pub node_id: String,
+    /// How long a claim lasts unless renewed. A node renews its claims every third of it; the
+    /// claims of a node that stopped renewing (it died) expire, and other nodes take the work.
+    pub lease: std::time::Duration,
+}
+
+/// A change every node must see, carried between nodes by the store (PostgreSQL:
+/// `LISTEN`/`NOTIFY` on the channel `stormhook`). A node receives its own changes too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// An API rule was created, updated or deleted: reload the API rules.
+    Rules,
+    /// An API key was changed or deleted (or a token revoked): forget cached credentials.
+    Credentials,
+    /// The execution with this id moved to `canceling`: the node that runs it stops it.
+    Cancel(String),
+    /// New work was stored (trigger instances, requested executions): idle workers look now.
+    Work,
+}
+
+impl Change {
+    /// The notification payload: `rules`, `credentials`, `cancel:<id>` or `work`.
+    pub fn encode(&self) -> String {
+        match self {
+            Self::Rules => "rules".into(),
+            Self::Credentials => "credentials".into(),
+            Self::Cancel(id) => format!("cancel:{id}"),
+            Self::Work => "work".into(),
+        }
+    }
+
+    /// The change a payload of [`Change::encode`] names; `None` for anything else.
+    pub fn decode(payload: &str) -> Option<Self> {
+        match payload {
+            "rules" => Some(Self::Rules),
+            "credentials" => Some(Self::Credentials),
+            "work" => Some(Self::Work),
+            other => other
+                .strip_prefix("cancel:")
+                .filter(|id| !id.is_empty())
+                .map(|id| Self::Cancel(id.to_owned())),
+        }
+    }
+}
+
+/// What retention purges (StackStorm's garbage collector has the same knobs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Retained {
+    /// Trigger instances that are no longer `pending` or `processing`, by `occurrence_time`.
+    TriggerInstances,
+    /// Traces, by `start_timestamp`, that no kept trigger instance refers to.
+    Traces,
+    /// Rule enforcements, by `enforced_at`.
+    Enforcements,
+    /// Executions in a completed status, by `end_timestamp` (or `start_timestamp` when it
+    /// has none).
+    Executions,
+}
+
+impl Retained {
+    /// Every kind, in the order a purge pass takes them (instances before their traces).
+    pub const ALL: [Self; 4] = [
+        Self::TriggerInstances,
+        Self::Traces,
+        Self::Enforcements,
+        Self::Executions,
+    ];
+
+    /// The name used in flags and logs: `trigger_instances`, `traces`, `enforcements`,
+    /// `executions`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TriggerInstances => "trigger_instances",
+            Self::Traces => "traces",
+            Self::Enforcements => "enforcements",
+            Self::Executions => "executions",
+        }
+    }
+}

@@ -266,7 +266,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 pub const WAL_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
 
 const INSERT_ENFORCEMENT: &str = "INSERT INTO rule_enforcements (id, trigger_instance_id, execution_id, failure_reason, rule_ref, rule_id, rule_uid, enforced_at, status) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (trigger_instance_id, rule_ref) DO NOTHING";
 const INSERT_EXECUTION: &str = "INSERT INTO executions (id, action_ref, runner, status, start_timestamp, end_timestamp, user_name, rule_ref, trigger_instance_id, run_parameters, document) \
      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 const FINISH_INSTANCE: &str =
@@ -647,8 +647,10 @@ impl Store for SqliteStore {
         let mut tx = WriteTx::begin(&self.pool).await?;
         let now = crate::ids::now();
         for done in finished {
+            // Executions named by an enforcement that was already stored: not requested again.
+            let mut skipped: Vec<&str> = Vec::new();
             for e in &done.enforcements {
-                sqlx::query(INSERT_ENFORCEMENT)
+                let inserted = sqlx::query(INSERT_ENFORCEMENT)
                     .bind(&e.id)
                     .bind(&e.trigger_instance_id)
                     .bind(&e.execution_id)
@@ -659,9 +661,21 @@ impl Store for SqliteStore {
                     .bind(&e.enforced_at)
                     .bind(e.status.as_str())
                     .execute(tx.conn())
-                    .await?;
+                    .await?
+                    .rows_affected();
+                if inserted == 0 {
+                    tracing::warn!(
+                        trigger_instance = %e.trigger_instance_id,
+                        rule = %e.rule_ref,
+                        "the rule was already enforced for this trigger instance; the second evaluation is not recorded"
+                    );
+                    skipped.extend(e.execution_id.as_deref());
+                }
             }
             for execution in &done.executions {
+                if skipped.contains(&execution.id.as_str()) {
+                    continue;
+                }
                 insert_execution(execution).execute(tx.conn()).await?;
             }
             sqlx::query(FINISH_INSTANCE)
@@ -1185,6 +1199,40 @@ impl Store for SqliteStore {
             .await?;
         tx.commit().await?;
         Ok(next)
+    }
+
+    async fn purge(&self, what: Retained, before: &str, limit: u64) -> Result<u64> {
+        let sql = match what {
+            Retained::TriggerInstances => {
+                "DELETE FROM trigger_instances WHERE id IN (SELECT id FROM trigger_instances \
+                 WHERE occurrence_time < ? AND status NOT IN ('pending', 'processing') \
+                 ORDER BY occurrence_time LIMIT ?)"
+            }
+            Retained::Traces => {
+                "DELETE FROM traces WHERE id IN (SELECT t.id FROM traces t \
+                 WHERE t.start_timestamp < ? AND NOT EXISTS \
+                 (SELECT 1 FROM trigger_instances i WHERE i.trace_id = t.id) \
+                 ORDER BY t.start_timestamp LIMIT ?)"
+            }
+            Retained::Enforcements => {
+                "DELETE FROM rule_enforcements WHERE id IN (SELECT id FROM rule_enforcements \
+                 WHERE enforced_at < ? ORDER BY enforced_at LIMIT ?)"
+            }
+            Retained::Executions => {
+                "DELETE FROM executions WHERE id IN (SELECT id FROM executions \
+                 WHERE end_timestamp < ? AND status IN \
+                 ('succeeded', 'failed', 'timeout', 'canceled', 'abandoned') \
+                 ORDER BY end_timestamp LIMIT ?)"
+            }
+        };
+        let mut tx = WriteTx::begin(&self.pool).await?;
+        let done = sqlx::query(sql)
+            .bind(before)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .execute(tx.conn())
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
     }
 
     async fn kv_compare_and_swap(
