@@ -337,6 +337,7 @@ impl TestServerBuilder {
                 core_local: !self.local_disabled,
                 watch: false,
                 ingest_queue: stormhook_automation::app::INGEST_QUEUE,
+                retention: stormhook_automation::retention::Retention::keep_forever(),
             },
             htpasswd,
             token_ttl: self

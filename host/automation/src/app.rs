@@ -5,7 +5,8 @@
 //! starts (its datastore is the store); the packs are read and published, and their components
 //! start compiling in the background (see [`Automation::plugins_loaded`]); the rules created
 //! through the API are loaded; the executor recovers what a stop left behind and
-//! starts; the rules engine starts; the packs folder is watched.
+//! starts; the rules engine starts; on a store shared by several nodes, the cluster tasks
+//! start (leases, changes from other nodes); retention starts; the packs folder is watched.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use crate::datastore::StoreDatastore;
 use crate::events::{PackConfigSource, PluginEvents};
 use crate::executions::Executor;
 use crate::packs::{PackManager, PackWatcher, ReloadReport};
+use crate::retention::Retention;
 use crate::stop::Stop;
 
 /// How many accepted events may wait for the writer before new ones get 503.
@@ -46,6 +48,8 @@ pub struct Settings {
     pub watch: bool,
     /// How many accepted events may wait for the group-commit writer.
     pub ingest_queue: usize,
+    /// How long finished records are kept.
+    pub retention: Retention,
 }
 
 impl std::fmt::Debug for Settings {
@@ -57,6 +61,7 @@ impl std::fmt::Debug for Settings {
             .field("core_local", &self.core_local)
             .field("watch", &self.watch)
             .field("ingest_queue", &self.ingest_queue)
+            .field("retention", &self.retention)
             .finish_non_exhaustive()
     }
 }
@@ -133,6 +138,7 @@ impl Automation {
             core_local,
             watch,
             ingest_queue,
+            retention,
         } = settings;
         for trigger_type in crate::triggers::system_trigger_types() {
             let known = store
@@ -176,7 +182,11 @@ impl Automation {
         let executor = Arc::new(Executor::new(Arc::clone(&store), catalog, ingest.clone()));
         // Before any call can run: plugins' `events` and `config` imports.
         packs.runtime().attach(
-            Arc::new(PluginEvents::new(Arc::clone(&store), ingest.clone(), &executor)),
+            Arc::new(PluginEvents::new(
+                Arc::clone(&store),
+                ingest.clone(),
+                &executor,
+            )),
             Arc::new(PackConfigSource::new(&packs)),
         );
         let (stop, stop_rx) = watch::channel(false);
@@ -189,11 +199,23 @@ impl Automation {
                 Arc::clone(&store),
                 Arc::clone(&packs),
                 Arc::clone(&executor),
-                Stop(stop_rx),
+                Stop(stop_rx.clone()),
             )
             .await
             .map_err(store_error("starting the rules engine"))?,
         );
+        let stop_signal = Stop(stop_rx);
+        tasks.extend(crate::cluster::start(
+            &store,
+            &packs,
+            &executor,
+            &stop_signal,
+        ));
+        tasks.extend(crate::retention::start(
+            Arc::clone(&store),
+            retention,
+            stop_signal,
+        ));
         let watcher = if watch {
             Some(packs.watch().map_err(|source| StartError::Watch {
                 path: packs_dir.clone(),

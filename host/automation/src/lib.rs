@@ -18,10 +18,14 @@
 //! - [`documents`]: the StackStorm document shapes (a rule, a trigger type).
 //! - [`schema`]: JSON-schema validation with Python's messages.
 //! - [`datastore`]: the plugins' key-value datastore on the store.
+//! - `cluster`: leases, orphaned executions and changes from other nodes, when several nodes
+//!   share the store (PostgreSQL).
+//! - [`retention`]: purging finished records past their time-to-live.
 //! - [`status`]: execution, trigger-instance and enforcement statuses.
 
 pub mod actions;
 pub mod app;
+mod cluster;
 pub mod config;
 pub mod datastore;
 pub mod documents;
@@ -29,6 +33,7 @@ pub mod engine;
 pub mod events;
 pub mod executions;
 pub mod packs;
+pub mod retention;
 mod retry;
 pub mod schema;
 pub mod status;

@@ -67,6 +67,25 @@ impl Stormhook {
             config.htpasswd,
             config.token_ttl,
         ));
+        if let Some(mut changes) = automation.store.changes() {
+            // Another node changed or deleted an API key: forget what this node cached, so
+            // the change holds here at once rather than after the cache's lifetime
+            // (`auth::CACHE_TTL`, the bound when a notification is missed).
+            let auth = Arc::downgrade(&auth);
+            tokio::spawn(async move {
+                use tokio::sync::broadcast::error::RecvError;
+                loop {
+                    match changes.recv().await {
+                        Ok(stormhook_storage::Change::Credentials) | Err(RecvError::Lagged(_)) => {
+                            let Some(auth) = auth.upgrade() else { return };
+                            auth.invalidate();
+                        }
+                        Ok(_) => {}
+                        Err(RecvError::Closed) => return,
+                    }
+                }
+            });
+        }
         Ok(Self { automation, auth })
     }
 

@@ -38,6 +38,7 @@ async fn app() -> App {
             core_local: false,
             watch: false,
             ingest_queue: 16,
+            retention: stormhook_automation::retention::Retention::keep_forever(),
             configs_dir: None,
         },
         htpasswd: None,

@@ -46,6 +46,16 @@ pub fn now() -> String {
     format_time(chrono::Utc::now())
 }
 
+/// The time `age` ago, in the stored format (what retention compares with).
+pub fn ago(age: std::time::Duration) -> String {
+    let age = chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
+    format_time(
+        chrono::Utc::now()
+            .checked_sub_signed(age)
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC),
+    )
+}
+
 /// A time as StackStorm renders timestamps.
 pub fn format_time(time: chrono::DateTime<chrono::Utc>) -> String {
     // `%Y-%m-%dT%H:%M:%S%.6fZ`, without parsing a format string on every call.

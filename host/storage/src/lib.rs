@@ -197,6 +197,45 @@ pub trait Store: Send + Sync + 'static {
         only_from: &[ExecutionStatus],
     ) -> Result<Vec<bool>>;
 
+    /// Claims up to `limit` `requested` executions for this node, oldest first: `start` moves
+    /// each one on (to `running`, with its runner info) and the result is stored, all in one
+    /// transaction; returns those claimed. Of two claimers, one gets each execution: by a
+    /// conditional update here (the default); on a shared store with `FOR UPDATE SKIP LOCKED`,
+    /// so nodes do not even compete for the same rows, under this node's lease.
+    async fn claim_requested(
+        &self,
+        limit: u64,
+        start: &(dyn for<'e> Fn(&'e mut Execution) + Send + Sync),
+    ) -> Result<Vec<Execution>> {
+        let requested = self
+            .list_executions(&ExecutionQuery {
+                statuses: vec![ExecutionStatus::Requested.as_str().to_owned()],
+                ascending: true,
+                limit: Some(limit),
+                ..Default::default()
+            })
+            .await?
+            .items;
+        if requested.is_empty() {
+            return Ok(requested);
+        }
+        let batch: Vec<Execution> = requested
+            .into_iter()
+            .map(|mut execution| {
+                start(&mut execution);
+                execution
+            })
+            .collect();
+        let claimed = self
+            .update_executions(&batch, &[ExecutionStatus::Requested])
+            .await?;
+        Ok(batch
+            .into_iter()
+            .zip(claimed)
+            .filter_map(|(execution, ok)| ok.then_some(execution))
+            .collect())
+    }
+
     /// One trace.
     async fn trace(&self, id: &str) -> Result<Option<Trace>>;
     /// A page of traces, newest first, and the total matching.

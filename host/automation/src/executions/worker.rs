@@ -8,14 +8,14 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use stormhook_storage::ingest::IngestError;
 use stormhook_storage::{
-    Execution, ExecutionQuery, ExecutionStatus, InstanceStatus, StorageError, TriggerInstance, ids,
+    Execution, ExecutionStatus, InstanceStatus, StorageError, TriggerInstance, ids,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
+use super::Executor;
 use super::document::{finish, masked_parameters, transition};
-use super::{Executor, MAX_PARALLEL};
 use crate::actions::Outcome;
 use crate::stop::Stop;
 
@@ -30,33 +30,7 @@ impl Executor {
         self: &Arc<Self>,
         stop: Stop,
     ) -> Result<Vec<JoinHandle<()>>, StorageError> {
-        for (from, to) in [
-            (ExecutionStatus::Scheduled, ExecutionStatus::Requested),
-            (ExecutionStatus::Running, ExecutionStatus::Abandoned),
-            (ExecutionStatus::Canceling, ExecutionStatus::Canceled),
-        ] {
-            let left = self
-                .store
-                .list_executions(&ExecutionQuery {
-                    statuses: vec![from.as_str().to_owned()],
-                    ..Default::default()
-                })
-                .await?;
-            for mut execution in left.items {
-                if to == ExecutionStatus::Requested {
-                    transition(&mut execution, to);
-                } else {
-                    let result = json!({"error": "Stormhook stopped while the action was running; it is not run again because it may already have had effects."});
-                    finish(
-                        &mut execution,
-                        Outcome { status: to, result },
-                        &self.hostname,
-                    );
-                }
-                self.store.update_execution(&execution, &[from]).await?;
-                tracing::warn!(id = %execution.id, action = %execution.action_ref, "execution left {from} by a stop is now {to}");
-            }
-        }
+        self.recover_orphans().await?;
         let mut tasks = Vec::new();
         if let Some(rx) = self.finished_rx.lock().ok().and_then(|mut rx| rx.take()) {
             tasks.push(tokio::spawn(Arc::clone(self).record(rx, stop.clone())));
@@ -65,22 +39,87 @@ impl Executor {
         Ok(tasks)
     }
 
+    /// Settles the executions no live node holds: those a stop left `scheduled` go back to
+    /// `requested` (they run), those left `running` become `abandoned` (they may have had
+    /// effects, so they are not run twice), those left `canceling` become `canceled`. On a
+    /// store of one node that is every one of them, at start; on a shared store, those whose
+    /// node's lease expired, at start and then periodically (see `crate::cluster`).
+    ///
+    /// # Errors
+    ///
+    /// The store cannot be read or written.
+    pub(crate) async fn recover_orphans(&self) -> Result<(), StorageError> {
+        for (from, to) in [
+            (ExecutionStatus::Scheduled, ExecutionStatus::Requested),
+            (ExecutionStatus::Running, ExecutionStatus::Abandoned),
+            (ExecutionStatus::Canceling, ExecutionStatus::Canceled),
+        ] {
+            let left = self.store.orphaned_executions(from).await?;
+            for mut execution in left {
+                if to == ExecutionStatus::Requested {
+                    transition(&mut execution, to);
+                } else {
+                    let result = json!({"error": "The Stormhook node running this action stopped while it ran; it is not run again because it may already have had effects."});
+                    finish(
+                        &mut execution,
+                        Outcome { status: to, result },
+                        &self.hostname,
+                    );
+                }
+                if self.store.update_execution(&execution, &[from]).await? {
+                    self.moved.notify_waiters();
+                    tracing::warn!(id = %execution.id, action = %execution.action_ref, "execution left {from} by a stop is now {to}");
+                }
+            }
+        }
+        // Executions back to `requested` run now.
+        self.notify();
+        Ok(())
+    }
+
+    /// Stops the run of execution `id` on this node, if it runs here (a cancel through another
+    /// node reached this one). Whether it ran here.
+    pub(crate) fn signal_cancel(&self, id: &str) -> bool {
+        match self.cancels.lock().ok().and_then(|mut c| c.remove(id)) {
+            Some(signal) => {
+                tracing::info!(id, "canceling the execution at the request of another node");
+                signal.send(()).is_ok()
+            }
+            None => false,
+        }
+    }
+
+    /// Claims `requested` executions while there are free slots and runs them. It waits for
+    /// one free slot, then takes every other free one, and claims that many executions in one
+    /// durable write (`scheduled` and `running` logged together; on a shared store, under
+    /// this node's lease, skipping those another node is claiming).
     async fn work(self: Arc<Self>, mut stop: Stop) {
         while !stop.requested() {
             let woken = self.wake.notified();
-            let requested = match self
-                .store
-                .list_executions(&ExecutionQuery {
-                    statuses: vec![ExecutionStatus::Requested.as_str().to_owned()],
-                    ascending: true,
-                    limit: Some(MAX_PARALLEL as u64),
-                    ..Default::default()
-                })
-                .await
-            {
-                Ok(page) => page.items,
+            let first = tokio::select! {
+                slot = Arc::clone(&self.slots).acquire_owned() => slot,
+                () = stop.wait() => return,
+            };
+            let Ok(first) = first else { return };
+            let mut slots = vec![first];
+            while let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() {
+                slots.push(slot);
+            }
+            let start = |execution: &mut Execution| {
+                transition(execution, ExecutionStatus::Scheduled);
+                transition(execution, ExecutionStatus::Running);
+                let mut runner_info = json!({"hostname": self.hostname, "pid": std::process::id()});
+                if let Some(cluster) = self.store.cluster() {
+                    // Which node ran it, among the nodes sharing the store.
+                    runner_info["node"] = json!(cluster.node_id);
+                }
+                execution.document["liveaction"]["runner_info"] = runner_info;
+            };
+            let claimed = match self.store.claim_requested(slots.len() as u64, &start).await {
+                Ok(claimed) => claimed,
                 Err(e) => {
-                    tracing::error!("cannot read requested executions: {e}");
+                    tracing::error!("cannot claim requested executions: {e}");
+                    drop(slots);
                     tokio::select! {
                         () = tokio::time::sleep(Duration::from_secs(1)) => {}
                         () = stop.wait() => {}
@@ -88,55 +127,19 @@ impl Executor {
                     continue;
                 }
             };
-            let found = !requested.is_empty();
+            let found = !claimed.is_empty();
             if found {
-                // Wait for one free slot, then take every other free one: the executions that
-                // get a slot start now, `scheduled` and `running` logged together, all claimed
-                // in one durable write.
-                let Ok(first) = Arc::clone(&self.slots).acquire_owned().await else {
-                    return;
-                };
-                let mut slots = vec![first];
-                while slots.len() < requested.len() {
-                    match Arc::clone(&self.slots).try_acquire_owned() {
-                        Ok(slot) => slots.push(slot),
-                        Err(_) => break,
-                    }
-                }
-                let batch: Vec<Execution> = requested
-                    .into_iter()
-                    .take(slots.len())
-                    .map(|mut execution| {
-                        transition(&mut execution, ExecutionStatus::Scheduled);
-                        transition(&mut execution, ExecutionStatus::Running);
-                        execution.document["liveaction"]["runner_info"] =
-                            json!({"hostname": self.hostname, "pid": std::process::id()});
-                        execution
-                    })
-                    .collect();
-                match self
-                    .store
-                    .update_executions(&batch, &[ExecutionStatus::Requested])
-                    .await
-                {
-                    Ok(claimed) => {
-                        self.moved.notify_waiters();
-                        for ((execution, ok), slot) in batch.into_iter().zip(claimed).zip(slots) {
-                            if ok {
-                                let me = Arc::clone(&self);
-                                tokio::spawn(async move {
-                                    me.run(execution).await;
-                                    drop(slot);
-                                });
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!("cannot schedule executions: {e}");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                }
+                self.moved.notify_waiters();
             }
+            // The slots not used are freed when `slots` is dropped.
+            for (execution, slot) in claimed.into_iter().zip(slots.drain(..)) {
+                let me = Arc::clone(&self);
+                tokio::spawn(async move {
+                    me.run(execution).await;
+                    drop(slot);
+                });
+            }
+            drop(slots);
             if !found {
                 tokio::select! {
                     () = woken => {}
