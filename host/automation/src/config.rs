@@ -20,7 +20,6 @@ use serde_json::{Map, Value, json};
 use stormhook_packs::{ConfigSchema, PackConfig};
 use stormhook_rules::template::Renderer;
 
-
 /// The schema file in a pack folder.
 pub const SCHEMA_FILE: &str = "config.schema.yaml";
 /// The largest schema or values file read.

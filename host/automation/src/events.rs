@@ -131,7 +131,10 @@ impl Events for PluginEvents {
                 .executor
                 .upgrade()
                 .ok_or_else(|| EventsError::Failed("the server is shutting down".into()))?;
-            let user = origin.user.clone().unwrap_or_else(|| SYSTEM_USER.to_owned());
+            let user = origin
+                .user
+                .clone()
+                .unwrap_or_else(|| SYSTEM_USER.to_owned());
             let mut context = Map::new();
             context.insert(
                 "parent".into(),
@@ -149,9 +152,12 @@ impl Events for PluginEvents {
             };
             match executor.request(request).await {
                 Ok(execution) => Ok(execution.id),
-                Err(RequestError::RenderFailed { message, execution }) => Err(EventsError::Invalid(
-                    format!("execution {} failed at once: {message}", execution.id),
-                )),
+                Err(RequestError::RenderFailed { message, execution }) => {
+                    Err(EventsError::Invalid(format!(
+                        "execution {} failed at once: {message}",
+                        execution.id
+                    )))
+                }
                 Err(e @ RequestError::Store(_)) => Err(EventsError::Failed(e.to_string())),
                 Err(e) => Err(EventsError::Invalid(e.to_string())),
             }

@@ -327,7 +327,8 @@ impl Catalog {
                         error: Some(why), ..
                     }) = self.describe(reference).and_then(|a| a.component)
                 {
-                    outcome.result["error"] = json!(format!("action `{reference}` cannot run: {why}"));
+                    outcome.result["error"] =
+                        json!(format!("action `{reference}` cannot run: {why}"));
                 }
                 outcome
             }

@@ -33,7 +33,9 @@ pub(super) async fn run(
         rule_ref: execution.rule_ref.clone(),
         trigger_instance,
         user: execution.user.clone().unwrap_or_default(),
-        trace_tag: ctx["trace_context"]["trace_tag"].as_str().map(str::to_owned),
+        trace_tag: ctx["trace_context"]["trace_tag"]
+            .as_str()
+            .map(str::to_owned),
         parent_execution_id: ctx["parent"]["execution_id"].as_str().map(str::to_owned),
         depth: crate::documents::depth_of(ctx),
     };

@@ -207,8 +207,12 @@ impl Executor {
         context.insert("pack".into(), json!(action.pack));
         let kv = datastore_context(self.store.as_ref()).await;
         let mut render_ctx = Map::new();
-        let config =
-            crate::config::context(self.catalog.packs().config(&action.pack), &action.pack, &kv, &self.renderer);
+        let config = crate::config::context(
+            self.catalog.packs().config(&action.pack),
+            &action.pack,
+            &kv,
+            &self.renderer,
+        );
         render_ctx.insert("st2kv".into(), kv);
         render_ctx.insert("action_context".into(), Value::Object(context.clone()));
         render_ctx.insert("config_context".into(), config);
@@ -287,7 +291,12 @@ impl Executor {
         render_ctx.insert("rule".into(), values.unwrap_or_else(|| json!({})));
         render_ctx.insert(
             "config_context".into(),
-            crate::config::context(self.catalog.packs().config(&action.pack), &action.pack, kv, &self.renderer),
+            crate::config::context(
+                self.catalog.packs().config(&action.pack),
+                &action.pack,
+                kv,
+                &self.renderer,
+            ),
         );
         let given = &rule.doc.action.parameters;
         let id = ids::object_id();
