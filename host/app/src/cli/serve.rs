@@ -87,6 +87,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             core_local: !args.disable_core_local,
             watch: !args.no_watch,
             ingest_queue: INGEST_QUEUE,
+            retention: stormhook_automation::retention::Retention::default(),
         },
         htpasswd: args.htpasswd.clone(),
         token_ttl: Duration::from_secs(args.token_ttl_secs),
