@@ -143,6 +143,12 @@ pub struct StoreArgs {
     /// time a secret is stored.
     #[arg(long, env = "STORMHOOK_DATASTORE_KEY")]
     pub datastore_key: Option<PathBuf>,
+    /// PostgreSQL instead of the embedded SQLite database, for several nodes sharing one
+    /// store (`postgres://user:password@host:5432/database`; `?options=-c%20search_path%3D<schema>`
+    /// picks a schema). Every node then needs the same `--datastore-key` file. Without it,
+    /// `<data-dir>/stormhook.db`.
+    #[arg(long, env = "STORMHOOK_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
 }
 
 /// `stormhook serve`.
@@ -277,6 +283,31 @@ pub struct ServeArgs {
     /// Most plugin-started links (`events.emit`, `events.request-execution`) in one chain.
     #[arg(long, env = "STORMHOOK_MAX_CHAIN_DEPTH", default_value_t = 8)]
     pub max_chain_depth: u32,
+    /// This node's id among the nodes sharing a PostgreSQL store (recorded on the work it
+    /// claims and in `runner_info.node` of the executions it runs). Default:
+    /// `<hostname>-<pid>-<random>`, new at every start.
+    #[arg(long, env = "STORMHOOK_NODE_ID")]
+    pub node_id: Option<String>,
+    /// With PostgreSQL: how long this node's claim on a trigger instance or an execution lasts
+    /// without renewal, in seconds (renewed every third of it). When a node dies, the others
+    /// take its trigger instances and mark its running executions `abandoned` after this.
+    #[arg(long, env = "STORMHOOK_LEASE_SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub lease_secs: u64,
+    /// How long finished trigger instances are kept (`30d`, `12h`, `90m`, `45s`; `0`: forever).
+    #[arg(long, env = "STORMHOOK_TRIGGER_INSTANCES_TTL", default_value = "30d", value_parser = parse_ttl)]
+    pub trigger_instances_ttl: Ttl,
+    /// How long traces are kept once no kept trigger instance refers to them.
+    #[arg(long, env = "STORMHOOK_TRACES_TTL", default_value = "30d", value_parser = parse_ttl)]
+    pub traces_ttl: Ttl,
+    /// How long rule enforcements are kept.
+    #[arg(long, env = "STORMHOOK_ENFORCEMENTS_TTL", default_value = "30d", value_parser = parse_ttl)]
+    pub enforcements_ttl: Ttl,
+    /// How long completed executions are kept (from their end).
+    #[arg(long, env = "STORMHOOK_EXECUTIONS_TTL", default_value = "30d", value_parser = parse_ttl)]
+    pub executions_ttl: Ttl,
+    /// How often old records are purged, in seconds.
+    #[arg(long, env = "STORMHOOK_PURGE_INTERVAL_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub purge_interval_secs: u64,
     /// Do not watch the packs folder for changes (reload with `stormhook plugin reload`).
     #[arg(long, env = "STORMHOOK_NO_WATCH", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_watch: bool,
@@ -533,16 +564,69 @@ pub struct ClientArgs {
     pub json: bool,
 }
 
-/// Opens the store a server already made in the data directory; refuses, rather than creating
-/// an empty one, when there is none (a mistyped `--data-dir` must not look like "no data").
+/// `<hostname>-<pid>-<4 random hex digits>`: new at every start, so a restarted node never
+/// takes its old claims for live ones.
+pub fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into());
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &random[..4])
+}
+
+/// `url` without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((userinfo, host)) if userinfo.contains(':') => {
+                let user = userinfo.split(':').next().unwrap_or_default();
+                format!("{scheme}://{user}:********@{host}")
+            }
+            _ => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+/// A time-to-live flag: `None` keeps forever.
+pub type Ttl = Option<std::time::Duration>;
+
+/// Parses `30d`, `12h`, `90m`, `45s` (or bare seconds); `0` is "forever".
+fn parse_ttl(text: &str) -> Result<Ttl, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 30d, 12h, 90m or 45s"))?;
+    let unit_secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("`{text}`: the unit must be s, m, h or d")),
+    };
+    Ok((n > 0).then(|| std::time::Duration::from_secs(n.saturating_mul(unit_secs))))
+}
+
+/// The store is shared by several nodes: this node's id and lease.
+pub type NodeArgs = (String, std::time::Duration);
+
+/// Opens the store a server already made; refuses, rather than creating an empty one, when
+/// there is none in the data directory (a mistyped `--data-dir` must not look like "no data").
+/// With `--database-url`, opens the PostgreSQL store (migrating it if needed).
 ///
 /// # Errors
 ///
-/// There is no `stormhook.db` in the directory, or it cannot be opened.
+/// There is no `stormhook.db` in the directory, or the store cannot be opened.
 pub async fn open_existing_store(
     args: &StoreArgs,
-) -> anyhow::Result<std::sync::Arc<stormhook_storage::sqlite::SqliteStore>> {
-    if !args.data_dir.join("stormhook.db").exists() {
+) -> anyhow::Result<std::sync::Arc<dyn stormhook_storage::Store>> {
+    if args.database_url.is_none() && !args.data_dir.join("stormhook.db").exists() {
         anyhow::bail!(
             "no store in {} (give the data directory of the server with --data-dir)",
             args.data_dir.display()
@@ -551,17 +635,55 @@ pub async fn open_existing_store(
     open_store(args).await
 }
 
-/// Opens the store in the data directory (creating both if needed).
+/// Opens the store: PostgreSQL with `--database-url`, else the SQLite database in the data
+/// directory (creating both if needed).
 ///
 /// # Errors
 ///
 /// The directory cannot be created or the database cannot be opened.
 pub async fn open_store(
     args: &StoreArgs,
-) -> anyhow::Result<std::sync::Arc<stormhook_storage::sqlite::SqliteStore>> {
+) -> anyhow::Result<std::sync::Arc<dyn stormhook_storage::Store>> {
+    open_node_store(args, None).await
+}
+
+/// [`open_store`] for a server: on PostgreSQL, `node` names this node and its lease (the
+/// offline commands take part in no claim and get a throwaway id).
+///
+/// # Errors
+///
+/// The directory cannot be created or the database cannot be opened.
+pub async fn open_node_store(
+    args: &StoreArgs,
+    node: Option<NodeArgs>,
+) -> anyhow::Result<std::sync::Arc<dyn stormhook_storage::Store>> {
     use anyhow::Context as _;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating the data directory {}", args.data_dir.display()))?;
+    if let Some(url) = &args.database_url {
+        use stormhook_storage::postgres::{PgOptions, PgStore};
+        let (node_id, lease) = node.unwrap_or_else(|| {
+            (
+                format!("{}-cli", default_node_id()),
+                std::time::Duration::from_secs(15),
+            )
+        });
+        let (key, create_key) = match &args.datastore_key {
+            Some(path) => (path.clone(), false),
+            None => (
+                args.data_dir
+                    .join(stormhook_storage::sqlite::DATASTORE_KEY_FILE),
+                true,
+            ),
+        };
+        let mut options = PgOptions::new(node_id, key);
+        options.lease = lease;
+        options.create_key = create_key;
+        let store = PgStore::connect(url, options)
+            .await
+            .with_context(|| format!("connecting to PostgreSQL at {}", redact_url(url)))?;
+        return Ok(std::sync::Arc::new(store));
+    }
     let path = args.data_dir.join("stormhook.db");
     let mut store = stormhook_storage::sqlite::SqliteStore::open(&path)
         .await

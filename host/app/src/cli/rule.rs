@@ -17,7 +17,6 @@ use stormhook_packs::RuleDoc;
 use stormhook_rules::template::Renderer;
 use stormhook_runtime::datastore::MemoryDatastore;
 use stormhook_runtime::{Runtime, RuntimeConfig};
-use stormhook_storage::Store as _;
 
 use super::client::{Client, report};
 use super::output::{emit, note_truncated, print_json, print_object, print_table};

@@ -13,7 +13,10 @@ use stormhook_runtime::{Fairness, Limits, LoadLimits, RuntimeConfig};
 use stormhook_server::{Config, ConnectionLimits, Serving, Settings, Stormhook};
 use stormhook_storage::Store;
 
-use super::{ServeArgs, open_store};
+use stormhook_automation::retention::Retention;
+use stormhook_storage::Retained;
+
+use super::{ServeArgs, open_node_store};
 
 /// Runs the server until Ctrl-C or SIGTERM.
 ///
@@ -25,7 +28,24 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let data_dir = args.store.data_dir.clone();
     // Held until the process ends (the operating system releases it on a crash too).
     let _lock = lock_data_dir(&data_dir)?;
-    let store: Arc<dyn Store> = open_store(&args.store).await?;
+    let node = args
+        .node_id
+        .clone()
+        .unwrap_or_else(super::default_node_id);
+    let store: Arc<dyn Store> =
+        open_node_store(&args.store, Some((node, Duration::from_secs(args.lease_secs)))).await?;
+    let retention = [
+        (Retained::TriggerInstances, args.trigger_instances_ttl),
+        (Retained::Traces, args.traces_ttl),
+        (Retained::Enforcements, args.enforcements_ttl),
+        (Retained::Executions, args.executions_ttl),
+    ]
+    .into_iter()
+    .fold(Retention::keep_forever(), |r, (what, ttl)| r.with(what, ttl));
+    let retention = Retention {
+        interval: Duration::from_secs(args.purge_interval_secs),
+        ..retention
+    };
     let packs_dir = resolve_packs(&args)?;
     let configs_dir = args
         .configs
@@ -87,7 +107,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             core_local: !args.disable_core_local,
             watch: !args.no_watch,
             ingest_queue: INGEST_QUEUE,
-            retention: stormhook_automation::retention::Retention::default(),
+            retention,
         },
         htpasswd: args.htpasswd.clone(),
         token_ttl: Duration::from_secs(args.token_ttl_secs),
@@ -126,9 +146,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let has_tls = tls.is_some();
 
     eprintln!(
-        "stormhook listening on {base} (packs: {}, data: {})",
+        "stormhook listening on {base} (packs: {}, data: {}, store: {})",
         packs_dir.display(),
-        data_dir.display()
+        data_dir.display(),
+        match (args.store.database_url.as_deref(), store.cluster()) {
+            (Some(url), Some(cluster)) => format!(
+                "PostgreSQL {} as node {}",
+                super::redact_url(url),
+                cluster.node_id
+            ),
+            _ => "SQLite".into(),
+        }
     );
     if let Some(key) = first_key {
         print_first_key(&key, &base, has_tls);
@@ -205,9 +233,10 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-/// One `serve` per data directory. The rules engine reads the instances that follow the last
-/// one it took, so two servers on one store would each evaluate every instance (and run every
-/// action twice); the second is refused instead.
+/// One `serve` per data directory. On SQLite the rules engine reads the instances that follow
+/// the last one it took, so two servers on one store would each evaluate every instance (and
+/// run every action twice); the second is refused instead. (On PostgreSQL nodes claim work, and
+/// several may share the database, each with its own data directory for packs and cache.)
 fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("creating the data directory {}", dir.display()))?;
