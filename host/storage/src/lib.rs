@@ -1,8 +1,9 @@
 //! Stormhook's durable store.
 //!
 //! A [`Store`] trait with one module per backend: [`sqlite`] is the embedded default (WAL,
-//! `synchronous=FULL`: a commit is on disk before it returns). The server holds it as
-//! `Arc<dyn Store>`, so the PostgreSQL backend of the multi-node mode slots in beside it.
+//! `synchronous=FULL`: a commit is on disk before it returns); [`postgres`] is one database
+//! shared by several nodes (claims under leases, changes by `LISTEN`/`NOTIFY`). The server
+//! holds either as `Arc<dyn Store>`.
 //!
 //! [`ingest::Ingest`] puts group commit in front of the store: one writer task commits every
 //! waiting event in one transaction, so durable acceptance costs one fsync per batch rather than
@@ -12,6 +13,8 @@
 //!
 //! - [`models`]: the records (plain data; the server shapes the JSON).
 //! - [`sqlite`]: the SQLite backend and its migrations (`migrations/sqlite`).
+//! - [`postgres`]: the PostgreSQL backend and its migrations (`migrations/postgres`).
+//! - `sql`: what the SQL backends share (row decoding, list filters, datastore rules).
 //! - [`ingest`]: group commit of accepted events.
 //! - [`ids`]: StackStorm-style object ids and timestamps.
 //! - [`crypto`]: the key that encrypts datastore secrets, StackStorm's format.
@@ -20,6 +23,8 @@ pub mod crypto;
 pub mod ids;
 pub mod ingest;
 pub mod models;
+pub mod postgres;
+mod sql;
 pub mod sqlite;
 pub mod status;
 
@@ -79,13 +84,17 @@ impl StorageError {
 }
 
 impl StorageError {
-    /// A short reason for a client, without paths or SQL: SQLite's own description of its
-    /// result code when there is one (`database or disk is full`, `database is locked`).
+    /// A short reason for a client, without paths or SQL: the database's own message when
+    /// there is one (SQLite's description of its result code, `database or disk is full`,
+    /// `database is locked`; PostgreSQL's server message, `the database system is shutting
+    /// down`).
     pub fn cause(&self) -> String {
         match self {
             Self::Unavailable(m) | Self::Writer(m) => m.clone(),
             Self::Database(sqlx::Error::Database(db)) => db.message().to_owned(),
             Self::Database(sqlx::Error::PoolTimedOut) => "no database connection is free".into(),
+            Self::Database(sqlx::Error::PoolClosed) => "the store is closed".into(),
+            Self::Database(sqlx::Error::Io(e)) => format!("the database cannot be reached: {e}"),
             other => other.to_string(),
         }
     }
@@ -98,13 +107,35 @@ pub(crate) fn sqlite_code_unavailable(code: i32) -> bool {
     matches!(code & 0xff, 5 | 6 | 7 | 10 | 13 | 14 | 15)
 }
 
+/// PostgreSQL SQLSTATEs that mean "not now" rather than "never": class `08` (connection
+/// exception), class `53` (insufficient resources: disk full, out of memory, too many
+/// connections), `57P01`/`57P02`/`57P03` (the server is shutting down or cannot take
+/// connections yet), `40001`/`40P01` (serialization failure, deadlock: retry).
+fn postgres_code_unavailable(code: &str) -> bool {
+    code.starts_with("08")
+        || code.starts_with("53")
+        || matches!(code, "57P01" | "57P02" | "57P03" | "40001" | "40P01")
+}
+
 fn sqlx_unavailable(e: &sqlx::Error) -> bool {
     match e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
-        sqlx::Error::Database(db) => db
-            .code()
-            .and_then(|c| c.parse::<i32>().ok())
-            .is_some_and(sqlite_code_unavailable),
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => {
+            if db
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .is_some()
+            {
+                db.code().is_some_and(|c| postgres_code_unavailable(&c))
+            } else {
+                db.code()
+                    .and_then(|c| c.parse::<i32>().ok())
+                    .is_some_and(sqlite_code_unavailable)
+            }
+        }
         _ => false,
     }
 }

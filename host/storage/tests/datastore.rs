@@ -1,51 +1,44 @@
 //! The datastore in the store: expiry, secrets encrypted at rest, and the atomic operations
-//! under concurrency.
+//! under concurrency, on SQLite and on PostgreSQL (see `common/backends.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use stormhook_storage::crypto::DatastoreKey;
-use stormhook_storage::sqlite::{DATASTORE_KEY_FILE, SqliteStore};
-use stormhook_storage::{KvValue, StorageError, Store};
+use stormhook_storage::{KvValue, StorageError};
 
-async fn open(dir: &tempfile::TempDir) -> Arc<SqliteStore> {
-    Arc::new(SqliteStore::open(&dir.path().join("kv.db")).await.unwrap())
-}
+#[macro_use]
+#[path = "common/backends.rs"]
+mod backends;
 
-/// The raw rows, to see what is at rest and what was purged.
-async fn raw_rows(dir: &tempfile::TempDir) -> Vec<(String, String, bool)> {
-    let conn = rusqlite::Connection::open(dir.path().join("kv.db")).unwrap();
-    let mut statement = conn
-        .prepare("SELECT name, value, secret FROM kv ORDER BY name")
-        .unwrap();
-    statement
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
-}
+use backends::Backend;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn secrets_are_encrypted_at_rest_with_a_key_made_on_first_use() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+on_both_backends!(
+    secrets_are_encrypted_at_rest_with_a_key_made_on_first_use,
+    pre_encrypted_values_must_decrypt_with_the_key_and_are_kept_as_they_are,
+    an_operator_key_file_is_used_and_a_broken_one_refused,
+    expired_pairs_are_invisible_and_purged_by_later_writes,
+    list_filters_by_prefix_and_pages,
+    increment_and_compare_and_swap_semantics,
+    concurrent_increments_and_cas_loops_lose_no_update,
+);
+
+async fn secrets_are_encrypted_at_rest_with_a_key_made_on_first_use(backend: &Backend) {
+    let store = &backend.store;
     store.kv_set("plain", "visible").await.unwrap();
-    assert!(
-        !dir.path().join(DATASTORE_KEY_FILE).exists(),
-        "no secret yet, no key file"
-    );
+    assert!(!backend.key_file().exists(), "no secret yet, no key file");
     let stored = store
         .kv_put("token", KvValue::Secret("s3cr3t-value"), None)
         .await
         .unwrap();
     assert!(stored.secret);
     assert_ne!(stored.value, "s3cr3t-value");
-    assert!(dir.path().join(DATASTORE_KEY_FILE).exists());
+    assert!(backend.key_file().exists());
     let key = store.datastore_key().unwrap();
     assert_eq!(key.decrypt(&stored.value).unwrap(), "s3cr3t-value");
 
     // Nothing in the database file holds the plaintext.
-    let rows = raw_rows(&dir).await;
+    let rows = backend.raw_kv().await;
     assert_eq!(rows[1].0, "token");
     assert!(rows[1].2);
     assert!(!rows.iter().any(|r| r.1.contains("s3cr3t")));
@@ -61,8 +54,7 @@ async fn secrets_are_encrypted_at_rest_with_a_key_made_on_first_use() {
     );
 
     // Reopened, the same key file decrypts it.
-    drop(store);
-    let store = open(&dir).await;
+    let store = backend.reopen().await;
     let read = store.kv_get("token").await.unwrap().unwrap();
     assert_eq!(
         store.datastore_key().unwrap().decrypt(&read.value).unwrap(),
@@ -70,10 +62,10 @@ async fn secrets_are_encrypted_at_rest_with_a_key_made_on_first_use() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pre_encrypted_values_must_decrypt_with_the_key_and_are_kept_as_they_are() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+async fn pre_encrypted_values_must_decrypt_with_the_key_and_are_kept_as_they_are(
+    backend: &Backend,
+) {
+    let store = &backend.store;
     let ciphertext = store.datastore_key().unwrap().encrypt("imported").unwrap();
     let stored = store
         .kv_put("imported", KvValue::Encrypted(&ciphertext), None)
@@ -97,44 +89,39 @@ async fn pre_encrypted_values_must_decrypt_with_the_key_and_are_kept_as_they_are
     assert!(store.kv_get("bad").await.unwrap().is_none());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_operator_key_file_is_used_and_a_broken_one_refused() {
+async fn an_operator_key_file_is_used_and_a_broken_one_refused(backend: &Backend) {
     let dir = tempfile::tempdir().unwrap();
     let key_path = dir.path().join("st2_datastore_key.json");
     let key = DatastoreKey::generate().unwrap();
     std::fs::write(&key_path, key.to_json()).unwrap();
-    let store = SqliteStore::open(&dir.path().join("kv.db"))
-        .await
-        .unwrap()
-        .with_datastore_key(&key_path)
-        .unwrap();
+    let store = backend.reopen_with_key(&key_path).await.unwrap();
     let stored = store.kv_put("k", KvValue::Secret("v"), None).await.unwrap();
     assert_eq!(key.decrypt(&stored.value).unwrap(), "v");
-    assert!(!dir.path().join(DATASTORE_KEY_FILE).exists());
+    assert!(!backend.key_file().exists());
 
     std::fs::write(&key_path, "{\"aesKeyString\": 1}").unwrap();
-    let store = SqliteStore::open(&dir.path().join("kv.db")).await.unwrap();
-    let err = store.with_datastore_key(&key_path).unwrap_err().to_string();
+    let Err(err) = backend.reopen_with_key(&key_path).await else {
+        panic!("a broken key file was accepted");
+    };
+    let err = err.to_string();
     assert!(err.contains("st2_datastore_key.json"), "{err}");
     assert!(err.contains("aesKeyString"), "{err}");
-    let missing = SqliteStore::open(&dir.path().join("kv.db")).await.unwrap();
     assert!(
-        missing
-            .with_datastore_key(&dir.path().join("none.json"))
+        backend
+            .reopen_with_key(&dir.path().join("none.json"))
+            .await
             .is_err()
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn expired_pairs_are_invisible_and_purged_by_later_writes() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+async fn expired_pairs_are_invisible_and_purged_by_later_writes(backend: &Backend) {
+    let store = &backend.store;
+    // Long enough for the calls below to see it on a loaded machine (a first call on
+    // PostgreSQL opens connections).
+    let short_ttl = Duration::from_millis(800);
+    let put_at = tokio::time::Instant::now();
     let short = store
-        .kv_put(
-            "short",
-            KvValue::Plain("1"),
-            Some(Duration::from_millis(50)),
-        )
+        .kv_put("short", KvValue::Plain("1"), Some(short_ttl))
         .await
         .unwrap();
     let long = store
@@ -149,7 +136,7 @@ async fn expired_pairs_are_invisible_and_purged_by_later_writes() {
     );
     assert!(store.kv_get("short").await.unwrap().is_some());
     // Expiry is a wall-clock time in the database, so real time has to pass.
-    tokio::time::sleep(Duration::from_millis(120)).await;
+    tokio::time::sleep_until(put_at + short_ttl + Duration::from_millis(100)).await;
 
     assert!(store.kv_get("short").await.unwrap().is_none());
     assert_eq!(
@@ -199,14 +186,12 @@ async fn expired_pairs_are_invisible_and_purged_by_later_writes() {
     }
     tokio::time::sleep(Duration::from_millis(20)).await;
     store.kv_set("trigger", "purge").await.unwrap();
-    let names: Vec<String> = raw_rows(&dir).await.into_iter().map(|r| r.0).collect();
+    let names: Vec<String> = backend.raw_kv().await.into_iter().map(|r| r.0).collect();
     assert_eq!(names, ["c", "long", "n", "trigger"]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn list_filters_by_prefix_and_pages() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+async fn list_filters_by_prefix_and_pages(backend: &Backend) {
+    let store = &backend.store;
     for name in ["app.a", "app.b", "app.c", "apple", "b%", "b_x", "other"] {
         store.kv_set(name, "v").await.unwrap();
     }
@@ -220,10 +205,8 @@ async fn list_filters_by_prefix_and_pages() {
     assert_eq!(store.kv_list("", None, 0).await.unwrap().total, 7);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn increment_and_compare_and_swap_semantics() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+async fn increment_and_compare_and_swap_semantics(backend: &Backend) {
+    let store = &backend.store;
     assert_eq!(store.kv_increment("n", 5).await.unwrap(), 5);
     assert_eq!(store.kv_increment("n", -7).await.unwrap(), -2);
     store.kv_set("n", " 10 ").await.unwrap();
@@ -319,13 +302,11 @@ async fn increment_and_compare_and_swap_semantics() {
     assert!(!replaced.secret && replaced.value == "public");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_increments_and_cas_loops_lose_no_update() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+async fn concurrent_increments_and_cas_loops_lose_no_update(backend: &Backend) {
+    let store = &backend.store;
     let tasks: Vec<_> = (0..200)
         .map(|_| {
-            let store = Arc::clone(&store);
+            let store = Arc::clone(store);
             tokio::spawn(async move { store.kv_increment("hits", 1).await.unwrap() })
         })
         .collect();
@@ -344,7 +325,7 @@ async fn concurrent_increments_and_cas_loops_lose_no_update() {
     // 50 writers each append their number with a read / compare-and-swap retry loop.
     let tasks: Vec<_> = (0..50)
         .map(|i| {
-            let store = Arc::clone(&store);
+            let store = Arc::clone(store);
             tokio::spawn(async move {
                 loop {
                     let current = store.kv_get("list").await.unwrap().map(|p| p.value);

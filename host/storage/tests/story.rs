@@ -1,5 +1,7 @@
-//! The store's behaviour as the server relies on it, written once against the `Store` trait.
-//! It runs on SQLite here; a second backend runs the same story.
+//! The store's behaviour as the server relies on it, written once against the `Store` trait
+//! and run on SQLite and on PostgreSQL (see `common/backends.rs`). Where a shared store
+//! promises something else (it claims where SQLite reads), the story branches on
+//! `Store::cluster` and checks each backend's own promise.
 
 use std::sync::Arc;
 
@@ -7,9 +9,16 @@ use serde_json::json;
 use stormhook_storage::ingest::Ingest;
 use stormhook_storage::sqlite::SqliteStore;
 use stormhook_storage::{
-    ApiKey, NewEvent, StorageError, Store, Trace, TriggerInstance, TriggerInstanceQuery,
-    TriggerType, ids,
+    ApiKey, Execution, ExecutionQuery, ExecutionStatus, FinishedInstance, NewEvent, Retained,
+    RuleEnforcement, StorageError, Store, Trace, TriggerInstance, TriggerInstanceQuery,
+    TriggerType, Unreadable, ids,
 };
+
+#[macro_use]
+#[path = "common/backends.rs"]
+mod backends;
+
+use backends::{Backend, Kind};
 
 fn event(trigger: &str, n: u64, time: &str) -> NewEvent {
     let trace = Trace {
@@ -31,7 +40,23 @@ fn event(trigger: &str, n: u64, time: &str) -> NewEvent {
     NewEvent::new(trace, vec![instance])
 }
 
-async fn story(store: Arc<dyn Store>) {
+/// The ids of a queue of trigger instances, all readable.
+fn queue_ids(queue: &[(i64, Result<TriggerInstance, Unreadable>)]) -> Vec<String> {
+    queue
+        .iter()
+        .map(|(_, t)| t.as_ref().unwrap().id.clone())
+        .collect()
+}
+
+on_both_backends!(
+    story,
+    pending_reports_an_unreadable_instance_in_its_place,
+    evaluating_an_instance_twice_requests_its_action_once,
+    purge_deletes_old_finished_records_in_batches,
+);
+
+async fn story(backend: &Backend) {
+    let store = Arc::clone(&backend.store);
     // Events: committed together, listed newest first, filtered, paged.
     let events: Vec<NewEvent> = (0..5)
         .map(|n| {
@@ -172,24 +197,51 @@ async fn story(store: Arc<dyn Store>) {
         other => panic!("expected a conflict, got {other:?}"),
     }
 
-    // The rules engine's queue: pending instances in insertion order, each with its number, and
-    // from a number on; finished instances are no longer pending.
-    let all = store.pending_after(0, 100).await.unwrap();
-    assert!(all.len() >= 4, "{all:?}");
-    assert!(all.windows(2).all(|w| w[0].0 < w[1].0), "numbered in order");
-    let first = store.pending_after(0, 3).await.unwrap();
-    assert_eq!(first, all[..3]);
-    let rest = store.pending_after(first[2].0, 100).await.unwrap();
-    assert_eq!(rest, all[3..]);
-    // Nothing is pending after the last one; reading wrote nothing.
-    assert!(
-        store
-            .pending_after(all.last().unwrap().0, 100)
-            .await
-            .unwrap()
-            .is_empty()
+    // The rules engine's queue: pending instances in insertion order, each with its number.
+    // One node (SQLite) reads from a number on, and reading writes nothing; a shared store
+    // (PostgreSQL) claims, so what one call took the next does not return.
+    let all = if store.cluster().is_none() {
+        let all = store.pending_after(0, 100).await.unwrap();
+        assert!(all.len() >= 4, "{all:?}");
+        assert!(all.windows(2).all(|w| w[0].0 < w[1].0), "numbered in order");
+        let first = store.pending_after(0, 3).await.unwrap();
+        assert_eq!(first, all[..3]);
+        let rest = store.pending_after(first[2].0, 100).await.unwrap();
+        assert_eq!(rest, all[3..]);
+        // Nothing is pending after the last one; reading wrote nothing.
+        assert!(
+            store
+                .pending_after(all.last().unwrap().0, 100)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(store.pending_after(0, 100).await.unwrap(), all);
+        all
+    } else {
+        let first = store.pending_after(0, 3).await.unwrap();
+        let rest = store.pending_after(0, 100).await.unwrap();
+        let all: Vec<_> = first.iter().chain(&rest).cloned().collect();
+        assert_eq!((first.len(), all.len()), (3, 4), "{all:?}");
+        assert!(all.windows(2).all(|w| w[0].0 < w[1].0), "numbered in order");
+        assert!(
+            all.iter()
+                .all(|(_, t)| t.as_ref().unwrap().status == "processing"),
+            "claimed"
+        );
+        // Everything is claimed under a live lease: nothing more to take.
+        assert!(store.pending_after(0, 100).await.unwrap().is_empty());
+        all
+    };
+    let all_ids = queue_ids(&all);
+    // The same instances in the same order on both: the four not yet processed.
+    assert_eq!(
+        all_ids,
+        events[1..]
+            .iter()
+            .map(|e| e.instances[0].id.clone())
+            .collect::<Vec<_>>()
     );
-    assert_eq!(store.pending_after(0, 100).await.unwrap(), all);
     let claimed: Vec<_> = all
         .iter()
         .take(1)
@@ -274,21 +326,43 @@ async fn story(store: Arc<dyn Store>) {
             .status,
         "processed"
     );
-    // A finished instance is no longer pending; the others still are.
-    assert_eq!(store.pending_after(0, 100).await.unwrap(), all[1..]);
-    // An instance left in `processing` (by an earlier version) is pending again after requeue.
-    assert!(
-        store
-            .set_trigger_instance_status(
-                &all[1].1.as_ref().unwrap().id,
-                stormhook_storage::InstanceStatus::Processing
-            )
-            .await
-            .unwrap()
-    );
-    assert_eq!(store.pending_after(0, 100).await.unwrap(), all[2..]);
-    assert_eq!(store.requeue_processing().await.unwrap(), 1);
-    assert_eq!(store.pending_after(0, 100).await.unwrap(), all[1..]);
+    if store.cluster().is_none() {
+        // A finished instance is no longer pending; the others still are.
+        assert_eq!(store.pending_after(0, 100).await.unwrap(), all[1..]);
+        // An instance left in `processing` (by an earlier version) is pending again after
+        // requeue.
+        assert!(
+            store
+                .set_trigger_instance_status(
+                    &all_ids[1],
+                    stormhook_storage::InstanceStatus::Processing
+                )
+                .await
+                .unwrap()
+        );
+        assert_eq!(store.pending_after(0, 100).await.unwrap(), all[2..]);
+        assert_eq!(store.requeue_processing().await.unwrap(), 1);
+        assert_eq!(store.pending_after(0, 100).await.unwrap(), all[1..]);
+    } else {
+        // The others are still claimed. One set to `processing` from outside the claim is
+        // nobody's, so it is claimed again at once; requeueing moves nothing.
+        assert!(store.pending_after(0, 100).await.unwrap().is_empty());
+        assert!(
+            store
+                .set_trigger_instance_status(
+                    &all_ids[1],
+                    stormhook_storage::InstanceStatus::Processing
+                )
+                .await
+                .unwrap()
+        );
+        assert_eq!(store.requeue_processing().await.unwrap(), 0);
+        assert_eq!(
+            queue_ids(&store.pending_after(0, 100).await.unwrap()),
+            all_ids[1..2]
+        );
+        assert!(store.pending_after(0, 100).await.unwrap().is_empty());
+    }
     assert_eq!(
         store.rule_enforcement(&enforcement.id).await.unwrap(),
         Some(enforcement.clone())
@@ -306,7 +380,12 @@ async fn story(store: Arc<dyn Store>) {
     store.kv_set("a.b", "1").await.unwrap();
     store.kv_set("a.b", "2").await.unwrap();
     assert_eq!(
-        store.kv_get("a.b").await.unwrap().map(|pair| pair.value).as_deref(),
+        store
+            .kv_get("a.b")
+            .await
+            .unwrap()
+            .map(|pair| pair.value)
+            .as_deref(),
         Some("2")
     );
     assert_eq!(
@@ -338,21 +417,11 @@ async fn story(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(c.total, 200);
-}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_store_story() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("story.db"))
-        .await
-        .unwrap();
-    story(Arc::new(store)).await;
-    // Reopening applies no migration twice and keeps the data.
-    let store = SqliteStore::open(&dir.path().join("story.db"))
-        .await
-        .unwrap();
+    // Opened again: no migration is applied twice, and the data is kept.
+    let again = backend.reopen().await;
     assert_eq!(
-        store
+        again
             .list_trigger_instances(&TriggerInstanceQuery::default())
             .await
             .unwrap()
@@ -415,12 +484,8 @@ async fn sqlite_wal_stays_near_its_limit_under_sustained_commits() {
 
 /// A pending instance whose payload cannot be decoded comes back as `Unreadable`, with its id, in
 /// its place among the others, so the engine can fail it and go on.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_pending_reports_an_unreadable_instance_in_its_place() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("unreadable.db"))
-        .await
-        .unwrap();
+async fn pending_reports_an_unreadable_instance_in_its_place(backend: &Backend) {
+    let store = &backend.store;
     let time = "2026-11-30T01:00:00.000000Z";
     let mut corrupt = event("core.x", 1, time);
     corrupt.instances[0].payload = "{\"n\": 1".into();
@@ -429,23 +494,28 @@ async fn sqlite_pending_reports_an_unreadable_instance_in_its_place() {
         .commit_events(&[event("core.x", 0, time), corrupt, event("core.x", 2, time)])
         .await
         .unwrap();
-    // And text that is not UTF-8, written from outside.
-    let outside = rusqlite::Connection::open(dir.path().join("unreadable.db")).unwrap();
-    outside
-        .execute(
-            "INSERT INTO trigger_instances (id, trigger_ref, payload, occurrence_time, status, updated_at) \
-             VALUES ('bytes', 'core.x', CAST(X'7B22FF227D' AS TEXT), ?1, 'pending', ?1)",
-            [time],
-        )
-        .unwrap();
+    if let Kind::Sqlite = backend.kind {
+        // And text that is not UTF-8, written from outside (PostgreSQL refuses such text).
+        let outside = rusqlite::Connection::open(backend.dir.path().join("store.db")).unwrap();
+        outside
+            .execute(
+                "INSERT INTO trigger_instances (id, trigger_ref, payload, occurrence_time, status, updated_at) \
+                 VALUES ('bytes', 'core.x', CAST(X'7B22FF227D' AS TEXT), ?1, 'pending', ?1)",
+                [time],
+            )
+            .unwrap();
+    }
     let pending = store.pending_after(0, 100).await.unwrap();
-    assert_eq!(pending.len(), 4, "{pending:?}");
+    let expected = if backend.is_shared() { 3 } else { 4 };
+    assert_eq!(pending.len(), expected, "{pending:?}");
     assert_eq!(pending[0].1.as_ref().unwrap().payload, json!({"n": 0}));
     let unreadable = pending[1].1.as_ref().unwrap_err();
     assert_eq!(unreadable.id, corrupt_id);
     assert!(unreadable.reason.contains("stored JSON"), "{unreadable:?}");
     assert_eq!(pending[2].1.as_ref().unwrap().payload, json!({"n": 2}));
-    assert_eq!(pending[3].1.as_ref().unwrap_err().id, "bytes");
+    if !backend.is_shared() {
+        assert_eq!(pending[3].1.as_ref().unwrap_err().id, "bytes");
+    }
     // Reading such a row through the API's queries fails, naming the row.
     let one = store.trigger_instance(&corrupt_id).await.unwrap_err();
     assert!(
@@ -468,4 +538,237 @@ async fn sqlite_pending_reports_an_unreadable_instance_in_its_place() {
             .starts_with(&format!("corrupt record: {n}"))),
         "{list}"
     );
+}
+
+fn enforcement_of(instance: &str, rule: &str, execution: Option<&str>) -> RuleEnforcement {
+    RuleEnforcement {
+        id: ids::object_id(),
+        trigger_instance_id: instance.into(),
+        execution_id: execution.map(Into::into),
+        failure_reason: None,
+        rule_ref: rule.into(),
+        rule_id: format!("id-{rule}"),
+        rule_uid: format!("rule:{rule}"),
+        enforced_at: ids::now(),
+        status: stormhook_storage::EnforcementStatus::Succeeded,
+    }
+}
+
+fn execution_of(instance: &str, rule: &str, start: &str) -> Execution {
+    Execution {
+        id: ids::object_id(),
+        action_ref: "core.noop".into(),
+        runner: "noop".into(),
+        status: ExecutionStatus::Requested,
+        start_timestamp: start.into(),
+        end_timestamp: None,
+        user: Some("stanley".into()),
+        rule_ref: Some(rule.into()),
+        trigger_instance_id: Some(instance.into()),
+        run_parameters: json!({}),
+        document: json!({"status": "requested"}),
+    }
+}
+
+/// The result of evaluating `instance` with `rules` matched: one enforcement and one
+/// requested execution per rule.
+fn evaluation(instance: &str, rules: &[&str]) -> FinishedInstance {
+    let executions: Vec<Execution> = rules
+        .iter()
+        .map(|r| execution_of(instance, r, &ids::now()))
+        .collect();
+    FinishedInstance {
+        id: instance.into(),
+        status: stormhook_storage::InstanceStatus::Processed,
+        enforcements: rules
+            .iter()
+            .zip(&executions)
+            .map(|(r, e)| enforcement_of(instance, r, Some(&e.id)))
+            .collect(),
+        executions,
+    }
+}
+
+/// One enforcement per (trigger instance, rule): an instance evaluated again (after a crash,
+/// or on another node after a lease expired) records no second enforcement and requests no
+/// second execution, in a later call or in the same batch; a rule the first evaluation did
+/// not match is still recorded.
+async fn evaluating_an_instance_twice_requests_its_action_once(backend: &Backend) {
+    let store = &backend.store;
+    let e = event("core.twice", 0, "2026-11-30T02:00:00.000000Z");
+    let instance = e.instances[0].id.clone();
+    store.commit_events(&[e]).await.unwrap();
+    let first = evaluation(&instance, &["p.a"]);
+    store
+        .finish_trigger_instances(std::slice::from_ref(&first))
+        .await
+        .unwrap();
+    let again = evaluation(&instance, &["p.a", "p.b"]);
+    let third = evaluation(&instance, &["p.b"]);
+    store
+        .finish_trigger_instances(&[again.clone(), third])
+        .await
+        .unwrap();
+    let enforcements = store
+        .list_rule_enforcements(&stormhook_storage::EnforcementQuery {
+            trigger_instance: Some(instance.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut kept: Vec<(String, String)> = enforcements
+        .items
+        .iter()
+        .map(|e| (e.rule_ref.clone(), e.id.clone()))
+        .collect();
+    kept.sort();
+    assert_eq!(
+        kept,
+        [
+            ("p.a".to_owned(), first.enforcements[0].id.clone()),
+            ("p.b".to_owned(), again.enforcements[1].id.clone()),
+        ]
+    );
+    let executions = store
+        .list_executions(&ExecutionQuery {
+            trigger_instance: Some(instance.clone()),
+            ascending: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut stored: Vec<String> = executions.items.iter().map(|e| e.id.clone()).collect();
+    stored.sort();
+    let mut expected = vec![
+        first.executions[0].id.clone(),
+        again.executions[1].id.clone(),
+    ];
+    expected.sort();
+    assert_eq!(stored, expected);
+    assert_eq!(
+        store
+            .trigger_instance(&instance)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        "processed"
+    );
+}
+
+/// Retention: only finished records older than the cut go, at most `limit` at a time, oldest
+/// first; traces go once no trigger instance refers to them.
+async fn purge_deletes_old_finished_records_in_batches(backend: &Backend) {
+    let store = &backend.store;
+    let old = |n: u64| format!("2020-01-01T00:00:{n:02}.000000Z");
+    let cut = "2021-01-01T00:00:00.000000Z";
+    // Five old instances (three finished, two still pending) and one new finished one.
+    let events: Vec<NewEvent> = (0..5)
+        .map(|n| event("core.old", n, &old(n)))
+        .chain([event("core.new", 9, "2026-11-30T03:00:00.000000Z")])
+        .collect();
+    store.commit_events(&events).await.unwrap();
+    for e in events[..3].iter().chain(&events[5..]) {
+        store
+            .set_trigger_instance_status(
+                &e.instances[0].id,
+                stormhook_storage::InstanceStatus::Processed,
+            )
+            .await
+            .unwrap();
+    }
+    // Executions: old completed ones, an old running one, a new completed one.
+    let mut executions = Vec::new();
+    for (n, status, end) in [
+        (0, ExecutionStatus::Succeeded, Some(old(10))),
+        (1, ExecutionStatus::Failed, Some(old(11))),
+        (2, ExecutionStatus::Running, None),
+        (
+            3,
+            ExecutionStatus::Canceled,
+            Some("2026-11-30T03:00:00.000000Z".to_owned()),
+        ),
+    ] {
+        let mut e = execution_of(&events[n].instances[0].id, "p.r", &old(n as u64));
+        e.status = status;
+        e.end_timestamp = end;
+        store.insert_execution(&e).await.unwrap();
+        executions.push(e);
+    }
+    let mut enforcement = enforcement_of(&events[0].instances[0].id, "p.r", None);
+    enforcement.enforced_at = old(5);
+    let mut newer = enforcement_of(&events[1].instances[0].id, "p.r", None);
+    newer.enforced_at = "2026-11-30T03:00:00.000000Z".into();
+    store
+        .finish_trigger_instances(&[FinishedInstance {
+            id: events[0].instances[0].id.clone(),
+            status: stormhook_storage::InstanceStatus::Processed,
+            enforcements: vec![enforcement.clone(), newer.clone()],
+            executions: vec![],
+        }])
+        .await
+        .unwrap();
+
+    // Three old finished instances, two at a time.
+    assert_eq!(
+        store
+            .purge(Retained::TriggerInstances, cut, 2)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        store
+            .purge(Retained::TriggerInstances, cut, 2)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .purge(Retained::TriggerInstances, cut, 2)
+            .await
+            .unwrap(),
+        0
+    );
+    let left = store
+        .list_trigger_instances(&TriggerInstanceQuery::default())
+        .await
+        .unwrap();
+    let mut left: Vec<String> = left.items.into_iter().map(|t| t.id).collect();
+    left.sort();
+    let mut kept: Vec<String> = events[3..]
+        .iter()
+        .map(|e| e.instances[0].id.clone())
+        .collect();
+    kept.sort();
+    assert_eq!(left, kept, "the pending and the new instances stay");
+    // Their traces go with them; the others' stay.
+    assert_eq!(store.purge(Retained::Traces, cut, 100).await.unwrap(), 3);
+    assert!(store.trace(&events[0].trace.id).await.unwrap().is_none());
+    assert!(store.trace(&events[3].trace.id).await.unwrap().is_some());
+    assert_eq!(
+        store.purge(Retained::Enforcements, cut, 100).await.unwrap(),
+        1
+    );
+    assert!(
+        store
+            .rule_enforcement(&enforcement.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.rule_enforcement(&newer.id).await.unwrap().is_some());
+    assert_eq!(store.purge(Retained::Executions, cut, 1).await.unwrap(), 1);
+    assert_eq!(store.purge(Retained::Executions, cut, 1).await.unwrap(), 1);
+    assert_eq!(store.purge(Retained::Executions, cut, 1).await.unwrap(), 0);
+    let left = store
+        .list_executions(&ExecutionQuery::default())
+        .await
+        .unwrap();
+    let mut left: Vec<String> = left.items.into_iter().map(|e| e.id).collect();
+    left.sort();
+    let mut kept = vec![executions[2].id.clone(), executions[3].id.clone()];
+    kept.sort();
+    assert_eq!(left, kept, "the running and the new executions stay");
 }

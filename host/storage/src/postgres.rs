@@ -1,0 +1,1312 @@
+//! The PostgreSQL backend: one database shared by several nodes.
+//!
+//! Every node accepts webhooks and serves the whole API; the work is claimed rather than
+//! split: a rules engine claims pending trigger instances and an executor claims requested
+//! executions with `FOR UPDATE SKIP LOCKED`, under this node's lease ([`Cluster`]), which
+//! [`Store::renew_leases`] extends. When a node dies its leases expire: another node claims its
+//! trigger instances again ([`Store::pending_after`]) and settles its executions
+//! ([`Store::orphaned_executions`]). Changes every node must see ([`Change`]) travel by
+//! `LISTEN`/`NOTIFY` on the channel [`CHANNEL`].
+//!
+//! Every connection runs with `synchronous_commit = on`, so a commit has reached the server's
+//! WAL on disk (and its synchronous standbys, if any are configured) before it returns.
+//! The migrations (`migrations/postgres`) run when a node connects, under sqlx's advisory lock,
+//! so nodes may start together.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::{ConnectOptions as _, Connection as _, PgConnection, Postgres, QueryBuilder, Row};
+use tokio::sync::broadcast;
+
+use crate::crypto::DatastoreKey;
+use crate::models::*;
+use crate::sql::{self, KeySource};
+use crate::status::{ExecutionStatus, InstanceStatus};
+use crate::{Result, StorageError, Store};
+
+/// The `LISTEN`/`NOTIFY` channel of [`Change`]s.
+pub const CHANNEL: &str = "stormhook";
+
+/// The first key of the transaction-level advisory lock a purge takes
+/// (`pg_try_advisory_xact_lock(PURGE_LOCK, hashtext(current_schema()))`): one node at a time
+/// purges a schema. (The second key keeps deployments in different schemas of one database
+/// apart.) Holding it pauses retention on every node.
+pub const PURGE_LOCK: i32 = 0x5354_5052; // "STPR"
+
+/// How long a new connection to the database may take before the call fails.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a call waits for a free pooled connection (or for a new one) before it fails as
+/// unavailable: a dead database gives errors, not hangs.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How many [`Change`]s a slow receiver may fall behind before it misses some.
+const CHANGES_CAPACITY: usize = 1024;
+/// How many expired datastore pairs one write purges at most.
+const KV_PURGE_BATCH: i64 = 64;
+
+/// How a node connects: its name among the nodes, its lease, its datastore key.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// This node's id: the owner recorded on the work it claims. It must differ between the
+    /// nodes sharing a database, and should be new at every start (see [`Cluster::node_id`]).
+    pub node_id: String,
+    /// How long a claim lasts unless renewed (default 15 s). Every node renews its claims
+    /// every third of it; a dead node's work is taken over this long after its last renewal.
+    pub lease: Duration,
+    /// The file of the key that encrypts datastore secrets. Every node sharing the database
+    /// must use the same key: a secret written with one key cannot be read with another.
+    pub datastore_key: PathBuf,
+    /// Whether a missing key file is generated on first use (`true`, the default: a node's
+    /// own default file) or is an error (a file the operator named).
+    pub create_key: bool,
+    /// The size of the connection pool (default 10). The change listener holds one more.
+    pub max_connections: u32,
+}
+
+impl PgOptions {
+    /// Options for node `node_id` whose datastore key is in `datastore_key` (generated on
+    /// first use if missing), with a 15 s lease and 10 connections.
+    pub fn new(node_id: impl Into<String>, datastore_key: impl Into<PathBuf>) -> Self {
+        Self {
+            node_id: node_id.into(),
+            lease: Duration::from_secs(15),
+            datastore_key: datastore_key.into(),
+            create_key: true,
+            max_connections: 10,
+        }
+    }
+}
+
+/// The PostgreSQL store. Cheap to clone; the clones share the pool and the change listener,
+/// which stops when the last clone is dropped or [`PgStore::close`] is called.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    /// This node's id and lease.
+    cluster: Cluster,
+    /// The lease in seconds, as bound into `make_interval(secs => ..)`.
+    lease_secs: f64,
+    /// Where the listener task hands the changes it receives; [`Store::changes`] subscribes.
+    changes: broadcast::Sender<Change>,
+    /// The listener task, aborted when the last clone of the store goes.
+    listener: Arc<ListenerTask>,
+    /// Where the datastore key comes from, and the key once read.
+    datastore_key: Arc<KeySource>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("cluster", &self.cluster)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Owns the listener task: aborts it when dropped.
+struct ListenerTask(tokio::task::JoinHandle<()>);
+
+impl Drop for ListenerTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl PgStore {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/database`; an
+    /// `options=-c%20search_path%3Dschema` parameter puts the tables in a schema of their
+    /// own), applies the migrations, and starts listening for [`Change`]s.
+    ///
+    /// The migrations run on a connection of their own, under the advisory lock sqlx's
+    /// PostgreSQL migrator takes (`pg_advisory_lock`, keyed by the database name, before it
+    /// even creates its `_sqlx_migrations` table; `sqlx-postgres` 0.8 `migrate.rs`), so nodes
+    /// starting at once apply each migration once: the others wait, then find it applied.
+    /// That connection is closed afterwards, so a failed migration cannot leave the lock held.
+    ///
+    /// # Errors
+    ///
+    /// The URL is invalid, the database cannot be reached (within a few seconds), the
+    /// migrations fail, or `LISTEN` fails.
+    pub async fn connect(url: &str, options: PgOptions) -> Result<Self> {
+        let mut connect = PgConnectOptions::from_str(url)?
+            // Explicit, whatever the server's or the role's default: a commit returns only
+            // once it is durable.
+            .options([("synchronous_commit", "on")]);
+        if connect.get_application_name().is_none() {
+            // `pg_stat_activity` then shows which node holds which connection.
+            connect = connect.application_name(&format!("stormhook {}", options.node_id));
+        }
+        let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, connect.connect())
+            .await
+            .map_err(|_| {
+                StorageError::Unavailable("connecting to the database timed out".into())
+            })??;
+        sqlx::migrate!("migrations/postgres").run(&mut conn).await?;
+        conn.close().await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(connect)
+            .await?;
+        let mut listener = PgListener::connect_with(&pool).await?;
+        listener.listen(CHANNEL).await?;
+        let (changes, _) = broadcast::channel(CHANGES_CAPACITY);
+        let task = tokio::spawn(listen(listener, changes.clone()));
+        Ok(Self {
+            pool,
+            lease_secs: options.lease.as_secs_f64(),
+            cluster: Cluster {
+                node_id: options.node_id,
+                lease: options.lease,
+            },
+            changes,
+            listener: Arc::new(ListenerTask(task)),
+            datastore_key: Arc::new(KeySource::lazy(options.datastore_key, options.create_key)),
+        })
+    }
+
+    /// Encrypts datastore secrets with the key in `path` (StackStorm's key file format)
+    /// instead of the one in [`PgOptions::datastore_key`]. The file is read now, and never
+    /// created. Every node sharing the database must use the same key.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read or holds no usable key.
+    pub fn with_datastore_key(mut self, path: &Path) -> Result<Self> {
+        self.datastore_key = Arc::new(KeySource::read_now(path)?);
+        Ok(self)
+    }
+
+    /// This node's id among the nodes sharing the database.
+    pub fn node_id(&self) -> &str {
+        &self.cluster.node_id
+    }
+
+    /// Closes the pool (waiting for connections in use to come back) and stops the change
+    /// listener. Calls made afterwards fail.
+    pub async fn close(&self) {
+        self.listener.0.abort();
+        self.pool.close().await;
+    }
+}
+
+/// Receives the notifications of [`CHANNEL`] and hands them to the store's subscribers, until
+/// the pool closes. `PgListener` reconnects by itself (and listens again); notifications sent
+/// while it was disconnected are lost, so after a reconnection every subscriber is told to
+/// refresh what it caches (rules, credentials) and to look for work. A missed cancel is caught
+/// by the owner's next [`Store::renew_leases`].
+async fn listen(mut listener: PgListener, changes: broadcast::Sender<Change>) {
+    let mut failing = false;
+    loop {
+        match listener.try_recv().await {
+            Ok(Some(notification)) => match Change::decode(notification.payload()) {
+                Some(change) => {
+                    // No receiver is not an error: nothing is interested yet.
+                    let _ = changes.send(change);
+                }
+                None => tracing::debug!(
+                    payload = notification.payload(),
+                    "ignoring an unknown notification on channel {CHANNEL}"
+                ),
+            },
+            Ok(None) => {
+                tracing::warn!("the change listener lost its connection and reconnected");
+                resync(&changes);
+            }
+            Err(sqlx::Error::PoolClosed) => return,
+            Err(e) => {
+                if !failing {
+                    tracing::error!(
+                        "the change listener cannot reach the database (retrying every second; changes from other nodes are late until it can): {e}"
+                    );
+                    failing = true;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                // A query on the listener connects (and listens) again, and tells whether it
+                // could; waiting for a notification would not.
+                if sqlx::query("SELECT 1").execute(&mut listener).await.is_ok() {
+                    failing = false;
+                    tracing::info!("the change listener is connected again");
+                    resync(&changes);
+                }
+            }
+        }
+    }
+}
+
+/// What a subscriber is told after the listener missed notifications.
+fn resync(changes: &broadcast::Sender<Change>) {
+    for change in [Change::Rules, Change::Credentials, Change::Work] {
+        let _ = changes.send(change);
+    }
+}
+
+/// What a status write does to an execution's claim.
+#[derive(Clone, Copy)]
+enum Claim {
+    /// Moved to `scheduled` or `running`: this node holds it, under its lease.
+    Take,
+    /// Moved to `canceling`: the node that runs it keeps it until the run stops.
+    Keep,
+    /// Any other status (completed, or back to `requested`): nobody holds it.
+    Release,
+}
+
+impl Claim {
+    fn of(status: ExecutionStatus) -> Self {
+        match status {
+            ExecutionStatus::Scheduled | ExecutionStatus::Running => Self::Take,
+            ExecutionStatus::Canceling => Self::Keep,
+            _ => Self::Release,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Take => "take",
+            Self::Keep => "keep",
+            Self::Release => "release",
+        }
+    }
+}
+
+/// Replaces an execution's status, end and document when its status is one of `$8` (any when
+/// empty), and takes, keeps or releases the claim (`$4`, see [`Claim`]).
+const UPDATE_EXECUTION: &str = "UPDATE executions SET status = $1, end_timestamp = $2, document = $3, \
+     owner = CASE $4 WHEN 'take' THEN $5 WHEN 'release' THEN NULL ELSE owner END, \
+     lease_until = CASE $4 WHEN 'take' THEN now() + make_interval(secs => $6) \
+                           WHEN 'release' THEN NULL ELSE lease_until END \
+     WHERE id = $7 AND (cardinality($8::text[]) = 0 OR status = ANY($8))";
+
+const INSERT_EXECUTIONS: &str = "INSERT INTO executions (id, action_ref, runner, status, start_timestamp, end_timestamp, user_name, rule_ref, trigger_instance_id, run_parameters, document) \
+     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])";
+
+/// Queues [`Change::Work`] in the current transaction: it is sent when (and if) it commits.
+const NOTIFY_WORK: &str = "SELECT pg_notify('stormhook', 'work')";
+
+impl PgStore {
+    /// Inserts executions in one statement, in their order.
+    async fn insert_executions(conn: &mut PgConnection, executions: &[&Execution]) -> Result<()> {
+        let column = |f: fn(&Execution) -> Option<String>| -> Vec<Option<String>> {
+            executions.iter().map(|e| f(e)).collect()
+        };
+        sqlx::query(INSERT_EXECUTIONS)
+            .bind(column(|e| Some(e.id.clone())))
+            .bind(column(|e| Some(e.action_ref.clone())))
+            .bind(column(|e| Some(e.runner.clone())))
+            .bind(column(|e| Some(e.status.as_str().to_owned())))
+            .bind(column(|e| Some(e.start_timestamp.clone())))
+            .bind(column(|e| e.end_timestamp.clone()))
+            .bind(column(|e| e.user.clone()))
+            .bind(column(|e| e.rule_ref.clone()))
+            .bind(column(|e| e.trigger_instance_id.clone()))
+            .bind(column(|e| Some(e.run_parameters.to_string())))
+            .bind(column(|e| Some(e.document.to_string())))
+            .execute(conn)
+            .await
+            .map_err(|e| sql::conflict(e, "execution"))?;
+        Ok(())
+    }
+
+    /// [`UPDATE_EXECUTION`] for one execution; whether it was replaced.
+    async fn update_one(
+        &self,
+        conn: &mut PgConnection,
+        e: &Execution,
+        only_from: &[&str],
+    ) -> Result<bool> {
+        let done = sqlx::query(UPDATE_EXECUTION)
+            .bind(e.status.as_str())
+            .bind(&e.end_timestamp)
+            .bind(e.document.to_string())
+            .bind(Claim::of(e.status).as_str())
+            .bind(&self.cluster.node_id)
+            .bind(self.lease_secs)
+            .bind(&e.id)
+            .bind(only_from)
+            .execute(conn)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Announces `change` when `changed` (a write committed and changed something); returns
+    /// `changed`.
+    async fn announce_if(&self, changed: bool, change: Change) -> bool {
+        if changed {
+            self.announce(change).await;
+        }
+        changed
+    }
+
+    /// Announces `change` after a write committed; a failure is logged, never the write's.
+    async fn announce(&self, change: Change) {
+        if let Err(e) = self.publish(change.clone()).await {
+            tracing::warn!(
+                change = change.encode(),
+                "cannot notify the other nodes (they catch up by polling): {e}"
+            );
+        }
+    }
+
+    /// The error of an insert into `table` that failed: when a unique key is taken and a
+    /// record with the ref `reference` exists, a conflict `<kind> <reference> already exists`
+    /// with its id (the API answers with it); any other unique violation as "`what` already
+    /// exists"; any other error as it is.
+    async fn keyed_conflict(
+        &self,
+        err: sqlx::Error,
+        table: &str,
+        reference: &str,
+        kind: &str,
+        what: &str,
+    ) -> StorageError {
+        if !sql::is_unique_violation(&err) {
+            return err.into();
+        }
+        let existing = sqlx::query_scalar(&format!("SELECT id FROM {table} WHERE ref = $1"))
+            .bind(reference)
+            .fetch_optional(&self.pool)
+            .await;
+        match existing {
+            Ok(Some(id)) => StorageError::Conflict {
+                message: format!("{kind} {reference} already exists"),
+                existing_id: Some(id),
+            },
+            Ok(None) => sql::conflict(err, what),
+            Err(e) => e.into(),
+        }
+    }
+
+    /// One page of `table` and how many rows match in all: the same `filters` for both
+    /// queries, then `order` and the page.
+    async fn page_of(
+        &self,
+        table: &str,
+        filters: impl Fn(&mut QueryBuilder<'_, Postgres>),
+        order: &str,
+        limit: Option<u64>,
+        offset: u64,
+    ) -> Result<(Vec<PgRow>, u64)> {
+        let mut count = QueryBuilder::new(format!("SELECT COUNT(*) FROM {table}"));
+        filters(&mut count);
+        let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
+        let mut select = QueryBuilder::new(format!("SELECT * FROM {table}"));
+        filters(&mut select);
+        select.push(format!(" ORDER BY {order}"));
+        limit_clause(&mut select, limit, offset);
+        let rows = select.build().fetch_all(&self.pool).await?;
+        Ok((rows, total as u64))
+    }
+
+    /// Traces from their rows, each with its trigger instances (one query for all).
+    async fn assemble_traces(&self, rows: &[PgRow]) -> Result<Vec<Trace>> {
+        let ids: Vec<String> = rows
+            .iter()
+            .map(|r| r.try_get("id"))
+            .collect::<Result<_, _>>()?;
+        let instances = sqlx::query(
+            "SELECT trace_id, id, trigger_ref, updated_at FROM trigger_instances \
+             WHERE trace_id = ANY($1) ORDER BY seq",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut traces = Vec::with_capacity(rows.len());
+        for (row, id) in rows.iter().zip(ids) {
+            let mut trace = Trace {
+                trace_tag: row.try_get("trace_tag")?,
+                start_timestamp: row.try_get("start_timestamp")?,
+                trigger_instances: Vec::new(),
+                id,
+            };
+            for i in &instances {
+                if i.try_get::<&str, _>("trace_id")? == trace.id {
+                    trace.trigger_instances.push((
+                        i.try_get("id")?,
+                        i.try_get("trigger_ref")?,
+                        i.try_get("updated_at")?,
+                    ));
+                }
+            }
+            traces.push(trace);
+        }
+        Ok(traces)
+    }
+
+    /// Deletes up to [`KV_PURGE_BATCH`] expired pairs (reads never see them; this keeps them
+    /// from piling up). Best effort: a failure is left to the next write.
+    async fn purge_expired_kv(&self) {
+        let purged = sqlx::query(
+            "DELETE FROM kv WHERE name IN (SELECT name FROM kv WHERE expire_at <= $1 \
+             ORDER BY expire_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(crate::ids::now())
+        .bind(KV_PURGE_BATCH)
+        .execute(&self.pool)
+        .await;
+        if let Err(e) = purged {
+            tracing::debug!("purging expired datastore keys: {e}");
+        }
+    }
+
+    /// The pair under `name`, locked until the transaction ends (so an increment or a
+    /// compare-and-swap cannot lose a concurrent one), and whether it is unexpired. A missing
+    /// pair is inserted as an expired placeholder first, so that concurrent first writes of
+    /// one name queue on its row too; the caller rolls back when it writes nothing, which
+    /// removes the placeholder.
+    async fn lock_kv(conn: &mut PgConnection, name: &str) -> Result<Option<KvPair>> {
+        loop {
+            sqlx::query(
+                "INSERT INTO kv (name, value, secret, expire_at) VALUES ($1, '', false, '') \
+                 ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(name)
+            .execute(&mut *conn)
+            .await?;
+            let row = sqlx::query("SELECT * FROM kv WHERE name = $1 FOR UPDATE")
+                .bind(name)
+                .fetch_optional(&mut *conn)
+                .await?;
+            // None: the pair was there, expired, and a purge or a delete took it between the
+            // two statements. Insert the placeholder again.
+            if let Some(row) = row {
+                let pair = sql::kv_pair(&row)?;
+                return Ok(sql::is_live(pair.expire_timestamp.as_deref()).then_some(pair));
+            }
+        }
+    }
+
+    /// Replaces the (locked) pair under `name`.
+    async fn write_kv(
+        conn: &mut PgConnection,
+        name: &str,
+        value: &str,
+        secret: bool,
+        expire_at: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query("UPDATE kv SET value = $2, secret = $3, expire_at = $4 WHERE name = $1")
+            .bind(name)
+            .bind(value)
+            .bind(secret)
+            .bind(expire_at)
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+}
+
+fn limit_clause(qb: &mut QueryBuilder<'_, Postgres>, limit: Option<u64>, offset: u64) {
+    // `LIMIT NULL` is no limit.
+    qb.push(" LIMIT ")
+        .push_bind(limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX)))
+        .push(" OFFSET ")
+        .push_bind(i64::try_from(offset).unwrap_or(i64::MAX));
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn commit_events(&self, events: &[NewEvent]) -> Result<()> {
+        // One multi-row insert per table, whatever the batch size: arrays bound as whole
+        // values (`UNNEST`), so the statements are the same text every time (prepared once
+        // per connection) and never run into the limit on bind parameters.
+        let instances = || events.iter().flat_map(|e| &e.instances);
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO traces (id, trace_tag, start_timestamp) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[])",
+        )
+        .bind(
+            events
+                .iter()
+                .map(|e| e.trace.id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            events
+                .iter()
+                .map(|e| e.trace.trace_tag.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            events
+                .iter()
+                .map(|e| e.trace.start_timestamp.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO trigger_instances (id, trigger_ref, trigger_type, payload, occurrence_time, status, trace_id, updated_at, depth) \
+             SELECT id, trigger_ref, trigger_type, payload, occurrence_time, status, trace_id, occurrence_time, depth \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[]) \
+             AS i (id, trigger_ref, trigger_type, payload, occurrence_time, status, trace_id, depth)",
+        )
+        .bind(instances().map(|i| i.id.as_str()).collect::<Vec<_>>())
+        .bind(instances().map(|i| i.trigger.as_str()).collect::<Vec<_>>())
+        .bind(instances().map(|i| i.trigger_type.as_deref()).collect::<Vec<_>>())
+        .bind(instances().map(|i| i.payload.as_str()).collect::<Vec<_>>())
+        .bind(instances().map(|i| i.occurrence_time.as_str()).collect::<Vec<_>>())
+        .bind(instances().map(|i| i.status.as_str()).collect::<Vec<_>>())
+        .bind(instances().map(|i| i.trace_id.as_deref()).collect::<Vec<_>>())
+        .bind(instances().map(|i| i64::from(i.depth)).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+        if instances().next().is_some() {
+            sqlx::query(NOTIFY_WORK).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn trigger_instance(&self, id: &str) -> Result<Option<TriggerInstance>> {
+        let row = sqlx::query("SELECT * FROM trigger_instances WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(sql::trigger_instance).transpose()
+    }
+
+    async fn list_trigger_instances(
+        &self,
+        q: &TriggerInstanceQuery,
+    ) -> Result<Page<TriggerInstance>> {
+        let (rows, total) = self
+            .page_of(
+                "trigger_instances",
+                |qb| sql::push_instance_filters(qb, q),
+                "occurrence_time DESC, trigger_ref ASC, seq DESC",
+                q.limit,
+                q.offset,
+            )
+            .await?;
+        Ok(Page {
+            items: rows
+                .iter()
+                .map(sql::trigger_instance)
+                .collect::<Result<_>>()?,
+            total,
+        })
+    }
+
+    async fn set_trigger_instance_status(&self, id: &str, status: InstanceStatus) -> Result<bool> {
+        // A status set from outside the rules engine's claim is nobody's claim: an instance
+        // set to `processing` this way can be claimed at once.
+        let done = sqlx::query(
+            "UPDATE trigger_instances SET status = $1, updated_at = $2, owner = NULL, \
+             lease_until = NULL WHERE id = $3",
+        )
+        .bind(status.as_str())
+        .bind(crate::ids::now())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn pending_after(
+        &self,
+        _after: i64,
+        limit: u64,
+    ) -> Result<Vec<(i64, std::result::Result<TriggerInstance, Unreadable>)>> {
+        // Claims: pending instances, and those in `processing` whose claim lapsed (their node
+        // died, or it never had one), in insertion order. SKIP LOCKED passes over the rows
+        // another node is claiming right now; a row another node claimed since this
+        // statement's snapshot is checked again on its new version and left out.
+        let rows = sqlx::query(
+            "WITH claimable AS ( \
+                 SELECT id FROM trigger_instances \
+                 WHERE status = 'pending' OR (status = 'processing' \
+                       AND (lease_until IS NULL OR lease_until < now())) \
+                 ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED) \
+             UPDATE trigger_instances t SET status = 'processing', owner = $1, \
+                    lease_until = now() + make_interval(secs => $2) \
+             FROM claimable WHERE t.id = claimable.id RETURNING t.*",
+        )
+        .bind(&self.cluster.node_id)
+        .bind(self.lease_secs)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut claimed = rows
+            .iter()
+            .map(sql::queued_instance)
+            .collect::<Result<Vec<_>>>()?;
+        claimed.sort_by_key(|(seq, _)| *seq);
+        Ok(claimed)
+    }
+
+    async fn requeue_processing(&self) -> Result<u64> {
+        // Other nodes' claims are live; lapsed ones are claimed again by `pending_after`.
+        Ok(0)
+    }
+
+    async fn finish_trigger_instances(&self, finished: &[FinishedInstance]) -> Result<()> {
+        let enforcements: Vec<&RuleEnforcement> =
+            finished.iter().flat_map(|f| &f.enforcements).collect();
+        let column = |f: fn(&RuleEnforcement) -> Option<&str>| -> Vec<Option<&str>> {
+            enforcements.iter().map(|e| f(e)).collect()
+        };
+        let mut tx = self.pool.begin().await?;
+        // One per (trigger instance, rule): those whose key is taken (an earlier evaluation
+        // of the instance) are not inserted, and not returned.
+        let inserted: Vec<String> = sqlx::query_scalar(
+            "INSERT INTO rule_enforcements (id, trigger_instance_id, execution_id, failure_reason, rule_ref, rule_id, rule_uid, enforced_at, status) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[]) \
+             ON CONFLICT (trigger_instance_id, rule_ref) DO NOTHING RETURNING id",
+        )
+        .bind(column(|e| Some(e.id.as_str())))
+        .bind(column(|e| Some(e.trigger_instance_id.as_str())))
+        .bind(column(|e| e.execution_id.as_deref()))
+        .bind(column(|e| e.failure_reason.as_deref()))
+        .bind(column(|e| Some(e.rule_ref.as_str())))
+        .bind(column(|e| Some(e.rule_id.as_str())))
+        .bind(column(|e| Some(e.rule_uid.as_str())))
+        .bind(column(|e| Some(e.enforced_at.as_str())))
+        .bind(column(|e| Some(e.status.as_str())))
+        .fetch_all(&mut *tx)
+        .await?;
+        // Executions named by an enforcement that was already stored: not requested again.
+        let mut skipped: Vec<&str> = Vec::new();
+        for e in enforcements {
+            if !inserted.contains(&e.id) {
+                tracing::warn!(
+                    trigger_instance = %e.trigger_instance_id,
+                    rule = %e.rule_ref,
+                    "the rule was already enforced for this trigger instance; the second evaluation is not recorded"
+                );
+                skipped.extend(e.execution_id.as_deref());
+            }
+        }
+        let executions: Vec<&Execution> = finished
+            .iter()
+            .flat_map(|f| &f.executions)
+            .filter(|e| !skipped.contains(&e.id.as_str()))
+            .collect();
+        if !executions.is_empty() {
+            Self::insert_executions(&mut tx, &executions).await?;
+            sqlx::query(NOTIFY_WORK).execute(&mut *tx).await?;
+        }
+        sqlx::query(
+            "UPDATE trigger_instances t SET status = f.status, updated_at = $3, owner = NULL, \
+             lease_until = NULL FROM UNNEST($1::text[], $2::text[]) AS f (id, status) \
+             WHERE t.id = f.id",
+        )
+        .bind(finished.iter().map(|f| f.id.as_str()).collect::<Vec<_>>())
+        .bind(
+            finished
+                .iter()
+                .map(|f| f.status.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(crate::ids::now())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn rule_enforcement(&self, id: &str) -> Result<Option<RuleEnforcement>> {
+        let row = sqlx::query("SELECT * FROM rule_enforcements WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(sql::enforcement).transpose()
+    }
+
+    async fn list_rule_enforcements(&self, q: &EnforcementQuery) -> Result<Page<RuleEnforcement>> {
+        let (rows, total) = self
+            .page_of(
+                "rule_enforcements",
+                |qb| sql::push_enforcement_filters(qb, q),
+                "enforced_at DESC, rule_ref ASC, seq DESC",
+                q.limit,
+                q.offset,
+            )
+            .await?;
+        Ok(Page {
+            items: rows.iter().map(sql::enforcement).collect::<Result<_>>()?,
+            total,
+        })
+    }
+
+    async fn insert_execution(&self, execution: &Execution) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        Self::insert_executions(&mut tx, &[execution]).await?;
+        sqlx::query(NOTIFY_WORK).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn execution(&self, id: &str) -> Result<Option<Execution>> {
+        sqlx::query("SELECT * FROM executions WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(sql::execution)
+            .transpose()
+    }
+
+    async fn list_executions(&self, q: &ExecutionQuery) -> Result<Page<Execution>> {
+        let (rows, total) = self
+            .page_of(
+                "executions",
+                |qb| sql::push_execution_filters(qb, q),
+                &sql::execution_order(q.ascending, "seq"),
+                q.limit,
+                q.offset,
+            )
+            .await?;
+        Ok(Page {
+            items: rows.iter().map(sql::execution).collect::<Result<_>>()?,
+            total,
+        })
+    }
+
+    async fn update_execution(&self, e: &Execution, only_from: &[ExecutionStatus]) -> Result<bool> {
+        let done = self
+            .update_executions(std::slice::from_ref(e), only_from)
+            .await?;
+        Ok(done.first().copied().unwrap_or(false))
+    }
+
+    async fn update_executions(
+        &self,
+        executions: &[Execution],
+        only_from: &[ExecutionStatus],
+    ) -> Result<Vec<bool>> {
+        let only_from: Vec<&str> = only_from.iter().map(|s| s.as_str()).collect();
+        let mut tx = self.pool.begin().await?;
+        let mut replaced = Vec::with_capacity(executions.len());
+        for e in executions {
+            replaced.push(self.update_one(&mut tx, e, &only_from).await?);
+        }
+        tx.commit().await?;
+        for (e, _) in executions.iter().zip(&replaced).filter(|(_, done)| **done) {
+            if e.status == ExecutionStatus::Canceling {
+                self.announce(Change::Cancel(e.id.clone())).await;
+            }
+        }
+        Ok(replaced)
+    }
+
+    async fn claim_requested(
+        &self,
+        limit: u64,
+        start: &(dyn for<'e> Fn(&'e mut Execution) + Send + Sync),
+    ) -> Result<Vec<Execution>> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(&format!(
+            "SELECT * FROM executions WHERE status = 'requested' ORDER BY {} \
+             LIMIT $1 FOR UPDATE SKIP LOCKED",
+            sql::execution_order(true, "seq")
+        ))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut execution = sql::execution(row)?;
+            start(&mut execution);
+            // The row is locked and `requested`: the update cannot miss.
+            if self
+                .update_one(&mut tx, &execution, &[ExecutionStatus::Requested.as_str()])
+                .await?
+            {
+                claimed.push(execution);
+            }
+        }
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn trace(&self, id: &str) -> Result<Option<Trace>> {
+        let Some(row) = sqlx::query("SELECT * FROM traces WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(self.assemble_traces(&[row]).await?.pop())
+    }
+
+    async fn list_traces(&self, q: &TraceQuery) -> Result<Page<Trace>> {
+        let filters = |qb: &mut QueryBuilder<'_, Postgres>| {
+            sql::push_filters(qb, &[("trace_tag", &q.trace_tag)], &[], ("", &None, &None));
+            if let Some(ti) = &q.trigger_instance {
+                qb.push(" AND id IN (SELECT trace_id FROM trigger_instances WHERE id = ")
+                    .push_bind(ti.clone())
+                    .push(")");
+            }
+        };
+        let (rows, total) = self
+            .page_of(
+                "traces",
+                filters,
+                "start_timestamp DESC, trace_tag ASC, seq DESC",
+                q.limit,
+                q.offset,
+            )
+            .await?;
+        Ok(Page {
+            items: self.assemble_traces(&rows).await?,
+            total,
+        })
+    }
+
+    async fn insert_api_key(&self, key: &ApiKey) -> Result<()> {
+        sqlx::query("INSERT INTO api_keys (id, user_name, key_hash, metadata, created_at, enabled) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(&key.id)
+            .bind(&key.user)
+            .bind(&key.key_hash)
+            .bind(key.metadata.to_string())
+            .bind(&key.created_at)
+            .bind(key.enabled)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| sql::conflict(e, "an API key with this key_hash"))?;
+        Ok(())
+    }
+
+    async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>> {
+        let row = sqlx::query("SELECT * FROM api_keys WHERE key_hash = $1")
+            .bind(key_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(sql::api_key).transpose()
+    }
+
+    async fn api_key(&self, id: &str) -> Result<Option<ApiKey>> {
+        let row = sqlx::query("SELECT * FROM api_keys WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(sql::api_key).transpose()
+    }
+
+    async fn list_api_keys(&self, limit: Option<u64>, offset: u64) -> Result<Page<ApiKey>> {
+        let (rows, total) = self
+            .page_of("api_keys", |_| {}, "seq", limit, offset)
+            .await?;
+        Ok(Page {
+            items: rows.iter().map(sql::api_key).collect::<Result<_>>()?,
+            total,
+        })
+    }
+
+    async fn update_api_key(&self, key: &ApiKey) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET user_name = $1, metadata = $2, enabled = $3 WHERE id = $4",
+        )
+        .bind(&key.user)
+        .bind(key.metadata.to_string())
+        .bind(key.enabled)
+        .bind(&key.id)
+        .execute(&self.pool)
+        .await?;
+        Ok(self
+            .announce_if(done.rows_affected() > 0, Change::Credentials)
+            .await)
+    }
+
+    async fn delete_api_key(&self, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM api_keys WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(self
+            .announce_if(done.rows_affected() > 0, Change::Credentials)
+            .await)
+    }
+
+    async fn insert_token(&self, token: &Token) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO tokens (id, user_name, token, expiry, metadata) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&token.id)
+        .bind(&token.user)
+        .bind(&token.token)
+        .bind(&token.expiry)
+        .bind(token.metadata.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| sql::conflict(e, "this token"))?;
+        Ok(())
+    }
+
+    async fn token(&self, token: &str) -> Result<Option<Token>> {
+        let row = sqlx::query("SELECT * FROM tokens WHERE token = $1")
+            .bind(token)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(sql::token).transpose()
+    }
+
+    async fn insert_trigger_type(&self, t: &TriggerType) -> Result<()> {
+        let inserted = sqlx::query(
+            "INSERT INTO trigger_types (id, ref, pack, name, description, payload_schema, parameters_schema, tags) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&t.id)
+        .bind(&t.reference)
+        .bind(&t.pack)
+        .bind(&t.name)
+        .bind(&t.description)
+        .bind(t.payload_schema.to_string())
+        .bind(t.parameters_schema.to_string())
+        .bind(t.tags.to_string())
+        .execute(&self.pool)
+        .await;
+        if let Err(e) = inserted {
+            return Err(self
+                .keyed_conflict(
+                    e,
+                    "trigger_types",
+                    &t.reference,
+                    "trigger type",
+                    "this trigger type",
+                )
+                .await);
+        }
+        Ok(())
+    }
+
+    async fn trigger_type(&self, ref_or_id: &str) -> Result<Option<TriggerType>> {
+        let row = sqlx::query("SELECT * FROM trigger_types WHERE ref = $1 OR id = $1")
+            .bind(ref_or_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(sql::trigger_type).transpose()
+    }
+
+    async fn list_trigger_types(&self) -> Result<Vec<TriggerType>> {
+        let rows = sqlx::query("SELECT * FROM trigger_types ORDER BY ref")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(sql::trigger_type).collect()
+    }
+
+    async fn update_trigger_type(&self, t: &TriggerType) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE trigger_types SET ref = $1, pack = $2, name = $3, description = $4, payload_schema = $5, parameters_schema = $6, tags = $7 WHERE id = $8",
+        )
+        .bind(&t.reference)
+        .bind(&t.pack)
+        .bind(&t.name)
+        .bind(&t.description)
+        .bind(t.payload_schema.to_string())
+        .bind(t.parameters_schema.to_string())
+        .bind(t.tags.to_string())
+        .bind(&t.id)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| sql::conflict(e, "a trigger type with this ref"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_trigger_type(&self, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM trigger_types WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn insert_rule(&self, rule: &StoredRule) -> Result<()> {
+        let inserted = sqlx::query("INSERT INTO rules (id, ref, pack, name, document, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            .bind(&rule.id)
+            .bind(&rule.reference)
+            .bind(&rule.pack)
+            .bind(&rule.name)
+            .bind(rule.document.to_string())
+            .bind(&rule.created_by)
+            .bind(crate::ids::now())
+            .execute(&self.pool)
+            .await;
+        if let Err(e) = inserted {
+            return Err(self
+                .keyed_conflict(e, "rules", &rule.reference, "Rule", "a rule with this ref")
+                .await);
+        }
+        self.announce(Change::Rules).await;
+        Ok(())
+    }
+
+    async fn list_rules(&self) -> Result<Vec<StoredRule>> {
+        let rows = sqlx::query("SELECT * FROM rules ORDER BY pack, name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(sql::stored_rule).collect()
+    }
+
+    async fn update_rule(&self, rule: &StoredRule) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE rules SET ref = $1, pack = $2, name = $3, document = $4 WHERE id = $5",
+        )
+        .bind(&rule.reference)
+        .bind(&rule.pack)
+        .bind(&rule.name)
+        .bind(rule.document.to_string())
+        .bind(&rule.id)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| sql::conflict(e, "a rule with this ref"))?;
+        Ok(self
+            .announce_if(done.rows_affected() > 0, Change::Rules)
+            .await)
+    }
+
+    async fn delete_rule(&self, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM rules WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(self
+            .announce_if(done.rows_affected() > 0, Change::Rules)
+            .await)
+    }
+
+    fn cluster(&self) -> Option<&Cluster> {
+        Some(&self.cluster)
+    }
+
+    fn changes(&self) -> Option<broadcast::Receiver<Change>> {
+        Some(self.changes.subscribe())
+    }
+
+    async fn publish(&self, change: Change) -> Result<()> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(change.encode())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn renew_leases(&self) -> Result<Vec<String>> {
+        let held: Vec<(String, String)> = sqlx::query_as(
+            "WITH instances AS ( \
+                 UPDATE trigger_instances SET lease_until = now() + make_interval(secs => $2) \
+                 WHERE owner = $1 AND status = 'processing') \
+             UPDATE executions SET lease_until = now() + make_interval(secs => $2) \
+             WHERE owner = $1 AND status IN ('scheduled', 'running', 'canceling') \
+             RETURNING id, status",
+        )
+        .bind(&self.cluster.node_id)
+        .bind(self.lease_secs)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(held
+            .into_iter()
+            .filter(|(_, status)| status == ExecutionStatus::Canceling.as_str())
+            .map(|(id, _)| id)
+            .collect())
+    }
+
+    async fn orphaned_executions(&self, status: ExecutionStatus) -> Result<Vec<Execution>> {
+        // Only these statuses are ever held; an execution in any other (`requested`, a
+        // completed one) is nobody's to lose.
+        if !matches!(
+            status,
+            ExecutionStatus::Scheduled | ExecutionStatus::Running | ExecutionStatus::Canceling
+        ) {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(&format!(
+            "SELECT * FROM executions WHERE status = $1 \
+             AND (lease_until IS NULL OR lease_until < now()) ORDER BY {}",
+            sql::execution_order(false, "seq")
+        ))
+        .bind(status.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(sql::execution).collect()
+    }
+
+    async fn purge(&self, what: Retained, before: &str, limit: u64) -> Result<u64> {
+        // The same records as on SQLite. Trigger instances are taken with SKIP LOCKED, so a
+        // purge never waits for a rules engine finishing one.
+        let sql = match what {
+            Retained::TriggerInstances => {
+                "DELETE FROM trigger_instances WHERE id IN (SELECT id FROM trigger_instances \
+                 WHERE occurrence_time < $1 AND status NOT IN ('pending', 'processing') \
+                 ORDER BY occurrence_time LIMIT $2 FOR UPDATE SKIP LOCKED)"
+            }
+            Retained::Traces => {
+                "DELETE FROM traces WHERE id IN (SELECT t.id FROM traces t \
+                 WHERE t.start_timestamp < $1 AND NOT EXISTS \
+                 (SELECT 1 FROM trigger_instances i WHERE i.trace_id = t.id) \
+                 ORDER BY t.start_timestamp LIMIT $2)"
+            }
+            Retained::Enforcements => {
+                "DELETE FROM rule_enforcements WHERE id IN (SELECT id FROM rule_enforcements \
+                 WHERE enforced_at < $1 ORDER BY enforced_at LIMIT $2)"
+            }
+            Retained::Executions => {
+                "DELETE FROM executions WHERE id IN (SELECT id FROM executions \
+                 WHERE end_timestamp < $1 AND status IN \
+                 ('succeeded', 'failed', 'timeout', 'canceled', 'abandoned') \
+                 ORDER BY end_timestamp LIMIT $2)"
+            }
+        };
+        let mut tx = self.pool.begin().await?;
+        let mine: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, hashtext(current_schema()))")
+                .bind(PURGE_LOCK)
+                .fetch_one(&mut *tx)
+                .await?;
+        if !mine {
+            // Another node is purging.
+            return Ok(0);
+        }
+        let done = sqlx::query(sql)
+            .bind(before)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
+    fn datastore_key(&self) -> Result<Arc<DatastoreKey>> {
+        self.datastore_key.get()
+    }
+
+    async fn kv_get(&self, name: &str) -> Result<Option<KvPair>> {
+        let row = sqlx::query(&format!("SELECT * FROM kv WHERE name = $1 AND {KV_LIVE}"))
+            .bind(name)
+            .bind(crate::ids::now())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(sql::kv_pair).transpose()
+    }
+
+    async fn kv_all(&self) -> Result<Vec<(String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT name, value FROM kv WHERE (expire_at IS NULL OR expire_at > $1) ORDER BY name",
+        )
+        .bind(crate::ids::now())
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn kv_list(&self, prefix: &str, limit: Option<u64>, offset: u64) -> Result<Page<KvPair>> {
+        let now = crate::ids::now();
+        let (rows, total) = self
+            .page_of(
+                "kv",
+                |qb| {
+                    // The prefix is text, not a LIKE pattern.
+                    qb.push(" WHERE (expire_at IS NULL OR expire_at > ")
+                        .push_bind(now.clone())
+                        .push(") AND starts_with(name, ")
+                        .push_bind(prefix.to_owned())
+                        .push(")");
+                },
+                "name",
+                limit,
+                offset,
+            )
+            .await?;
+        let items = rows.iter().map(sql::kv_pair).collect::<Result<_>>()?;
+        Ok(Page { items, total })
+    }
+
+    async fn kv_put(
+        &self,
+        name: &str,
+        value: KvValue<'_>,
+        ttl: Option<Duration>,
+    ) -> Result<KvPair> {
+        let expire_timestamp = ttl.map(sql::expires_after);
+        let (stored, secret) = match sql::fixed_kv(&self.datastore_key, name, value)? {
+            Some(fixed) => {
+                sqlx::query(
+                    "INSERT INTO kv (name, value, secret, expire_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (name) DO UPDATE SET value = excluded.value, \
+                     secret = excluded.secret, expire_at = excluded.expire_at",
+                )
+                .bind(name)
+                .bind(&fixed.0)
+                .bind(fixed.1)
+                .bind(&expire_timestamp)
+                .execute(&self.pool)
+                .await?;
+                fixed
+            }
+            None => {
+                let KvValue::KeepSecrecy(plaintext) = value else {
+                    unreachable!("only KeepSecrecy depends on the current pair")
+                };
+                let mut tx = self.pool.begin().await?;
+                let current = Self::lock_kv(&mut tx, name).await?;
+                let (stored, secret) =
+                    sql::kept_secrecy(&self.datastore_key, current.as_ref(), plaintext)?;
+                Self::write_kv(&mut tx, name, &stored, secret, expire_timestamp.as_deref()).await?;
+                tx.commit().await?;
+                (stored, secret)
+            }
+        };
+        self.purge_expired_kv().await;
+        Ok(KvPair {
+            name: name.to_owned(),
+            value: stored,
+            secret,
+            expire_timestamp,
+        })
+    }
+
+    async fn kv_delete(&self, name: &str) -> Result<bool> {
+        // An expired pair is deleted too, but did not exist for the caller.
+        let live: Option<bool> = sqlx::query_scalar(&format!(
+            "DELETE FROM kv WHERE name = $1 RETURNING {KV_LIVE}"
+        ))
+        .bind(name)
+        .bind(crate::ids::now())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(live == Some(true))
+    }
+
+    async fn kv_increment(&self, name: &str, delta: i64) -> Result<i64> {
+        let mut tx = self.pool.begin().await?;
+        let current = Self::lock_kv(&mut tx, name).await?;
+        // A refusal rolls back (dropping `tx`): nothing is written.
+        let next = sql::incremented(name, current.as_ref(), delta)?;
+        let expire_at = current.and_then(|pair| pair.expire_timestamp);
+        Self::write_kv(
+            &mut tx,
+            name,
+            &next.to_string(),
+            false,
+            expire_at.as_deref(),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(next)
+    }
+
+    async fn kv_compare_and_swap(
+        &self,
+        name: &str,
+        expected: Option<&str>,
+        new: &str,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let current = Self::lock_kv(&mut tx, name).await?;
+        if !sql::swaps(name, current.as_ref(), expected)? {
+            // Rolled back when `tx` is dropped: nothing written.
+            return Ok(false);
+        }
+        let expire_at = current.and_then(|pair| pair.expire_timestamp);
+        Self::write_kv(&mut tx, name, new, false, expire_at.as_deref()).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
+/// The condition that a `kv` row has not expired; the current time is bound as `$2`.
+const KV_LIVE: &str = "(expire_at IS NULL OR expire_at > $2)";
