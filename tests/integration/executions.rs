@@ -292,7 +292,15 @@ async fn list_filters_get_and_cancel() {
     let server = TestServer::builder().start().await;
     let a = request(&server, "core.noop", json!({})).await;
     let b = request(&server, "core.echo", json!({"message": "hello"})).await;
-    let slow = request(&server, "core.local", json!({"cmd": "sleep 30"})).await;
+    // The sleep is the shell's child (its pid in a file): a cancel must stop it too.
+    let pid_dir = tempfile::tempdir().unwrap();
+    let pid_file = pid_dir.path().join("sleep.pid");
+    let slow = request(
+        &server,
+        "core.local",
+        json!({"cmd": format!("sleep 30 & echo $! > {}; wait", pid_file.display())}),
+    )
+    .await;
     let a = finished(&server, a["id"].as_str().unwrap()).await;
     let b = finished(&server, b["id"].as_str().unwrap()).await;
     assert_eq!(
@@ -393,6 +401,21 @@ async fn list_filters_get_and_cancel() {
     let canceled = finished(&server, id).await;
     assert_eq!(canceled["status"], "canceled");
     assert!(started.elapsed() < Duration::from_secs(10));
+    let sleep_pid = std::fs::read_to_string(&pid_file).unwrap();
+    let proc_dir = format!("/proc/{}", sleep_pid.trim());
+    eventually(
+        Duration::from_secs(5),
+        "the canceled command's child to be killed",
+        async || {
+            // Gone, or a zombie waiting for init to reap it.
+            match std::fs::read_to_string(format!("{proc_dir}/stat")) {
+                Err(_) => Ok(()),
+                Ok(stat) if stat.split(") ").nth(1).is_some_and(|r| r.starts_with('Z')) => Ok(()),
+                Ok(stat) => Err(format!("still alive: {stat}")),
+            }
+        },
+    )
+    .await;
     // A completed execution cannot be cancelled: 200 with a faultstring, as StackStorm answers.
     let resp = server
         .client()

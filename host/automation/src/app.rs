@@ -146,10 +146,11 @@ impl Automation {
                 .await
                 .map_err(store_error("registering the system trigger types"))?;
             if known.is_none() {
-                store
-                    .insert_trigger_type(trigger_type)
-                    .await
-                    .map_err(store_error("registering the system trigger types"))?;
+                match store.insert_trigger_type(trigger_type).await {
+                    // Another node sharing the store registered it at the same moment.
+                    Ok(()) | Err(StorageError::Conflict { .. }) => {}
+                    Err(e) => return Err(store_error("registering the system trigger types")(e)),
+                }
             }
         }
         let datastore = Arc::new(StoreDatastore::new(Arc::clone(&store)));

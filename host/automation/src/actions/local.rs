@@ -74,6 +74,9 @@ pub async fn run(params: &Map<String, Value>) -> Outcome {
         }
     };
     let pid = child.id();
+    // A canceled execution drops this future: `kill_on_drop` kills only the shell, so the
+    // guard kills the whole group (what the command started too).
+    let mut group = GroupGuard(pid);
     let stdout = tokio::spawn(read_capped(child.stdout.take()));
     let stderr = tokio::spawn(read_capped(child.stderr.take()));
     let waited = tokio::time::timeout(Duration::from_secs(timeout), child.wait()).await;
@@ -88,6 +91,7 @@ pub async fn run(params: &Map<String, Value>) -> Outcome {
             (-9, true)
         }
     };
+    group.0 = None;
     // The group is gone after a timeout; otherwise the streams end when the command's last
     // holder closes them. A background process that keeps them open is cut off after a grace.
     let grace = Duration::from_secs(if timed_out { 1 } else { 5 });
@@ -127,6 +131,26 @@ fn exit_code(status: std::process::ExitStatus) -> i64 {
         (Some(code), _) => i64::from(code),
         (None, Some(signal)) => -i64::from(signal),
         (None, None) => -1,
+    }
+}
+
+/// Kills the command's process group when dropped while it holds the group's id: the run was
+/// abandoned half-way (a cancel).
+struct GroupGuard(Option<u32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.take() {
+            // Not awaited: `kill` is quick, and a drop cannot wait.
+            let _ = std::process::Command::new("kill")
+                .arg("-KILL")
+                .arg("--")
+                .arg(format!("-{pid}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .and_then(|mut kill| kill.wait());
+        }
     }
 }
 
