@@ -29,7 +29,9 @@ use crate::sql::{self, KeySource};
 use crate::status::{ExecutionStatus, InstanceStatus};
 use crate::{Result, StorageError, Store};
 
-/// The `LISTEN`/`NOTIFY` channel of [`Change`]s.
+/// The `LISTEN`/`NOTIFY` channel of [`Change`]s. Channels are per database, not per schema:
+/// deployments in different schemas of one database see each other's changes, which costs
+/// them a reload or a wake-up now and then and nothing more (a cancel names a unique id).
 pub const CHANNEL: &str = "stormhook";
 
 /// The first key of the transaction-level advisory lock a purge takes
@@ -63,7 +65,8 @@ pub struct PgOptions {
     /// Whether a missing key file is generated on first use (`true`, the default: a node's
     /// own default file) or is an error (a file the operator named).
     pub create_key: bool,
-    /// The size of the connection pool (default 10). The change listener holds one more.
+    /// The size of the connection pool (default 10), the change listener's connection
+    /// included (it keeps one of them).
     pub max_connections: u32,
 }
 
@@ -154,7 +157,7 @@ impl PgStore {
         let mut listener = PgListener::connect_with(&pool).await?;
         listener.listen(CHANNEL).await?;
         let (changes, _) = broadcast::channel(CHANGES_CAPACITY);
-        let task = tokio::spawn(listen(listener, changes.clone()));
+        let task = tokio::spawn(listen(pool.clone(), listener, changes.clone()));
         Ok(Self {
             pool,
             lease_secs: options.lease.as_secs_f64(),
@@ -194,12 +197,15 @@ impl PgStore {
 }
 
 /// Receives the notifications of [`CHANNEL`] and hands them to the store's subscribers, until
-/// the pool closes. `PgListener` reconnects by itself (and listens again); notifications sent
-/// while it was disconnected are lost, so after a reconnection every subscriber is told to
-/// refresh what it caches (rules, credentials) and to look for work. A missed cancel is caught
-/// by the owner's next [`Store::renew_leases`].
-async fn listen(mut listener: PgListener, changes: broadcast::Sender<Change>) {
-    let mut failing = false;
+/// the pool closes. Notifications sent while the listener was disconnected are lost, so after
+/// a reconnection every subscriber is told to refresh what it caches (rules, credentials) and
+/// to look for work; a missed cancel is caught by the owner's next [`Store::renew_leases`].
+///
+/// `PgListener` reconnects by itself only after some I/O errors (end of stream, broken pipe,
+/// abort, timeout); after others (a reset connection, the server's `FATAL` when it ends the
+/// session) it would keep its dead connection and fail forever. So on any error the listener
+/// is replaced.
+async fn listen(pool: PgPool, mut listener: PgListener, changes: broadcast::Sender<Change>) {
     loop {
         match listener.try_recv().await {
             Ok(Some(notification)) => match Change::decode(notification.payload()) {
@@ -218,22 +224,41 @@ async fn listen(mut listener: PgListener, changes: broadcast::Sender<Change>) {
             }
             Err(sqlx::Error::PoolClosed) => return,
             Err(e) => {
-                if !failing {
-                    tracing::error!(
-                        "the change listener cannot reach the database (retrying every second; changes from other nodes are late until it can): {e}"
-                    );
-                    failing = true;
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                // A query on the listener connects (and listens) again, and tells whether it
-                // could; waiting for a notification would not.
-                if sqlx::query("SELECT 1").execute(&mut listener).await.is_ok() {
-                    failing = false;
-                    tracing::info!("the change listener is connected again");
-                    resync(&changes);
-                }
+                tracing::warn!("the change listener's connection failed ({e}); connecting again");
+                let Some(fresh) = reconnect(&pool).await else {
+                    return;
+                };
+                listener = fresh;
+                tracing::info!("the change listener is connected again");
+                resync(&changes);
             }
         }
+    }
+}
+
+/// A new listener on [`CHANNEL`], trying every second; `None` once the pool is closed.
+async fn reconnect(pool: &PgPool) -> Option<PgListener> {
+    let mut failing = false;
+    loop {
+        if pool.is_closed() {
+            return None;
+        }
+        let listener = async {
+            let mut listener = PgListener::connect_with(pool).await?;
+            listener.listen(CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        match listener.await {
+            Ok(listener) => return Some(listener),
+            Err(e) if !failing => {
+                failing = true;
+                tracing::error!(
+                    "the change listener cannot reach the database (retrying every second; changes from other nodes are late until it can): {e}"
+                );
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 

@@ -166,7 +166,11 @@ pub fn test_database_url(test: &str) -> Option<String> {
     match std::env::var(DATABASE_URL_VAR) {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
-            eprintln!(
+            // Straight to the process's stderr: `eprintln!` is captured, and shown only for
+            // a failing test.
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
                 "SKIPPED {test}: {DATABASE_URL_VAR} is not set, so this PostgreSQL test did not \
                  run (for example {DATABASE_URL_VAR}=postgres://postgres@127.0.0.1:5432/test)"
             );
