@@ -435,8 +435,8 @@ pub enum Retained {
     Traces,
     /// Rule enforcements, by `enforced_at`.
     Enforcements,
-    /// Executions in a completed status, by `end_timestamp` (or `start_timestamp` when it
-    /// has none).
+    /// Executions in a completed status, by `end_timestamp` (every completed execution has
+    /// one).
     Executions,
 }
 

@@ -679,9 +679,16 @@ pub async fn open_node_store(
         let mut options = PgOptions::new(node_id, key);
         options.lease = lease;
         options.create_key = create_key;
-        let store = PgStore::connect(url, options)
+        let mut store = PgStore::connect(url, options)
             .await
             .with_context(|| format!("connecting to PostgreSQL at {}", redact_url(url)))?;
+        if let Some(key) = &args.datastore_key {
+            // A key the operator named is read now: a wrong path fails at start, not at the
+            // first secret.
+            store = store
+                .with_datastore_key(key)
+                .context("reading the datastore key (--datastore-key)")?;
+        }
         return Ok(std::sync::Arc::new(store));
     }
     let path = args.data_dir.join("stormhook.db");
