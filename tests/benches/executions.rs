@@ -8,25 +8,47 @@
 //! Every execution is stored `requested`, then moved `scheduled`, `running` and `succeeded`
 //! (each move its own durable SQLite transaction), and dispatches an action trigger instance.
 //!
+//! With `STORMHOOK_BENCH_DATABASE_URL` (or `STORMHOOK_TEST_DATABASE_URL`) set, the same runs
+//! on PostgreSQL after SQLite (a fresh server, in a fresh schema; `common/backend.rs`), and a
+//! last line puts the two side by side.
+//!
 //! Run: `cargo bench -p stormhook-tests --bench executions`. Results: `BENCHMARKS.md`.
 
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use stormhook_tests::TestServer;
+
+#[path = "common/backend.rs"]
+mod backend;
+
+use backend::{Backend, Server};
 
 fn main() {
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
     let count: usize = std::env::var("EXEC_COUNT")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);
-    tokio.block_on(async move {
-        let server = TestServer::builder().examples().start().await;
+    let mut summary = Vec::new();
+    for backend in Backend::all() {
+        // A runtime per backend: dropping it ends whatever the last server left running.
+        let tokio = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let figures = tokio.block_on(measure(&backend, count));
+        tokio.shutdown_timeout(Duration::from_secs(5));
+        summary.push(format!("{}: {figures}", backend.name()));
+    }
+    println!("executions/side by side: {}", summary.join("; "));
+}
+
+/// The latencies and the throughput on `backend`, printed; returns them in one line.
+async fn measure(backend: &Backend, count: usize) -> String {
+    let name = backend.name();
+    let mut figures = Vec::new();
+    {
+        let server = Server::start(backend, Vec::new(), true).await;
         let client = server.client();
         for (action, params) in [
             ("core.noop", json!({})),
@@ -50,11 +72,14 @@ fn main() {
             // The first ten warm up (compile cache, connection pool).
             let times = &mut times[10..];
             times.sort();
-            println!(
-                "executions/latency {action:<11} median {:>7.2} ms  p90 {:>7.2} ms  (request to succeeded, ?wait)",
+            let (median, p90) = (
                 times[times.len() / 2].as_secs_f64() * 1e3,
                 times[times.len() * 9 / 10].as_secs_f64() * 1e3,
             );
+            println!(
+                "executions/{name}/latency {action:<11} median {median:>7.2} ms  p90 {p90:>7.2} ms  (request to succeeded, ?wait)",
+            );
+            figures.push(format!("{action} median {median:.2} ms p90 {p90:.2} ms"));
         }
 
         let before = total(&server, "succeeded").await;
@@ -84,22 +109,28 @@ fn main() {
             if total(&server, "succeeded").await >= target {
                 break;
             }
-            assert!(started.elapsed() < Duration::from_secs(600), "executions stalled");
+            assert!(
+                started.elapsed() < Duration::from_secs(600),
+                "executions stalled"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let elapsed = started.elapsed();
+        let rate = (per_client * 32) as f64 / elapsed.as_secs_f64();
         println!(
-            "executions/throughput core.noop: {} requested in {:.2} s ({:.0}/s), all succeeded after {:.2} s: {:.0} executions/s",
+            "executions/{name}/throughput core.noop: {} requested in {:.2} s ({:.0}/s), all succeeded after {:.2} s: {rate:.0} executions/s",
             per_client * 32,
             requested.as_secs_f64(),
             (per_client * 32) as f64 / requested.as_secs_f64(),
             elapsed.as_secs_f64(),
-            (per_client * 32) as f64 / elapsed.as_secs_f64()
         );
-    });
+        figures.push(format!("throughput {rate:.0} executions/s"));
+        server.finish().await;
+    }
+    figures.join(", ")
 }
 
-async fn total(server: &TestServer, status: &str) -> u64 {
+async fn total(server: &Server, status: &str) -> u64 {
     let resp = server
         .client()
         .get(server.url(&format!("/api/v1/executions?status={status}&limit=1")))

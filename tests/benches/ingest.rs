@@ -6,6 +6,10 @@
 //! The two sides alternate for `INGEST_ROUNDS` rounds (default 3); each round gives a ratio,
 //! and the median is the result (for an even number of rounds, the mean of the middle two).
 //!
+//! With `STORMHOOK_BENCH_DATABASE_URL` (or `STORMHOOK_TEST_DATABASE_URL`) set, each round
+//! measures Stormhook on PostgreSQL too (a fresh schema per round; `common/backend.rs`), and
+//! prints its WAL bytes per accepted event and rows written per second beside the ratios.
+//!
 //! Run: `cargo bench -p stormhook-tests --bench ingest`. `INGEST_SECS` sets the measured time
 //! per side and round (default 5, after 1 s of warm-up); `INGEST_ONLY=stormhook` skips the raw
 //! side, for profiling (its ratios then print as NaN). Results: `BENCHMARKS.md`.
@@ -15,8 +19,6 @@ use std::time::Duration;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::routing::post;
-use stormhook_tests::TestServer;
-
 /// The allocator the `stormhook` binary uses (`host/app/src/main.rs`).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -25,6 +27,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod load;
 
 use load::load;
+
+#[path = "common/backend.rs"]
+mod backend;
+
+use backend::{Backend, Server};
 
 const CONNECTIONS: usize = 256;
 const BODY: &str = r#"{"ref":"refs/heads/main","before":"6113728f27ae82c7b1a177c8d03f9e96e0adf246","after":"59b20b8d5c6ff8d09518216e25b35f0f4c56e7c9","repository":{"id":35129377,"name":"public-repo","full_name":"baxterthehacker/public-repo"},"pusher":{"name":"baxterthehacker","email":"baxterthehacker@users.noreply.github.com"},"sender":{"login":"baxterthehacker","id":6752317}}"#;
@@ -39,14 +46,36 @@ async fn raw(warmup: Duration, secs: Duration) -> (f64, u64, u64) {
     let addr = listener.local_addr().unwrap().to_string();
     let app = axum::Router::new().route("/api/v1/webhooks/github", post(echo));
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
-    let result = load(addr, "/api/v1/webhooks/github", None, CONNECTIONS, BODY, warmup, secs).await;
+    let result = load(
+        addr,
+        "/api/v1/webhooks/github",
+        None,
+        CONNECTIONS,
+        BODY,
+        warmup,
+        secs,
+    )
+    .await;
     server.abort();
     result
 }
 
-/// One measurement of Stormhook, on a fresh server and store; also returns how many trigger
-/// instances the store holds afterwards.
-async fn stormhook(warmup: Duration, secs: Duration) -> (f64, u64, u64, u64) {
+/// What one measurement of Stormhook gave.
+struct Measured {
+    rps: f64,
+    other: u64,
+    errors: u64,
+    /// Trigger instances the store holds afterwards.
+    stored: u64,
+    /// PostgreSQL only: WAL bytes per stored instance, and rows written per second, over the
+    /// whole load (warm-up included), with the rows by table.
+    wal_per_event: Option<f64>,
+    rows_per_sec: Option<f64>,
+    rows: Vec<(String, i64)>,
+}
+
+/// One measurement of Stormhook on `backend`, on a fresh server and store.
+async fn stormhook(backend: &Backend, warmup: Duration, secs: Duration) -> Measured {
     // The rule registers the webhook, and the engine evaluates every accepted instance, but
     // its criteria never match: this measures acceptance, not action runs (each of which adds
     // its own transactions; executions are measured on their own).
@@ -54,8 +83,13 @@ async fn stormhook(warmup: Duration, secs: Duration) -> (f64, u64, u64, u64) {
         "github".to_owned(),
         "name: github\ntrigger:\n  type: core.st2.webhook\n  parameters:\n    url: github\ncriteria:\n  trigger.body.never:\n    type: exists\n    pattern: x\naction:\n  ref: core.noop\n".to_owned(),
     );
-    let server = TestServer::builder().rules([rule]).start().await;
+    let mut server = Server::start(backend, vec![rule], false).await;
     let addr = server.base.trim_start_matches("http://").to_owned();
+    let before = match server.database() {
+        Some(db) => Some((db.wal_lsn().await, db.rows().await)),
+        None => None,
+    };
+    let started = std::time::Instant::now();
     let (rps, other, errors) = load(
         addr,
         "/api/v1/webhooks/github",
@@ -66,6 +100,7 @@ async fn stormhook(warmup: Duration, secs: Duration) -> (f64, u64, u64, u64) {
         secs,
     )
     .await;
+    let loaded = started.elapsed();
     let resp = server
         .client()
         .get(server.url("/api/v1/triggerinstances?limit=1"))
@@ -77,7 +112,50 @@ async fn stormhook(warmup: Duration, secs: Duration) -> (f64, u64, u64, u64) {
         .unwrap()
         .parse()
         .unwrap();
-    (rps, other, errors, stored)
+    let mut measured = Measured {
+        rps,
+        other,
+        errors,
+        stored,
+        wal_per_event: None,
+        rows_per_sec: None,
+        rows: Vec::new(),
+    };
+    if let (Some(db), Some((lsn, rows_before))) = (server.database(), before) {
+        // Right after the load: the rules engine may still be marking the last instances
+        // processed; their WAL is not counted.
+        let now = db.wal_lsn().await;
+        let wal = db.wal_bytes(&lsn, &now).await;
+        let rows_after = db.rows().await;
+        let count = |rows: &[(String, i64)]| rows.iter().map(|(_, n)| n).sum::<i64>();
+        let written = count(&rows_after) - count(&rows_before);
+        measured.wal_per_event = Some(wal / stored.max(1) as f64);
+        measured.rows_per_sec = Some(written as f64 / loaded.as_secs_f64());
+        measured.rows = rows_after
+            .into_iter()
+            .map(|(table, n)| {
+                let before = rows_before
+                    .iter()
+                    .find(|(t, _)| *t == table)
+                    .map_or(0, |(_, b)| *b);
+                (table, n - before)
+            })
+            .filter(|(_, n)| *n != 0)
+            .collect();
+    }
+    server.finish().await;
+    measured
+}
+
+/// The median of `values` (for an even count, the mean of the middle two).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[middle]
+    } else {
+        (values[middle - 1] + values[middle]) / 2.0
+    }
 }
 
 fn env_number(name: &str, default: u64) -> u64 {
@@ -107,36 +185,58 @@ fn main() {
     let warmup = Duration::from_secs(1);
     // `INGEST_ONLY=stormhook` skips the raw side, for profiling.
     let only_stormhook = std::env::var("INGEST_ONLY").is_ok_and(|v| v == "stormhook");
+    let backends = Backend::all();
 
-    // The raw side alone swings by a third between runs on a shared machine, so the two sides
-    // alternate, round after round, and each round gives its own ratio; the median of the
-    // rounds is the result.
-    let mut ratios = Vec::new();
+    // The raw side alone swings by a third between runs on a shared machine, so the sides
+    // alternate, round after round (raw, then Stormhook on each backend), and each round gives
+    // its own ratios; the median of the rounds is the result.
+    let mut ratios = vec![Vec::new(); backends.len()];
+    let mut rates = vec![Vec::new(); backends.len()];
+    let mut raw_rates = Vec::new();
     for round in 1..=rounds {
         let (raw_rps, raw_other, raw_errors) = if only_stormhook {
             (f64::NAN, 0, 0)
         } else {
             on_fresh_runtime(raw(warmup, secs))
         };
-        let (sh_rps, sh_other, sh_errors, stored) = on_fresh_runtime(stormhook(warmup, secs));
-        let ratio = sh_rps / raw_rps;
-        ratios.push(ratio);
+        raw_rates.push(raw_rps);
+        let mut line = format!(
+            "ingest/round {round}: raw axum echo {raw_rps:>7.0} req/s (non-2xx {raw_other}, errors {raw_errors})"
+        );
+        for (i, backend) in backends.iter().enumerate() {
+            let m = on_fresh_runtime(stormhook(backend, warmup, secs));
+            let ratio = m.rps / raw_rps;
+            ratios[i].push(ratio);
+            rates[i].push(m.rps);
+            line.push_str(&format!(
+                "; {} durable {:>7.0} req/s (non-2xx {}, errors {}, trigger instances stored {}) ratio {ratio:.2}",
+                backend.name(),
+                m.rps,
+                m.other,
+                m.errors,
+                m.stored,
+            ));
+            if let (Some(wal), Some(rows)) = (m.wal_per_event, m.rows_per_sec) {
+                line.push_str(&format!(
+                    " [WAL {wal:.0} B/event, {rows:.0} rows/s written: {:?}]",
+                    m.rows
+                ));
+            }
+        }
+        println!("{line}");
+    }
+    println!(
+        "ingest/raw axum echo, median of {rounds} rounds: {:.0} req/s",
+        median(raw_rates)
+    );
+    for (i, backend) in backends.iter().enumerate() {
         println!(
-            "ingest/round {round}: raw axum echo {raw_rps:>7.0} req/s (non-2xx {raw_other}, errors {raw_errors}); \
-             stormhook durable {sh_rps:>7.0} req/s (non-2xx {sh_other}, errors {sh_errors}, trigger instances stored {stored}); \
-             ratio {ratio:.2}"
+            "ingest/{:<8} median of {rounds} rounds: {:>7.0} req/s, ratio stormhook/raw {:.2}  (target >= 0.5)",
+            backend.name(),
+            median(rates[i].clone()),
+            median(ratios[i].clone()),
         );
     }
-    ratios.sort_by(f64::total_cmp);
-    let middle = ratios.len() / 2;
-    let median = if ratios.len() % 2 == 1 {
-        ratios[middle]
-    } else {
-        (ratios[middle - 1] + ratios[middle]) / 2.0
-    };
-    println!(
-        "ingest/ratio stormhook/raw, median of {rounds} rounds:  {median:.2}  (target >= 0.5)"
-    );
     println!(
         "{CONNECTIONS} connections, {} s measured after {} s warm-up per side and round, 2 tokio worker threads shared by the servers and the load generator",
         secs.as_secs(),
