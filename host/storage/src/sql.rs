@@ -135,6 +135,15 @@ fn status<S: std::str::FromStr<Err = crate::status::UnknownStatus>>(
         .map_err(|e: crate::status::UnknownStatus| StorageError::Corrupt(e.to_string()))
 }
 
+/// The error sqlx gives when an integer column does not fit the type asked for (as SQLite's
+/// driver does decoding a `u32` itself), so that every backend words it the same.
+fn out_of_range(column: &str, e: std::num::TryFromIntError) -> StorageError {
+    StorageError::Database(sqlx::Error::ColumnDecode {
+        index: format!("{column:?}"),
+        source: Box::new(e),
+    })
+}
+
 /// A trigger instance from its row. A row that cannot be decoded is reported with its id, so
 /// an operator can find it.
 pub(crate) fn trigger_instance(row: &impl Columns) -> Result<TriggerInstance> {
@@ -148,8 +157,7 @@ pub(crate) fn trigger_instance(row: &impl Columns) -> Result<TriggerInstance> {
             occurrence_time: row.text("occurrence_time")?,
             status: status(row)?,
             trace_id: row.maybe_text("trace_id")?,
-            depth: u32::try_from(row.int("depth")?)
-                .map_err(|_| StorageError::Corrupt("depth out of range".into()))?,
+            depth: u32::try_from(row.int("depth")?).map_err(|e| out_of_range("depth", e))?,
         })
     };
     decode().map_err(|e| {

@@ -18,6 +18,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 use crate::crypto::DatastoreKey;
 use crate::models::*;
+use crate::sql::{self, KeySource};
 use crate::status::{ExecutionStatus, InstanceStatus};
 use crate::{Result, StorageError, Store};
 
@@ -40,33 +41,6 @@ pub struct SqliteStore {
     path: Arc<(std::path::PathBuf, u64)>,
     /// Where the datastore key comes from, and the key once read.
     datastore_key: Arc<KeySource>,
-}
-
-/// The datastore key's file, read on first use (so a store that never holds a secret never
-/// creates one) and kept for the life of the store.
-#[derive(Debug)]
-struct KeySource {
-    /// The key file.
-    path: std::path::PathBuf,
-    /// Whether a missing file is generated (the default file in the data directory) or is an
-    /// error (a file the operator named).
-    create: bool,
-    key: std::sync::OnceLock<Arc<DatastoreKey>>,
-}
-
-impl KeySource {
-    fn get(&self) -> Result<Arc<DatastoreKey>> {
-        if let Some(key) = self.key.get() {
-            return Ok(Arc::clone(key));
-        }
-        let key = if self.create {
-            DatastoreKey::read_or_create(&self.path)?
-        } else {
-            DatastoreKey::read(&self.path)?
-        };
-        // Two first uses at once read the same file; either copy is the key.
-        Ok(Arc::clone(self.key.get_or_init(|| Arc::new(key))))
-    }
 }
 
 /// The default datastore key file, beside the database: `<data-dir>/keys/datastore_key.json`.
@@ -180,11 +154,7 @@ impl SqliteStore {
             writer: Arc::new(Mutex::new(writer)),
             restart_wal,
             path: Arc::new((path.to_owned(), wal_limit_bytes)),
-            datastore_key: Arc::new(KeySource {
-                path: data_dir.join(DATASTORE_KEY_FILE),
-                create: true,
-                key: std::sync::OnceLock::new(),
-            }),
+            datastore_key: Arc::new(KeySource::lazy(data_dir.join(DATASTORE_KEY_FILE), true)),
         })
     }
 
@@ -196,12 +166,7 @@ impl SqliteStore {
     ///
     /// The file cannot be read or holds no usable key.
     pub fn with_datastore_key(mut self, path: &Path) -> Result<Self> {
-        let key = DatastoreKey::read(path)?;
-        self.datastore_key = Arc::new(KeySource {
-            path: path.to_owned(),
-            create: false,
-            key: std::sync::OnceLock::from(Arc::new(key)),
-        });
+        self.datastore_key = Arc::new(KeySource::read_now(path)?);
         Ok(self)
     }
 }
@@ -360,82 +325,6 @@ fn commit_blocking(conn: &mut rusqlite::Connection, events: &[NewEvent]) -> rusq
     tx.commit()
 }
 
-fn json(text: &str) -> Result<serde_json::Value> {
-    serde_json::from_str(text).map_err(|e| StorageError::Corrupt(format!("stored JSON: {e}")))
-}
-
-fn conflict(err: sqlx::Error, what: &str) -> StorageError {
-    match &err {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StorageError::Conflict {
-            message: format!("{what} already exists"),
-            existing_id: None,
-        },
-        _ => StorageError::Database(err),
-    }
-}
-
-/// A trigger instance from its row. A row that cannot be decoded is reported with its id, so an
-/// operator can find it.
-fn trigger_instance(row: &SqliteRow) -> Result<TriggerInstance> {
-    let id: String = row.try_get("id")?;
-    let decode = || -> Result<TriggerInstance> {
-        Ok(TriggerInstance {
-            id: id.clone(),
-            trigger: row.try_get("trigger_ref")?,
-            trigger_type: row.try_get("trigger_type")?,
-            payload: json(row.try_get("payload")?)?,
-            occurrence_time: row.try_get("occurrence_time")?,
-            status: status(row)?,
-            trace_id: row.try_get("trace_id")?,
-            depth: row.try_get("depth")?,
-        })
-    };
-    decode().map_err(|e| {
-        let reason = match e {
-            StorageError::Corrupt(reason) => reason,
-            other => other.to_string(),
-        };
-        StorageError::Corrupt(format!("trigger instance {id}: {reason}"))
-    })
-}
-
-/// The row's `status` column, which must name a known status.
-fn status<S: std::str::FromStr<Err = crate::status::UnknownStatus>>(row: &SqliteRow) -> Result<S> {
-    let name: String = row.try_get("status")?;
-    name.parse()
-        .map_err(|e: crate::status::UnknownStatus| StorageError::Corrupt(e.to_string()))
-}
-
-fn enforcement(row: &SqliteRow) -> Result<RuleEnforcement> {
-    Ok(RuleEnforcement {
-        id: row.try_get("id")?,
-        trigger_instance_id: row.try_get("trigger_instance_id")?,
-        execution_id: row.try_get("execution_id")?,
-        failure_reason: row.try_get("failure_reason")?,
-        rule_ref: row.try_get("rule_ref")?,
-        rule_id: row.try_get("rule_id")?,
-        rule_uid: row.try_get("rule_uid")?,
-        enforced_at: row.try_get("enforced_at")?,
-        status: status(row)?,
-    })
-}
-
-fn execution(row: &SqliteRow) -> Result<Execution> {
-    Ok(Execution {
-        id: row.try_get("id")?,
-        action_ref: row.try_get("action_ref")?,
-        runner: row.try_get("runner")?,
-        status: status(row)?,
-        start_timestamp: row.try_get("start_timestamp")?,
-        end_timestamp: row.try_get("end_timestamp")?,
-        user: row.try_get("user_name")?,
-        rule_ref: row.try_get("rule_ref")?,
-        trigger_instance_id: row.try_get("trigger_instance_id")?,
-        run_parameters: json(row.try_get("run_parameters")?)?,
-        document: json(row.try_get("document")?)?,
-    })
-}
-
 fn insert_execution(
     e: &Execution,
 ) -> sqlx::query::Query<'static, Sqlite, sqlx::sqlite::SqliteArguments<'static>> {
@@ -453,80 +342,11 @@ fn insert_execution(
         .bind(e.document.to_string())
 }
 
-fn api_key(row: &SqliteRow) -> Result<ApiKey> {
-    Ok(ApiKey {
-        id: row.try_get("id")?,
-        user: row.try_get("user_name")?,
-        key_hash: row.try_get("key_hash")?,
-        metadata: json(row.try_get("metadata")?)?,
-        created_at: row.try_get("created_at")?,
-        enabled: row.try_get::<i64, _>("enabled")? != 0,
-    })
-}
-
-fn trigger_type(row: &SqliteRow) -> Result<TriggerType> {
-    Ok(TriggerType {
-        id: row.try_get("id")?,
-        reference: row.try_get("ref")?,
-        pack: row.try_get("pack")?,
-        name: row.try_get("name")?,
-        description: row.try_get("description")?,
-        payload_schema: json(row.try_get("payload_schema")?)?,
-        parameters_schema: json(row.try_get("parameters_schema")?)?,
-        tags: json(row.try_get("tags")?)?,
-    })
-}
-
 fn limit_clause(qb: &mut QueryBuilder<'_, Sqlite>, limit: Option<u64>, offset: u64) {
     qb.push(" LIMIT ")
         .push_bind(limit.map_or(-1, |l| l as i64))
         .push(" OFFSET ")
         .push_bind(offset as i64);
-}
-
-/// `WHERE` clauses of a list query: `column = value` for each given value, `column IN (...)` for
-/// each non-empty list, and `column > after` / `column < before` on a time column.
-fn push_filters(
-    qb: &mut QueryBuilder<'_, Sqlite>,
-    equal: &[(&str, &Option<String>)],
-    any_of: &[(&str, &[String])],
-    (time, after, before): (&str, &Option<String>, &Option<String>),
-) {
-    qb.push(" WHERE 1=1");
-    for (column, value) in equal {
-        if let Some(v) = value {
-            qb.push(format!(" AND {column} = ")).push_bind(v.clone());
-        }
-    }
-    for (column, values) in any_of {
-        if !values.is_empty() {
-            qb.push(format!(" AND {column} IN ("));
-            let mut list = qb.separated(", ");
-            for v in *values {
-                list.push_bind(v.clone());
-            }
-            list.push_unseparated(")");
-        }
-    }
-    if let Some(t) = after {
-        qb.push(format!(" AND {time} > ")).push_bind(t.clone());
-    }
-    if let Some(t) = before {
-        qb.push(format!(" AND {time} < ")).push_bind(t.clone());
-    }
-}
-
-fn push_instance_filters(qb: &mut QueryBuilder<'_, Sqlite>, q: &TriggerInstanceQuery) {
-    push_filters(
-        qb,
-        &[
-            ("id", &q.id),
-            ("trigger_type", &q.trigger_type),
-            ("status", &q.status),
-        ],
-        &[("trigger_ref", &q.triggers)],
-        ("occurrence_time", &q.timestamp_gt, &q.timestamp_lt),
-    );
 }
 
 #[async_trait]
@@ -570,7 +390,7 @@ impl Store for SqliteStore {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(trigger_instance).transpose()
+        row.as_ref().map(sql::trigger_instance).transpose()
     }
 
     async fn list_trigger_instances(
@@ -580,14 +400,17 @@ impl Store for SqliteStore {
         let (rows, total) = self
             .page_of(
                 "trigger_instances",
-                |qb| push_instance_filters(qb, q),
+                |qb| sql::push_instance_filters(qb, q),
                 "occurrence_time DESC, trigger_ref ASC, rowid DESC",
                 q.limit,
                 q.offset,
             )
             .await?;
         Ok(Page {
-            items: rows.iter().map(trigger_instance).collect::<Result<_>>()?,
+            items: rows
+                .iter()
+                .map(sql::trigger_instance)
+                .collect::<Result<_>>()?,
             total,
         })
     }
@@ -617,21 +440,7 @@ impl Store for SqliteStore {
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?;
-        // The rows are fetched: what fails now is decoding one of them (a payload that is not
-        // JSON, text that is not UTF-8, a value of the wrong type). Such a row is handed back
-        // as unreadable, as long as its id can be read to mark it.
-        rows.iter()
-            .map(|row| {
-                let instance = match trigger_instance(row) {
-                    Ok(instance) => Ok(instance),
-                    Err(e) => Err(Unreadable {
-                        id: row.try_get("id")?,
-                        reason: e.to_string(),
-                    }),
-                };
-                Ok((row.try_get("seq")?, instance))
-            })
-            .collect()
+        rows.iter().map(sql::queued_instance).collect()
     }
 
     async fn requeue_processing(&self) -> Result<u64> {
@@ -693,7 +502,7 @@ impl Store for SqliteStore {
         insert_execution(execution)
             .execute(&self.pool)
             .await
-            .map_err(|e| conflict(e, "execution"))?;
+            .map_err(|e| sql::conflict(e, "execution"))?;
         Ok(())
     }
 
@@ -703,35 +512,22 @@ impl Store for SqliteStore {
             .fetch_optional(&self.pool)
             .await?
             .as_ref()
-            .map(execution)
+            .map(sql::execution)
             .transpose()
     }
 
     async fn list_executions(&self, q: &ExecutionQuery) -> Result<Page<Execution>> {
-        let filters = |qb: &mut QueryBuilder<'_, Sqlite>| {
-            push_filters(
-                qb,
-                &[
-                    ("action_ref", &q.action),
-                    ("runner", &q.runner),
-                    ("rule_ref", &q.rule),
-                    ("trigger_instance_id", &q.trigger_instance),
-                    ("user_name", &q.user),
-                ],
-                &[("id", &q.ids), ("status", &q.statuses)],
-                ("start_timestamp", &q.timestamp_gt, &q.timestamp_lt),
-            );
-        };
-        let order = if q.ascending {
-            "start_timestamp ASC, action_ref ASC, rowid ASC"
-        } else {
-            "start_timestamp DESC, action_ref ASC, rowid DESC"
-        };
         let (rows, total) = self
-            .page_of("executions", filters, order, q.limit, q.offset)
+            .page_of(
+                "executions",
+                |qb| sql::push_execution_filters(qb, q),
+                &sql::execution_order(q.ascending, "rowid"),
+                q.limit,
+                q.offset,
+            )
             .await?;
         Ok(Page {
-            items: rows.iter().map(execution).collect::<Result<_>>()?,
+            items: rows.iter().map(sql::execution).collect::<Result<_>>()?,
             total,
         })
     }
@@ -779,35 +575,21 @@ impl Store for SqliteStore {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(enforcement).transpose()
+        row.as_ref().map(sql::enforcement).transpose()
     }
 
     async fn list_rule_enforcements(&self, q: &EnforcementQuery) -> Result<Page<RuleEnforcement>> {
-        let filters = |qb: &mut QueryBuilder<'_, Sqlite>| {
-            push_filters(
-                qb,
-                &[
-                    ("id", &q.id),
-                    ("rule_ref", &q.rule_ref),
-                    ("rule_id", &q.rule_id),
-                    ("trigger_instance_id", &q.trigger_instance),
-                    ("execution_id", &q.execution),
-                ],
-                &[],
-                ("enforced_at", &q.enforced_at_gt, &q.enforced_at_lt),
-            );
-        };
         let (rows, total) = self
             .page_of(
                 "rule_enforcements",
-                filters,
+                |qb| sql::push_enforcement_filters(qb, q),
                 "enforced_at DESC, rule_ref ASC, rowid DESC",
                 q.limit,
                 q.offset,
             )
             .await?;
         Ok(Page {
-            items: rows.iter().map(enforcement).collect::<Result<_>>()?,
+            items: rows.iter().map(sql::enforcement).collect::<Result<_>>()?,
             total,
         })
     }
@@ -825,7 +607,7 @@ impl Store for SqliteStore {
 
     async fn list_traces(&self, q: &TraceQuery) -> Result<Page<Trace>> {
         let filters = |qb: &mut QueryBuilder<'_, Sqlite>| {
-            push_filters(qb, &[("trace_tag", &q.trace_tag)], &[], ("", &None, &None));
+            sql::push_filters(qb, &[("trace_tag", &q.trace_tag)], &[], ("", &None, &None));
             if let Some(ti) = &q.trigger_instance {
                 qb.push(" AND id IN (SELECT trace_id FROM trigger_instances WHERE id = ")
                     .push_bind(ti.clone())
@@ -858,7 +640,7 @@ impl Store for SqliteStore {
             .bind(i64::from(key.enabled))
             .execute(&self.pool)
             .await
-            .map_err(|e| conflict(e, "an API key with this key_hash"))?;
+            .map_err(|e| sql::conflict(e, "an API key with this key_hash"))?;
         Ok(())
     }
 
@@ -867,7 +649,7 @@ impl Store for SqliteStore {
             .bind(key_hash)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(api_key).transpose()
+        row.as_ref().map(sql::api_key).transpose()
     }
 
     async fn api_key(&self, id: &str) -> Result<Option<ApiKey>> {
@@ -875,7 +657,7 @@ impl Store for SqliteStore {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(api_key).transpose()
+        row.as_ref().map(sql::api_key).transpose()
     }
 
     async fn list_api_keys(&self, limit: Option<u64>, offset: u64) -> Result<Page<ApiKey>> {
@@ -886,7 +668,7 @@ impl Store for SqliteStore {
         limit_clause(&mut select, limit, offset);
         let rows = select.build().fetch_all(&self.pool).await?;
         Ok(Page {
-            items: rows.iter().map(api_key).collect::<Result<_>>()?,
+            items: rows.iter().map(sql::api_key).collect::<Result<_>>()?,
             total: total as u64,
         })
     }
@@ -923,7 +705,7 @@ impl Store for SqliteStore {
         .bind(token.metadata.to_string())
         .execute(&self.pool)
         .await
-        .map_err(|e| conflict(e, "this token"))?;
+        .map_err(|e| sql::conflict(e, "this token"))?;
         Ok(())
     }
 
@@ -932,16 +714,7 @@ impl Store for SqliteStore {
             .bind(token)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|row| {
-            Ok(Token {
-                id: row.try_get("id")?,
-                user: row.try_get("user_name")?,
-                token: row.try_get("token")?,
-                expiry: row.try_get("expiry")?,
-                metadata: json(row.try_get("metadata")?)?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(sql::token).transpose()
     }
 
     async fn insert_trigger_type(&self, t: &TriggerType) -> Result<()> {
@@ -965,7 +738,7 @@ impl Store for SqliteStore {
         .bind(t.tags.to_string())
         .execute(&self.pool)
         .await
-        .map_err(|e| conflict(e, "this trigger type"))?;
+        .map_err(|e| sql::conflict(e, "this trigger type"))?;
         Ok(())
     }
 
@@ -975,14 +748,14 @@ impl Store for SqliteStore {
             .bind(ref_or_id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(trigger_type).transpose()
+        row.as_ref().map(sql::trigger_type).transpose()
     }
 
     async fn list_trigger_types(&self) -> Result<Vec<TriggerType>> {
         let rows = sqlx::query("SELECT * FROM trigger_types ORDER BY ref")
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(trigger_type).collect()
+        rows.iter().map(sql::trigger_type).collect()
     }
 
     async fn update_trigger_type(&self, t: &TriggerType) -> Result<bool> {
@@ -999,7 +772,7 @@ impl Store for SqliteStore {
         .bind(&t.id)
         .execute(&self.pool)
         .await
-        .map_err(|e| conflict(e, "a trigger type with this ref"))?;
+        .map_err(|e| sql::conflict(e, "a trigger type with this ref"))?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -1032,7 +805,7 @@ impl Store for SqliteStore {
             .bind(crate::ids::now())
             .execute(&self.pool)
             .await
-            .map_err(|e| conflict(e, "a rule with this ref"))?;
+            .map_err(|e| sql::conflict(e, "a rule with this ref"))?;
         Ok(())
     }
 
@@ -1040,18 +813,7 @@ impl Store for SqliteStore {
         let rows = sqlx::query("SELECT * FROM rules ORDER BY pack, name")
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(StoredRule {
-                    id: row.try_get("id")?,
-                    reference: row.try_get("ref")?,
-                    pack: row.try_get("pack")?,
-                    name: row.try_get("name")?,
-                    document: json(row.try_get("document")?)?,
-                    created_by: row.try_get("created_by")?,
-                })
-            })
-            .collect()
+        rows.iter().map(sql::stored_rule).collect()
     }
 
     async fn update_rule(&self, rule: &StoredRule) -> Result<bool> {
@@ -1064,7 +826,7 @@ impl Store for SqliteStore {
                 .bind(&rule.id)
                 .execute(&self.pool)
                 .await
-                .map_err(|e| conflict(e, "a rule with this ref"))?;
+                .map_err(|e| sql::conflict(e, "a rule with this ref"))?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -1086,7 +848,7 @@ impl Store for SqliteStore {
             .bind(crate::ids::now())
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(kv_pair).transpose()
+        row.as_ref().map(sql::kv_pair).transpose()
     }
 
     async fn kv_all(&self) -> Result<Vec<(String, String)>> {
@@ -1116,7 +878,7 @@ impl Store for SqliteStore {
                 offset,
             )
             .await?;
-        let items = rows.iter().map(kv_pair).collect::<Result<_>>()?;
+        let items = rows.iter().map(sql::kv_pair).collect::<Result<_>>()?;
         Ok(Page { items, total })
     }
 
@@ -1126,36 +888,18 @@ impl Store for SqliteStore {
         value: KvValue<'_>,
         ttl: Option<Duration>,
     ) -> Result<KvPair> {
-        let expire_timestamp = ttl.map(expires_after);
+        let expire_timestamp = ttl.map(sql::expires_after);
         // What to store, when it does not depend on the current pair (and so is worked out
         // before the transaction, which a failure would otherwise abandon).
-        let (fixed, keep_secrecy) = match value {
-            KvValue::Plain(v) => (Some((v.to_owned(), false)), None),
-            KvValue::Secret(v) => (Some((self.encrypt(v)?, true)), None),
-            KvValue::Encrypted(v) => {
-                if self.datastore_key()?.decrypt(v).is_err() {
-                    return Err(StorageError::Invalid(format!(
-                        "Failed to verify the integrity of the provided value for key \"{name}\". \
-                         Ensure that the value is encrypted with the correct key and not corrupted."
-                    )));
-                }
-                (Some((v.to_owned(), true)), None)
-            }
-            KvValue::KeepSecrecy(v) => (None, Some(v)),
-        };
+        let fixed = sql::fixed_kv(&self.datastore_key, name, value)?;
         let mut tx = WriteTx::begin(&self.pool).await?;
-        let (stored, secret) = match (fixed, keep_secrecy) {
+        let (stored, secret) = match (fixed, value) {
             (Some(fixed), _) => fixed,
-            (None, plaintext) => {
-                let plaintext = plaintext.unwrap_or_default();
-                let secret = live_kv(&mut tx, name).await?.is_some_and(|p| p.secret);
-                let stored = if secret {
-                    self.encrypt(plaintext)?
-                } else {
-                    plaintext.to_owned()
-                };
-                (stored, secret)
+            (None, KvValue::KeepSecrecy(plaintext)) => {
+                let current = live_kv(&mut tx, name).await?;
+                sql::kept_secrecy(&self.datastore_key, current.as_ref(), plaintext)?
             }
+            (None, _) => unreachable!("only KeepSecrecy depends on the current pair"),
         };
         upsert_kv(name, &stored, secret, expire_timestamp.as_deref())
             .execute(tx.conn())
@@ -1186,7 +930,7 @@ impl Store for SqliteStore {
         let mut tx = WriteTx::begin(&self.pool).await?;
         let current = live_kv(&mut tx, name).await?;
         let expire_at = current.as_ref().and_then(|p| p.expire_timestamp.clone());
-        let next = match incremented(name, current.as_ref(), delta) {
+        let next = match sql::incremented(name, current.as_ref(), delta) {
             Ok(next) => next,
             Err(refused) => {
                 // Nothing written: committing ends the read and returns the connection.
@@ -1243,16 +987,12 @@ impl Store for SqliteStore {
     ) -> Result<bool> {
         let mut tx = WriteTx::begin(&self.pool).await?;
         let current = live_kv(&mut tx, name).await?;
-        if current.as_ref().is_some_and(|pair| pair.secret) {
+        let swaps = sql::swaps(name, current.as_ref(), expected);
+        if !matches!(swaps, Ok(true)) {
+            // Nothing written (a refusal, or another value): committing ends the read and
+            // returns the connection.
             tx.commit().await?;
-            return Err(StorageError::Invalid(format!(
-                "`{name}` is a secret; compare-and-swap works on plain values only"
-            )));
-        }
-        if current.as_ref().map(|pair| pair.value.as_str()) != expected {
-            // Nothing written: committing ends the read and returns the connection.
-            tx.commit().await?;
-            return Ok(false);
+            return swaps;
         }
         let expire_at = current.and_then(|pair| pair.expire_timestamp);
         upsert_kv(name, new, false, expire_at.as_deref())
@@ -1286,46 +1026,6 @@ fn upsert_kv<'q>(
     .bind(expire_at)
 }
 
-fn kv_pair(row: &SqliteRow) -> Result<KvPair> {
-    Ok(KvPair {
-        name: row.try_get("name")?,
-        value: row.try_get("value")?,
-        secret: row.try_get("secret")?,
-        expire_timestamp: row.try_get("expire_at")?,
-    })
-}
-
-/// The time `ttl` from now, as stored.
-fn expires_after(ttl: Duration) -> String {
-    let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
-    let at = chrono::Utc::now()
-        .checked_add_signed(ttl)
-        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
-    crate::ids::format_time(at)
-}
-
-/// `current` (the unexpired pair; none counts as 0) plus `delta`, or why it cannot be
-/// incremented. The value itself is not repeated: the caller may be allowed to write the key
-/// but not to read it.
-fn incremented(name: &str, current: Option<&KvPair>, delta: i64) -> Result<i64> {
-    let value = match current {
-        None => 0,
-        Some(pair) if pair.secret => {
-            return Err(StorageError::Invalid(format!(
-                "`{name}` is a secret; only plain values can be incremented"
-            )));
-        }
-        Some(pair) => pair.value.trim().parse::<i64>().map_err(|_| {
-            StorageError::Invalid(format!(
-                "`{name}` does not hold a decimal integer, so it cannot be incremented"
-            ))
-        })?,
-    };
-    value
-        .checked_add(delta)
-        .ok_or_else(|| StorageError::Invalid(format!("`{name}`: {value} + {delta} overflows")))
-}
-
 /// The unexpired pair under `name`, read inside a write transaction.
 async fn live_kv(tx: &mut WriteTx, name: &str) -> Result<Option<KvPair>> {
     let row = sqlx::query(&format!("SELECT * FROM kv WHERE name = ? AND {KV_LIVE}"))
@@ -1333,16 +1033,10 @@ async fn live_kv(tx: &mut WriteTx, name: &str) -> Result<Option<KvPair>> {
         .bind(crate::ids::now())
         .fetch_optional(tx.conn())
         .await?;
-    row.as_ref().map(kv_pair).transpose()
+    row.as_ref().map(sql::kv_pair).transpose()
 }
 
 impl SqliteStore {
-    fn encrypt(&self, plaintext: &str) -> Result<String> {
-        self.datastore_key()?
-            .encrypt(plaintext)
-            .map_err(|e| StorageError::Writer(format!("encrypting a secret: {e}")))
-    }
-
     /// Deletes up to [`KV_PURGE_BATCH`] expired pairs (reads never see them; this keeps them
     /// from piling up). Best effort: a failure is left to the next write.
     async fn purge_expired_kv(&self) {
