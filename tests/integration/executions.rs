@@ -637,7 +637,11 @@ async fn actions_runnertypes_and_keys() {
         .send()
         .await
         .unwrap();
-    assert_eq!(secret.status(), 200, "secrets: tests/integration/datastore.rs");
+    assert_eq!(
+        secret.status(),
+        200,
+        "secrets: tests/integration/datastore.rs"
+    );
     let deleted = client
         .delete(server.url("/api/v1/keys/color"))
         .send()
@@ -963,4 +967,61 @@ async fn core_local_takes_trigger_data_through_env_as_data() {
     let e = finished(&server, &execution).await;
     assert_eq!(e["status"], "succeeded", "{e}");
     assert_eq!(e["result"]["stdout"], hostile);
+}
+
+/// A run a stop cut short is `abandoned`, unless its action says `retry_if_abandoned: true`:
+/// then it runs again, up to `MAX_ABANDONED_RUNS` cut-short runs in all (counted in
+/// `context.abandoned_runs`).
+#[tokio::test]
+async fn a_run_cut_short_is_retried_only_when_the_action_opts_in() {
+    let actions = |b: stormhook_tests::TestServerBuilder| {
+        b.action("again", "noop_action", "retry_if_abandoned: true")
+            .action("once", "noop_action", "")
+    };
+    // Executions as a stop leaves them: `running`, on a node that is gone.
+    let first = actions(TestServer::builder()).start().await;
+    let mut left = Vec::new();
+    for (action, earlier_cut_short) in [("t.again", 0), ("t.once", 0), ("t.again", 2)] {
+        let id = request(&first, action, json!({})).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        finished(&first, &id).await;
+        let mut execution = stormhook_storage::Store::execution(first.store.as_ref(), &id)
+            .await
+            .unwrap()
+            .unwrap();
+        execution.status = stormhook_storage::ExecutionStatus::Running;
+        execution.end_timestamp = None;
+        execution.document["status"] = json!("running");
+        execution.document["result"] = json!({});
+        if earlier_cut_short > 0 {
+            execution.document["context"]["abandoned_runs"] = json!(earlier_cut_short);
+        }
+        left.push(execution);
+    }
+    drop(first);
+    let server = actions(TestServer::builder())
+        .preload(left.clone())
+        .start()
+        .await;
+    let again = finished(&server, &left[0].id).await;
+    assert_eq!(again["status"], "succeeded", "{again}");
+    assert_eq!(again["context"]["abandoned_runs"], 1, "{again}");
+    assert!(
+        statuses(&again).ends_with(&["requested", "scheduled", "running", "succeeded"]),
+        "{again}"
+    );
+    let once = finished(&server, &left[1].id).await;
+    assert_eq!(once["status"], "abandoned", "{once}");
+    assert!(
+        once["result"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("not run again"),
+        "{once}"
+    );
+    // The third cut-short run is the last: abandoned even though the action opts in.
+    let capped = finished(&server, &left[2].id).await;
+    assert_eq!(capped["status"], "abandoned", "{capped}");
 }

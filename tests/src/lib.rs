@@ -184,6 +184,7 @@ pub struct TestServerBuilder {
     http_policy: Option<stormhook_automation::actions::http::HttpPolicy>,
     parent: Option<PathBuf>,
     pack_config: (Option<String>, Option<String>),
+    preload: Vec<stormhook_storage::Execution>,
 }
 
 /// A rule in pack `t` on webhook `url`.
@@ -271,6 +272,12 @@ impl TestServerBuilder {
         self
     }
 
+    /// Stores these executions before the server starts (as a stop left them).
+    pub fn preload(mut self, executions: Vec<stormhook_storage::Execution>) -> Self {
+        self.preload = executions;
+        self
+    }
+
     /// Installs the example packs too.
     pub fn examples(mut self) -> Self {
         self.examples = true;
@@ -290,7 +297,11 @@ impl TestServerBuilder {
             std::fs::write(rules_dir.join(format!("{name}.yaml")), yaml).unwrap();
         }
         for fixture in &self.rule_components {
-            std::fs::copy(component(fixture), rules_dir.join(format!("{fixture}.wasm"))).unwrap();
+            std::fs::copy(
+                component(fixture),
+                rules_dir.join(format!("{fixture}.wasm")),
+            )
+            .unwrap();
         }
         if self.examples {
             install_examples(&packs_dir);
@@ -322,6 +333,11 @@ impl TestServerBuilder {
                 .await
                 .unwrap(),
         );
+        for execution in &self.preload {
+            stormhook_storage::Store::insert_execution(store.as_ref(), execution)
+                .await
+                .unwrap();
+        }
         let htpasswd = self.htpasswd.map(|text| {
             let path = dir.path().join("htpasswd");
             std::fs::write(&path, text).unwrap();

@@ -191,6 +191,8 @@ impl Automation {
             Arc::new(PackConfigSource::new(&packs)),
         );
         let (stop, stop_rx) = watch::channel(false);
+        let engine_wake = Arc::new(tokio::sync::Notify::new());
+        let engine_held = Arc::new(crate::engine::Held::default());
         let mut tasks = executor
             .start(Stop(stop_rx.clone()))
             .await
@@ -200,6 +202,8 @@ impl Automation {
                 Arc::clone(&store),
                 Arc::clone(&packs),
                 Arc::clone(&executor),
+                Arc::clone(&engine_wake),
+                Arc::clone(&engine_held),
                 Stop(stop_rx.clone()),
             )
             .await
@@ -210,6 +214,8 @@ impl Automation {
             &store,
             &packs,
             &executor,
+            &engine_wake,
+            &engine_held,
             &stop_signal,
         ));
         tasks.extend(crate::retention::start(

@@ -2,8 +2,10 @@
 //! leases of the work it holds, settles the executions of nodes that died, and applies the
 //! changes other nodes announce.
 //!
-//! - Every third of the lease, [`Store::renew_leases`] extends this node's claims (trigger
-//!   instances it evaluates, executions it runs). A node that stops renewing (killed, frozen,
+//! - Every third of the lease, [`Store::renew_leases`] extends this node's claims: the trigger
+//!   instances its engine holds (`engine::Held`) and the executions it runs. A claim the node
+//!   made but never received (its answer was lost with a broken connection) is not renewed,
+//!   so it expires and is taken over like a dead node's. A node that stops renewing (killed, frozen,
 //!   cut off from the database) loses them when the lease expires: other nodes' rules engines
 //!   claim its instances again (at least once in all; the unique (instance, rule) key keeps
 //!   the enforcements single), and their executors mark its running executions `abandoned`
@@ -15,8 +17,8 @@
 //!   listener reconnected.
 //! - [`Store::changes`] carries [`Change`]s: `Rules` reloads the rules created through the API
 //!   (so a webhook a rule registers on one node answers on every node), `Cancel` stops a run
-//!   here, `Work` wakes the executor. `Credentials` is for the server's credential cache,
-//!   which listens itself.
+//!   here, `Work` wakes the rules engine and the executor (they poll too, as the fallback).
+//!   `Credentials` is for the server's credential cache, which listens itself.
 //!
 //! A store of one node (SQLite) has none of this: nothing starts.
 
@@ -24,9 +26,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use stormhook_storage::{Change, Store};
+use tokio::sync::Notify;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
 
+use crate::engine::Held;
 use crate::executions::Executor;
 use crate::packs::{PackManager, load_api_rules};
 use crate::stop::Stop;
@@ -36,6 +40,8 @@ pub(crate) fn start(
     store: &Arc<dyn Store>,
     packs: &Arc<PackManager>,
     executor: &Arc<Executor>,
+    engine: &Arc<Notify>,
+    held: &Arc<Held>,
     stop: &Stop,
 ) -> Vec<JoinHandle<()>> {
     let Some(cluster) = store.cluster() else {
@@ -51,6 +57,7 @@ pub(crate) fn start(
         tokio::spawn(renew(
             Arc::clone(store),
             Arc::clone(executor),
+            Arc::clone(held),
             lease / 3,
             stop.clone(),
         )),
@@ -67,6 +74,7 @@ pub(crate) fn start(
             Arc::clone(store),
             Arc::clone(packs),
             Arc::clone(executor),
+            Arc::clone(engine),
             stop.clone(),
         )));
     }
@@ -81,10 +89,17 @@ async fn tick(period: Duration, stop: &mut Stop) -> bool {
     }
 }
 
-async fn renew(store: Arc<dyn Store>, executor: Arc<Executor>, every: Duration, mut stop: Stop) {
+async fn renew(
+    store: Arc<dyn Store>,
+    executor: Arc<Executor>,
+    held: Arc<Held>,
+    every: Duration,
+    mut stop: Stop,
+) {
     let mut failing = false;
     while tick(every, &mut stop).await {
-        match store.renew_leases().await {
+        let (instances, executions) = (held.ids(), executor.running_ids());
+        match store.renew_leases(&instances, &executions).await {
             Ok(canceling) => {
                 if std::mem::take(&mut failing) {
                     tracing::info!("renewing this node's leases works again");
@@ -127,6 +142,7 @@ async fn apply_changes(
     store: Arc<dyn Store>,
     packs: Arc<PackManager>,
     executor: Arc<Executor>,
+    engine: Arc<Notify>,
     mut stop: Stop,
 ) {
     loop {
@@ -139,7 +155,10 @@ async fn apply_changes(
             Ok(Change::Cancel(id)) => {
                 executor.signal_cancel(&id);
             }
-            Ok(Change::Work) => executor.notify(),
+            Ok(Change::Work) => {
+                engine.notify_one();
+                executor.notify();
+            }
             Ok(Change::Credentials) => {}
             // Changes were missed: the ones that matter here are rules (reload them) and
             // cancels (the lease renewal finds those).

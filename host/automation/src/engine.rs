@@ -56,7 +56,7 @@ use stormhook_storage::{
     EnforcementStatus, Execution, FinishedInstance, InstanceStatus, RuleEnforcement, Store,
     TriggerInstance, ids,
 };
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::{JoinError, JoinHandle, JoinSet};
 use tracing::Instrument as _;
 
@@ -88,6 +88,8 @@ pub(crate) async fn start(
     store: Arc<dyn Store>,
     packs: Arc<PackManager>,
     executor: Arc<Executor>,
+    wake: Arc<Notify>,
+    held: Arc<Held>,
     stop: Stop,
 ) -> Result<JoinHandle<()>, stormhook_storage::StorageError> {
     let requeued = store.requeue_processing().await?;
@@ -104,6 +106,8 @@ pub(crate) async fn start(
         packs,
         executor,
         components: ComponentSlots::default(),
+        wake,
+        held,
     });
     Ok(tokio::spawn(engine.run(stop)))
 }
@@ -115,6 +119,11 @@ struct Engine {
     executor: Arc<Executor>,
     renderer: Renderer,
     components: ComponentSlots,
+    /// Notified when new instances were stored elsewhere (another node's `Change::Work`): an
+    /// idle reader looks at once instead of at its next poll.
+    wake: Arc<Notify>,
+    /// The instances held, from the read until recorded.
+    held: Arc<Held>,
 }
 
 /// The `st2kv` context of one read, shared by the tasks of its instances.
@@ -125,7 +134,56 @@ struct Context {
 }
 
 /// A result on its way to the recorder, with the engine slot it holds until it is recorded.
-type Finished = (FinishedInstance, OwnedSemaphorePermit);
+type Finished = (FinishedInstance, Slot);
+
+/// The trigger instances this engine holds, from the read until they are recorded: on a
+/// shared store, the claims whose leases this node renews (`crate::cluster`). A claim that is
+/// not here (the engine never received it: its answer was lost with a broken connection) is
+/// not renewed, so it expires and is taken over.
+#[derive(Debug, Default)]
+pub(crate) struct Held(Mutex<std::collections::HashSet<String>>);
+
+impl Held {
+    /// The ids held now.
+    pub(crate) fn ids(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    fn hold(self: &Arc<Self>, id: &str, permit: OwnedSemaphorePermit) -> Slot {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id.to_owned());
+        Slot {
+            _permit: permit,
+            id: id.to_owned(),
+            held: Arc::clone(self),
+        }
+    }
+}
+
+/// An engine slot held by one instance; dropping it (once the instance is recorded, or given
+/// up) frees the slot and the claim.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    id: String,
+    held: Arc<Held>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.held
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.id);
+    }
+}
 
 impl Engine {
     /// The reader: takes pending instances while there are free slots, starts a task for each,
@@ -167,6 +225,7 @@ impl Engine {
             if claimed.is_empty() {
                 tokio::select! {
                     () = tokio::time::sleep(POLL) => {}
+                    () = self.wake.notified() => {}
                     () = stop.wait() => {}
                 }
                 continue;
@@ -177,10 +236,15 @@ impl Engine {
             let context = Arc::new(Context { st2kv, kv });
             for (seq, instance) in claimed {
                 // At once (see `room`); the semaphore is never closed.
-                let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+                let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
                     break 'reading;
                 };
                 cursor = cursor.max(seq);
+                let id = match &instance {
+                    Ok(instance) => &instance.id,
+                    Err(unreadable) => &unreadable.id,
+                };
+                let slot = self.held.hold(id, permit);
                 match instance {
                     Ok(instance) => {
                         tasks.spawn(Arc::clone(&self).finish(
@@ -223,7 +287,7 @@ impl Engine {
         self: Arc<Self>,
         instance: TriggerInstance,
         context: Arc<Context>,
-        slot: OwnedSemaphorePermit,
+        slot: Slot,
         finished: mpsc::Sender<Finished>,
         stop: Stop,
     ) {
@@ -466,8 +530,7 @@ async fn recorder(
 ) {
     let mut ready = Vec::with_capacity(BATCH);
     while received.recv_many(&mut ready, BATCH).await > 0 {
-        let (finished, slots): (Vec<FinishedInstance>, Vec<OwnedSemaphorePermit>) =
-            ready.drain(..).unzip();
+        let (finished, slots): (Vec<FinishedInstance>, Vec<Slot>) = ready.drain(..).unzip();
         record(store.as_ref(), finished).await;
         drop(slots);
         executor.notify();

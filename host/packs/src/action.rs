@@ -21,6 +21,8 @@
 //!   - "https://hooks.slack.com"
 //!   - "https://*.example.com:8443"
 //! events: false             # optional; whether it may `emit` triggers and `request-execution`
+//! retry_if_abandoned: false # optional; run it again (up to 3 times) when a crash or a dead node
+//!                           # cut a run short, instead of marking it `abandoned`
 //! ```
 
 use serde::Deserialize;
@@ -60,10 +62,19 @@ pub struct ActionMeta {
     /// Whether the component may use the `events` import.
     #[serde(default)]
     pub events: bool,
+    /// Whether a run cut short by a crash or a dead node (which would be `abandoned`) is run
+    /// again instead, up to [`MAX_ABANDONED_RUNS`] runs in all: for an action whose effects
+    /// may safely happen twice. Default: no (it may already have had effects).
+    #[serde(default)]
+    pub retry_if_abandoned: bool,
     /// Tags, as StackStorm allows.
     #[serde(default)]
     pub tags: Vec<serde_json::Value>,
 }
+
+/// How many runs of one execution a crash or a dead node may cut short before it is
+/// `abandoned` even when its action has `retry_if_abandoned`.
+pub const MAX_ABANDONED_RUNS: u64 = 3;
 
 /// Per-call limits as a document gives them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -18,7 +18,7 @@ pub mod config;
 pub mod error;
 pub mod rule;
 
-pub use action::{ActionMeta, DatastoreGrant, LimitsDoc};
+pub use action::{ActionMeta, DatastoreGrant, LimitsDoc, MAX_ABANDONED_RUNS};
 pub use config::{ConfigSchema, PackConfig};
 pub use error::DocError;
 pub use rule::{RuleDoc, WasmRule};

@@ -5,7 +5,9 @@
 //! of them. Under load one fsync covers hundreds of requests; with one request in flight it
 //! costs what a single commit costs. The channel is bounded: when it is full, [`Ingest::submit`]
 //! fails at once with [`IngestError::Overloaded`] so the server can answer 503 instead of queueing
-//! without bound.
+//! without bound. When the store fails for a reason outside the requests (unavailable: a full
+//! disk, a database that is gone), the events that queued during that failed commit are
+//! answered with the same error at once rather than each waiting for a commit of their own.
 
 use std::sync::Arc;
 
@@ -135,8 +137,21 @@ async fn writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>) {
             );
             failed_quietly = 0;
         }
+        let unavailable = matches!(outcome, Err(IngestError::Unavailable(_)));
         for reply in replies {
             let _ = reply.send(outcome.clone());
+        }
+        if unavailable {
+            // The store just failed for a reason outside the requests (a database that is gone
+            // can take the whole connection wait to say so). The events that queued meanwhile
+            // would each wait that long again before their own batch failed: answer them now
+            // (503), and let the next arrivals try the store afresh.
+            let mut drained = 0usize;
+            while let Ok((_, reply)) = rx.try_recv() {
+                let _ = reply.send(outcome.clone());
+                drained += 1;
+            }
+            failed_quietly += drained;
         }
     }
 }

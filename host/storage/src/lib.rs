@@ -329,11 +329,18 @@ pub trait Store: Send + Sync + 'static {
         Ok(())
     }
 
-    /// Extends the lease of every claim this node holds (trigger instances in `processing`,
-    /// executions it runs) and returns the ids of its executions that are `canceling` (a
-    /// cancel through another node; the fallback when a notification was missed). A store of
-    /// one node has no leases: nothing to do.
-    async fn renew_leases(&self) -> Result<Vec<String>> {
+    /// Extends the lease of the claims this node still works on: the trigger instances
+    /// `instances` (in `processing`) and the executions `executions` (that it runs), and
+    /// returns those of `executions` that are `canceling` (a cancel through another node; the
+    /// fallback when a notification was missed). Only the ids given are renewed: a claim the
+    /// node made but does not hold (its answer was lost with a broken connection) expires and
+    /// is taken over like a dead node's. A store of one node has no leases: nothing to do.
+    async fn renew_leases(
+        &self,
+        instances: &[String],
+        executions: &[String],
+    ) -> Result<Vec<String>> {
+        let _ = (instances, executions);
         Ok(Vec::new())
     }
 

@@ -1111,17 +1111,24 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn renew_leases(&self) -> Result<Vec<String>> {
+    async fn renew_leases(
+        &self,
+        instances: &[String],
+        executions: &[String],
+    ) -> Result<Vec<String>> {
         let held: Vec<(String, String)> = sqlx::query_as(
             "WITH instances AS ( \
                  UPDATE trigger_instances SET lease_until = now() + make_interval(secs => $2) \
-                 WHERE owner = $1 AND status = 'processing') \
+                 WHERE owner = $1 AND status = 'processing' AND id = ANY($3)) \
              UPDATE executions SET lease_until = now() + make_interval(secs => $2) \
              WHERE owner = $1 AND status IN ('scheduled', 'running', 'canceling') \
+             AND id = ANY($4) \
              RETURNING id, status",
         )
         .bind(&self.cluster.node_id)
         .bind(self.lease_secs)
+        .bind(instances)
+        .bind(executions)
         .fetch_all(&self.pool)
         .await?;
         Ok(held

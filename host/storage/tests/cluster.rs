@@ -210,23 +210,42 @@ async fn lapsed_claims_are_taken_over_and_renewed_ones_are_not() {
         first.iter().map(|(seq, _)| *seq).collect::<Vec<_>>()
     );
 
-    // `b` renews every 100 ms for four leases: `a` never gets them back.
+    // `b` renews every 100 ms for four leases, but only the instances it still holds (the
+    // first seven; it lost track of the other three, as when a claim's answer is lost with
+    // its connection): `a` never gets the seven back, and takes over the three.
+    let ids: Vec<String> = again
+        .iter()
+        .map(|(_, i)| i.as_ref().unwrap().id.clone())
+        .collect();
+    let (held, lost) = ids.split_at(7);
     let renewing = {
-        let b = Arc::clone(&b);
+        let (b, held) = (Arc::clone(&b), held.to_vec());
         tokio::spawn(async move {
             let until = Instant::now() + lease * 4;
             while Instant::now() < until {
-                b.renew_leases().await.unwrap();
+                b.renew_leases(&held, &[]).await.unwrap();
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         })
     };
     let until = Instant::now() + lease * 4;
+    let mut retaken = Vec::new();
     while Instant::now() < until {
-        assert!(a.pending_after(0, 100).await.unwrap().is_empty());
+        for (_, instance) in a.pending_after(0, 100).await.unwrap() {
+            retaken.push(instance.unwrap().id);
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     renewing.await.unwrap();
+    // (`a` renews nothing either, so it takes them again after each lease.)
+    retaken.sort();
+    retaken.dedup();
+    let mut lost = lost.to_vec();
+    lost.sort();
+    assert_eq!(
+        retaken, lost,
+        "only the claims b stopped renewing are taken over"
+    );
     // Finishing releases the claim: nothing is claimable, and nothing is left `processing`.
     let finished: Vec<_> = again
         .iter()
@@ -286,16 +305,18 @@ async fn orphaned_executions_are_those_whose_lease_lapsed() {
             .await
             .unwrap()
     );
+    let a_runs: Vec<String> = claimed.iter().map(|e| e.id.clone()).collect();
     assert_eq!(
-        a.renew_leases().await.unwrap(),
+        a.renew_leases(&[], &a_runs).await.unwrap(),
         std::slice::from_ref(&canceled.id)
     );
-    assert!(b.renew_leases().await.unwrap().is_empty());
+    // `b` holds none of them: naming them renews nothing and reports nothing.
+    assert!(b.renew_leases(&[], &a_runs).await.unwrap().is_empty());
 
     // `a` renews for two leases: nothing is orphaned.
     for _ in 0..6 {
         tokio::time::sleep(lease / 3).await;
-        a.renew_leases().await.unwrap();
+        a.renew_leases(&[], &a_runs).await.unwrap();
         assert!(
             b.orphaned_executions(ExecutionStatus::Running)
                 .await

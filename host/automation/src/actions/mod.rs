@@ -175,6 +175,9 @@ pub struct Action {
     pub tags: Vec<Value>,
     /// For an enabled WASM action, whether its component can run.
     pub component: Option<ComponentStatus>,
+    /// Whether a run cut short by a crash or a dead node is run again instead of `abandoned`
+    /// (the action metadata's `retry_if_abandoned`).
+    pub retry_if_abandoned: bool,
 }
 
 /// Whether a WASM action's component can run (Stormhook's own field of the action document,
@@ -250,6 +253,7 @@ fn pack_action(meta: &stormhook_packs::ActionMeta) -> Action {
         parameters: meta.parameters.clone(),
         tags: meta.tags.clone(),
         component: None,
+        retry_if_abandoned: meta.retry_if_abandoned,
     }
 }
 
@@ -271,6 +275,7 @@ fn builtin(
         parameters: params(parameters),
         tags: Vec::new(),
         component: None,
+        retry_if_abandoned: false,
     }
 }
 

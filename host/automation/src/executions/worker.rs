@@ -56,6 +56,13 @@ impl Executor {
         ] {
             let left = self.store.orphaned_executions(from).await?;
             for mut execution in left {
+                let retried =
+                    from == ExecutionStatus::Running && self.retry_abandoned(&mut execution);
+                let to = if retried {
+                    ExecutionStatus::Requested
+                } else {
+                    to
+                };
                 if to == ExecutionStatus::Requested {
                     transition(&mut execution, to);
                 } else {
@@ -75,6 +82,43 @@ impl Executor {
         // Executions back to `requested` run now.
         self.notify();
         Ok(())
+    }
+
+    /// Whether a run of `execution` that a crash or a dead node cut short is run again: its
+    /// action has `retry_if_abandoned` and fewer than `MAX_ABANDONED_RUNS` runs were cut
+    /// short. If so, counts this one in its context (`abandoned_runs`) and forgets the runner.
+    fn retry_abandoned(&self, execution: &mut Execution) -> bool {
+        let opted_in = self
+            .catalog
+            .get(&execution.action_ref)
+            .is_some_and(|action| action.retry_if_abandoned);
+        let context = &mut execution.document["context"];
+        let runs = context["abandoned_runs"].as_u64().unwrap_or(0) + 1;
+        if !opted_in || runs >= stormhook_packs::MAX_ABANDONED_RUNS {
+            return false;
+        }
+        if !context.is_object() {
+            *context = json!({});
+        }
+        context["abandoned_runs"] = json!(runs);
+        if let Some(liveaction) = execution.document["liveaction"].as_object_mut() {
+            liveaction.remove("runner_info");
+        }
+        tracing::warn!(
+            id = %execution.id,
+            action = %execution.action_ref,
+            abandoned_runs = runs,
+            "the run was cut short by a stop; the action has retry_if_abandoned, so it runs again"
+        );
+        true
+    }
+
+    /// The executions this node runs now (their leases are renewed on a shared store).
+    pub(crate) fn running_ids(&self) -> Vec<String> {
+        self.cancels
+            .lock()
+            .map(|c| c.keys().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Stops the run of execution `id` on this node, if it runs here (a cancel through another
