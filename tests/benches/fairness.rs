@@ -35,7 +35,8 @@ use stormhook_tests::TestServer;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const BODY: &str = r#"{"ref":"refs/heads/main","pusher":{"name":"ada"},"repository":{"full_name":"octo/repo"}}"#;
+const BODY: &str =
+    r#"{"ref":"refs/heads/main","pusher":{"name":"ada"},"repository":{"full_name":"octo/repo"}}"#;
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -122,8 +123,18 @@ impl Bench {
     async fn drain(&self) {
         use stormhook_storage::Store as _;
         let started = Instant::now();
-        while !self.server.store.pending_after(0, 1).await.unwrap().is_empty() {
-            assert!(started.elapsed() < Duration::from_secs(300), "the engine does not drain");
+        while !self
+            .server
+            .store
+            .pending_after(0, 1)
+            .await
+            .unwrap()
+            .is_empty()
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(300),
+                "the engine does not drain"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

@@ -54,7 +54,11 @@ async fn a_component_with_200k_functions_is_refused_before_compiling() {
     // Compiling it took ~30 s on this machine and cached ~100 MB: it was not compiled.
     assert!(cached_files(&dir.path().join("cache")).is_empty());
     println!("refused in {:?}", started.elapsed());
-    let info = rt.list().into_iter().find(|p| p.reference == "t.many").unwrap();
+    let info = rt
+        .list()
+        .into_iter()
+        .find(|p| p.reference == "t.many")
+        .unwrap();
     assert_eq!(info.state, PluginState::Failed);
     assert!(info.last_error.unwrap().contains("200000 functions"));
 }
@@ -76,12 +80,18 @@ async fn a_60_mb_component_is_refused_by_its_size_and_the_old_version_keeps_serv
         .load(PluginSpec::new("t.big", PluginKind::Action, &path))
         .await;
     let reason = refused_reason(result);
-    assert!(reason.contains("more than the limit of 50331648 bytes"), "{reason}");
+    assert!(
+        reason.contains("more than the limit of 50331648 bytes"),
+        "{reason}"
+    );
     assert_eq!(cached_files(&dir.path().join("cache")), serving);
     let report = rt
         .run_action("t.big", r#"{"still":"serving"}"#, ActionContext::default())
         .await;
-    assert_eq!(report.result.unwrap(), serde_json::json!({"still": "serving"}));
+    assert_eq!(
+        report.result.unwrap(),
+        serde_json::json!({"still": "serving"})
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,7 +124,11 @@ async fn a_compile_past_its_time_limit_is_abandoned_and_nothing_is_cached() {
         },
     )
     .await;
-    assert!(cached_files(&cache).is_empty(), "{:?}", cached_files(&cache));
+    assert!(
+        cached_files(&cache).is_empty(),
+        "{:?}",
+        cached_files(&cache)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,8 +146,11 @@ async fn loads_of_different_plugins_do_not_wait_for_each_other() {
         ))
         .await;
     assert!(fast.is_ok(), "{fast:?}");
-    let states: Vec<(String, PluginState)> =
-        rt.list().into_iter().map(|p| (p.reference, p.state)).collect();
+    let states: Vec<(String, PluginState)> = rt
+        .list()
+        .into_iter()
+        .map(|p| (p.reference, p.state))
+        .collect();
     assert!(
         states.contains(&("t.slow".into(), PluginState::Loading)),
         "the slow one is still loading: {states:?}"
@@ -145,7 +162,10 @@ async fn loads_of_different_plugins_do_not_wait_for_each_other() {
     // A call to the slow one waits for it, then finds that it is no action (it implements
     // no world): a clear error, not a hang.
     let outcome = slow.await.unwrap();
-    assert!(matches!(outcome, Err(LoadError::Link { .. })), "{outcome:?}");
+    assert!(
+        matches!(outcome, Err(LoadError::Link { .. })),
+        "{outcome:?}"
+    );
     assert_eq!(rt.loading(), 0);
 }
 
@@ -173,17 +193,17 @@ async fn a_call_to_a_plugin_still_loading_waits_for_it_or_fails_as_loading() {
         },
     );
     let slow_path = write(dir.path(), "slow.wasm", &generated_component(40_000, 20, 0));
-    let load = tokio::spawn(impatient.load(PluginSpec::new(
-        "t.slow",
-        PluginKind::Action,
-        &slow_path,
-    )));
+    let load =
+        tokio::spawn(impatient.load(PluginSpec::new("t.slow", PluginKind::Action, &slow_path)));
     let report = impatient
         .run_action("t.slow", "{}", ActionContext::default())
         .await;
     let err = report.result.unwrap_err();
     assert_eq!(err.kind(), "loading", "{err}");
-    assert!(err.to_string().contains("`t.slow` is still loading"), "{err}");
+    assert!(
+        err.to_string().contains("`t.slow` is still loading"),
+        "{err}"
+    );
     let _ = load.await;
 }
 
@@ -204,7 +224,10 @@ async fn a_guest_exit_is_reported_as_the_plugins_exit_with_its_code() {
             other => panic!("code {code}: {other:?}"),
         }
         assert!(
-            report.captured.stdout.contains(&format!("exiting with code {code}")),
+            report
+                .captured
+                .stdout
+                .contains(&format!("exiting with code {code}")),
             "{:?}",
             report.captured.stdout
         );
@@ -229,7 +252,8 @@ async fn a_guest_exit_is_reported_as_the_plugins_exit_with_its_code() {
     let err = report.result.unwrap_err();
     assert_eq!(err.kind(), "exit");
     assert!(
-        err.to_string().contains("exited with code 3 before returning a result"),
+        err.to_string()
+            .contains("exited with code 3 before returning a result"),
         "{err}"
     );
 }
@@ -245,9 +269,14 @@ async fn a_long_call_moves_to_the_background_pool_and_a_short_one_stays() {
     });
     let looping = load_fixture(&rt, "loop_forever", PluginKind::Action).await;
     let noop = load_fixture(&rt, "noop_action", PluginKind::Action).await;
-    let report = rt.run_action(&looping, "{}", ActionContext::default()).await;
+    let report = rt
+        .run_action(&looping, "{}", ActionContext::default())
+        .await;
     assert!(report.result.unwrap_err().is_timeout());
-    assert!(report.moved, "a call that ran 200 ms left the caller's thread");
+    assert!(
+        report.moved,
+        "a call that ran 200 ms left the caller's thread"
+    );
     let report = rt.run_action(&noop, "{}", ActionContext::default()).await;
     assert!(report.result.is_ok());
     assert!(!report.moved, "a short call stays where it started");

@@ -91,9 +91,17 @@ async fn a_rust_action_reaches_only_what_its_allowlist_names_and_every_request_i
         ..PluginSpec::new(reference, PluginKind::Action, component("http_probe"))
     };
     for spec in [
-        load("t.allowed", vec![format!("http://127.0.0.1:{port}")], 10_000),
+        load(
+            "t.allowed",
+            vec![format!("http://127.0.0.1:{port}")],
+            10_000,
+        ),
         load("t.named", vec![format!("http://localhost:{port}")], 10_000),
-        load("t.other_port", vec![format!("http://127.0.0.1:{}", port.wrapping_add(1))], 10_000),
+        load(
+            "t.other_port",
+            vec![format!("http://127.0.0.1:{}", port.wrapping_add(1))],
+            10_000,
+        ),
         load("t.wildcard", vec!["http://*.localhost:*".into()], 10_000),
         load("t.nothing", Vec::new(), 10_000),
         load("t.short", vec![format!("http://127.0.0.1:{port}")], 1_500),
@@ -131,25 +139,48 @@ async fn a_rust_action_reaches_only_what_its_allowlist_names_and_every_request_i
     assert_eq!(record["response_bytes"], 26);
 
     // `localhost` named explicitly may reach loopback.
-    let named = call("t.named", json!({"url": format!("http://localhost:{port}/echo")})).await;
+    let named = call(
+        "t.named",
+        json!({"url": format!("http://localhost:{port}/echo")}),
+    )
+    .await;
     assert_eq!(named.result.unwrap()["status"], 200);
 
     // Refused before anything is sent: another port, no grant at all, and a wildcard name
     // that resolves to loopback without naming it.
     let before = seen.lock().unwrap().len();
     for (reference, url, expected) in [
-        ("t.other_port", format!("http://127.0.0.1:{port}/echo"), "denied"),
-        ("t.nothing", format!("http://127.0.0.1:{port}/echo"), "denied"),
-        ("t.wildcard", format!("http://api.localhost:{port}/echo"), "denied"),
+        (
+            "t.other_port",
+            format!("http://127.0.0.1:{port}/echo"),
+            "denied",
+        ),
+        (
+            "t.nothing",
+            format!("http://127.0.0.1:{port}/echo"),
+            "denied",
+        ),
+        (
+            "t.wildcard",
+            format!("http://api.localhost:{port}/echo"),
+            "denied",
+        ),
     ] {
         let report = call(reference, json!({ "url": url })).await;
         let err = report.result.unwrap_err().to_string();
-        assert!(err.contains("upstream") && err.contains(expected), "{reference}: {err}");
+        assert!(
+            err.contains("upstream") && err.contains(expected),
+            "{reference}: {err}"
+        );
         assert_eq!(report.outbound.len(), 1, "{reference}");
         let error = report.outbound[0].error.clone().unwrap_or_default();
         assert!(!error.is_empty(), "{reference}: the refusal is recorded");
     }
-    assert_eq!(seen.lock().unwrap().len(), before, "nothing reached the server");
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        before,
+        "nothing reached the server"
+    );
 
     // Caps: the fourth request of a call is refused; 64 KiB is over a 16 KiB response budget.
     let many = call(
@@ -160,18 +191,37 @@ async fn a_rust_action_reaches_only_what_its_allowlist_names_and_every_request_i
     let err = many.result.unwrap_err().to_string();
     assert!(err.contains("denied"), "{err}");
     assert_eq!(many.outbound.len(), 4, "{:?}", many.outbound);
-    assert!(many.outbound[3].error.as_deref().unwrap().contains("limit"), "{:?}", many.outbound[3]);
-    let big = call("t.allowed", json!({"url": format!("http://127.0.0.1:{port}/big")})).await;
+    assert!(
+        many.outbound[3].error.as_deref().unwrap().contains("limit"),
+        "{:?}",
+        many.outbound[3]
+    );
+    let big = call(
+        "t.allowed",
+        json!({"url": format!("http://127.0.0.1:{port}/big")}),
+    )
+    .await;
     let err = big.result.unwrap_err().to_string();
-    assert!(err.to_lowercase().contains("size") || err.contains("too large"), "{err}");
+    assert!(
+        err.to_lowercase().contains("size") || err.contains("too large"),
+        "{err}"
+    );
 
     // A server that never answers is cut before the call's deadline: the plugin sees an HTTP
     // error, not a timeout of the whole call.
-    let slow = call("t.short", json!({"url": format!("http://127.0.0.1:{port}/slow")})).await;
+    let slow = call(
+        "t.short",
+        json!({"url": format!("http://127.0.0.1:{port}/slow")}),
+    )
+    .await;
     let err = slow.result.unwrap_err();
     assert!(!err.is_timeout(), "{err}");
     assert!(err.to_string().contains("upstream"), "{err}");
-    assert!(slow.elapsed < Duration::from_millis(1_500), "{:?}", slow.elapsed);
+    assert!(
+        slow.elapsed < Duration::from_millis(1_500),
+        "{:?}",
+        slow.elapsed
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -189,7 +239,9 @@ async fn the_slack_example_posts_with_a_secret_url_that_appears_nowhere() {
     std::fs::write(&action, yaml).unwrap();
     std::fs::write(
         server.dir.path().join("configs/slack.yaml"),
-        format!("webhook_url: \"http://127.0.0.1:{port}/services/{secret}\"\nusername: deploybot\n"),
+        format!(
+            "webhook_url: \"http://127.0.0.1:{port}/services/{secret}\"\nusername: deploybot\n"
+        ),
     )
     .unwrap();
 
@@ -219,7 +271,12 @@ async fn the_slack_example_posts_with_a_secret_url_that_appears_nowhere() {
     .await;
     assert_eq!(done["result"]["result"]["ok"], true, "{done}");
 
-    let got = seen.lock().unwrap().last().cloned().expect("fake Slack got the post");
+    let got = seen
+        .lock()
+        .unwrap()
+        .last()
+        .cloned()
+        .expect("fake Slack got the post");
     assert_eq!(got.path, format!("/services/{secret}"));
     assert_eq!(got.headers["content-type"], "application/json");
     let body: Value = serde_json::from_str(&got.body).unwrap();
@@ -252,7 +309,10 @@ async fn the_slack_example_posts_with_a_secret_url_that_appears_nowhere() {
             .text()
             .await
             .unwrap();
-        assert!(!text.contains("XXXXsecretXXXX"), "{path} shows the secret: {text}");
+        assert!(
+            !text.contains("XXXXsecretXXXX"),
+            "{path} shows the secret: {text}"
+        );
     }
     let config = server.get_json("/api/v1/configs/slack").await;
     assert!(config.to_string().contains("********"), "{config}");

@@ -32,11 +32,23 @@ async fn components_built_against_0_1_0_still_load_and_run() {
     let datastore = Arc::new(MemoryDatastore::default());
     let runtime = runtime_with(RuntimeConfig::default(), datastore.clone());
     for (reference, path, kind) in [
-        ("old.kv_probe", old_component("kv_probe"), PluginKind::Action),
+        (
+            "old.kv_probe",
+            old_component("kv_probe"),
+            PluginKind::Action,
+        ),
         ("old.greet", old_component("greet"), PluginKind::Action),
-        ("old.branch_filter", old_component("branch_filter"), PluginKind::Rule),
+        (
+            "old.branch_filter",
+            old_component("branch_filter"),
+            PluginKind::Rule,
+        ),
         ("old.pinned", component("v0_1_0_action"), PluginKind::Action),
-        ("new.context", component("context_probe"), PluginKind::Action),
+        (
+            "new.context",
+            component("context_probe"),
+            PluginKind::Action,
+        ),
     ] {
         let spec = PluginSpec {
             kv: grant("old."),
@@ -55,9 +67,18 @@ async fn components_built_against_0_1_0_still_load_and_run() {
             (p.reference, p.wit)
         })
         .collect();
-    assert!(wit.contains(&("old.greet".into(), Some("0.1.0"))), "{wit:?}");
-    assert!(wit.contains(&("old.pinned".into(), Some("0.1.0"))), "{wit:?}");
-    assert!(wit.contains(&("new.context".into(), Some("0.2.0"))), "{wit:?}");
+    assert!(
+        wit.contains(&("old.greet".into(), Some("0.1.0"))),
+        "{wit:?}"
+    );
+    assert!(
+        wit.contains(&("old.pinned".into(), Some("0.1.0"))),
+        "{wit:?}"
+    );
+    assert!(
+        wit.contains(&("new.context".into(), Some("0.2.0"))),
+        "{wit:?}"
+    );
 
     // The 0.1.0 kv interface reaches the same datastore.
     let set = runtime
@@ -203,8 +224,15 @@ async fn two_hundred_concurrent_increments_count_two_hundred_and_cas_loses_no_up
         seen.push(call.await.unwrap().expect("increment runs"));
     }
     seen.sort_unstable();
-    assert_eq!(seen, (1..=200).collect::<Vec<_>>(), "every increment saw its own value");
-    assert_eq!(datastore.get("t.count").await.unwrap().unwrap().value, "200");
+    assert_eq!(
+        seen,
+        (1..=200).collect::<Vec<_>>(),
+        "every increment saw its own value"
+    );
+    assert_eq!(
+        datastore.get("t.count").await.unwrap().unwrap().value,
+        "200"
+    );
 
     let appends = (0..40).map(|i| {
         let runtime = Arc::clone(&runtime);
@@ -226,7 +254,11 @@ async fn two_hundred_concurrent_increments_count_two_hundred_and_cas_loses_no_up
         serde_json::from_str(&datastore.get("t.list").await.unwrap().unwrap().value).unwrap();
     let mut sorted = list.clone();
     sorted.sort_unstable();
-    assert_eq!(sorted, (0..40).collect::<Vec<_>>(), "no append lost: {list:?}");
+    assert_eq!(
+        sorted,
+        (0..40).collect::<Vec<_>>(),
+        "no append lost: {list:?}"
+    );
 
     // A value that is not an integer is the plugin's input error, not a crash.
     datastore.set("t.word", "hello", None).await.unwrap();
@@ -240,7 +272,10 @@ async fn two_hundred_concurrent_increments_count_two_hundred_and_cas_loses_no_up
         .result
         .unwrap_err()
         .to_string();
-    assert!(err.contains("invalid-input") && err.contains("decimal integer"), "{err}");
+    assert!(
+        err.contains("invalid-input") && err.contains("decimal integer"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -263,7 +298,10 @@ async fn a_secret_needs_the_secrets_grant_and_is_masked_in_everything_recorded()
         .run_action("t.plain", params, ActionContext::default())
         .await;
     let err = refused.result.unwrap_err().to_string();
-    assert!(err.contains("secret") && err.contains("secrets: true"), "{err}");
+    assert!(
+        err.contains("secret") && err.contains("secrets: true"),
+        "{err}"
+    );
 
     let read = runtime
         .run_action("t.trusted", params, ActionContext::default())
@@ -323,7 +361,11 @@ async fn an_emitted_trigger_instance_fires_a_rule_one_link_deeper() {
     let rule = "name: on_deployed\ntrigger:\n  type: t.deployed\naction:\n  ref: t.context\n  parameters: {}\n";
     let server = TestServer::builder()
         .rules([("on_deployed".to_owned(), rule.to_owned())])
-        .action("emitter", "events_probe", &format!("events: true\n{EVENTS_PARAMS}"))
+        .action(
+            "emitter",
+            "events_probe",
+            &format!("events: true\n{EVENTS_PARAMS}"),
+        )
         .action("silent", "events_probe", EVENTS_PARAMS)
         .action("context", "context_probe", "")
         .start()
@@ -352,9 +394,7 @@ async fn an_emitted_trigger_instance_fires_a_rule_one_link_deeper() {
         Duration::from_secs(30),
         "the rule's execution",
         async || {
-            let list = server
-                .get_json("/api/v1/executions?action=t.context")
-                .await;
+            let list = server.get_json("/api/v1/executions?action=t.context").await;
             match list.as_array().and_then(|l| l.first()) {
                 Some(e) => Ok(e["id"].as_str().unwrap().to_owned()),
                 None => Err(list.to_string()),
@@ -365,7 +405,10 @@ async fn an_emitted_trigger_instance_fires_a_rule_one_link_deeper() {
     let child = finished(&server, &child).await;
     assert_eq!(child["status"], "succeeded", "{child}");
     assert_eq!(child["result"]["result"]["depth"], 1, "{child}");
-    assert_eq!(child["context"]["trigger_instance"]["id"], instance_id.as_str());
+    assert_eq!(
+        child["context"]["trigger_instance"]["id"],
+        instance_id.as_str()
+    );
 
     // Without the grant: denied, and nothing dispatched.
     let refused = run(
@@ -376,7 +419,10 @@ async fn an_emitted_trigger_instance_fires_a_rule_one_link_deeper() {
     .await;
     assert_eq!(refused["status"], "failed");
     let error = refused["result"]["error"].as_str().unwrap();
-    assert!(error.contains("not granted") && error.contains("events: true"), "{error}");
+    assert!(
+        error.contains("not granted") && error.contains("events: true"),
+        "{error}"
+    );
 
     // An unknown trigger type is the plugin's input error.
     let unknown = run(
@@ -386,13 +432,20 @@ async fn an_emitted_trigger_instance_fires_a_rule_one_link_deeper() {
     )
     .await;
     let error = unknown["result"]["error"].as_str().unwrap();
-    assert!(error.contains("t.nope") && error.contains("doesn't exist"), "{error}");
+    assert!(
+        error.contains("t.nope") && error.contains("doesn't exist"),
+        "{error}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chain_of_requested_executions_stops_at_the_depth_limit_with_a_clear_error() {
     let server = TestServer::builder()
-        .action("chain", "events_probe", &format!("events: true\n{EVENTS_PARAMS}"))
+        .action(
+            "chain",
+            "events_probe",
+            &format!("events: true\n{EVENTS_PARAMS}"),
+        )
         .start()
         .await;
     let first = run(&server, "t.chain", json!({"chain": true})).await;

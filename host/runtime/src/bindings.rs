@@ -78,7 +78,10 @@ pub(crate) enum WitVersion {
 impl WitVersion {
     /// The version named by the component's `stormhook:plugin/...` imports; the current one when
     /// it imports none (a world's exports always use `types`, so a real component names one).
-    pub(crate) fn of(component: &wasmtime::component::Component, engine: &wasmtime::Engine) -> Self {
+    pub(crate) fn of(
+        component: &wasmtime::component::Component,
+        engine: &wasmtime::Engine,
+    ) -> Self {
         let ty = component.component_type();
         for (name, _) in ty.imports(engine) {
             if let Some(rest) = name.strip_prefix("stormhook:plugin/")

@@ -16,11 +16,11 @@ use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::WasiHttpCtx;
 
 use crate::bindings::{WitVersion, types, v1};
-use crate::outbound::{HttpRecord, OutboundCall};
-use crate::services::{Origin, Redactor};
 use crate::error::{GuestError, GuestErrorKind, PluginError};
 use crate::host::{Capture, HostState, Limiter, LogCapture};
+use crate::outbound::{HttpRecord, OutboundCall};
 use crate::registry::{LoadedPlugin, Runtime};
+use crate::services::{Origin, Redactor};
 use crate::types::{
     ActionContext, Captured, PluginKind, PluginVersion, RuleDecision, TriggerInstance,
 };
@@ -156,7 +156,8 @@ impl Runtime {
             Ok(session) => session,
             Err(err) => return CallReport::early(err, started),
         };
-        let deadline_ms = u64::try_from(session.plugin.limits.timeout.as_millis()).unwrap_or(u64::MAX);
+        let deadline_ms =
+            u64::try_from(session.plugin.limits.timeout.as_millis()).unwrap_or(u64::MAX);
         let ctx = ActionArg::new(session.plugin.pre.wit, reference, context, deadline_ms);
         let plugin = Arc::clone(&session.plugin);
         let moved = Arc::clone(&session.moved);
@@ -238,7 +239,9 @@ impl Runtime {
         };
         let stdout = Capture::new(self.config.capture_bytes);
         let stderr = Capture::new(self.config.capture_bytes);
-        let pack = reference.split_once('.').map_or(reference, |(pack, _)| pack);
+        let pack = reference
+            .split_once('.')
+            .map_or(reference, |(pack, _)| pack);
         let config = self
             .configs
             .load()
@@ -479,12 +482,14 @@ impl ActionArg {
                 execution_id: context.execution_id,
                 action_ref: reference.to_owned(),
                 rule_ref: context.rule_ref,
-                trigger_instance: context.trigger_instance.map(|t| v1::types::TriggerInstance {
-                    id: t.id,
-                    trigger: t.trigger,
-                    payload: t.payload,
-                    occurrence_time: t.occurrence_time,
-                }),
+                trigger_instance: context
+                    .trigger_instance
+                    .map(|t| v1::types::TriggerInstance {
+                        id: t.id,
+                        trigger: t.trigger,
+                        payload: t.payload,
+                        occurrence_time: t.occurrence_time,
+                    }),
             }),
         }
     }

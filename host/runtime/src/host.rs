@@ -309,7 +309,8 @@ impl config::Host for HostState {
     }
 
     async fn get_all(&mut self) -> Result<String, types::Error> {
-        serde_json::to_string(&*self.config.values).map_err(|e| types::Error::Internal(e.to_string()))
+        serde_json::to_string(&*self.config.values)
+            .map_err(|e| types::Error::Internal(e.to_string()))
     }
 }
 
@@ -352,9 +353,9 @@ impl HostState {
                 self.max_depth, self.origin.depth
             )));
         }
-        self.events.clone().ok_or_else(|| {
-            types::Error::Upstream("events are not available in this host".into())
-        })
+        self.events
+            .clone()
+            .ok_or_else(|| types::Error::Upstream("events are not available in this host".into()))
     }
 }
 
@@ -399,15 +400,21 @@ mod v1 {
 
     impl kv::Host for HostState {
         async fn get(&mut self, key: String) -> Result<Option<String>, types::Error> {
-            crate::bindings::kv::Host::get(self, key).await.map_err(error)
+            crate::bindings::kv::Host::get(self, key)
+                .await
+                .map_err(error)
         }
 
         async fn set(&mut self, key: String, value: String) -> Result<(), types::Error> {
-            crate::bindings::kv::Host::set(self, key, value).await.map_err(error)
+            crate::bindings::kv::Host::set(self, key, value)
+                .await
+                .map_err(error)
         }
 
         async fn delete(&mut self, key: String) -> Result<bool, types::Error> {
-            crate::bindings::kv::Host::delete(self, key).await.map_err(error)
+            crate::bindings::kv::Host::delete(self, key)
+                .await
+                .map_err(error)
         }
     }
 }

@@ -54,7 +54,11 @@ impl Declared {
         let checks = [
             (self.modules, limits.max_modules, "core modules"),
             (self.functions, limits.max_functions, "functions"),
-            (self.data_bytes, limits.max_data_bytes, "bytes of data segments"),
+            (
+                self.data_bytes,
+                limits.max_data_bytes,
+                "bytes of data segments",
+            ),
             (self.tables, limits.max_tables, "tables"),
             (self.memories, limits.max_memories, "memories"),
         ];

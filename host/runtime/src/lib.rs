@@ -50,8 +50,8 @@ mod fair;
 mod host;
 mod inspect;
 pub mod outbound;
-pub mod services;
 mod registry;
+pub mod services;
 mod types;
 
 pub use call::CallReport;

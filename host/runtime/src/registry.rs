@@ -22,16 +22,14 @@ use wasmtime::component::{Component, ComponentExportIndex, HasSelf, InstancePre,
 use crate::bindings::{WitVersion, v1, v2};
 use crate::config::{Limits, RuntimeConfig};
 use crate::datastore::Datastore;
+use crate::engine::{self, AllocationMode};
+use crate::error::LoadError;
+use crate::fair::{GuestPool, lower_priority};
+use crate::host::HostState;
+use crate::inspect::Declared;
 use crate::outbound::{OutboundClient, OutboundGrant};
 use crate::services::{Events, PackConfigs};
-use crate::engine::{self, AllocationMode};
-use crate::fair::{GuestPool, lower_priority};
-use crate::inspect::Declared;
-use crate::error::LoadError;
-use crate::host::HostState;
-use crate::types::{
-    LoadOutcome, PluginInfo, PluginKind, PluginSpec, PluginState, PluginVersion,
-};
+use crate::types::{LoadOutcome, PluginInfo, PluginKind, PluginSpec, PluginState, PluginVersion};
 
 /// What reading a plugin's file found.
 enum Read {
@@ -160,9 +158,8 @@ impl Runtime {
         v1::action::Action::add_to_linker::<_, HasSelf<_>>(&mut action_linker, |s| s)
             .map_err(io)?;
         let pool = GuestPool::new(&config.fairness)?;
-        let outbound = OutboundClient::new(config.ca_bundle.as_deref()).map_err(|e| {
-            std::io::Error::other(format!("outbound HTTP: {e}"))
-        })?;
+        let outbound = OutboundClient::new(config.ca_bundle.as_deref())
+            .map_err(|e| std::io::Error::other(format!("outbound HTTP: {e}")))?;
         Ok(Self {
             permits: Arc::new(Semaphore::new(config.max_instances as usize)),
             compiles: Arc::new(Semaphore::new(config.load.parallel_compiles.max(1))),
@@ -422,8 +419,9 @@ impl Runtime {
             // maps native code. This is the output of `precompile_component` just above, by
             // this engine, never bytes from a pack folder.
             #[allow(unsafe_code)]
-            Compiled::Fresh(code) => unsafe { Component::deserialize(&self.engine, code) }
-                .map_err(compile_err)?,
+            Compiled::Fresh(code) => {
+                unsafe { Component::deserialize(&self.engine, code) }.map_err(compile_err)?
+            }
             Compiled::Cached(path) => {
                 // SAFETY: `deserialize_file` trusts the file to be wasmtime's own output, because
                 // it maps native code. Only paths computed here are ever passed: files this host
@@ -719,7 +717,6 @@ impl Runtime {
             .get(&(kind, reference.to_owned()))
             .cloned()
     }
-
 }
 
 /// One row of [`Runtime::list`].

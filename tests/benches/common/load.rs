@@ -91,4 +91,3 @@ pub(crate) async fn load(
         counts.errors.load(Ordering::Relaxed),
     )
 }
-

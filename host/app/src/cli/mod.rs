@@ -252,7 +252,11 @@ pub struct ServeArgs {
     #[arg(long, env = "STORMHOOK_MAX_COMPONENT_MB", default_value_t = 48)]
     pub max_component_mb: u64,
     /// Most functions a component may define (over all its core modules).
-    #[arg(long, env = "STORMHOOK_MAX_COMPONENT_FUNCTIONS", default_value_t = 100_000)]
+    #[arg(
+        long,
+        env = "STORMHOOK_MAX_COMPONENT_FUNCTIONS",
+        default_value_t = 100_000
+    )]
     pub max_component_functions: u64,
     /// Seconds compiling one component may take before it is refused.
     #[arg(long, env = "STORMHOOK_COMPILE_TIMEOUT_SECS", default_value_t = 60)]

@@ -28,12 +28,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let data_dir = args.store.data_dir.clone();
     // Held until the process ends (the operating system releases it on a crash too).
     let _lock = lock_data_dir(&data_dir)?;
-    let node = args
-        .node_id
-        .clone()
-        .unwrap_or_else(super::default_node_id);
-    let store: Arc<dyn Store> =
-        open_node_store(&args.store, Some((node, Duration::from_secs(args.lease_secs)))).await?;
+    let node = args.node_id.clone().unwrap_or_else(super::default_node_id);
+    let store: Arc<dyn Store> = open_node_store(
+        &args.store,
+        Some((node, Duration::from_secs(args.lease_secs))),
+    )
+    .await?;
     let retention = [
         (Retained::TriggerInstances, args.trigger_instances_ttl),
         (Retained::Traces, args.traces_ttl),
@@ -41,7 +41,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         (Retained::Executions, args.executions_ttl),
     ]
     .into_iter()
-    .fold(Retention::keep_forever(), |r, (what, ttl)| r.with(what, ttl));
+    .fold(Retention::keep_forever(), |r, (what, ttl)| {
+        r.with(what, ttl)
+    });
     let retention = Retention {
         interval: Duration::from_secs(args.purge_interval_secs),
         ..retention
