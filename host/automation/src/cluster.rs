@@ -5,7 +5,9 @@
 //! - Every third of the lease, [`Store::renew_leases`] extends this node's claims: the trigger
 //!   instances its engine holds (`engine::Held`) and the executions it runs. A claim the node
 //!   made but never received (its answer was lost with a broken connection) is not renewed,
-//!   so it expires and is taken over like a dead node's. A node that stops renewing (killed, frozen,
+//!   so it expires and is taken over like a dead node's, except that an execution it claimed
+//!   that way goes back to `requested` at once (`Executor::release_unheld`): this node knows
+//!   it never ran it. A node that stops renewing (killed, frozen,
 //!   cut off from the database) loses them when the lease expires: other nodes' rules engines
 //!   claim its instances again (at least once in all; the unique (instance, rule) key keeps
 //!   the enforcements single), and their executors mark its running executions `abandoned`
@@ -98,15 +100,16 @@ async fn renew(
 ) {
     let mut failing = false;
     while tick(every, &mut stop).await {
-        let (instances, executions) = (held.ids(), executor.running_ids());
+        let (instances, executions) = (held.ids(), executor.held_ids());
         match store.renew_leases(&instances, &executions).await {
-            Ok(canceling) => {
+            Ok(renewal) => {
                 if std::mem::take(&mut failing) {
                     tracing::info!("renewing this node's leases works again");
                 }
-                for id in canceling {
+                for id in renewal.canceling {
                     executor.signal_cancel(&id);
                 }
+                executor.release_unheld(&renewal.unheld).await;
             }
             Err(e) if !failing => {
                 failing = true;

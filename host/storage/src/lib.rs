@@ -330,18 +330,16 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// Extends the lease of the claims this node still works on: the trigger instances
-    /// `instances` (in `processing`) and the executions `executions` (that it runs), and
-    /// returns those of `executions` that are `canceling` (a cancel through another node; the
-    /// fallback when a notification was missed). Only the ids given are renewed: a claim the
-    /// node made but does not hold (its answer was lost with a broken connection) expires and
-    /// is taken over like a dead node's. A store of one node has no leases: nothing to do.
-    async fn renew_leases(
-        &self,
-        instances: &[String],
-        executions: &[String],
-    ) -> Result<Vec<String>> {
+    /// `instances` (in `processing`) and the executions `executions` (claimed and not yet
+    /// recorded as ended). Returns those of `executions` that are `canceling` (a cancel
+    /// through another node; the fallback when a notification was missed) and the executions
+    /// this node claimed but does not hold ([`Renewal::unheld`]). Only the ids given are
+    /// renewed: an instance claimed but not held (its answer was lost with a broken
+    /// connection) expires and is taken over like a dead node's. A store of one node has no
+    /// leases: nothing to do.
+    async fn renew_leases(&self, instances: &[String], executions: &[String]) -> Result<Renewal> {
         let _ = (instances, executions);
-        Ok(Vec::new())
+        Ok(Renewal::default())
     }
 
     /// Executions in `status` (`scheduled`, `running` or `canceling`) that no live node holds:

@@ -460,3 +460,14 @@ impl Retained {
         }
     }
 }
+
+/// What [`crate::Store::renew_leases`] found among this node's claims.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Renewal {
+    /// Executions this node holds that another node moved to `canceling`.
+    pub canceling: Vec<String>,
+    /// Executions this node claimed (`scheduled` or `running` under its lease) that it does
+    /// not hold and that were not renewed for half a lease: the claim committed but its answer
+    /// was lost with a broken connection, so this node never ran them.
+    pub unheld: Vec<String>,
+}

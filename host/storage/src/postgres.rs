@@ -93,6 +93,9 @@ pub struct PgStore {
     cluster: Cluster,
     /// The lease in seconds, as bound into `make_interval(secs => ..)`.
     lease_secs: f64,
+    /// When this store connected, by the database's clock (seconds since the epoch): claims
+    /// made since are this process's, even when an operator reuses a node id across restarts.
+    started_epoch: f64,
     /// Where the listener task hands the changes it receives; [`Store::changes`] subscribes.
     changes: broadcast::Sender<Change>,
     /// The listener task, aborted when the last clone of the store goes.
@@ -148,6 +151,9 @@ impl PgStore {
                 StorageError::Unavailable("connecting to the database timed out".into())
             })??;
         sqlx::migrate!("migrations/postgres").run(&mut conn).await?;
+        let started_epoch: f64 = sqlx::query_scalar("SELECT extract(epoch FROM now())::float8")
+            .fetch_one(&mut conn)
+            .await?;
         conn.close().await?;
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))
@@ -161,6 +167,7 @@ impl PgStore {
         Ok(Self {
             pool,
             lease_secs: options.lease.as_secs_f64(),
+            started_epoch,
             cluster: Cluster {
                 node_id: options.node_id,
                 lease: options.lease,
@@ -1111,11 +1118,7 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn renew_leases(
-        &self,
-        instances: &[String],
-        executions: &[String],
-    ) -> Result<Vec<String>> {
+    async fn renew_leases(&self, instances: &[String], executions: &[String]) -> Result<Renewal> {
         let held: Vec<(String, String)> = sqlx::query_as(
             "WITH instances AS ( \
                  UPDATE trigger_instances SET lease_until = now() + make_interval(secs => $2) \
@@ -1131,11 +1134,30 @@ impl Store for PgStore {
         .bind(executions)
         .fetch_all(&self.pool)
         .await?;
-        Ok(held
-            .into_iter()
-            .filter(|(_, status)| status == ExecutionStatus::Canceling.as_str())
-            .map(|(id, _)| id)
-            .collect())
+        // Claimed by this node since it started (a lease that ends after start + lease was
+        // taken by this process, even if an earlier one had the same node id), not held, and
+        // not renewed for half a lease (a claim is held microseconds after its answer arrives,
+        // so these answers never arrived).
+        let unheld: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM executions WHERE owner = $1 \
+             AND status IN ('scheduled', 'running') AND NOT (id = ANY($3)) \
+             AND lease_until < now() + make_interval(secs => $2 / 2) \
+             AND lease_until >= to_timestamp($4) + make_interval(secs => $2)",
+        )
+        .bind(&self.cluster.node_id)
+        .bind(self.lease_secs)
+        .bind(executions)
+        .bind(self.started_epoch)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(Renewal {
+            canceling: held
+                .into_iter()
+                .filter(|(_, status)| status == ExecutionStatus::Canceling.as_str())
+                .map(|(id, _)| id)
+                .collect(),
+            unheld,
+        })
     }
 
     async fn orphaned_executions(&self, status: ExecutionStatus) -> Result<Vec<Execution>> {

@@ -306,12 +306,14 @@ async fn orphaned_executions_are_those_whose_lease_lapsed() {
             .unwrap()
     );
     let a_runs: Vec<String> = claimed.iter().map(|e| e.id.clone()).collect();
-    assert_eq!(
-        a.renew_leases(&[], &a_runs).await.unwrap(),
-        std::slice::from_ref(&canceled.id)
-    );
+    let renewal = a.renew_leases(&[], &a_runs).await.unwrap();
+    assert_eq!(renewal.canceling, std::slice::from_ref(&canceled.id));
+    assert!(renewal.unheld.is_empty(), "all held: {renewal:?}");
     // `b` holds none of them: naming them renews nothing and reports nothing.
-    assert!(b.renew_leases(&[], &a_runs).await.unwrap().is_empty());
+    assert_eq!(
+        b.renew_leases(&[], &a_runs).await.unwrap(),
+        stormhook_storage::Renewal::default()
+    );
 
     // `a` renews for two leases: nothing is orphaned.
     for _ in 0..6 {
@@ -324,6 +326,18 @@ async fn orphaned_executions_are_those_whose_lease_lapsed() {
                 .is_empty()
         );
     }
+    // `a` loses track of the running one (as when its claim's answer is lost): half a lease
+    // after its last renewal, `a`'s renewal reports it as unheld, and only it.
+    tokio::time::sleep(lease / 2 + Duration::from_millis(100)).await;
+    let renewal = a
+        .renew_leases(&[], std::slice::from_ref(&canceled.id))
+        .await
+        .unwrap();
+    assert_eq!(
+        renewal.unheld,
+        std::slice::from_ref(&running.id),
+        "{renewal:?}"
+    );
     // `a` dies: after its lease, both are orphans; the `requested` one still is not.
     tokio::time::sleep(lease + Duration::from_millis(100)).await;
     let ids_of = |v: Vec<Execution>| v.into_iter().map(|e| e.id).collect::<Vec<_>>();

@@ -131,6 +131,9 @@ pub struct Executor {
     moved: Notify,
     /// Cancel signals of the runs in progress.
     cancels: Mutex<HashMap<String, oneshot::Sender<()>>>,
+    /// The executions this node claimed and has not recorded the end of yet: on a shared
+    /// store, the claims whose leases it renews.
+    held: Mutex<std::collections::HashSet<String>>,
     slots: Arc<Semaphore>,
     hostname: String,
     /// Group commit, for the action triggers.
@@ -175,6 +178,7 @@ impl Executor {
             wake: Notify::new(),
             moved: Notify::new(),
             cancels: Mutex::default(),
+            held: Mutex::default(),
             slots: Arc::new(Semaphore::new(MAX_PARALLEL)),
             hostname,
             ingest,

@@ -113,12 +113,53 @@ impl Executor {
         true
     }
 
-    /// The executions this node runs now (their leases are renewed on a shared store).
-    pub(crate) fn running_ids(&self) -> Vec<String> {
-        self.cancels
+    /// The executions this node claimed and has not recorded the end of (their leases are
+    /// renewed on a shared store).
+    pub(crate) fn held_ids(&self) -> Vec<String> {
+        self.held
             .lock()
-            .map(|c| c.keys().cloned().collect())
+            .map(|h| h.iter().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// Puts back to `requested` the executions this node claimed but never ran: their claim
+    /// committed while its answer was lost with a broken connection (the store reports them,
+    /// see `Renewal::unheld`). This node's id is new at every start, so it knows for sure that
+    /// it did not start them; another node runs them, or this one.
+    pub(crate) async fn release_unheld(&self, ids: &[String]) {
+        for id in ids {
+            let execution = match self.store.execution(id).await {
+                Ok(Some(execution)) => execution,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(id, "cannot read an execution claimed but never run: {e}");
+                    continue;
+                }
+            };
+            let from = execution.status;
+            if !matches!(from, ExecutionStatus::Scheduled | ExecutionStatus::Running) {
+                continue;
+            }
+            let mut execution = execution;
+            transition(&mut execution, ExecutionStatus::Requested);
+            if let Some(liveaction) = execution.document["liveaction"].as_object_mut() {
+                liveaction.remove("runner_info");
+            }
+            match self.store.update_execution(&execution, &[from]).await {
+                Ok(true) => tracing::warn!(
+                    id,
+                    action = %execution.action_ref,
+                    "an execution this node claimed but never ran (the claim's answer was lost) is requested again"
+                ),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(id, "cannot release an execution claimed but never run: {e}")
+                }
+            }
+        }
+        if !ids.is_empty() {
+            self.notify();
+        }
     }
 
     /// Stops the run of execution `id` on this node, if it runs here (a cancel through another
@@ -173,6 +214,9 @@ impl Executor {
             };
             let found = !claimed.is_empty();
             if found {
+                if let Ok(mut held) = self.held.lock() {
+                    held.extend(claimed.iter().map(|e| e.id.clone()));
+                }
                 self.moved.notify_waiters();
             }
             // The slots not used are freed when `slots` is dropped.
@@ -294,6 +338,12 @@ impl Executor {
                     done.push(more);
                 }
             };
+            // Recorded (or given up on: the next start, or another node, settles them).
+            if let Ok(mut held) = self.held.lock() {
+                for execution in &done {
+                    held.remove(&execution.id);
+                }
+            }
             self.moved.notify_waiters();
             let triggers = done
                 .iter()
