@@ -72,15 +72,16 @@ impl Ingest {
     ///
     /// # Errors
     ///
-    /// [`IngestError`]: overloaded (nothing waited), failed, or stopped. In every error case the
-    /// event is not stored.
+    /// [`IngestError`]: overloaded (nothing waited), failed, unavailable, or stopped. The event
+    /// is not stored, except when the store's answer was lost (a connection cut after the
+    /// commit was sent) or came after [`ANSWER_TIMEOUT`]: then it may be.
     pub async fn submit(&self, event: NewEvent) -> Result<(), IngestError> {
         let (reply, answer) = oneshot::channel();
         self.tx.try_send((event, reply)).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => IngestError::Overloaded,
             mpsc::error::TrySendError::Closed(_) => IngestError::Stopped,
         })?;
-        answer.await.unwrap_or(Err(IngestError::Stopped))
+        answered(answer).await
     }
 }
 
@@ -91,15 +92,31 @@ impl Ingest {
     ///
     /// # Errors
     ///
-    /// [`IngestError`]: failed, unavailable, or stopped. In every error case the event is not
-    /// stored.
+    /// [`IngestError`]: failed, unavailable, or stopped, as for [`Ingest::submit`].
     pub async fn submit_waiting(&self, event: NewEvent) -> Result<(), IngestError> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send((event, reply))
             .await
             .map_err(|_| IngestError::Stopped)?;
-        answer.await.unwrap_or(Err(IngestError::Stopped))
+        answered(answer).await
+    }
+}
+
+/// The longest a request waits for the writer's answer. A database that stopped answering
+/// without closing its connections (a partition, a host powered off: half-open TCP) would
+/// otherwise hold the writer, and every request behind it, for the kernel's retransmission
+/// timeout. Past it the request gets 503; the event may still commit afterwards (a retried
+/// webhook is then stored twice, which is what at-least-once senders expect).
+pub const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn answered(answer: oneshot::Receiver<Result<(), IngestError>>) -> Result<(), IngestError> {
+    match tokio::time::timeout(ANSWER_TIMEOUT, answer).await {
+        Ok(answer) => answer.unwrap_or(Err(IngestError::Stopped)),
+        Err(_) => Err(IngestError::Unavailable(format!(
+            "the store did not answer within {} s",
+            ANSWER_TIMEOUT.as_secs()
+        ))),
     }
 }
 

@@ -306,12 +306,16 @@ impl Claim {
 }
 
 /// Replaces an execution's status, end and document when its status is one of `$8` (any when
-/// empty), and takes, keeps or releases the claim (`$4`, see [`Claim`]).
+/// empty), and takes, keeps or releases the claim (`$4`, see [`Claim`]). Only the node that
+/// holds an execution (or anyone, when nobody does) may move it out of its claim: a node whose
+/// lease lapsed (cut off from the database longer than the lease) cannot overwrite what the
+/// node that took the execution over decided; its late result is dropped.
 const UPDATE_EXECUTION: &str = "UPDATE executions SET status = $1, end_timestamp = $2, document = $3, \
      owner = CASE $4 WHEN 'take' THEN $5 WHEN 'release' THEN NULL ELSE owner END, \
      lease_until = CASE $4 WHEN 'take' THEN now() + make_interval(secs => $6) \
                            WHEN 'release' THEN NULL ELSE lease_until END \
-     WHERE id = $7 AND (cardinality($8::text[]) = 0 OR status = ANY($8))";
+     WHERE id = $7 AND (cardinality($8::text[]) = 0 OR status = ANY($8)) \
+     AND ($4 <> 'release' OR owner IS NULL OR owner = $5 OR owner = $5 || '#reaper')";
 
 const INSERT_EXECUTIONS: &str = "INSERT INTO executions (id, action_ref, runner, status, start_timestamp, end_timestamp, user_name, rule_ref, trigger_instance_id, run_parameters, document) \
      SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])";
@@ -1169,12 +1173,29 @@ impl Store for PgStore {
         ) {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(&format!(
-            "SELECT * FROM executions WHERE status = $1 \
-             AND (lease_until IS NULL OR lease_until < now()) ORDER BY {}",
-            sql::execution_order(false, "seq")
-        ))
+        // Claimed by this node before they are returned, so of several nodes settling orphans
+        // at once one gets each, and the settle write (`update_execution`) is this node's to
+        // make. A lease counts as lost only half a lease after it ran out, so a node that was
+        // merely cut off from the database as long as everyone (an outage, a failover) has
+        // time to renew before others take its runs; and this process's own claims are never
+        // orphans (it holds them, or `renew_leases` reports them as unheld).
+        // The claim's owner is `<node>#reaper`: not a run of this node, so `renew_leases`
+        // never reports it as a claim this node did not run (which would run it again), and
+        // if the settle write fails, the claim lapses and a reaper takes it again.
+        let rows = sqlx::query(
+            "UPDATE executions SET owner = $2 || '#reaper', \
+                 lease_until = now() + make_interval(secs => $3) \
+             WHERE id IN (SELECT id FROM executions WHERE status = $1 \
+                 AND (lease_until IS NULL OR lease_until < now() - make_interval(secs => $3 / 2)) \
+                 AND (owner IS DISTINCT FROM $2 \
+                      OR lease_until < to_timestamp($4) + make_interval(secs => $3)) \
+                 ORDER BY seq FOR UPDATE SKIP LOCKED) \
+             RETURNING *",
+        )
         .bind(status.as_str())
+        .bind(&self.cluster.node_id)
+        .bind(self.lease_secs)
+        .bind(self.started_epoch)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(sql::execution).collect()

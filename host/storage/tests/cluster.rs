@@ -273,7 +273,7 @@ async fn lapsed_claims_are_taken_over_and_renewed_ones_are_not() {
 async fn orphaned_executions_are_those_whose_lease_lapsed() {
     let schema = schema_or_skip!(orphaned_executions_are_those_whose_lease_lapsed);
     let lease = Duration::from_millis(400);
-    let (a, b, _dir) = two_nodes(&schema, lease).await;
+    let (a, b, dir) = two_nodes(&schema, lease).await;
     let (running, canceled, waiting) = (requested(0), requested(1), requested(2));
     for e in [&running, &canceled, &waiting] {
         a.insert_execution(e).await.unwrap();
@@ -338,9 +338,21 @@ async fn orphaned_executions_are_those_whose_lease_lapsed() {
         std::slice::from_ref(&running.id),
         "{renewal:?}"
     );
-    // `a` dies: after its lease, both are orphans; the `requested` one still is not.
-    tokio::time::sleep(lease + Duration::from_millis(100)).await;
+    // `a` dies (the canceling one was renewed last, just above). Right after its lease ran
+    // out it is not an orphan yet (a node cut off as long as everyone gets half a lease more
+    // to renew)...
+    tokio::time::sleep(lease + Duration::from_millis(50)).await;
+    assert!(
+        b.orphaned_executions(ExecutionStatus::Canceling)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // ...then both are, each claimed by the reaper that found it; the `requested` one still
+    // is not.
+    tokio::time::sleep(lease / 2 + Duration::from_millis(100)).await;
     let ids_of = |v: Vec<Execution>| v.into_iter().map(|e| e.id).collect::<Vec<_>>();
+    let c = schema.node("c", lease, &dir).await;
     assert_eq!(
         ids_of(
             b.orphaned_executions(ExecutionStatus::Running)
@@ -348,6 +360,13 @@ async fn orphaned_executions_are_those_whose_lease_lapsed() {
                 .unwrap()
         ),
         std::slice::from_ref(&running.id)
+    );
+    // Claimed by `b`'s reaper: another reaper does not get it too.
+    assert!(
+        c.orphaned_executions(ExecutionStatus::Running)
+            .await
+            .unwrap()
+            .is_empty()
     );
     assert_eq!(
         ids_of(
@@ -364,10 +383,18 @@ async fn orphaned_executions_are_those_whose_lease_lapsed() {
             .is_empty()
     );
 
-    // `b` settles the running one (abandoned): released, no longer an orphan.
+    // `b` settles the running one (abandoned): released, no longer an orphan. `a` (alive
+    // after all, its lease long gone) cannot overwrite that with a late result.
     let mut abandoned = claimed.iter().find(|e| e.id == running.id).unwrap().clone();
     abandoned.status = ExecutionStatus::Abandoned;
     abandoned.end_timestamp = Some(ids::now());
+    let mut late = abandoned.clone();
+    late.status = ExecutionStatus::Succeeded;
+    assert!(
+        !a.update_execution(&late, &[ExecutionStatus::Running])
+            .await
+            .unwrap()
+    );
     assert!(
         b.update_execution(&abandoned, &[ExecutionStatus::Running])
             .await

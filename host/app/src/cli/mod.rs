@@ -580,18 +580,49 @@ pub fn default_node_id() -> String {
     format!("{host}-{}-{}", std::process::id(), &random[..4])
 }
 
-/// `url` without its password, for messages.
+/// `url` without its password, for messages: the userinfo's password (the last `@` ends
+/// the userinfo, so a password may hold `@`) and any `password=` query parameter are masked;
+/// something that is not a URL (a `key=value` connection string) is not shown at all.
 pub fn redact_url(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('@') {
-            Some((userinfo, host)) if userinfo.contains(':') => {
-                let user = userinfo.split(':').next().unwrap_or_default();
-                format!("{scheme}://{user}:********@{host}")
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<a database URL that is not shown>".into();
+    };
+    let (authority_and_path, query) = match rest.split_once('?') {
+        Some((a, q)) => (a, Some(q)),
+        None => (rest, None),
+    };
+    let (authority, path) = match authority_and_path.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (authority_and_path, None),
+    };
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            if userinfo.contains(':') {
+                format!("{user}:********@{host}")
+            } else {
+                format!("{user}@{host}")
             }
-            _ => url.to_owned(),
-        },
-        None => url.to_owned(),
+        }
+        None => authority.to_owned(),
+    };
+    let mut out = format!("{scheme}://{authority}");
+    if let Some(path) = path {
+        out.push('/');
+        out.push_str(path);
     }
+    if let Some(query) = query {
+        let masked: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=********"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&masked.join("&"));
+    }
+    out
 }
 
 /// A time-to-live flag: `None` keeps forever.
@@ -672,12 +703,15 @@ pub async fn open_node_store(
                 std::time::Duration::from_secs(15),
             )
         });
+        // Never generated on PostgreSQL: nodes that each made their own key could not read
+        // each other's secrets. Without `--datastore-key`, the file in the data directory is
+        // used if the operator put it there (the same file on every node).
         let (key, create_key) = match &args.datastore_key {
             Some(path) => (path.clone(), false),
             None => (
                 args.data_dir
                     .join(stormhook_storage::sqlite::DATASTORE_KEY_FILE),
-                true,
+                false,
             ),
         };
         let mut options = PgOptions::new(node_id, key);
@@ -710,6 +744,28 @@ pub async fn open_node_store(
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory as _;
+
+    #[test]
+    fn database_passwords_are_masked_in_every_form() {
+        for (url, shown) in [
+            (
+                "postgres://u:s3cret@db:5432/x?options=-c%20search_path%3Da",
+                "postgres://u:********@db:5432/x?options=-c%20search_path%3Da",
+            ),
+            ("postgres://u:p@ss@db/x", "postgres://u:********@db/x"),
+            (
+                "postgres://db/x?user=u&password=s3cret",
+                "postgres://db/x?user=u&password=********",
+            ),
+            ("postgres://u@db/x", "postgres://u@db/x"),
+            (
+                "host=db password=s3cret",
+                "<a database URL that is not shown>",
+            ),
+        ] {
+            assert_eq!(super::redact_url(url), shown);
+        }
+    }
 
     #[test]
     fn the_command_line_is_consistent() {

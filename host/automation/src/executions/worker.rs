@@ -293,6 +293,7 @@ impl Executor {
                 }
             }
             let mut retry = crate::retry::Retry::default();
+            let mut gave_up = false;
             let recorded = loop {
                 let e = match self
                     .store
@@ -313,6 +314,7 @@ impl Executor {
                         executions = done.len(),
                         "cannot record the end of executions; they stay running until the next start marks them abandoned: {e}"
                     );
+                    gave_up = true;
                     break vec![false; done.len()];
                 };
                 tracing::warn!(
@@ -338,8 +340,10 @@ impl Executor {
                     done.push(more);
                 }
             };
-            // Recorded (or given up on: the next start, or another node, settles them).
-            if let Ok(mut held) = self.held.lock() {
+            // Recorded (or taken over by another node). Ones given up on stay held: they ran,
+            // so they must not look like claims this node never ran (`release_unheld`); they
+            // stay `running` under this node's lease until it stops, then are abandoned.
+            if !gave_up && let Ok(mut held) = self.held.lock() {
                 for execution in &done {
                     held.remove(&execution.id);
                 }
