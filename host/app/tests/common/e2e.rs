@@ -207,8 +207,17 @@ pub async fn snapshot(api: &Api, base: &str) -> Result<Snapshot, String> {
 }
 
 /// Whether the backlog is done, seen through the node at `base`: `Ok` when no trigger instance
-/// is `pending` or `processing` and no execution is unfinished, else what is left.
+/// is `pending` or `processing` and no execution is unfinished, twice, half a second apart
+/// (an execution recorded between the two lists stores its action trigger instance a moment
+/// later, so one look can see everything done while a new instance is on its way), else what
+/// is left.
 pub async fn drained(api: &Api, base: &str) -> Result<(), String> {
+    drained_now(api, base).await?;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    drained_now(api, base).await
+}
+
+async fn drained_now(api: &Api, base: &str) -> Result<(), String> {
     let instances = api.list(base, "/api/v1/triggerinstances?limit=-1").await?;
     let waiting = instances
         .iter()
