@@ -191,7 +191,9 @@ impl Automation {
             Arc::new(PackConfigSource::new(&packs)),
         );
         let (stop, stop_rx) = watch::channel(false);
-        let engine_wake = Arc::new(tokio::sync::Notify::new());
+        // Woken by every commit of accepted events (and by other nodes' work, on a shared
+        // store), so a new instance is evaluated at once rather than at the engine's next poll.
+        let engine_wake = ingest.committed();
         let engine_held = Arc::new(crate::engine::Held::default());
         let mut tasks = executor
             .start(Stop(stop_rx.clone()))

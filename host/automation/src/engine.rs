@@ -64,8 +64,9 @@ use crate::executions::{Executor, RuleRequest, datastore_context};
 use crate::packs::{LoadedRule, PackManager};
 use crate::stop::Stop;
 
-/// How often the engine looks for new trigger instances when it found none.
-const POLL: Duration = Duration::from_millis(50);
+/// How often the engine looks for new trigger instances when it found none and was not woken
+/// (every commit of accepted events wakes it; this catches instances stored any other way).
+const POLL: Duration = Duration::from_millis(250);
 /// How many instances the reader takes at once, and how many results the recorder writes in
 /// one transaction. Recording costs one transaction (one fsync), so while instances finish
 /// faster than that, group commits keep the engine from competing with ingest for commits.
@@ -521,7 +522,7 @@ fn task_ended(ended: Result<(), JoinError>) {
 }
 
 /// The recorder: records the results as they come, what is there at once (up to [`BATCH`])
-/// in one transaction, frees their slots and wakes the executor; ends when every sender is
+/// in one transaction, frees their slots and hands their executions to the executor; ends when every sender is
 /// gone and everything received is recorded.
 async fn recorder(
     store: Arc<dyn Store>,
@@ -531,9 +532,11 @@ async fn recorder(
     let mut ready = Vec::with_capacity(BATCH);
     while received.recv_many(&mut ready, BATCH).await > 0 {
         let (finished, slots): (Vec<FinishedInstance>, Vec<Slot>) = ready.drain(..).unzip();
-        record(store.as_ref(), finished).await;
+        record(store.as_ref(), &finished).await;
         drop(slots);
-        executor.notify();
+        // The executions just stored go to the executor in memory; one whose write failed is
+        // not in the store, and its claim is simply not won.
+        executor.hand_over(finished.into_iter().flat_map(|done| done.executions));
     }
 }
 
@@ -541,8 +544,8 @@ async fn recorder(
 /// [`crate::retry`] says. When a failure other than an unavailable store persists, the
 /// instances are recorded one by one, and one whose own write still fails is marked
 /// `processing_failed`, so one bad record cannot stop the engine.
-async fn record(store: &dyn Store, finished: Vec<FinishedInstance>) {
-    if write(store, &finished).await {
+async fn record(store: &dyn Store, finished: &[FinishedInstance]) {
+    if write(store, finished).await {
         return;
     }
     tracing::error!(
@@ -550,7 +553,7 @@ async fn record(store: &dyn Store, finished: Vec<FinishedInstance>) {
         "recording a batch keeps failing; recording its instances one by one"
     );
     for one in finished {
-        if write(store, std::slice::from_ref(&one)).await {
+        if write(store, std::slice::from_ref(one)).await {
             continue;
         }
         match store
@@ -619,13 +622,7 @@ struct RuleMatch {
     outcome: Result<Option<Value>, String>,
 }
 
-/// Whether `rule` is evaluated on instances of `trigger`: the trigger its type and parameters
-/// make, or, for a trigger type without parameters (which has one trigger), the type's ref. A
-/// type with parameters (`core.st2.webhook`) is matched only through the rule's own trigger.
-pub fn listens_to(rule: &LoadedRule, trigger: &str) -> bool {
-    trigger == rule.trigger().reference
-        || (rule.doc.trigger.parameters.is_empty() && trigger == rule.doc.trigger.trigger_type)
-}
+pub use crate::packs::listens_to;
 
 /// What a rule component is given for `instance`.
 pub fn component_instance(instance: &TriggerInstance) -> stormhook_runtime::TriggerInstance {

@@ -669,3 +669,11 @@ pub async fn load_api_rules(
     packs.set_api_rules(rules);
     Ok(())
 }
+
+/// Whether `rule` is evaluated on instances of `trigger`: the trigger its type and parameters
+/// make, or, for a trigger type without parameters (which has one trigger), the type's ref. A
+/// type with parameters (`core.st2.webhook`) is matched only through the rule's own trigger.
+pub fn listens_to(rule: &LoadedRule, trigger: &str) -> bool {
+    trigger == rule.trigger().reference
+        || (rule.doc.trigger.parameters.is_empty() && trigger == rule.doc.trigger.trigger_type)
+}

@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::{NewEvent, Store};
 
@@ -42,6 +42,8 @@ type Job = (NewEvent, oneshot::Sender<Result<(), IngestError>>);
 #[derive(Clone, Debug)]
 pub struct Ingest {
     tx: mpsc::Sender<Job>,
+    /// Notified after every commit that stored events.
+    committed: Arc<Notify>,
 }
 
 impl Ingest {
@@ -61,11 +63,19 @@ impl Ingest {
             .enable_all()
             .build()
             .expect("a runtime for the writer");
+        let committed = Arc::new(Notify::new());
+        let notify = Arc::clone(&committed);
         std::thread::Builder::new()
             .name("stormhook-ingest".into())
-            .spawn(move || runtime.block_on(writer(store, rx)))
+            .spawn(move || runtime.block_on(writer(store, rx, notify)))
             .expect("a thread for the writer");
-        Self { tx }
+        Self { tx, committed }
+    }
+
+    /// Notified (one permit, `notify_one`) after every commit that stored events: the rules
+    /// engine waits on it instead of polling the store.
+    pub fn committed(&self) -> Arc<Notify> {
+        Arc::clone(&self.committed)
     }
 
     /// Commits one event durably; returns once it is on disk.
@@ -120,7 +130,7 @@ async fn answered(answer: oneshot::Receiver<Result<(), IngestError>>) -> Result<
     }
 }
 
-async fn writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>) {
+async fn writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>, committed: Arc<Notify>) {
     let mut jobs: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     // While the store cannot commit (a full disk), every batch fails at once: one log line
     // every few seconds says how many, rather than one per batch.
@@ -153,6 +163,9 @@ async fn writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>) {
                 "committing accepted events works again"
             );
             failed_quietly = 0;
+        }
+        if outcome.is_ok() {
+            committed.notify_one();
         }
         let unavailable = matches!(outcome, Err(IngestError::Unavailable(_)));
         for reply in replies {

@@ -228,7 +228,8 @@ pub trait Store: Send + Sync + 'static {
         only_from: &[ExecutionStatus],
     ) -> Result<Vec<bool>>;
 
-    /// Claims up to `limit` `requested` executions for this node, oldest first: `start` moves
+    /// Claims up to `limit` `requested` executions of `runners` for this node, oldest first:
+    /// `start` moves
     /// each one on (to `running`, with its runner info) and the result is stored, all in one
     /// transaction; returns those claimed. Of two claimers, one gets each execution: by a
     /// conditional update here (the default); on a shared store with `FOR UPDATE SKIP LOCKED`,
@@ -236,17 +237,21 @@ pub trait Store: Send + Sync + 'static {
     async fn claim_requested(
         &self,
         limit: u64,
+        runners: Runners<'_>,
         start: &(dyn for<'e> Fn(&'e mut Execution) + Send + Sync),
     ) -> Result<Vec<Execution>> {
-        let requested = self
+        let requested: Vec<Execution> = self
             .list_executions(&ExecutionQuery {
                 statuses: vec![ExecutionStatus::Requested.as_str().to_owned()],
                 ascending: true,
-                limit: Some(limit),
                 ..Default::default()
             })
             .await?
-            .items;
+            .items
+            .into_iter()
+            .filter(|e| runners.take(&e.runner))
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .collect();
         if requested.is_empty() {
             return Ok(requested);
         }

@@ -471,3 +471,44 @@ pub struct Renewal {
     /// was lost with a broken connection, so this node never ran them.
     pub unheld: Vec<String>,
 }
+
+/// Which runners' executions a claim takes ([`crate::Store::claim_requested`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runners<'a> {
+    /// Every runner's.
+    Any,
+    /// Only these runners'.
+    Only(&'a [&'a str]),
+    /// Every runner's but these.
+    Except(&'a [&'a str]),
+}
+
+impl Runners<'_> {
+    /// Whether an execution of `runner` is taken.
+    pub fn take(&self, runner: &str) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Only(list) => list.contains(&runner),
+            Self::Except(list) => !list.contains(&runner),
+        }
+    }
+
+    /// The SQL condition on the `runner` column (runner names are the server's own, never a
+    /// user's, so they are written as literals).
+    pub(crate) fn sql(&self) -> String {
+        let list = |names: &[&str]| {
+            names
+                .iter()
+                .map(|n| format!("'{}'", n.replace('\'', "''")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match self {
+            Self::Any => "TRUE".to_owned(),
+            Self::Only([]) => "FALSE".to_owned(),
+            Self::Except([]) => "TRUE".to_owned(),
+            Self::Only(names) => format!("runner IN ({})", list(names)),
+            Self::Except(names) => format!("runner NOT IN ({})", list(names)),
+        }
+    }
+}

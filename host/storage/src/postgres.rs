@@ -832,12 +832,14 @@ impl Store for PgStore {
     async fn claim_requested(
         &self,
         limit: u64,
+        runners: Runners<'_>,
         start: &(dyn for<'e> Fn(&'e mut Execution) + Send + Sync),
     ) -> Result<Vec<Execution>> {
         let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(&format!(
-            "SELECT * FROM executions WHERE status = 'requested' ORDER BY {} \
+            "SELECT * FROM executions WHERE status = 'requested' AND {} ORDER BY {} \
              LIMIT $1 FOR UPDATE SKIP LOCKED",
+            runners.sql(),
             sql::execution_order(true, "seq")
         ))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))

@@ -163,7 +163,10 @@ async fn two_executors_never_claim_the_same_execution() {
         let mut ids = Vec::new();
         loop {
             let start = |e: &mut Execution| e.status = ExecutionStatus::Running;
-            let got = store.claim_requested(3, &start).await.unwrap();
+            let got = store
+                .claim_requested(3, stormhook_storage::Runners::Any, &start)
+                .await
+                .unwrap();
             if got.is_empty() {
                 return ids;
             }
@@ -280,7 +283,10 @@ async fn orphaned_executions_are_those_whose_lease_lapsed() {
     }
     // `a` moves two on to `scheduled` and `running` in one write (as its executor does).
     let start = |e: &mut Execution| e.status = ExecutionStatus::Running;
-    let claimed = a.claim_requested(2, &start).await.unwrap();
+    let claimed = a
+        .claim_requested(2, stormhook_storage::Runners::Any, &start)
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 2);
     let claimed_ids: HashSet<String> = claimed.iter().map(|e| e.id.clone()).collect();
     assert!(claimed_ids.contains(&running.id) && claimed_ids.contains(&canceled.id));

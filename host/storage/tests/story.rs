@@ -53,6 +53,9 @@ on_both_backends!(
     pending_reports_an_unreadable_instance_in_its_place,
     evaluating_an_instance_twice_requests_its_action_once,
     purge_deletes_old_finished_records_in_batches,
+    an_execution_document_comes_back_whole_after_its_moves,
+    a_claim_takes_only_the_runners_asked_for,
+    a_failing_write_fails_alone_among_concurrent_writes,
 );
 
 async fn story(backend: &Backend) {
@@ -771,4 +774,168 @@ async fn purge_deletes_old_finished_records_in_batches(backend: &Backend) {
     let mut kept = vec![executions[2].id.clone(), executions[3].id.clone()];
     kept.sort();
     assert_eq!(left, kept, "the running and the new executions stay");
+}
+
+/// A document as the executor writes it: big parts that never change (on SQLite kept apart
+/// and written once, migration 0009), a `null` one, and the parts each move rewrites.
+fn full_document(id: &str) -> serde_json::Value {
+    json!({
+        "id": id,
+        "action": {"ref": "core.noop", "parameters": {"x": {"type": "string"}}},
+        "runner": {"name": "noop", "runner_parameters": {}},
+        "rule": {"ref": "t.r", "criteria": {"trigger.body.a": {"type": "equals", "pattern": 1}}},
+        "trigger": {"ref": "core.st2.webhook", "parameters": {"url": "x"}},
+        "trigger_type": null,
+        "trigger_instance": {"id": "ti", "payload": {"body": {"a": 1}, "headers": {"h": "v"}}},
+        "status": "requested",
+        "parameters": {"x": "y"},
+        "context": {"user": "stanley"},
+        "log": [{"status": "requested", "timestamp": "2026-12-01T00:00:00.000000Z"}],
+    })
+}
+
+/// An execution's document is read back exactly as written: after it is stored with its
+/// enforcement, claimed, and completed, through `execution` and `list_executions`.
+async fn an_execution_document_comes_back_whole_after_its_moves(backend: &Backend) {
+    let store = &backend.store;
+    let e = event("core.whole", 0, "2026-12-01T00:00:00.000000Z");
+    let instance = e.instances[0].id.clone();
+    store.commit_events(&[e]).await.unwrap();
+    let mut finished = evaluation(&instance, &["t.r"]);
+    let id = finished.executions[0].id.clone();
+    finished.executions[0].document = full_document(&id);
+    store.finish_trigger_instances(&[finished]).await.unwrap();
+    let stored = store.execution(&id).await.unwrap().unwrap();
+    assert_eq!(stored.document, full_document(&id));
+
+    let claimed = store
+        .claim_requested(10, stormhook_storage::Runners::Any, &|e: &mut Execution| {
+            e.status = ExecutionStatus::Running;
+            e.document["status"] = json!("running");
+            e.document["liveaction"] = json!({"runner_info": {"node": "a"}});
+        })
+        .await
+        .unwrap();
+    let mine: Vec<&Execution> = claimed.iter().filter(|e| e.id == id).collect();
+    assert_eq!(mine.len(), 1, "claimed: {claimed:?}");
+    let mut expected = full_document(&id);
+    expected["status"] = json!("running");
+    expected["liveaction"] = json!({"runner_info": {"node": "a"}});
+    assert_eq!(mine[0].document, expected, "as claimed");
+    assert_eq!(
+        store.execution(&id).await.unwrap().unwrap().document,
+        expected
+    );
+
+    let mut done = mine[0].clone();
+    done.status = ExecutionStatus::Succeeded;
+    done.end_timestamp = Some(ids::now());
+    done.document["status"] = json!("succeeded");
+    done.document["result"] = json!({"ok": true});
+    expected = done.document.clone();
+    let written = store
+        .update_executions(&[done], &[ExecutionStatus::Running])
+        .await
+        .unwrap();
+    assert_eq!(written, vec![true]);
+    assert_eq!(
+        store.execution(&id).await.unwrap().unwrap().document,
+        expected
+    );
+    let listed = store
+        .list_executions(&ExecutionQuery {
+            ids: vec![id.clone()],
+            ..ExecutionQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.total, 1);
+    assert_eq!(listed.items[0].document, expected, "as listed");
+}
+
+/// A claim by runner class takes only those runners' executions, oldest first, and leaves
+/// the others `requested` (the executor claims `core.local` and `core.http` runs only with a
+/// free slot of their own).
+async fn a_claim_takes_only_the_runners_asked_for(backend: &Backend) {
+    let store = &backend.store;
+    let mut ids_by_runner = Vec::new();
+    for (n, runner) in ["local-shell-cmd", "noop", "local-shell-cmd", "wasm"]
+        .iter()
+        .enumerate()
+    {
+        let mut e = execution_of(
+            "ti-claim",
+            "t.claim",
+            &format!("2026-12-01T00:00:0{n}.000000Z"),
+        );
+        e.runner = (*runner).into();
+        e.rule_ref = None;
+        store.insert_execution(&e).await.unwrap();
+        ids_by_runner.push((e.id, *runner));
+    }
+    let heavy = ["local-shell-cmd", "http-request"];
+    let start = |e: &mut Execution| e.status = ExecutionStatus::Running;
+    let light = store
+        .claim_requested(10, stormhook_storage::Runners::Except(&heavy), &start)
+        .await
+        .unwrap();
+    let light: Vec<&str> = light
+        .iter()
+        .filter(|e| e.trigger_instance_id.as_deref() == Some("ti-claim"))
+        .map(|e| e.runner.as_str())
+        .collect();
+    assert_eq!(light, vec!["noop", "wasm"]);
+    let one_heavy = store
+        .claim_requested(1, stormhook_storage::Runners::Only(&heavy), &start)
+        .await
+        .unwrap();
+    assert_eq!(one_heavy.len(), 1);
+    assert_eq!(one_heavy[0].id, ids_by_runner[0].0, "the oldest first");
+    let left = store
+        .list_executions(&ExecutionQuery {
+            statuses: vec!["requested".into()],
+            trigger_instance: Some("ti-claim".into()),
+            ..ExecutionQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(left.total, 1);
+    assert_eq!(left.items[0].id, ids_by_runner[2].0);
+}
+
+/// Writes that run at the same time may share one transaction (on SQLite they do: one writer
+/// thread commits every write waiting): one that fails gets its own error and takes nothing
+/// else down with it.
+async fn a_failing_write_fails_alone_among_concurrent_writes(backend: &Backend) {
+    let store = &backend.store;
+    let taken = execution_of("ti-dup", "t.dup", &ids::now());
+    store.insert_execution(&taken).await.unwrap();
+    let mut writes = Vec::new();
+    let mut events = Vec::new();
+    for n in 0..40 {
+        let e = event("core.alone", n, &ids::now());
+        events.push(e.instances[0].id.clone());
+        let (store, taken) = (Arc::clone(store), taken.clone());
+        writes.push(tokio::spawn(async move {
+            let (dup, stored) = tokio::join!(
+                store.insert_execution(&taken),
+                store.commit_events(std::slice::from_ref(&e))
+            );
+            (dup, stored)
+        }));
+    }
+    for write in writes {
+        let (dup, stored) = write.await.unwrap();
+        assert!(
+            matches!(dup, Err(StorageError::Conflict { .. })),
+            "the duplicate is refused as a conflict: {dup:?}"
+        );
+        stored.expect("the events written beside it are stored");
+    }
+    for id in events {
+        assert!(
+            store.trigger_instance(&id).await.unwrap().is_some(),
+            "instance {id} is stored"
+        );
+    }
 }

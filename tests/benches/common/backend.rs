@@ -80,6 +80,8 @@ pub(crate) struct Database {
     base_url: String,
     schema: String,
     conn: PgConnection,
+    /// Whether dropping it drops the schema (the first node's).
+    owner: bool,
 }
 
 impl Server {
@@ -103,7 +105,45 @@ impl Server {
                     inner: Inner::Sqlite(server),
                 }
             }
-            Backend::Postgres(url) => start_postgres(url, rules, examples).await,
+            Backend::Postgres(url) => {
+                let db = Database::fresh(url).await;
+                start_postgres(db, 1, rules, examples).await
+            }
+        }
+    }
+
+    /// `nodes` servers sharing one store: on PostgreSQL, `nodes` nodes on one fresh schema
+    /// (each its own packs folder with the same rules and packs, and its own node id); on
+    /// SQLite only one node can run, so `nodes` must be 1.
+    pub(crate) async fn start_nodes(
+        backend: &Backend,
+        nodes: usize,
+        rules: Vec<(String, String)>,
+        examples: bool,
+    ) -> Vec<Self> {
+        match backend {
+            Backend::Sqlite => {
+                assert_eq!(nodes, 1, "SQLite serves one node");
+                vec![Self::start(backend, rules, examples).await]
+            }
+            Backend::Postgres(url) => {
+                let db = Database::fresh(url).await;
+                let schema_url = db.schema_url();
+                let mut servers = vec![start_postgres(db, 1, rules.clone(), examples).await];
+                for node in 2..=nodes {
+                    let db = Database::attach(url, &schema_url).await;
+                    servers.push(start_postgres(db, node, rules.clone(), examples).await);
+                }
+                servers
+            }
+        }
+    }
+
+    /// The server's store, to look behind its API.
+    pub(crate) fn store(&self) -> Arc<dyn stormhook_storage::Store> {
+        match &self.inner {
+            Inner::Sqlite(server) => server.store.clone(),
+            Inner::Postgres { store, .. } => Arc::new(store.clone()),
         }
     }
 
@@ -150,7 +190,14 @@ impl Server {
     }
 }
 
-async fn start_postgres(url: &str, rules: Vec<(String, String)>, examples: bool) -> Server {
+/// Node `node` (1 is the first) of a PostgreSQL server on `db`'s schema.
+async fn start_postgres(
+    db: Database,
+    node: usize,
+    rules: Vec<(String, String)>,
+    examples: bool,
+) -> Server {
+    let url = db.base_url.clone();
     let dir = tempfile::tempdir().unwrap();
     let packs_dir = dir.path().join("packs");
     let rules_dir = packs_dir.join("t/rules");
@@ -164,9 +211,8 @@ async fn start_postgres(url: &str, rules: Vec<(String, String)>, examples: bool)
     let configs_dir = dir.path().join("configs");
     std::fs::create_dir_all(&configs_dir).unwrap();
 
-    let db = Database::fresh(url).await;
     let options = PgOptions::new(
-        format!("bench-{}", std::process::id()),
+        format!("bench-{}-{node}", std::process::id()),
         dir.path().join("datastore_key.json"),
     );
     let store = PgStore::connect(&db.schema_url(), options)
@@ -246,6 +292,27 @@ impl Database {
             base_url: base_url.to_owned(),
             schema,
             conn,
+            owner: true,
+        }
+    }
+
+    /// Another connection to the schema of `schema_url` (made by [`Database::fresh`] on
+    /// `base_url`), for a further node; it does not own the schema: only the first node's
+    /// [`Server::finish`] drops it, so finish the others first.
+    async fn attach(base_url: &str, schema_url: &str) -> Self {
+        let schema = schema_url
+            .rsplit("search_path%3D")
+            .next()
+            .expect("a schema URL")
+            .to_owned();
+        let conn = PgConnection::connect(base_url)
+            .await
+            .unwrap_or_else(|e| panic!("the bench database {base_url} is unreachable: {e}"));
+        Self {
+            base_url: base_url.to_owned(),
+            schema,
+            conn,
+            owner: false,
         }
     }
 
@@ -310,6 +377,9 @@ impl Database {
     }
 
     async fn drop_schema(mut self) {
+        if !self.owner {
+            return;
+        }
         if let Err(e) = sqlx::query(&format!("DROP SCHEMA {} CASCADE", self.schema))
             .execute(&mut self.conn)
             .await

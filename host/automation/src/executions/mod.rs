@@ -18,7 +18,8 @@
 //! parameters, result}`), as StackStorm's action sensor does, so rules can follow actions.
 //!
 //! The [`Executor`] worker takes `requested` executions oldest first, up to
-//! [`MAX_PARALLEL`] at a time, and claims every one that gets a free slot in one transaction;
+//! [`MAX_PARALLEL`] at a time ([`MAX_PARALLEL_HEAVY`] of them processes or HTTP requests),
+//! and claims every one that gets a free slot in one transaction;
 //! completed executions are recorded together in one transaction too (`record`). After a crash,
 //! executions left `scheduled` are requested again; executions left `running` become
 //! `abandoned` (they may have had effects, so they are not run twice).
@@ -52,8 +53,15 @@ mod worker;
 use document::{finish, new_execution, parameters_schema, runner_of, transition};
 pub use document::{mask, secret_parameters};
 
-/// How many executions run at once.
-pub const MAX_PARALLEL: usize = 16;
+/// How many executions run at once: WASM calls and the built-in runners are cheap (the
+/// plugin runtime bounds its own instances and CPU), so a burst runs many at once.
+pub const MAX_PARALLEL: usize = 256;
+/// How many executions stored on this node may wait in memory for the worker; past that they
+/// wait in the store (which the worker reads when it has room).
+pub const MAX_READY: usize = 4096;
+/// How many of them may be runs of `core.local` (a process each) or `core.http` (a connection
+/// each) at once; the others wait for a slot of these, `running`.
+pub const MAX_PARALLEL_HEAVY: usize = 16;
 /// The user rule-triggered executions run as (StackStorm's system user).
 pub const SYSTEM_USER: &str = "stanley";
 
@@ -127,6 +135,13 @@ pub struct Executor {
     renderer: Renderer,
     /// New executions were requested.
     wake: Notify,
+    /// Executions just stored `requested` on this node, handed over in memory so the worker
+    /// claims them without reading them back (at most [`MAX_READY`]; the rest stay for the
+    /// store's `requested` list).
+    ready: Mutex<std::collections::VecDeque<Execution>>,
+    /// Whether the store may hold `requested` executions that were not handed over (set at
+    /// start, on an overflow of `ready`, and by [`Executor::notify`]).
+    look_in_store: std::sync::atomic::AtomicBool,
     /// An execution moved (waiters look again).
     moved: Notify,
     /// Cancel signals of the runs in progress.
@@ -135,6 +150,8 @@ pub struct Executor {
     /// store, the claims whose leases it renews.
     held: Mutex<std::collections::HashSet<String>>,
     slots: Arc<Semaphore>,
+    /// The [`MAX_PARALLEL_HEAVY`] slots of `core.local` and `core.http` runs.
+    heavy_slots: Arc<Semaphore>,
     hostname: String,
     /// Group commit, for the action triggers.
     ingest: Ingest,
@@ -176,10 +193,13 @@ impl Executor {
             store,
             catalog,
             wake: Notify::new(),
+            ready: Mutex::default(),
+            look_in_store: std::sync::atomic::AtomicBool::new(true),
             moved: Notify::new(),
             cancels: Mutex::default(),
             held: Mutex::default(),
             slots: Arc::new(Semaphore::new(MAX_PARALLEL)),
+            heavy_slots: Arc::new(Semaphore::new(MAX_PARALLEL_HEAVY)),
             hostname,
             ingest,
             finished,
@@ -238,7 +258,7 @@ impl Executor {
         ) {
             Ok(()) => {
                 self.store.insert_execution(&execution).await?;
-                self.wake.notify_one();
+                self.hand_over(vec![execution.clone()]);
                 Ok(execution)
             }
             Err(Prepared::Invalid(message)) => Err(RequestError::Invalid(message)),
@@ -403,9 +423,63 @@ impl Executor {
         Ok(())
     }
 
-    /// Wakes the worker (the engine calls this after storing rule executions).
+    /// Wakes the worker to look for `requested` executions in the store (stored by another
+    /// node, or put back).
     pub fn notify(&self) {
+        self.look_in_store
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.wake.notify_one();
+    }
+
+    /// Hands executions just stored `requested` to the worker, which claims them without
+    /// reading them back; the others (of other statuses) are ignored. Past [`MAX_READY`]
+    /// waiting, they are left to the store's `requested` list.
+    pub fn hand_over(&self, executions: impl IntoIterator<Item = Execution>) {
+        let mut handed = false;
+        if let Ok(mut ready) = self.ready.lock() {
+            for execution in executions {
+                if execution.status != ExecutionStatus::Requested {
+                    continue;
+                }
+                if ready.len() >= MAX_READY {
+                    self.look_in_store
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    break;
+                }
+                ready.push_back(execution);
+                handed = true;
+            }
+        }
+        if handed {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Up to `n` executions handed over, oldest first, at most `heavy` of them on a heavy
+    /// runner (`core.local`, `core.http`; the others stay in order).
+    fn take_ready(&self, n: usize, mut heavy: usize) -> Vec<Execution> {
+        let Ok(mut ready) = self.ready.lock() else {
+            return Vec::new();
+        };
+        let mut taken = Vec::with_capacity(n.min(ready.len()));
+        let mut kept = std::collections::VecDeque::new();
+        while taken.len() < n
+            && let Some(execution) = ready.pop_front()
+        {
+            if worker::is_heavy(&execution) {
+                if heavy == 0 {
+                    kept.push_back(execution);
+                    continue;
+                }
+                heavy -= 1;
+            }
+            taken.push(execution);
+        }
+        // Those passed over go back in front, in their order.
+        while let Some(execution) = kept.pop_back() {
+            ready.push_front(execution);
+        }
+        taken
     }
 
     /// The execution, once it completed or at the deadline, whichever is first.

@@ -3,12 +3,13 @@
 //! dispatches their action triggers.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use stormhook_storage::ingest::IngestError;
 use stormhook_storage::{
-    Execution, ExecutionStatus, InstanceStatus, StorageError, TriggerInstance, ids,
+    Execution, ExecutionStatus, InstanceStatus, Runners, StorageError, TriggerInstance, ids,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -200,18 +201,80 @@ impl Executor {
                 }
                 execution.document["liveaction"]["runner_info"] = runner_info;
             };
-            let claimed = match self.store.claim_requested(slots.len() as u64, &start).await {
-                Ok(claimed) => claimed,
-                Err(e) => {
-                    tracing::error!("cannot claim requested executions: {e}");
-                    drop(slots);
-                    tokio::select! {
-                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        () = stop.wait() => {}
-                    }
-                    continue;
+            // A `core.local` or `core.http` run is claimed only with a heavy slot free, so one
+            // that waits for a slot stays `requested` (a stop then leaves it to run later, not
+            // `abandoned` as if it had started).
+            let mut heavy = Vec::new();
+            while heavy.len() < slots.len()
+                && let Ok(permit) = Arc::clone(&self.heavy_slots).try_acquire_owned()
+            {
+                heavy.push(permit);
+            }
+            // Those handed over first: they are claimed without being read back (a claim is
+            // a move from `requested`, so one already claimed, canceled, or not stored is
+            // simply not won). Then, with room left, the store's oldest `requested` ones.
+            let mut handed = self.take_ready(slots.len(), heavy.len());
+            let mut claimed = Vec::with_capacity(slots.len());
+            let mut failed = None;
+            if !handed.is_empty() {
+                for execution in &mut handed {
+                    start(execution);
                 }
-            };
+                match self
+                    .store
+                    .update_executions(&handed, &[ExecutionStatus::Requested])
+                    .await
+                {
+                    Ok(won) => claimed.extend(
+                        handed
+                            .into_iter()
+                            .zip(won)
+                            .filter_map(|(execution, ok)| ok.then_some(execution)),
+                    ),
+                    Err(e) => {
+                        // They are still `requested` in the store.
+                        self.look_in_store.store(true, Ordering::Relaxed);
+                        failed = Some(e);
+                    }
+                }
+            }
+            let look = claimed.is_empty() || self.look_in_store.swap(false, Ordering::Relaxed);
+            if failed.is_none() && look {
+                let heavy_room = heavy.len() - claimed.iter().filter(|e| is_heavy(e)).count();
+                for (class, runners) in [
+                    (true, Runners::Only(&HEAVY_RUNNERS)),
+                    (false, Runners::Except(&HEAVY_RUNNERS)),
+                ] {
+                    let free = slots.len() - claimed.len();
+                    let room = if class { heavy_room.min(free) } else { free };
+                    if room == 0 {
+                        continue;
+                    }
+                    match self
+                        .store
+                        .claim_requested(room as u64, runners, &start)
+                        .await
+                    {
+                        Ok(more) => claimed.extend(more),
+                        Err(e) => {
+                            self.look_in_store.store(true, Ordering::Relaxed);
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                }
+            }
+            if let Some(e) = failed
+                && claimed.is_empty()
+            {
+                tracing::error!("cannot claim requested executions: {e}");
+                drop(slots);
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = stop.wait() => {}
+                }
+                continue;
+            }
             let found = !claimed.is_empty();
             if found {
                 if let Ok(mut held) = self.held.lock() {
@@ -219,15 +282,20 @@ impl Executor {
                 }
                 self.moved.notify_waiters();
             }
-            // The slots not used are freed when `slots` is dropped.
+            // The slots not used are freed when `slots` and `heavy` are dropped.
             for (execution, slot) in claimed.into_iter().zip(slots.drain(..)) {
+                let heavy_slot = if is_heavy(&execution) {
+                    heavy.pop()
+                } else {
+                    None
+                };
                 let me = Arc::clone(&self);
                 tokio::spawn(async move {
                     me.run(execution).await;
-                    drop(slot);
+                    drop((slot, heavy_slot));
                 });
             }
-            drop(slots);
+            drop((slots, heavy));
             if !found {
                 tokio::select! {
                     () = woken => {}
@@ -255,15 +323,16 @@ impl Executor {
             outcome = self.catalog.run(&execution).instrument(span.clone()) => outcome,
             Ok(()) = rx => Outcome { status: ExecutionStatus::Canceled, result: Value::Null },
         };
-        if let Ok(mut cancels) = self.cancels.lock() {
-            cancels.remove(&execution.id);
-        }
-        // A cancel that arrived as the run ended still wins: the caller was told `canceling`.
-        let canceling = matches!(
-            self.store.execution(&execution.id).await,
-            Ok(Some(ref e)) if e.status == ExecutionStatus::Canceling
-        );
-        if canceling && outcome.status != ExecutionStatus::Canceled {
+        // A cancel took the signal (on this node, or from another through `signal_cancel`):
+        // it wins even when the run ended at the same moment, since the caller was told
+        // `canceling`. (A cancel whose signal never reached this node is settled when the end
+        // is recorded, see `record`.)
+        let canceled_here = self
+            .cancels
+            .lock()
+            .map(|mut cancels| cancels.remove(&execution.id).is_none())
+            .unwrap_or(false);
+        if canceled_here && outcome.status != ExecutionStatus::Canceled {
             transition(&mut execution, ExecutionStatus::Canceling);
         }
         finish(&mut execution, outcome, &self.hostname);
@@ -295,14 +364,7 @@ impl Executor {
             let mut retry = crate::retry::Retry::default();
             let mut gave_up = false;
             let recorded = loop {
-                let e = match self
-                    .store
-                    .update_executions(
-                        &done,
-                        &[ExecutionStatus::Running, ExecutionStatus::Canceling],
-                    )
-                    .await
-                {
+                let e = match self.store_completions(&mut done).await {
                     Ok(recorded) => break recorded,
                     Err(e) => e,
                 };
@@ -363,6 +425,40 @@ impl Executor {
         }
     }
 
+    /// Writes the ends of `done`; which were written. Each is written only over `running`;
+    /// one that is `canceling` in the store instead (a cancel through another node whose
+    /// signal did not reach this one) gets its `canceling` step in its log and is written over
+    /// that. The others are not this node's to record any more (another node took them over).
+    async fn store_completions(&self, done: &mut [Execution]) -> Result<Vec<bool>, StorageError> {
+        let mut recorded = self
+            .store
+            .update_executions(done, &[ExecutionStatus::Running])
+            .await?;
+        let missed: Vec<usize> = (0..done.len()).filter(|i| !recorded[*i]).collect();
+        if missed.is_empty() {
+            return Ok(recorded);
+        }
+        let mut canceled: Vec<Execution> = Vec::with_capacity(missed.len());
+        for &i in &missed {
+            let mut execution = done[i].clone();
+            if execution.status != ExecutionStatus::Canceled {
+                mark_canceling(&mut execution);
+            }
+            canceled.push(execution);
+        }
+        let written = self
+            .store
+            .update_executions(&canceled, &[ExecutionStatus::Canceling])
+            .await?;
+        for ((i, execution), ok) in missed.into_iter().zip(canceled).zip(written) {
+            if ok {
+                done[i] = execution;
+                recorded[i] = true;
+            }
+        }
+        Ok(recorded)
+    }
+
     /// Stores the `core.st2.generic.actiontrigger` instance of a completed execution.
     async fn dispatch_action_trigger(&self, execution: &Execution) {
         use crate::triggers::ACTION_TRIGGER_TYPE;
@@ -374,6 +470,19 @@ impl Executor {
             trace_tag: format!("execution-{}", execution.id),
             start_timestamp: now.clone(),
             trigger_instances: Vec::new(),
+        };
+        // StackStorm hands every action trigger to the rules engine. When no enabled rule
+        // listens to it, the engine would only mark it processed: it is stored processed at
+        // once, which spares the engine half of its input during a burst of executions. (A
+        // rule enabled in the instant between this check and the commit does not see it.)
+        let listened =
+            self.catalog.packs().rules().rules.iter().any(|rule| {
+                rule.doc.enabled && crate::packs::listens_to(rule, ACTION_TRIGGER_TYPE)
+            });
+        let status = if listened {
+            InstanceStatus::Pending
+        } else {
+            InstanceStatus::Processed
         };
         let instance = TriggerInstance {
             id: instance_id,
@@ -390,7 +499,7 @@ impl Executor {
                 "result": doc.get("result").cloned().unwrap_or_else(|| json!({})),
             }),
             occurrence_time: now,
-            status: InstanceStatus::Pending,
+            status,
             trace_id: Some(trace.id.clone()),
             depth: crate::documents::depth_of(&doc["context"]),
         };
@@ -414,4 +523,33 @@ impl Executor {
             }
         }
     }
+}
+
+/// Adds a `canceling` step before the last (the end) of a completed execution's log, unless it
+/// has one: a cancel came while it ran, and the run ended anyway.
+fn mark_canceling(execution: &mut Execution) {
+    let Some(log) = execution.document["log"].as_array_mut() else {
+        return;
+    };
+    if log.iter().any(|entry| entry["status"] == "canceling") {
+        return;
+    }
+    let at = log.len().saturating_sub(1);
+    let timestamp = log
+        .get(at)
+        .and_then(|entry| entry.get("timestamp").cloned())
+        .unwrap_or(Value::Null);
+    log.insert(
+        at,
+        json!({"status": ExecutionStatus::Canceling, "timestamp": timestamp}),
+    );
+}
+
+/// The runners whose runs are bounded by [`super::MAX_PARALLEL_HEAVY`]: a process, a
+/// connection.
+const HEAVY_RUNNERS: [&str; 2] = [crate::actions::LOCAL_RUNNER, crate::actions::HTTP_RUNNER];
+
+/// Whether `execution` runs on a heavy runner.
+pub(super) fn is_heavy(execution: &Execution) -> bool {
+    HEAVY_RUNNERS.contains(&execution.runner.as_str())
 }
