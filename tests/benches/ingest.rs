@@ -10,6 +10,10 @@
 //! measures Stormhook on PostgreSQL too (a fresh schema per round; `common/backend.rs`), and
 //! prints its WAL bytes per accepted event and rows written per second beside the ratios.
 //!
+//! Each round also measures SQLite with a GitHub-signed hook (`X-Hub-Signature-256` over the
+//! body, a fresh `X-GitHub-Delivery` per request, no API key): the cost of verification and
+//! replay protection beside the API-key hook; `INGEST_SIGNED=0` skips it.
+//!
 //! Run: `cargo bench -p stormhook-tests --bench ingest`. `INGEST_SECS` sets the measured time
 //! per side and round (default 5, after 1 s of warm-up); `INGEST_ONLY=stormhook` skips the raw
 //! side, for profiling (its ratios then print as NaN). Results: `BENCHMARKS.md`.
@@ -74,26 +78,74 @@ struct Measured {
     rows: Vec<(String, i64)>,
 }
 
+/// How the bench's sender proves itself.
+#[derive(Clone, Copy, PartialEq)]
+enum Sender {
+    /// `St2-Api-Key`, as StackStorm's curl lines do.
+    ApiKey,
+    /// GitHub's `X-Hub-Signature-256` (secret in the datastore, encrypted) and a new
+    /// `X-GitHub-Delivery` per request, so every delivery is verified and its id recorded.
+    GitHub,
+}
+
+/// The GitHub-signed side's secret.
+const SECRET: &str = "bench-secret";
+
 /// One measurement of Stormhook on `backend`, on a fresh server and store.
-async fn stormhook(backend: &Backend, warmup: Duration, secs: Duration) -> Measured {
+async fn stormhook(
+    backend: &Backend,
+    sender: Sender,
+    warmup: Duration,
+    secs: Duration,
+) -> Measured {
     // The rule registers the webhook, and the engine evaluates every accepted instance, but
     // its criteria never match: this measures acceptance, not action runs (each of which adds
     // its own transactions; executions are measured on their own).
+    let verify = match sender {
+        Sender::ApiKey => "",
+        Sender::GitHub => "    verify: {preset: github, secret: {datastore: github_secret}}\n",
+    };
     let rule = (
         "github".to_owned(),
-        "name: github\ntrigger:\n  type: core.st2.webhook\n  parameters:\n    url: github\ncriteria:\n  trigger.body.never:\n    type: exists\n    pattern: x\naction:\n  ref: core.noop\n".to_owned(),
+        format!(
+            "name: github\ntrigger:\n  type: core.st2.webhook\n  parameters:\n    url: github\n{verify}criteria:\n  trigger.body.never:\n    type: exists\n    pattern: x\naction:\n  ref: core.noop\n"
+        ),
     );
     let mut server = Server::start(backend, vec![rule], false).await;
     let addr = server.base.trim_start_matches("http://").to_owned();
+    let (headers, unique) = match sender {
+        Sender::ApiKey => (vec![("st2-api-key", server.key.clone())], None),
+        Sender::GitHub => {
+            let resp = server
+                .client()
+                .put(server.url("/api/v1/keys/github_secret"))
+                .json(
+                    &serde_json::json!({"name": "github_secret", "value": SECRET, "secret": true}),
+                )
+                .send()
+                .await
+                .unwrap();
+            assert!(resp.status().is_success());
+            use hmac::Mac as _;
+            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+            mac.update(BODY.as_bytes());
+            let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+            (
+                vec![("x-hub-signature-256", signature)],
+                Some("x-github-delivery"),
+            )
+        }
+    };
     let before = match server.database() {
         Some(db) => Some((db.wal_lsn().await, db.rows().await)),
         None => None,
     };
     let started = std::time::Instant::now();
-    let (rps, other, errors) = load(
+    let (rps, other, errors) = load::load_with(
         addr,
         "/api/v1/webhooks/github",
-        Some(server.key.clone()),
+        headers,
+        unique,
         CONNECTIONS,
         BODY,
         warmup,
@@ -158,6 +210,13 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
+fn side_name(backend: &Backend, sender: Sender) -> String {
+    match sender {
+        Sender::ApiKey => backend.name().to_owned(),
+        Sender::GitHub => format!("{}+github", backend.name()),
+    }
+}
+
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -186,12 +245,18 @@ fn main() {
     // `INGEST_ONLY=stormhook` skips the raw side, for profiling.
     let only_stormhook = std::env::var("INGEST_ONLY").is_ok_and(|v| v == "stormhook");
     let backends = Backend::all();
+    // Each backend with the API-key hook; SQLite also with the GitHub-signed hook (its cost:
+    // the datastore read and decryption of the secret, the HMAC, the delivery id's row).
+    let mut sides: Vec<(&Backend, Sender)> = backends.iter().map(|b| (b, Sender::ApiKey)).collect();
+    if std::env::var("INGEST_SIGNED").map_or(true, |v| v != "0") {
+        sides.insert(1, (&backends[0], Sender::GitHub));
+    }
 
     // The raw side alone swings by a third between runs on a shared machine, so the sides
     // alternate, round after round (raw, then Stormhook on each backend), and each round gives
     // its own ratios; the median of the rounds is the result.
-    let mut ratios = vec![Vec::new(); backends.len()];
-    let mut rates = vec![Vec::new(); backends.len()];
+    let mut ratios = vec![Vec::new(); sides.len()];
+    let mut rates = vec![Vec::new(); sides.len()];
     let mut raw_rates = Vec::new();
     for round in 1..=rounds {
         let (raw_rps, raw_other, raw_errors) = if only_stormhook {
@@ -203,14 +268,14 @@ fn main() {
         let mut line = format!(
             "ingest/round {round}: raw axum echo {raw_rps:>7.0} req/s (non-2xx {raw_other}, errors {raw_errors})"
         );
-        for (i, backend) in backends.iter().enumerate() {
-            let m = on_fresh_runtime(stormhook(backend, warmup, secs));
+        for (i, (backend, sender)) in sides.iter().enumerate() {
+            let m = on_fresh_runtime(stormhook(backend, *sender, warmup, secs));
             let ratio = m.rps / raw_rps;
             ratios[i].push(ratio);
             rates[i].push(m.rps);
             line.push_str(&format!(
                 "; {} durable {:>7.0} req/s (non-2xx {}, errors {}, trigger instances stored {}) ratio {ratio:.2}",
-                backend.name(),
+                side_name(backend, *sender),
                 m.rps,
                 m.other,
                 m.errors,
@@ -229,10 +294,10 @@ fn main() {
         "ingest/raw axum echo, median of {rounds} rounds: {:.0} req/s",
         median(raw_rates)
     );
-    for (i, backend) in backends.iter().enumerate() {
+    for (i, (backend, sender)) in sides.iter().enumerate() {
         println!(
-            "ingest/{:<8} median of {rounds} rounds: {:>7.0} req/s, ratio stormhook/raw {:.2}  (target >= 0.5)",
-            backend.name(),
+            "ingest/{:<15} median of {rounds} rounds: {:>7.0} req/s, ratio stormhook/raw {:.2}  (target >= 0.5)",
+            side_name(backend, *sender),
             median(rates[i].clone()),
             median(ratios[i].clone()),
         );

@@ -98,6 +98,7 @@ async fn an_unreadable_instance_fails_and_the_engine_goes_on() {
         .commit_events(&[NewEvent {
             trace,
             instances: vec![corrupt],
+            delivery: None,
         }])
         .await
         .unwrap();

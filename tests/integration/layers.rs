@@ -82,12 +82,28 @@ fn the_server_depends_on_no_command_line_and_the_leaf_crates_on_no_domain() {
         "stormhook-runtime",
         "stormhook-rules",
         "stormhook-packs",
+        "stormhook-senders",
         "stormhook-storage",
     ] {
         let deps = dependencies(leaf, None);
         for name in ["stormhook-automation", "stormhook-server", "axum", "clap"] {
             assert!(!deps.contains(name), "{leaf} depends on {name}");
         }
+    }
+    // The senders' checks are pure functions: no IO crate below them, no other crate of ours.
+    let senders = dependencies("stormhook-senders", None);
+    for name in [
+        "tokio",
+        "sqlx",
+        "reqwest",
+        "hyper",
+        "stormhook-storage",
+        "stormhook-packs",
+    ] {
+        assert!(
+            !senders.contains(name),
+            "stormhook-senders depends on {name}"
+        );
     }
     let runtime = dependencies("stormhook-runtime", Some(1));
     for name in ["stormhook-storage", "stormhook-rules", "stormhook-packs"] {

@@ -17,6 +17,7 @@ mod plugin_api;
 mod reload;
 mod rules;
 mod sandbox;
+mod senders;
 mod server;
 mod st2_cli;
 mod tls;

@@ -304,6 +304,9 @@ impl PackManager {
             .unwrap_or_default();
         rules.extend(self.api_rules.lock().map(|r| r.clone()).unwrap_or_default());
         let webhooks = Webhooks::from_rules(rules.iter().map(|r| &r.doc));
+        for conflict in webhooks.conflicts() {
+            tracing::error!("refused webhook trigger: {conflict}");
+        }
         self.rules.store(Arc::new(RuleSet { rules, webhooks }));
     }
 

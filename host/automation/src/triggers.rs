@@ -16,6 +16,7 @@ use std::sync::Arc;
 use md5::Md5;
 use sha2::{Digest, Sha256};
 use stormhook_packs::RuleDoc;
+use stormhook_senders::HookPolicy;
 use stormhook_storage::TriggerType;
 
 /// The trigger type of webhooks that rules register.
@@ -72,12 +73,33 @@ impl Trigger {
 /// The registered webhooks, in registration order.
 #[derive(Debug, Default)]
 pub struct Webhooks {
-    hooks: Vec<(String, Vec<Arc<Trigger>>)>,
+    hooks: Vec<Hook>,
     index: HashMap<String, usize>,
+    conflicts: Vec<String>,
+}
+
+/// One webhook url: its triggers and how its senders are verified.
+#[derive(Debug)]
+pub struct Hook {
+    /// The url (normalised).
+    pub url: String,
+    /// Its triggers, one instance each per delivery.
+    pub triggers: Vec<Arc<Trigger>>,
+    /// The sender policy (`verify`, `replay`, `handshake`), shared by every rule on the url.
+    pub policy: Option<Arc<HookPolicy>>,
+    /// The pack of the rule that first registered the url: `{config: key}` secrets are read
+    /// from its config.
+    pub pack: String,
+    /// That rule's ref, for messages.
+    pub rule: String,
 }
 
 impl Webhooks {
-    /// The webhooks registered by `rules` (enabled or not).
+    /// The webhooks registered by `rules` (enabled or not). Every rule on one url must declare
+    /// the same sender policy (none, or the same `verify`/`replay`/`handshake`): a rule whose
+    /// policy differs from the first rule's on that url is not registered, and
+    /// [`Webhooks::conflicts`] says why (a hook verified for one rule and open for another
+    /// would let unverified deliveries reach the first rule's actions).
     pub fn from_rules<'a>(rules: impl IntoIterator<Item = &'a RuleDoc>) -> Self {
         let mut hooks = Self::default();
         for rule in rules {
@@ -87,16 +109,42 @@ impl Webhooks {
             let Some(url) = rule.trigger.parameters.get("url").and_then(|u| u.as_str()) else {
                 continue;
             };
+            let reference = format!("{}.{}", rule.pack, rule.name);
+            let policy = match HookPolicy::parse(&rule.trigger.parameters) {
+                Ok(policy) => policy.map(Arc::new),
+                Err(message) => {
+                    // Rule files and the API refuse such a rule before it gets here.
+                    hooks.conflicts.push(format!(
+                        "rule {reference}: webhook {url}: {message}; not registered"
+                    ));
+                    continue;
+                }
+            };
             let parameters = serde_json::Value::Object(rule.trigger.parameters.clone());
             let trigger = Trigger::new(WEBHOOK_TYPE, &parameters);
             let url = normalize_url(url).to_owned();
             let slot = *hooks.index.entry(url.clone()).or_insert_with(|| {
-                hooks.hooks.push((url, Vec::new()));
+                hooks.hooks.push(Hook {
+                    url: url.clone(),
+                    triggers: Vec::new(),
+                    policy: policy.clone(),
+                    pack: rule.pack.clone(),
+                    rule: reference.clone(),
+                });
                 hooks.hooks.len() - 1
             });
-            let triggers = &mut hooks.hooks[slot].1;
-            if !triggers.iter().any(|t| t.id == trigger.id) {
-                triggers.push(Arc::new(trigger));
+            let hook = &mut hooks.hooks[slot];
+            if hook.policy != policy {
+                hooks.conflicts.push(format!(
+                    "rule {reference}: webhook {url} already has {} from rule {}, and this rule declares {}; its trigger is not registered (give every rule on one url the same verify, replay and handshake parameters)",
+                    describe(hook.policy.as_deref()),
+                    hook.rule,
+                    describe(policy.as_deref()),
+                ));
+                continue;
+            }
+            if !hook.triggers.iter().any(|t| t.id == trigger.id) {
+                hook.triggers.push(Arc::new(trigger));
             }
         }
         hooks
@@ -104,17 +152,46 @@ impl Webhooks {
 
     /// The triggers registered under `url` (already normalised by the caller's route).
     pub fn get(&self, url: &str) -> Option<&[Arc<Trigger>]> {
-        self.index.get(url).map(|&i| self.hooks[i].1.as_slice())
+        self.hook(url).map(|h| h.triggers.as_slice())
+    }
+
+    /// The hook registered under `url`.
+    pub fn hook(&self, url: &str) -> Option<&Hook> {
+        self.index.get(url).map(|&i| &self.hooks[i])
     }
 
     /// Every trigger, in registration order.
     pub fn all(&self) -> impl Iterator<Item = &Arc<Trigger>> {
-        self.hooks.iter().flat_map(|(_, triggers)| triggers)
+        self.hooks.iter().flat_map(|h| &h.triggers)
     }
 
     /// The trigger with this ref (`core.<uuid>`).
     pub fn trigger(&self, reference: &str) -> Option<&Arc<Trigger>> {
         self.all().find(|t| t.reference == reference)
+    }
+
+    /// Whether the trigger with this ref is on a hook that verifies its sender.
+    pub fn verifies(&self, reference: &str) -> bool {
+        self.hooks.iter().any(|h| {
+            h.policy.as_ref().is_some_and(|p| p.verify.is_some())
+                && h.triggers.iter().any(|t| t.reference == reference)
+        })
+    }
+
+    /// Rules not registered because their sender policy conflicts, one message each.
+    pub fn conflicts(&self) -> &[String] {
+        &self.conflicts
+    }
+}
+
+/// A policy, for a conflict message (no secrets: only references, and not even those).
+fn describe(policy: Option<&HookPolicy>) -> String {
+    match policy {
+        None => "no sender policy".to_owned(),
+        Some(p) => match &p.verify {
+            Some(v) => format!("verification {:?}", v.preset).to_lowercase(),
+            None => "a replay or handshake policy".to_owned(),
+        },
     }
 }
 

@@ -185,14 +185,26 @@ impl RuleDoc {
                     "trigger `core.st2.webhook` needs parameters.url, a non-empty string",
                 ));
             }
-            if let Some(extra) = params.keys().find(|k| *k != "url") {
+            // StackStorm's `url`, and Stormhook's sender policy (how the sender is verified,
+            // replay protection, handshakes: `stormhook_senders::policy`).
+            let known = |k: &str| k == "url" || stormhook_senders::policy::POLICY_KEYS.contains(&k);
+            if let Some(extra) = params.keys().find(|k| !known(k)) {
                 return Err(DocError::at_key(
                     path,
                     text,
                     "trigger",
                     format!(
-                        "Additional properties are not allowed ('{extra}' was unexpected) in the parameters of trigger `core.st2.webhook`"
+                        "Additional properties are not allowed ('{extra}' was unexpected) in the parameters of trigger `core.st2.webhook` (Stormhook adds {})",
+                        stormhook_senders::policy::POLICY_KEYS.join(", ")
                     ),
+                ));
+            }
+            if let Err(message) = stormhook_senders::HookPolicy::parse(params) {
+                return Err(DocError::at_key(
+                    path,
+                    text,
+                    "trigger",
+                    format!("in the parameters of trigger `core.st2.webhook`: {message}"),
                 ));
             }
         }
@@ -280,6 +292,18 @@ mod tests {
                 .message
                 .contains("'y' was unexpected")
         );
+    }
+
+    #[test]
+    fn webhook_triggers_take_a_sender_policy_which_is_checked() {
+        let ok = "name: r\ntrigger:\n  type: core.st2.webhook\n  parameters:\n    url: gh\n    verify: {preset: github, secret: {datastore: gh_secret}}\naction: {ref: a.b}\n";
+        let rule = RuleDoc::parse("r.yaml", ok, "p").unwrap();
+        assert!(rule.trigger.parameters.contains_key("verify"));
+        let literal = ok.replace("{datastore: gh_secret}", "hunter2");
+        let err = RuleDoc::parse("r.yaml", &literal, "p").unwrap_err();
+        assert_eq!(err.line, Some(2), "{err}");
+        assert!(err.message.contains("datastore"), "{err}");
+        assert!(!err.message.contains("hunter2"), "{err}");
     }
 
     #[test]

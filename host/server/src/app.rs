@@ -99,6 +99,7 @@ impl Stormhook {
             auth: Arc::clone(&self.auth),
             settings: Arc::new(settings),
             executor: Arc::clone(&automation.executor),
+            senders: Arc::default(),
         })
     }
 

@@ -40,6 +40,7 @@ mod middleware;
 mod paging;
 mod plugins;
 mod rules;
+pub mod senders;
 mod tokens;
 mod triggers;
 mod webhooks;
@@ -122,6 +123,8 @@ pub struct Shared {
     pub settings: Arc<Settings>,
     /// Runs executions.
     pub executor: Arc<stormhook_automation::executions::Executor>,
+    /// Counts of refused, duplicate and handshake deliveries per hook (`GET /senders`).
+    pub senders: Arc<senders::SenderStats>,
 }
 
 /// The API routes (authenticated), without prefixes.

@@ -481,6 +481,11 @@ pub(crate) async fn authenticate(
         Some(Presented(presented)) => presented,
         None => credential(&request),
     };
+    if credential.is_none() && open_to_senders(&state, &request) {
+        // A hook whose sender proves itself another way (a signature, a handshake): the
+        // handler's gate (`crate::senders::gate`) verifies it, or asks for credentials.
+        return next.run(request).await;
+    }
     match state.auth.verify(credential.as_ref()).await {
         Ok(principal) => {
             let cookie = match (&credential, &principal.token_expiry) {
@@ -500,6 +505,37 @@ pub(crate) async fn authenticate(
         }
         Err(err) => ApiError::from(err).into_response(),
     }
+}
+
+/// Whether `request` goes to a webhook whose sender policy lets it in without credentials:
+/// one verified by a signature (unless it also requires an API key) or with a handshake.
+fn open_to_senders(state: &AppState, request: &Request) -> bool {
+    let Some(route) = request.extensions().get::<axum::extract::MatchedPath>() else {
+        return false;
+    };
+    let route = route.as_str();
+    if !(route.ends_with("/webhooks/{hook}") || route.ends_with("/webhooks/{hook}/{*rest}")) {
+        return false;
+    }
+    let path = request.uri().path();
+    let Some(at) = path.find("/webhooks/") else {
+        return false;
+    };
+    let Ok(hook) =
+        percent_encoding::percent_decode_str(&path[at + "/webhooks/".len()..]).decode_utf8()
+    else {
+        return false;
+    };
+    let hook = stormhook_automation::triggers::normalize_url(&hook);
+    if hook == "st2" {
+        return false;
+    }
+    let rules = state.packs.rules();
+    rules
+        .webhooks
+        .hook(hook)
+        .and_then(|h| h.policy.as_deref())
+        .is_some_and(crate::senders::opens)
 }
 
 /// `auth-token=<token>; Max-Age=<seconds to expiry>; HttpOnly; SameSite=lax; Secure`.

@@ -201,9 +201,16 @@ async fn validate(state: &AppState, body: &[u8]) -> Result<(RuleDoc, Value), Api
                 .as_object()
                 .is_some_and(|s| !s.is_empty()) =>
         {
+            // A webhook's sender policy (`verify`, `replay`, ...) is Stormhook's, checked by
+            // `RuleDoc::from_json` above; StackStorm's schema knows only `url`.
+            let mut parameters = doc.trigger.parameters.clone();
+            if t.reference == stormhook_automation::triggers::WEBHOOK_TYPE {
+                parameters
+                    .retain(|k, _| !stormhook_senders::policy::POLICY_KEYS.contains(&k.as_str()));
+            }
             stormhook_automation::schema::validate(
                 &t.parameters_schema,
-                &Value::Object(doc.trigger.parameters.clone()),
+                &Value::Object(parameters),
             )
             .map_err(ApiError::BadRequest)?;
         }

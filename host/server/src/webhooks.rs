@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Map, Value};
-use stormhook_storage::{NewEvent, NewInstance, Trace, TriggerInstance, ids};
+use stormhook_storage::{Committed, NewEvent, NewInstance, Trace, TriggerInstance, ids};
 
 use super::{ApiError, AppState};
 use stormhook_automation::triggers::{WEBHOOK_TYPE, python_repr};
@@ -23,6 +23,7 @@ pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/webhooks", get(list))
         .route("/webhooks/{hook}", get(get_one).post(post))
+        .route("/senders", get(crate::senders::stats))
         .route("/webhooks/{hook}/{*rest}", axum::routing::post(post_nested))
         .route("/triggers", get(list_triggers))
         .route("/triggers/{id}", get(get_trigger))
@@ -62,14 +63,27 @@ async fn get_trigger(
 async fn get_one(
     State(state): State<AppState>,
     Path(url): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (parts, _) = request.into_parts();
     let rules = state.packs.rules();
+    // A sender's handshake (Meta, Dropbox, Graph) is a GET of the hook, without credentials.
+    if let Some(hook) = rules.webhooks.hook(&url)
+        && let Some(policy) = &hook.policy
+    {
+        if let Some(answer) = crate::senders::get_handshake(&state, hook, policy, &parts).await? {
+            return Ok(answer);
+        }
+        if parts.extensions.get::<crate::auth::Principal>().is_none() {
+            return Err(ApiError::from(crate::auth::AuthError::Missing));
+        }
+    }
     let first = rules
         .webhooks
         .get(&url)
         .and_then(|t| t.first())
         .ok_or_else(|| ApiError::NotFound("Unhandled exception".into()))?;
-    Ok(Json(serde_json::to_value(&**first).unwrap_or_default()))
+    Ok(Json(serde_json::to_value(&**first).unwrap_or_default()).into_response())
 }
 
 /// `POST /webhooks/a/b/c`: a multi-segment hook.
@@ -88,8 +102,38 @@ async fn post(
 ) -> Result<Response, ApiError> {
     // The request whole, not a `HeaderMap` extractor, which would clone every header.
     let (parts, body) = request.into_parts();
-    let headers = parts.headers;
     let raw = super::read_body(body, state.settings.max_body_bytes).await?;
+    // A hook with a sender policy: its handshake is answered, and its deliveries verified
+    // (on the raw bytes as received), before anything is parsed.
+    let rules = state.packs.rules();
+    let mut delivery = None;
+    let mut handshake = None;
+    let mut hidden_header = None;
+    let authenticated = parts.extensions.get::<crate::auth::Principal>().is_some();
+    let policy = match rules.webhooks.hook(&hook) {
+        Some(found) if hook != "st2" => found.policy.as_deref().map(|p| (found, p)),
+        _ => None,
+    };
+    // The middleware let an unauthenticated request in by the rules it saw; these rules may
+    // be newer (a reload while the body arrived): they decide.
+    if !authenticated && !policy.is_some_and(|(_, p)| crate::senders::opens(p)) {
+        return Err(ApiError::from(crate::auth::AuthError::Missing));
+    }
+    if let Some((found, policy)) = policy {
+        hidden_header = crate::senders::secret_header(policy);
+        match crate::senders::gate(&state, found, policy, &parts, &raw, authenticated).await? {
+            crate::senders::Gate::Answer {
+                response,
+                store: false,
+            } => return Ok(response),
+            crate::senders::Gate::Answer {
+                response,
+                store: true,
+            } => handshake = Some(response),
+            crate::senders::Gate::Deliver(key) => delivery = key,
+        }
+    }
+    let headers = parts.headers;
     // As in StackStorm, the body is parsed (and a bad content type refused) before the hook is
     // looked up.
     let media = media_type(&headers)?;
@@ -153,13 +197,12 @@ async fn post(
         Media::Json => Bytes::from_static(b"{}"),
         Media::Form => Bytes::from(form(&raw).to_string()),
     };
-    let rules = state.packs.rules();
     let triggers = rules
         .webhooks
         .get(&hook)
         .ok_or_else(|| ApiError::NotFound(format!("Webhook {hook} not registered with st2")))?;
     // Every rule on the hook gets its own instance.
-    let payload = webhook_payload(&headers, &body);
+    let payload = webhook_payload(&headers, &body, hidden_header);
     let instances = triggers
         .iter()
         .map(|t| NewInstance {
@@ -177,7 +220,36 @@ async fn post(
         let ids: Vec<&str> = instances.iter().map(|i| i.id.as_str()).collect();
         tracing::debug!(trigger_instances = ?ids, "webhook accepted");
     }
-    submit(&state, NewEvent { trace, instances }).await?;
+    let committed = submit(
+        &state,
+        NewEvent {
+            trace,
+            instances,
+            delivery,
+        },
+    )
+    .await?;
+    if let Committed::Duplicate {
+        trace_id,
+        trace_tag,
+    } = committed
+    {
+        // Acknowledged (2xx), so the sender stops retrying; nothing stored again.
+        state.senders.duplicate(&hook);
+        tracing::info!(hook = %hook, original_trace = %trace_tag, "duplicate webhook delivery acknowledged, not stored");
+        return Ok((
+            StatusCode::OK,
+            Json(serde_json::json!({
+                "duplicate": true,
+                "message": "This delivery was received before; it is not stored again.",
+                "trace": {"id": trace_id, "trace_tag": trace_tag},
+            })),
+        )
+            .into_response());
+    }
+    if let Some(answer) = handshake {
+        return Ok(answer);
+    }
     Ok((
         StatusCode::ACCEPTED,
         [(
@@ -190,7 +262,7 @@ async fn post(
 }
 
 /// Hands the event to the group commit and waits until it is on disk.
-async fn submit(state: &AppState, event: NewEvent) -> Result<(), ApiError> {
+async fn submit(state: &AppState, event: NewEvent) -> Result<Committed, ApiError> {
     state.ingest.submit(event).await.map_err(ApiError::from)
 }
 
@@ -220,6 +292,12 @@ async fn generic(state: &AppState, body: &Value) -> Result<(String, String, Valu
     let last = trigger.rsplit('.').next().unwrap_or_default();
     let type_ref = if uuid::Uuid::parse_str(last).is_ok_and(|u| u.get_version_num() == 4) {
         let rules = state.packs.rules();
+        if rules.webhooks.verifies(&trigger) {
+            // Its hook proves its sender by a signature: an API key does not replace it.
+            return Err(refused(format!(
+                "Trigger \"{trigger}\" belongs to a webhook that verifies its sender's signature; post to the webhook's own url, signed"
+            )));
+        }
         match rules.webhooks.trigger(&trigger) {
             Some(t) => t.trigger_type.clone(),
             None => {
@@ -313,7 +391,7 @@ fn form(raw: &[u8]) -> Value {
 
 /// The JSON text of `{headers, headers_lower, body}`, with StackStorm's header casing and
 /// without the credentials, cookies and trace tag. `body` is JSON text, spliced in as it is.
-fn webhook_payload(headers: &HeaderMap, body: &[u8]) -> String {
+fn webhook_payload(headers: &HeaderMap, body: &[u8], secret: Option<&str>) -> String {
     const REMOVED: [&str; 4] = ["st2-api-key", "x-auth-token", "cookie", "st2-trace-tag"];
     const OPEN: &[u8] = b"{\"headers\":{";
     let string = |out: &mut Vec<u8>, s: &str| {
@@ -324,7 +402,7 @@ fn webhook_payload(headers: &HeaderMap, body: &[u8]) -> String {
     cased.extend_from_slice(OPEN);
     lower.extend_from_slice(b",\"headers_lower\":{");
     for name in headers.keys() {
-        if REMOVED.contains(&name.as_str()) {
+        if REMOVED.contains(&name.as_str()) || secret == Some(name.as_str()) {
             continue;
         }
         let mut values = headers.get_all(name).iter().filter_map(|v| v.to_str().ok());
@@ -405,7 +483,7 @@ mod tests {
         headers.append("x-multi", "two \"quoted\"".parse().unwrap());
         headers.insert("st2-api-key", "secret".parse().unwrap());
         headers.insert("cookie", "auth-token=secret".parse().unwrap());
-        let text = webhook_payload(&headers, raw);
+        let text = webhook_payload(&headers, raw, None);
         assert_eq!(
             serde_json::from_str::<Value>(&text).unwrap(),
             serde_json::json!({
@@ -415,7 +493,7 @@ mod tests {
             })
         );
         assert!(!text.contains("secret"));
-        let none = webhook_payload(&HeaderMap::new(), b"[]");
+        let none = webhook_payload(&HeaderMap::new(), b"[]", None);
         assert_eq!(
             serde_json::from_str::<Value>(&none).unwrap(),
             serde_json::json!({"headers": {}, "headers_lower": {}, "body": []})

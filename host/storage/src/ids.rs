@@ -56,6 +56,14 @@ pub fn ago(age: std::time::Duration) -> String {
     )
 }
 
+/// The time `age` from now, in the stored format (capped at 100 years, which keeps its
+/// four-digit year: stored times compare as text).
+pub fn after(age: std::time::Duration) -> String {
+    let age = age.min(std::time::Duration::from_secs(100 * 365 * 86_400));
+    let age = chrono::Duration::from_std(age).unwrap_or(chrono::Duration::zero());
+    format_time(chrono::Utc::now() + age)
+}
+
 /// A time as StackStorm renders timestamps.
 pub fn format_time(time: chrono::DateTime<chrono::Utc>) -> String {
     // `%Y-%m-%dT%H:%M:%S%.6fZ`, without parsing a format string on every call.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use crate::{NewEvent, Store};
+use crate::{Committed, NewEvent, Store};
 
 /// Most events committed in one transaction.
 pub const MAX_BATCH: usize = 512;
@@ -36,7 +36,7 @@ pub enum IngestError {
     Stopped,
 }
 
-type Job = (NewEvent, oneshot::Sender<Result<(), IngestError>>);
+type Job = (NewEvent, oneshot::Sender<Result<Committed, IngestError>>);
 
 /// A handle to the writer task. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -78,14 +78,15 @@ impl Ingest {
         Arc::clone(&self.committed)
     }
 
-    /// Commits one event durably; returns once it is on disk.
+    /// Commits one event durably; returns once it is on disk, with what became of it (a
+    /// delivery whose key an earlier one holds is a duplicate, and not stored).
     ///
     /// # Errors
     ///
     /// [`IngestError`]: overloaded (nothing waited), failed, unavailable, or stopped. The event
     /// is not stored, except when the store's answer was lost (a connection cut after the
     /// commit was sent) or came after [`ANSWER_TIMEOUT`]: then it may be.
-    pub async fn submit(&self, event: NewEvent) -> Result<(), IngestError> {
+    pub async fn submit(&self, event: NewEvent) -> Result<Committed, IngestError> {
         let (reply, answer) = oneshot::channel();
         self.tx.try_send((event, reply)).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => IngestError::Overloaded,
@@ -103,7 +104,7 @@ impl Ingest {
     /// # Errors
     ///
     /// [`IngestError`]: failed, unavailable, or stopped, as for [`Ingest::submit`].
-    pub async fn submit_waiting(&self, event: NewEvent) -> Result<(), IngestError> {
+    pub async fn submit_waiting(&self, event: NewEvent) -> Result<Committed, IngestError> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send((event, reply))
@@ -120,7 +121,9 @@ impl Ingest {
 /// webhook is then stored twice, which is what at-least-once senders expect).
 pub const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-async fn answered(answer: oneshot::Receiver<Result<(), IngestError>>) -> Result<(), IngestError> {
+async fn answered(
+    answer: oneshot::Receiver<Result<Committed, IngestError>>,
+) -> Result<Committed, IngestError> {
     match tokio::time::timeout(ANSWER_TIMEOUT, answer).await {
         Ok(answer) => answer.unwrap_or(Err(IngestError::Stopped)),
         Err(_) => Err(IngestError::Unavailable(format!(
@@ -167,9 +170,17 @@ async fn writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>, committed: A
         if outcome.is_ok() {
             committed.notify_one();
         }
+        let (outcome, outcomes) = match outcome {
+            Ok(each) => (Ok(Committed::Stored), each),
+            Err(e) => (Err(e), Vec::new()),
+        };
         let unavailable = matches!(outcome, Err(IngestError::Unavailable(_)));
+        let mut each = outcomes.into_iter();
         for reply in replies {
-            let _ = reply.send(outcome.clone());
+            let _ = reply.send(match (&outcome, each.next()) {
+                (Ok(_), Some(one)) => Ok(one),
+                _ => outcome.clone(),
+            });
         }
         if unavailable {
             // The store just failed for a reason outside the requests (a database that is gone

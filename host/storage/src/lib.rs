@@ -146,12 +146,14 @@ pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 /// Everything Stormhook keeps.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Commits a batch of accepted events (traces and trigger instances) in one transaction.
+    /// Commits a batch of accepted events (traces and trigger instances) in one transaction,
+    /// and says what became of each, in order: an event with a [`DeliveryKey`] that an earlier
+    /// (unexpired) delivery holds, in the store or earlier in the batch, is not stored.
     ///
     /// # Errors
     ///
     /// The transaction failed; nothing of the batch is stored.
-    async fn commit_events(&self, events: &[NewEvent]) -> Result<()>;
+    async fn commit_events(&self, events: &[NewEvent]) -> Result<Vec<Committed>>;
 
     /// One trigger instance.
     async fn trigger_instance(&self, id: &str) -> Result<Option<TriggerInstance>>;

@@ -19,6 +19,34 @@ pub struct NewEvent {
     pub trace: Trace,
     /// The trigger instances (one per matching trigger), with their payloads already encoded.
     pub instances: Vec<NewInstance>,
+    /// The sender's delivery id, when the event is stored only if no delivery with the same
+    /// key was stored before it expired (replay protection). The check and the insert are one
+    /// step in the store (a unique key): of concurrent deliveries with one key, one is stored.
+    pub delivery: Option<DeliveryKey>,
+}
+
+/// A delivery's identity for replay protection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryKey {
+    /// What identifies the delivery (the server uses `<hook url> <sender's delivery id>`).
+    pub key: String,
+    /// Until when a second delivery with the key is a duplicate (a store timestamp).
+    pub expires_at: String,
+}
+
+/// What became of one [`NewEvent`] in a commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Committed {
+    /// Its trace and trigger instances are stored.
+    Stored,
+    /// A delivery with the same key was stored earlier (and has not expired): nothing of this
+    /// event is stored.
+    Duplicate {
+        /// The trace of the delivery stored first.
+        trace_id: String,
+        /// Its trace tag.
+        trace_tag: String,
+    },
 }
 
 /// A trigger instance to store: its payload is JSON text, encoded on the caller's thread, so the
@@ -59,7 +87,11 @@ impl NewEvent {
                 depth: i.depth,
             })
             .collect();
-        Self { trace, instances }
+        Self {
+            trace,
+            instances,
+            delivery: None,
+        }
     }
 }
 

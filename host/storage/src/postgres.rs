@@ -450,26 +450,7 @@ impl PgStore {
         .bind(&ids)
         .fetch_all(&self.pool)
         .await?;
-        let mut traces = Vec::with_capacity(rows.len());
-        for (row, id) in rows.iter().zip(ids) {
-            let mut trace = Trace {
-                trace_tag: row.try_get("trace_tag")?,
-                start_timestamp: row.try_get("start_timestamp")?,
-                trigger_instances: Vec::new(),
-                id,
-            };
-            for i in &instances {
-                if i.try_get::<&str, _>("trace_id")? == trace.id {
-                    trace.trigger_instances.push((
-                        i.try_get("id")?,
-                        i.try_get("trigger_ref")?,
-                        i.try_get("updated_at")?,
-                    ));
-                }
-            }
-            traces.push(trace);
-        }
-        Ok(traces)
+        sql::traces(rows, &instances)
     }
 
     /// Deletes up to [`KV_PURGE_BATCH`] expired pairs (reads never see them; this keeps them
@@ -544,12 +525,38 @@ fn limit_clause(qb: &mut QueryBuilder<'_, Postgres>, limit: Option<u64>, offset:
 
 #[async_trait]
 impl Store for PgStore {
-    async fn commit_events(&self, events: &[NewEvent]) -> Result<()> {
+    async fn commit_events(&self, events: &[NewEvent]) -> Result<Vec<Committed>> {
         // One multi-row insert per table, whatever the batch size: arrays bound as whole
         // values (`UNNEST`), so the statements are the same text every time (prepared once
         // per connection) and never run into the limit on bind parameters.
-        let instances = || events.iter().flat_map(|e| &e.instances);
+        let deliveries = events.iter().filter(|e| e.delivery.is_some()).count();
+        if deliveries > 0 {
+            // Expired delivery ids, at least as many as this batch may add, in a statement of
+            // its own: it takes only rows no one holds (SKIP LOCKED) and holds them only for
+            // itself, so it can never wait in a cycle with another node's claims.
+            sqlx::query(
+                "DELETE FROM deliveries WHERE key IN (SELECT key FROM deliveries \
+                 WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            )
+            .bind(crate::ids::now())
+            .bind(DELIVERY_PURGE_BATCH.max(2 * deliveries as i64))
+            .execute(&self.pool)
+            .await?;
+        }
         let mut tx = self.pool.begin().await?;
+        let outcomes = if deliveries > 0 {
+            claim_deliveries(&mut tx, events).await?
+        } else {
+            vec![Committed::Stored; events.len()]
+        };
+        let stored: Vec<&NewEvent> = events
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, o)| **o == Committed::Stored)
+            .map(|(e, _)| e)
+            .collect();
+        let events = stored.as_slice();
+        let instances = || events.iter().flat_map(|e| &e.instances);
         sqlx::query(
             "INSERT INTO traces (id, trace_tag, start_timestamp) \
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[])",
@@ -594,7 +601,7 @@ impl Store for PgStore {
             sqlx::query(NOTIFY_WORK).execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(outcomes)
     }
 
     async fn trigger_instance(&self, id: &str) -> Result<Option<TriggerInstance>> {
@@ -1387,3 +1394,89 @@ impl Store for PgStore {
 
 /// The condition that a `kv` row has not expired; the current time is bound as `$2`.
 const KV_LIVE: &str = "(expire_at IS NULL OR expire_at > $2)";
+
+/// How many expired delivery ids a commit that stores deliveries deletes at least (twice the
+/// batch's deliveries when that is more).
+const DELIVERY_PURGE_BATCH: i64 = 32;
+
+/// Records the deliveries of `events` in `tx` and says which events are duplicates: of an
+/// unexpired delivery in the store (on any node: an insert of a key another transaction holds
+/// waits for it, then finds its row), or of an earlier event of the batch. The keys are
+/// inserted in sorted order, so two nodes' batches cannot deadlock on each other.
+async fn claim_deliveries(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    events: &[NewEvent],
+) -> Result<Vec<Committed>> {
+    let now = crate::ids::now();
+    // The first event of the batch with each key; later ones are its duplicates.
+    let mut first: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for (i, e) in events.iter().enumerate() {
+        if let Some(d) = &e.delivery {
+            first.entry(d.key.as_str()).or_insert(i);
+        }
+    }
+    let column = |f: fn(&NewEvent) -> &str| -> Vec<&str> {
+        first.values().map(|&i| f(&events[i])).collect()
+    };
+    let keys: Vec<&str> = first.keys().copied().collect();
+    let claimed: Vec<String> = sqlx::query_scalar(
+        "INSERT INTO deliveries (key, trace_id, trace_tag, expires_at) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) \
+         ON CONFLICT (key) DO UPDATE SET trace_id = EXCLUDED.trace_id, \
+         trace_tag = EXCLUDED.trace_tag, expires_at = EXCLUDED.expires_at \
+         WHERE deliveries.expires_at <= $5 RETURNING key",
+    )
+    .bind(&keys)
+    .bind(column(|e| &e.trace.id))
+    .bind(column(|e| &e.trace.trace_tag))
+    .bind(column(|e| {
+        e.delivery.as_ref().map_or("", |d| d.expires_at.as_str())
+    }))
+    .bind(&now)
+    .fetch_all(&mut **tx)
+    .await?;
+    let claimed: std::collections::HashSet<&str> = claimed.iter().map(String::as_str).collect();
+    let held: Vec<&str> = keys
+        .iter()
+        .copied()
+        .filter(|k| !claimed.contains(k))
+        .collect();
+    let mut originals: std::collections::HashMap<String, Committed> =
+        std::collections::HashMap::new();
+    if !held.is_empty() {
+        let rows =
+            sqlx::query("SELECT key, trace_id, trace_tag FROM deliveries WHERE key = ANY($1)")
+                .bind(&held)
+                .fetch_all(&mut **tx)
+                .await?;
+        for r in &rows {
+            originals.insert(
+                r.try_get("key")?,
+                Committed::Duplicate {
+                    trace_id: r.try_get("trace_id")?,
+                    trace_tag: r.try_get("trace_tag")?,
+                },
+            );
+        }
+    }
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let Some(d) = &e.delivery else {
+                return Ok(Committed::Stored);
+            };
+            if let Some(original) = originals.get(&d.key) {
+                return Ok(original.clone());
+            }
+            let owner = first[d.key.as_str()];
+            if owner == i {
+                return Ok(Committed::Stored);
+            }
+            Ok(Committed::Duplicate {
+                trace_id: events[owner].trace.id.clone(),
+                trace_tag: events[owner].trace.trace_tag.clone(),
+            })
+        })
+        .collect()
+}

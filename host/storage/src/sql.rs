@@ -187,6 +187,31 @@ pub(crate) fn queued_instance(
     Ok((row.int("seq")?, instance))
 }
 
+/// Traces from their rows and the rows of their trigger instances (`trace_id`, `id`,
+/// `trigger_ref`, `updated_at`, in the order they were stored), read in one query.
+pub(crate) fn traces(rows: &[impl Columns], instances: &[impl Columns]) -> Result<Vec<Trace>> {
+    let mut by_trace: std::collections::HashMap<String, Vec<(String, String, String)>> =
+        std::collections::HashMap::new();
+    for i in instances {
+        by_trace.entry(i.text("trace_id")?).or_default().push((
+            i.text("id")?,
+            i.text("trigger_ref")?,
+            i.text("updated_at")?,
+        ));
+    }
+    rows.iter()
+        .map(|row| {
+            let id = row.text("id")?;
+            Ok(Trace {
+                trigger_instances: by_trace.remove(&id).unwrap_or_default(),
+                trace_tag: row.text("trace_tag")?,
+                start_timestamp: row.text("start_timestamp")?,
+                id,
+            })
+        })
+        .collect()
+}
+
 /// A rule enforcement from its row.
 pub(crate) fn enforcement(row: &impl Columns) -> Result<RuleEnforcement> {
     Ok(RuleEnforcement {

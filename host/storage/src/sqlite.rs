@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use rusqlite::OptionalExtension;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
@@ -439,7 +440,11 @@ impl Drop for WriteTx {
 }
 
 /// One transaction for the whole batch, with cached prepared statements.
-fn commit_blocking(tx: &rusqlite::Transaction<'_>, events: &[NewEvent]) -> rusqlite::Result<()> {
+fn commit_blocking(
+    tx: &rusqlite::Transaction<'_>,
+    events: &[NewEvent],
+) -> rusqlite::Result<Vec<Committed>> {
+    let mut outcomes = Vec::with_capacity(events.len());
     {
         let mut trace = tx.prepare_cached(
             "INSERT INTO traces (id, trace_tag, start_timestamp) VALUES (?1, ?2, ?3)",
@@ -448,7 +453,19 @@ fn commit_blocking(tx: &rusqlite::Transaction<'_>, events: &[NewEvent]) -> rusql
             "INSERT INTO trigger_instances (id, trigger_ref, trigger_type, payload, occurrence_time, status, trace_id, updated_at, depth) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?5, ?8)",
         )?;
+        let deliveries = events.iter().filter(|e| e.delivery.is_some()).count();
+        if deliveries > 0 {
+            // At least as many as the batch may add, so expired ids cannot pile up.
+            purge_expired_deliveries(tx, DELIVERY_PURGE_BATCH.max(2 * deliveries as i64))?;
+        }
         for event in events {
+            if let Some(delivery) = &event.delivery {
+                if let Some(original) = claim_delivery(tx, delivery, &event.trace)? {
+                    outcomes.push(original);
+                    continue;
+                }
+            }
+            outcomes.push(Committed::Stored);
             trace.execute((
                 &event.trace.id,
                 &event.trace.trace_tag,
@@ -468,7 +485,58 @@ fn commit_blocking(tx: &rusqlite::Transaction<'_>, events: &[NewEvent]) -> rusql
             }
         }
     }
+    Ok(outcomes)
+}
+
+/// How many expired delivery ids a commit that stores deliveries deletes at least.
+const DELIVERY_PURGE_BATCH: i64 = 32;
+
+/// Deletes up to `limit` expired delivery ids (each commit with deliveries deletes more than
+/// it adds, so they cannot pile up beyond the ones still in their window).
+fn purge_expired_deliveries(tx: &rusqlite::Transaction<'_>, limit: i64) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "DELETE FROM deliveries WHERE key IN (SELECT key FROM deliveries \
+         WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2)",
+    )?
+    .execute(rusqlite::params![crate::ids::now(), limit])?;
     Ok(())
+}
+
+/// Records `delivery` under `trace`, unless an unexpired delivery holds its key: then that
+/// delivery's trace, as a duplicate. One statement: the primary key decides.
+fn claim_delivery(
+    tx: &rusqlite::Transaction<'_>,
+    delivery: &DeliveryKey,
+    trace: &Trace,
+) -> rusqlite::Result<Option<Committed>> {
+    let claimed = tx
+        .prepare_cached(
+            "INSERT INTO deliveries (key, trace_id, trace_tag, expires_at) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (key) DO UPDATE SET trace_id = excluded.trace_id, \
+             trace_tag = excluded.trace_tag, expires_at = excluded.expires_at \
+             WHERE deliveries.expires_at <= ?5 RETURNING 1",
+        )?
+        .query_row(
+            rusqlite::params![
+                delivery.key,
+                trace.id,
+                trace.trace_tag,
+                delivery.expires_at,
+                crate::ids::now()
+            ],
+            |_| Ok(()),
+        )
+        .optional()?;
+    if claimed.is_some() {
+        return Ok(None);
+    }
+    let (trace_id, trace_tag) = tx
+        .prepare_cached("SELECT trace_id, trace_tag FROM deliveries WHERE key = ?1")?
+        .query_row([&delivery.key], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(Some(Committed::Duplicate {
+        trace_id,
+        trace_tag,
+    }))
 }
 
 /// An execution's columns, its JSON written out, ready to insert on the writer thread.
@@ -693,7 +761,7 @@ fn limit_clause(qb: &mut QueryBuilder<'_, Sqlite>, limit: Option<u64>, offset: u
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn commit_events(&self, events: &[NewEvent]) -> Result<()> {
+    async fn commit_events(&self, events: &[NewEvent]) -> Result<Vec<Committed>> {
         let events = events.to_vec();
         self.write(move |tx| commit_blocking(tx, &events)).await
     }
@@ -904,7 +972,8 @@ impl Store for SqliteStore {
         else {
             return Ok(None);
         };
-        self.assemble_trace(&row).await.map(Some)
+        let mut traces = self.assemble_traces(std::slice::from_ref(&row)).await?;
+        Ok(traces.pop())
     }
 
     async fn list_traces(&self, q: &TraceQuery) -> Result<Page<Trace>> {
@@ -925,11 +994,10 @@ impl Store for SqliteStore {
                 q.offset,
             )
             .await?;
-        let mut items = Vec::with_capacity(rows.len());
-        for row in &rows {
-            items.push(self.assemble_trace(row).await?);
-        }
-        Ok(Page { items, total })
+        Ok(Page {
+            items: self.assemble_traces(&rows).await?,
+            total,
+        })
     }
 
     async fn insert_api_key(&self, key: &ApiKey) -> Result<()> {
@@ -1271,14 +1339,14 @@ impl Store for SqliteStore {
                  ORDER BY end_timestamp LIMIT ?)"
             }
         };
-        let mut tx = WriteTx::begin(&self.pool).await?;
-        let done = sqlx::query(sql)
-            .bind(before)
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .execute(tx.conn())
+        // Through the writer thread, like every hot write: a pooled `BEGIN IMMEDIATE` would
+        // wait in SQLite's busy handler, holding one of the pool's few connections, for as
+        // long as the writer keeps the lock (which it does under load).
+        let (before, limit) = (before.to_owned(), i64::try_from(limit).unwrap_or(i64::MAX));
+        let done = self
+            .write(move |tx| tx.execute(sql, rusqlite::params![before, limit]))
             .await?;
-        tx.commit().await?;
-        Ok(done.rows_affected())
+        Ok(done as u64)
     }
 
     async fn kv_compare_and_swap(
@@ -1378,20 +1446,20 @@ impl SqliteStore {
         Ok((rows, total as u64))
     }
 
-    async fn assemble_trace(&self, row: &SqliteRow) -> Result<Trace> {
-        let id: String = row.try_get("id")?;
-        let instances = sqlx::query("SELECT id, trigger_ref, updated_at FROM trigger_instances WHERE trace_id = ? ORDER BY rowid")
-            .bind(&id)
-            .fetch_all(&self.pool)
-            .await?
+    /// The traces of `rows`, with their trigger instances read in one query (a page of a
+    /// thousand traces is one read, not a thousand).
+    async fn assemble_traces(&self, rows: &[SqliteRow]) -> Result<Vec<Trace>> {
+        let ids: Vec<String> = rows
             .iter()
-            .map(|r| Ok((r.try_get("id")?, r.try_get("trigger_ref")?, r.try_get("updated_at")?)))
-            .collect::<Result<_>>()?;
-        Ok(Trace {
-            id,
-            trace_tag: row.try_get("trace_tag")?,
-            start_timestamp: row.try_get("start_timestamp")?,
-            trigger_instances: instances,
-        })
+            .map(|r| r.try_get("id"))
+            .collect::<Result<_, _>>()?;
+        let instances = sqlx::query(
+            "SELECT trace_id, id, trigger_ref, updated_at FROM trigger_instances \
+             WHERE trace_id IN (SELECT value FROM json_each(?)) ORDER BY rowid",
+        )
+        .bind(serde_json::Value::from(ids).to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        sql::traces(rows, &instances)
     }
 }

@@ -547,7 +547,7 @@ async fn nodes_may_start_together_on_a_fresh_schema() {
             .fetch_all(&mut schema.conn().await)
             .await
             .unwrap();
-    assert_eq!(applied, [(1, true)]);
+    assert_eq!(applied, [(1, true), (2, true)]);
     PgStore::connect(&schema.url, options("d")).await.unwrap();
     a.commit_events(&[event(0)]).await.unwrap();
     assert_eq!(b.pending_after(0, 10).await.unwrap().len(), 1);

@@ -9,9 +9,9 @@ use serde_json::json;
 use stormhook_storage::ingest::Ingest;
 use stormhook_storage::sqlite::SqliteStore;
 use stormhook_storage::{
-    ApiKey, Execution, ExecutionQuery, ExecutionStatus, FinishedInstance, NewEvent, Retained,
-    RuleEnforcement, StorageError, Store, Trace, TriggerInstance, TriggerInstanceQuery,
-    TriggerType, Unreadable, ids,
+    ApiKey, Committed, DeliveryKey, Execution, ExecutionQuery, ExecutionStatus, FinishedInstance,
+    NewEvent, Retained, RuleEnforcement, StorageError, Store, Trace, TriggerInstance,
+    TriggerInstanceQuery, TriggerType, Unreadable, ids,
 };
 
 #[macro_use]
@@ -56,6 +56,7 @@ on_both_backends!(
     an_execution_document_comes_back_whole_after_its_moves,
     a_claim_takes_only_the_runners_asked_for,
     a_failing_write_fails_alone_among_concurrent_writes,
+    a_delivery_id_is_stored_once_within_its_window,
 );
 
 async fn story(backend: &Backend) {
@@ -938,4 +939,110 @@ async fn a_failing_write_fails_alone_among_concurrent_writes(backend: &Backend) 
             "instance {id} is stored"
         );
     }
+}
+
+/// `event` with a delivery key expiring at `expires_at`.
+fn delivery(n: u64, key: &str, expires_at: &str) -> NewEvent {
+    let mut e = event("core.delivered", n, "2026-11-30T10:00:00.000000Z");
+    e.delivery = Some(DeliveryKey {
+        key: key.to_owned(),
+        expires_at: expires_at.to_owned(),
+    });
+    e
+}
+
+async fn delivered(store: &Arc<dyn Store>) -> usize {
+    store
+        .list_trigger_instances(&TriggerInstanceQuery {
+            triggers: vec!["core.delivered".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .total as usize
+}
+
+/// Replay protection in the store: a key is held by the first delivery until it expires;
+/// later ones, in the same batch, in later batches, or concurrent (on PostgreSQL, from a
+/// second node too), are duplicates that name the first one's trace and store nothing.
+async fn a_delivery_id_is_stored_once_within_its_window(backend: &Backend) {
+    let store = Arc::clone(&backend.store);
+    let later = "2999-01-01T00:00:00.000000Z";
+    // One batch: the first event with the key is stored, the others are its duplicates.
+    let batch = [
+        delivery(0, "hook k1", later),
+        delivery(1, "hook k1", later),
+        event("core.delivered", 2, "2026-11-30T10:00:00.000000Z"),
+        delivery(3, "hook k1", later),
+    ];
+    let outcomes = store.commit_events(&batch).await.unwrap();
+    let first = Committed::Duplicate {
+        trace_id: batch[0].trace.id.clone(),
+        trace_tag: batch[0].trace.trace_tag.clone(),
+    };
+    assert_eq!(
+        outcomes,
+        [
+            Committed::Stored,
+            first.clone(),
+            Committed::Stored,
+            first.clone()
+        ]
+    );
+    assert_eq!(delivered(&store).await, 2);
+    // A later batch: still a duplicate of the first.
+    let again = store
+        .commit_events(&[delivery(4, "hook k1", later)])
+        .await
+        .unwrap();
+    assert_eq!(again, [first]);
+
+    // Concurrent deliveries of one key, from this store and (PostgreSQL) a second node.
+    let other = if backend.is_shared() {
+        backend.reopen().await
+    } else {
+        Arc::clone(&store)
+    };
+    let mut tasks = Vec::new();
+    for n in 0..40u64 {
+        let store = if n % 2 == 0 {
+            Arc::clone(&store)
+        } else {
+            Arc::clone(&other)
+        };
+        tasks.push(tokio::spawn(async move {
+            let e = delivery(100 + n, "hook k2", "2999-01-01T00:00:00.000000Z");
+            let trace = e.trace.id.clone();
+            (trace, store.commit_events(&[e]).await.unwrap().remove(0))
+        }));
+    }
+    let mut stored = Vec::new();
+    let mut originals = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            (trace, Committed::Stored) => stored.push(trace),
+            (_, Committed::Duplicate { trace_id, .. }) => originals.push(trace_id),
+        }
+    }
+    assert_eq!(stored.len(), 1, "one of 40 concurrent deliveries is stored");
+    assert!(originals.iter().all(|t| *t == stored[0]), "{originals:?}");
+    assert_eq!(delivered(&store).await, 3);
+
+    // An expired key is taken over by the next delivery (and expired keys are deleted).
+    let past = "2000-01-01T00:00:00.000000Z";
+    assert_eq!(
+        store
+            .commit_events(&[delivery(200, "hook k3", past)])
+            .await
+            .unwrap(),
+        [Committed::Stored]
+    );
+    assert_eq!(
+        store
+            .commit_events(&[delivery(201, "hook k3", later)])
+            .await
+            .unwrap(),
+        [Committed::Stored]
+    );
+    assert_eq!(delivered(&store).await, 5);
 }

@@ -27,14 +27,32 @@ pub(crate) async fn load(
     warmup: Duration,
     secs: Duration,
 ) -> (f64, u64, u64) {
+    let headers = key.map(|k| vec![("st2-api-key", k)]).unwrap_or_default();
+    load_with(addr, path, headers, None, connections, body, warmup, secs).await
+}
+
+/// [`load`] with `headers` on every request, and, when `unique` names a header, a value of it
+/// that differs for every request (a sender's delivery id).
+#[allow(clippy::too_many_arguments, dead_code)]
+pub(crate) async fn load_with(
+    addr: String,
+    path: &'static str,
+    headers: Vec<(&'static str, String)>,
+    unique: Option<&'static str>,
+    connections: usize,
+    body: &'static str,
+    warmup: Duration,
+    secs: Duration,
+) -> (f64, u64, u64) {
+    let headers = Arc::new(headers);
     let counts = Arc::new(Counts::default());
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
-    for _ in 0..connections {
-        let (addr, key, counts, measuring, stop) = (
+    for connection in 0..connections {
+        let (addr, headers, counts, measuring, stop) = (
             addr.clone(),
-            key.clone(),
+            Arc::clone(&headers),
             counts.clone(),
             measuring.clone(),
             stop.clone(),
@@ -47,13 +65,18 @@ pub(crate) async fn load(
                     .await
                     .expect("handshake");
             tokio::spawn(conn);
+            let mut sent = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let mut request = hyper::Request::post(path)
                     .header("host", &addr)
                     .header("content-type", "application/json")
                     .header("x-github-event", "push");
-                if let Some(key) = &key {
-                    request = request.header("st2-api-key", key);
+                for (name, value) in headers.iter() {
+                    request = request.header(*name, value);
+                }
+                if let Some(name) = unique {
+                    sent += 1;
+                    request = request.header(name, format!("{connection}-{sent}"));
                 }
                 let request = request
                     .body(Full::new(Bytes::from_static(body.as_bytes())))

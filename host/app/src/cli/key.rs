@@ -40,10 +40,11 @@ pub async fn run(cmd: KeyCommand) -> anyhow::Result<ExitCode> {
         KeyCommand::Set {
             name,
             value,
+            encrypt,
             client,
         } => {
             let client = Client::new(&client)?;
-            report(set(&client, &name, &value).await)
+            report(set(&client, &name, &value, encrypt).await)
         }
         KeyCommand::Delete { name, client } => {
             let client = Client::new(&client)?;
@@ -86,11 +87,15 @@ async fn get(client: &Client, name: &str) -> anyhow::Result<ExitCode> {
 }
 
 /// `key set`.
-async fn set(client: &Client, name: &str, value: &str) -> anyhow::Result<ExitCode> {
+async fn set(client: &Client, name: &str, value: &str, encrypt: bool) -> anyhow::Result<ExitCode> {
     let url = client.api_url(&["keys", name], &[]);
+    let mut document = json!({"name": name, "value": value});
+    if encrypt {
+        document["secret"] = json!(true);
+    }
     let body = client
         .call(Method::PUT, url)
-        .json(&json!({"name": name, "value": value}))
+        .json(&document)
         .send()
         .await?
         .body;

@@ -465,6 +465,10 @@ pub enum KeyCommand {
         name: String,
         /// The value (a string).
         value: String,
+        /// Store it encrypted (a secret: shown masked unless `?decrypt=true`), as
+        /// `st2 key set --encrypt` does.
+        #[arg(short = 'e', long)]
+        encrypt: bool,
         /// The server.
         #[command(flatten)]
         client: ClientArgs,

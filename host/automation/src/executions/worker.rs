@@ -510,7 +510,7 @@ impl Executor {
         let mut retry = crate::retry::Retry::default();
         loop {
             match self.ingest.submit_waiting(event.clone()).await {
-                Ok(()) => return,
+                Ok(_) => return,
                 Err(IngestError::Unavailable(cause)) => {
                     let wait = retry.after(true).unwrap_or(crate::retry::RETRY_MAX);
                     tracing::warn!(id = %execution.id, attempt = retry.failures(), "cannot dispatch the action trigger; trying again in {wait:?}: {cause}");
