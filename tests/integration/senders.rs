@@ -635,7 +635,10 @@ async fn a_gitlab_token_is_not_stored_and_the_generic_hook_cannot_reach_a_signed
     assert_eq!(stored.len(), 1);
     let text = stored[0].to_string();
     assert!(!text.contains("glpat-token-value"), "{text}");
-    assert_eq!(stored[0]["payload"]["headers"]["X-Gitlab-Event"], "Push Hook");
+    assert_eq!(
+        stored[0]["payload"]["headers"]["X-Gitlab-Event"],
+        "Push Hook"
+    );
     let resp = sender()
         .post(server.url("/api/v1/webhooks/gitlab"))
         .header("X-Gitlab-Token", "glpat-token-valuf")
@@ -659,4 +662,144 @@ async fn a_gitlab_token_is_not_stored_and_the_generic_hook_cannot_reach_a_signed
     assert_eq!(resp.status(), 400);
     assert!(fault(resp).await.contains("verifies its sender"));
     assert_eq!(instances_of(&server, "gitlab").await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_responder_computes_the_answer_and_its_failures_fall_back_within_its_deadline() {
+    let respond = |store_on_failure: bool| {
+        format!(
+            "    respond: {{entry_point: responder_probe.wasm, timeout_ms: 300, store_on_failure: {store_on_failure}}}"
+        )
+    };
+    let server = TestServer::builder()
+        .rule_component("responder_probe")
+        .rules([
+            rule("answering", "answering", &respond(true)),
+            rule("strict", "strict", &respond(false)),
+        ])
+        .start()
+        .await;
+    let post = |url: &'static str, what: &'static str| {
+        server
+            .client()
+            .post(server.url(&format!("/api/v1/webhooks/{url}?x=1")))
+            .json(&json!({"do": what}))
+            .send()
+    };
+
+    // Its answer, sent once the delivery is stored.
+    let resp = post("answering", "answer").await.unwrap();
+    assert_eq!(resp.status(), 201);
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(answer["hook"], "answering");
+    assert_eq!(answer["method"], "POST");
+    assert_eq!(answer["query"], "x=1");
+    assert_eq!(answer["body"]["do"], "answer");
+    let stored = instances_of(&server, "answering").await;
+    assert_eq!(stored.len(), 1);
+    let traces = server
+        .get_json(&format!(
+            "/api/v1/traces?trigger_instance={}",
+            stored[0]["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(answer["trace_tag"], traces[0]["trace_tag"]);
+
+    // It may answer without storing.
+    let resp = post("answering", "skip").await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), "not stored");
+    assert_eq!(instances_of(&server, "answering").await.len(), 1);
+
+    // A loop, a trap, an error, an answer no response may carry: the fallback (202 and the
+    // body, stored), within the responder's deadline.
+    for (n, what) in ["loop", "trap", "fail", "bad_status"]
+        .into_iter()
+        .enumerate()
+    {
+        let started = std::time::Instant::now();
+        let resp = post("answering", what).await.unwrap();
+        let took = started.elapsed();
+        assert_eq!(resp.status(), 202, "{what}");
+        let note = resp.headers()["stormhook-responder"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(note.starts_with("failed ("), "{what}: {note}");
+        assert_eq!(resp.json::<Value>().await.unwrap(), json!({"do": what}));
+        assert!(
+            took < std::time::Duration::from_secs(5),
+            "{what}: the fallback took {took:?} (deadline 300 ms)"
+        );
+        assert_eq!(
+            instances_of(&server, "answering").await.len(),
+            2 + n,
+            "{what}"
+        );
+    }
+    // A hook that stores nothing when its responder fails: 502, nothing stored.
+    let resp = post("strict", "trap").await.unwrap();
+    assert_eq!(resp.status(), 502);
+    assert!(fault(resp).await.contains("responder failed"));
+    assert_eq!(instances_of(&server, "strict").await.len(), 0);
+    let stats = server.get_json("/api/v1/senders").await;
+    assert_eq!(
+        stats["hooks"]["answering"]["responder_failures"], 4,
+        "{stats}"
+    );
+    assert_eq!(stats["hooks"]["strict"]["responder_failures"], 1, "{stats}");
+
+    // Through the API, a rule cannot name a responder (components come from pack folders).
+    let resp = server
+        .client()
+        .post(server.url("/api/v1/rules"))
+        .json(&json!({
+            "name": "api_responder", "pack": "t",
+            "trigger": {"type": "core.st2.webhook",
+                        "parameters": {"url": "y", "respond": {"entry_point": "r.wasm"}}},
+            "action": {"ref": "core.noop"},
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(fault(resp).await.contains("pack folder"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_slash_command_is_answered_in_the_channel_and_stored() {
+    let server = TestServer::builder().examples().start().await;
+    put_secret(&server, "slack_signing_secret", "slack-signing").await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let command = |text: &str| {
+        let body = format!(
+            "token=x&team_id=T1&user_name=ada&command=%2Fdeploy&text={text}&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2F1"
+        );
+        let signature = hmac_hex(b"slack-signing", format!("v0:{now}:{body}").as_bytes());
+        sender()
+            .post(server.url("/api/v1/webhooks/slack/commands"))
+            .header("X-Slack-Request-Timestamp", now.to_string())
+            .header("X-Slack-Signature", format!("v0={signature}"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    let resp = command("prod").await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(answer["response_type"], "in_channel", "{answer}");
+    let text = answer["text"].as_str().unwrap();
+    assert!(text.contains("ada asked for `/deploy prod`"), "{text}");
+    let stored = instances_of(&server, "slack/commands").await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0]["payload"]["body"]["text"], json!(["prod"]));
+    // Without an environment: its usage, to the user only, and nothing stored.
+    let resp = command("").await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(answer["response_type"], "ephemeral", "{answer}");
+    assert_eq!(instances_of(&server, "slack/commands").await.len(), 1);
 }

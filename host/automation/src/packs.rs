@@ -579,15 +579,19 @@ fn read_doc(
                 action: Some(meta),
             })
         }
-        PluginKind::Rule => {
+        // Rule files (responders have no documents of their own: a rule names them).
+        PluginKind::Rule | PluginKind::Responder => {
             let rule = RuleDoc::parse(&shown, &text, pack).map_err(|e| e.to_string())?;
-            let specs = if rule.enabled {
+            let mut specs: Vec<PluginSpec> = if rule.enabled {
                 rule_plugin_spec(&rule, folder, rule_defaults)
                     .into_iter()
                     .collect()
             } else {
                 Vec::new()
             };
+            // A hook's responder serves the hook whether its rule is enabled or not (disabling
+            // a rule does not unregister its webhook).
+            specs.extend(responder_plugin_spec(&rule, folder, rule_defaults));
             Ok(DocContent {
                 specs,
                 rule: Some(rule),
@@ -610,6 +614,29 @@ pub fn rule_plugin_spec(rule: &RuleDoc, folder: &Path, defaults: Limits) -> Opti
         kv: grant(wasm.datastore.as_ref(), &rule.pack),
         events: false,
         allowed_outbound_hosts: Vec::new(),
+    })
+}
+
+/// The responder a webhook rule's `respond` parameter names (none without one): its
+/// component in `folder`, under the rule's ref, with its limits over `defaults`.
+pub fn responder_plugin_spec(
+    rule: &RuleDoc,
+    folder: &Path,
+    defaults: Limits,
+) -> Option<PluginSpec> {
+    let policy = stormhook_senders::HookPolicy::parse(&rule.trigger.parameters).ok()??;
+    let respond = policy.respond?;
+    let doc = LimitsDoc {
+        timeout_ms: respond.timeout_ms,
+        memory_mb: respond.memory_mb,
+    };
+    Some(PluginSpec {
+        limits: Some(limits(doc, defaults)),
+        ..PluginSpec::new(
+            rule.reference(),
+            PluginKind::Responder,
+            folder.join(&respond.entry_point),
+        )
     })
 }
 

@@ -32,6 +32,20 @@ pub(crate) mod v2 {
         });
     }
 
+    pub(crate) mod responder {
+        wasmtime::component::bindgen!({
+            path: "../../wit",
+            world: "responder",
+            imports: { default: async },
+            exports: { default: async },
+            with: {
+                "stormhook:plugin/types": super::rule::stormhook::plugin::types,
+                "stormhook:plugin/log": super::rule::stormhook::plugin::log,
+                "stormhook:plugin/config": super::rule::stormhook::plugin::config,
+            },
+        });
+    }
+
     pub(crate) use action::stormhook::plugin::events;
     pub(crate) use rule::stormhook::plugin::{config, kv, log, types};
 }

@@ -22,7 +22,8 @@ use crate::outbound::{HttpRecord, OutboundCall};
 use crate::registry::{LoadedPlugin, Runtime};
 use crate::services::{Origin, Redactor};
 use crate::types::{
-    ActionContext, Captured, PluginKind, PluginVersion, RuleDecision, TriggerInstance,
+    ActionContext, Captured, HookRequest, HookResponse, PluginKind, PluginVersion, RuleDecision,
+    TriggerInstance,
 };
 
 /// The result of one call together with everything the call produced along the way.
@@ -208,6 +209,60 @@ impl Runtime {
         let result = match outcome {
             Ok(Ok(Ok(value))) => Ok(value),
             Ok(Ok(Err(reason))) => Err(invalid_output(&session, reason)),
+            Ok(Err(guest)) => Err(guest_error(&session, guest)),
+            Err(err) => Err(self.classify(&session, err, started)),
+        };
+        session.finish(result, started)
+    }
+
+    /// Runs a responder component on one webhook delivery. Its answer is checked (status,
+    /// headers, body size) before it is returned.
+    pub async fn respond(&self, reference: &str, request: HookRequest) -> CallReport<HookResponse> {
+        use crate::bindings::v2::responder as wit;
+        let started = Instant::now();
+        let origin = Origin {
+            plugin: reference.to_owned(),
+            trace_tag: Some(request.trace_tag.clone()),
+            ..Origin::default()
+        };
+        let mut session = match self.open(PluginKind::Responder, reference, origin).await {
+            Ok(session) => session,
+            Err(err) => return CallReport::early(err, started),
+        };
+        let arg = wit::HttpRequest {
+            hook: request.hook,
+            method: request.method,
+            query: request.query,
+            headers: request.headers,
+            body: request.body,
+            payload: request.payload,
+            trace_tag: request.trace_tag,
+        };
+        let plugin = Arc::clone(&session.plugin);
+        let moved = Arc::clone(&session.moved);
+        let call = async move {
+            let deadline = session.plugin.limits.timeout;
+            let outcome = with_backstop(deadline, async {
+                let pre = &session.plugin.pre;
+                let store = &mut session.store;
+                let instance = pre.instance.instantiate_async(&mut *store).await?;
+                let respond = instance.get_typed_func::<
+                    (&wit::HttpRequest,),
+                    (Result<wit::HttpResponse, types::Error>,),
+                >(&mut *store, pre.export)?;
+                let (answer,) = respond.call_async(&mut *store, (&arg,)).await?;
+                Ok(answer)
+            })
+            .await;
+            (session, outcome)
+        };
+        let Some((session, outcome)) = self.pool.run(moved, call).await else {
+            return CallReport::stopped(&plugin, started);
+        };
+        let max_output = self.config.max_output_bytes;
+        let result = match outcome {
+            Ok(Ok(answer)) => checked_response(answer, max_output)
+                .map_err(|reason| invalid_output(&session, reason)),
             Ok(Err(guest)) => Err(guest_error(&session, guest)),
             Err(err) => Err(self.classify(&session, err, started)),
         };
@@ -453,6 +508,26 @@ impl Redact for RuleDecision {
     }
 }
 
+/// A responder's answer goes to the webhook's sender: the secrets the call could see (its
+/// pack's secret config values, datastore secrets it read) are masked in its text headers and
+/// in a UTF-8 body, as in everything else a call returns.
+impl Redact for HookResponse {
+    fn redact(&mut self, redactor: &Redactor) {
+        if redactor.is_empty() {
+            return;
+        }
+        for (_, value) in &mut self.headers {
+            *value = redactor.text(value);
+        }
+        if let Ok(text) = std::str::from_utf8(&self.body) {
+            let masked = redactor.text(text);
+            if masked != text {
+                self.body = masked.into_bytes();
+            }
+        }
+    }
+}
+
 /// The execution context in the shape of the component's package version.
 enum ActionArg {
     V1(v1::types::ExecutionContext),
@@ -527,6 +602,57 @@ fn guest_error(session: &Session, error: types::Error) -> PluginError {
         plugin: session.plugin.id.clone(),
         error: GuestError { kind, message },
     }
+}
+
+/// A responder's answer, if an HTTP response may carry it.
+fn checked_response(
+    answer: crate::bindings::v2::responder::HttpResponse,
+    max_body: usize,
+) -> Result<HookResponse, String> {
+    if !(100..=599).contains(&answer.status) {
+        return Err(format!("status {} is not an HTTP status", answer.status));
+    }
+    if answer.body.len() > max_body {
+        return Err(format!(
+            "the body is {} bytes, more than the limit of {max_body}",
+            answer.body.len()
+        ));
+    }
+    const HOP_BY_HOP: [&str; 8] = [
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "upgrade",
+        "content-length",
+        "proxy-connection",
+    ];
+    if answer.headers.len() > 64 {
+        return Err(format!("{} headers, more than 64", answer.headers.len()));
+    }
+    for (name, value) in &answer.headers {
+        let valid_name = !name.is_empty()
+            && name.len() <= 256
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !valid_name {
+            return Err(format!("header name {name:?} is not a token"));
+        }
+        if HOP_BY_HOP.contains(&name.to_ascii_lowercase().as_str()) {
+            return Err(format!("header {name} is the server's to set"));
+        }
+        if value.len() > 8192 || value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+            return Err(format!("the value of header {name} is not a header value"));
+        }
+    }
+    Ok(HookResponse {
+        status: answer.status,
+        headers: answer.headers,
+        body: answer.body,
+        store: answer.store,
+    })
 }
 
 fn invalid_output(session: &Session, reason: String) -> PluginError {

@@ -59,6 +59,6 @@ pub use config::{Fairness, KvGrant, Limits, LoadLimits, RuntimeConfig};
 pub use error::{GuestError, GuestErrorKind, LoadError, PluginError};
 pub use registry::Runtime;
 pub use types::{
-    ActionContext, Captured, LoadOutcome, LogLevel, LogRecord, PluginInfo, PluginKind, PluginSpec,
-    PluginState, PluginVersion, RuleDecision, TriggerInstance,
+    ActionContext, Captured, HookRequest, HookResponse, LoadOutcome, LogLevel, LogRecord,
+    PluginInfo, PluginKind, PluginSpec, PluginState, PluginVersion, RuleDecision, TriggerInstance,
 };

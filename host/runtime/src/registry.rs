@@ -449,6 +449,8 @@ impl Runtime {
         let (linker, export) = match spec.kind {
             PluginKind::Rule => (&self.rule_linker, "evaluate"),
             PluginKind::Action => (&self.action_linker, "run"),
+            // A responder imports what a rule may (log, kv, config).
+            PluginKind::Responder => (&self.rule_linker, "respond"),
         };
         let export = component
             .get_export_index(None, export)
@@ -468,6 +470,14 @@ impl Runtime {
             (PluginKind::Action, WitVersion::V1) => {
                 v1::action::ActionPre::new(instance.clone()).map_err(link_err)?;
             }
+            (PluginKind::Responder, WitVersion::V2) => {
+                v2::responder::ResponderPre::new(instance.clone()).map_err(link_err)?;
+            }
+            (PluginKind::Responder, WitVersion::V1) => {
+                return Err(link_err(wasmtime::Error::msg(
+                    "stormhook:plugin@0.1.0 has no responder world; build against 0.2.0",
+                )));
+            }
         }
         let pre = Pre {
             instance,
@@ -475,7 +485,8 @@ impl Runtime {
             wit,
         };
         let defaults = match spec.kind {
-            PluginKind::Rule => self.config.rule_defaults,
+            // A responder answers on the request path: a rule's short deadline by default.
+            PluginKind::Rule | PluginKind::Responder => self.config.rule_defaults,
             PluginKind::Action => self.config.action_defaults,
         };
         let limits = self.config.clamp(spec.limits.unwrap_or(defaults));
@@ -791,10 +802,11 @@ fn outbound_grant(spec: &PluginSpec) -> Result<Arc<OutboundGrant>, LoadError> {
         path: spec.path.clone(),
         reason,
     };
-    if spec.kind == PluginKind::Rule {
-        return Err(refused(
-            "allowed_outbound_hosts: rule components cannot make HTTP requests".into(),
-        ));
+    if spec.kind != PluginKind::Action {
+        return Err(refused(format!(
+            "allowed_outbound_hosts: {} components cannot make HTTP requests",
+            spec.kind
+        )));
     }
     OutboundGrant::parse(&spec.allowed_outbound_hosts)
         .map(Arc::new)

@@ -159,11 +159,7 @@ fn mask(secrets: &[String], text: &str) -> String {
 fn mask_value(secrets: &[String], value: &mut serde_json::Value) {
     let contains = |s: &str| secrets.iter().any(|secret| s.contains(secret.as_str()));
     match value {
-        serde_json::Value::String(s) => {
-            if contains(s) {
-                *s = mask(secrets, s);
-            }
-        }
+        serde_json::Value::String(s) if contains(s) => *s = mask(secrets, s),
         serde_json::Value::Array(items) => items.iter_mut().for_each(|v| mask_value(secrets, v)),
         serde_json::Value::Object(map) => {
             if map.keys().any(|k| contains(k)) {

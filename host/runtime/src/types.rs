@@ -15,6 +15,8 @@ pub enum PluginKind {
     Rule,
     /// `stormhook:plugin/action`.
     Action,
+    /// `stormhook:plugin/responder`: computes a webhook's HTTP answer on the request path.
+    Responder,
 }
 
 impl PluginKind {
@@ -23,6 +25,7 @@ impl PluginKind {
         match self {
             Self::Rule => "rule",
             Self::Action => "action",
+            Self::Responder => "responder",
         }
     }
 }
@@ -175,6 +178,39 @@ pub struct RuleDecision {
     pub matched: bool,
     /// Values for action-parameter templates (a JSON object), if the rule returned any.
     pub values: Option<serde_json::Value>,
+}
+
+/// One webhook delivery, for a responder (the WIT `http-request` record).
+#[derive(Debug, Clone, Default)]
+pub struct HookRequest {
+    /// The hook's url.
+    pub hook: String,
+    /// `POST` or `GET`.
+    pub method: String,
+    /// The query string without `?`.
+    pub query: String,
+    /// The headers, names in lower case.
+    pub headers: Vec<(String, String)>,
+    /// The body bytes as received.
+    pub body: Vec<u8>,
+    /// The trigger payload, JSON text.
+    pub payload: String,
+    /// The event's trace tag.
+    pub trace_tag: String,
+}
+
+/// A responder's answer (the WIT `http-response` record), checked: a status in 100-599,
+/// header names and values an HTTP response may carry, no hop-by-hop headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookResponse {
+    /// The status code.
+    pub status: u16,
+    /// The headers.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+    /// Whether the delivery is stored as an event.
+    pub store: bool,
 }
 
 /// Where an action call comes from (the WIT `execution-context` record, less the action ref,

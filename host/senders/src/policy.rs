@@ -256,10 +256,35 @@ pub struct HookPolicy {
     pub handshake: Option<HandshakeKind>,
     /// Whether a handshake is stored as an event as well as answered.
     pub store_handshakes: bool,
+    /// A responder component that computes the answer to each delivery.
+    pub respond: Option<Respond>,
+}
+
+/// A responder component (the `responder` WIT world) that computes a hook's answer, on the
+/// request path, after verification and before the delivery is stored:
+/// `respond: {entry_point: reply.wasm, timeout_ms: 100, memory_mb: 16, store_on_failure: true}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Respond {
+    /// The component file, in the rule file's folder.
+    pub entry_point: String,
+    /// Its deadline per call (default: the rule components' deadline, 100 ms).
+    pub timeout_ms: Option<u64>,
+    /// Its memory cap (default: the rule components' cap).
+    pub memory_mb: Option<u64>,
+    /// Whether a delivery is stored when the responder fails (traps, overruns, returns an
+    /// error or an answer no HTTP response may carry); default true. The hook then answers
+    /// as it would without a responder (202 and the body), or 502 when not stored.
+    pub store_on_failure: bool,
 }
 
 /// The keys of a webhook trigger's parameters that [`HookPolicy::parse`] reads.
-pub const POLICY_KEYS: [&str; 4] = ["verify", "replay", "handshake", "store_handshakes"];
+pub const POLICY_KEYS: [&str; 5] = [
+    "verify",
+    "replay",
+    "handshake",
+    "store_handshakes",
+    "respond",
+];
 
 /// The default tolerance of timestamped presets (Stripe's, Slack's, Standard Webhooks').
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);

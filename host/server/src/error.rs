@@ -40,6 +40,9 @@ pub enum ApiError {
     /// 503: overloaded; retry after a second.
     #[error("{0}")]
     Unavailable(String),
+    /// 502: a component that computes the answer (a hook's responder) failed.
+    #[error("{0}")]
+    BadGateway(String),
     /// 500: our fault. The details are logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -57,6 +60,7 @@ impl ApiError {
             Self::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

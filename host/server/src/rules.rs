@@ -186,6 +186,11 @@ async fn validate(state: &AppState, body: &[u8]) -> Result<(RuleDoc, Value), Api
     let doc = RuleDoc::from_json("rule", document.clone())
         .map_err(|e| ApiError::BadRequest(super::serde_message(&e.message)))?;
 
+    if doc.trigger.parameters.contains_key("respond") {
+        return Err(ApiError::BadRequest(
+            "a webhook's responder (respond) is a component loaded from a pack folder: put the rule in <packs>/<pack>/rules/ next to its .wasm".into(),
+        ));
+    }
     // Trigger parameters against the trigger type's schema.
     let trigger_type = state.store.trigger_type(&doc.trigger.trigger_type).await?;
     match trigger_type {

@@ -50,6 +50,8 @@ struct HookStats {
     duplicates: u64,
     /// Handshakes answered.
     handshakes: u64,
+    /// Calls of the hook's responder that failed (trap, deadline, error, bad answer).
+    responder_failures: u64,
     /// The last refusal: its faultstring and when it happened.
     last_refusal: Option<LastRefusal>,
 }
@@ -76,6 +78,31 @@ impl SenderStats {
     pub(crate) fn duplicate(&self, hook: &str) {
         self.count(hook, |s| s.duplicates += 1);
     }
+
+    /// Counts a failed call of `hook`'s responder.
+    pub(crate) fn responder_failed(&self, hook: &str) {
+        self.count(hook, |s| s.responder_failures += 1);
+    }
+}
+
+/// A responder's checked answer as a response.
+pub(crate) fn answer(answer: stormhook_runtime::HookResponse) -> Response {
+    let mut response = (
+        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK),
+        answer.body,
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    for (name, value) in answer.headers {
+        // Checked by the runtime; anything that still does not parse is dropped.
+        if let (Ok(name), Ok(value)) = (
+            axum::http::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    response
 }
 
 /// `GET /senders`: per hook, the deliveries refused, the duplicates acknowledged and the

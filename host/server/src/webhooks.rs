@@ -119,6 +119,12 @@ async fn post(
     if !authenticated && !policy.is_some_and(|(_, p)| crate::senders::opens(p)) {
         return Err(ApiError::from(crate::auth::AuthError::Missing));
     }
+    // The hook's responder (its first rule's ref) and what to do when it fails.
+    let responder = policy.and_then(|(found, p)| {
+        p.respond
+            .as_ref()
+            .map(|r| (found.rule.clone(), r.store_on_failure))
+    });
     if let Some((found, policy)) = policy {
         hidden_header = crate::senders::secret_header(policy);
         match crate::senders::gate(&state, found, policy, &parts, &raw, authenticated).await? {
@@ -133,7 +139,10 @@ async fn post(
             crate::senders::Gate::Deliver(key) => delivery = key,
         }
     }
+    let query = parts.uri.query().unwrap_or_default().to_owned();
+    let method = parts.method.to_string();
     let headers = parts.headers;
+    let received = responder.as_ref().map(|_| raw.clone());
     // As in StackStorm, the body is parsed (and a bad content type refused) before the hook is
     // looked up.
     let media = media_type(&headers)?;
@@ -220,6 +229,43 @@ async fn post(
         let ids: Vec<&str> = instances.iter().map(|i| i.id.as_str()).collect();
         tracing::debug!(trigger_instances = ?ids, "webhook accepted");
     }
+    // The responder's answer, computed before the delivery is stored (it may say not to store
+    // it); sent only once a delivery it asks to store is stored.
+    let mut answer = None;
+    let mut responder_failed = None;
+    if let (Some((reference, store_on_failure)), Some(received)) = (responder, received) {
+        let request = stormhook_runtime::HookRequest {
+            hook: hook.clone(),
+            method,
+            query,
+            headers: responder_headers(&headers, hidden_header),
+            body: received.to_vec(),
+            payload: payload.clone(),
+            trace_tag: trace.trace_tag.clone(),
+        };
+        let report = state.packs.runtime().respond(&reference, request).await;
+        match report.result {
+            Ok(response) => {
+                let store = response.store;
+                answer = Some(crate::senders::answer(response));
+                if !store {
+                    tracing::info!(hook = %hook, "webhook delivery answered by its responder, not stored");
+                    return Ok(answer.unwrap_or_default());
+                }
+            }
+            Err(e) => {
+                let message = format!("the hook's responder failed: {e}");
+                state.senders.responder_failed(&hook);
+                tracing::warn!(hook = %hook, kind = e.kind(), "{message}");
+                if !store_on_failure {
+                    return Err(ApiError::BadGateway(format!(
+                        "{message}; the delivery is not stored"
+                    )));
+                }
+                responder_failed = Some(e.kind());
+            }
+        }
+    }
     let committed = submit(
         &state,
         NewEvent {
@@ -247,8 +293,27 @@ async fn post(
         )
             .into_response());
     }
-    if let Some(answer) = handshake {
+    if let Some(answer) = handshake.or(answer) {
         return Ok(answer);
+    }
+    if let Some(kind) = responder_failed {
+        // The fallback: the answer the hook gives without a responder, and why.
+        return Ok((
+            StatusCode::ACCEPTED,
+            [
+                (
+                    axum::http::header::CONTENT_TYPE,
+                    axum::http::HeaderValue::from_static("application/json"),
+                ),
+                (
+                    axum::http::HeaderName::from_static("stormhook-responder"),
+                    axum::http::HeaderValue::from_str(&format!("failed ({kind}); stored"))
+                        .unwrap_or(axum::http::HeaderValue::from_static("failed; stored")),
+                ),
+            ],
+            body,
+        )
+            .into_response());
     }
     Ok((
         StatusCode::ACCEPTED,
@@ -430,6 +495,19 @@ fn webhook_payload(headers: &HeaderMap, body: &[u8], secret: Option<&str>) -> St
     cased.push(b'}');
     // Header values passed `to_str` and the body is JSON that parsed: all of it is UTF-8.
     String::from_utf8(cased).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// The request's headers for a responder: names in lower case, without the credentials,
+/// cookies and the secret-bearing header (as in the stored payload).
+fn responder_headers(headers: &HeaderMap, secret: Option<&str>) -> Vec<(String, String)> {
+    const REMOVED: [&str; 3] = ["st2-api-key", "x-auth-token", "cookie"];
+    headers
+        .iter()
+        .filter(|(name, _)| !REMOVED.contains(&name.as_str()) && secret != Some(name.as_str()))
+        .filter_map(|(name, value)| {
+            Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+        })
+        .collect()
 }
 
 /// Python's `str.title()`: a letter after a non-letter is upper case, other letters lower case

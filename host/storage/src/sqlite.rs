@@ -459,11 +459,11 @@ fn commit_blocking(
             purge_expired_deliveries(tx, DELIVERY_PURGE_BATCH.max(2 * deliveries as i64))?;
         }
         for event in events {
-            if let Some(delivery) = &event.delivery {
-                if let Some(original) = claim_delivery(tx, delivery, &event.trace)? {
-                    outcomes.push(original);
-                    continue;
-                }
+            if let Some(delivery) = &event.delivery
+                && let Some(original) = claim_delivery(tx, delivery, &event.trace)?
+            {
+                outcomes.push(original);
+                continue;
             }
             outcomes.push(Committed::Stored);
             trace.execute((

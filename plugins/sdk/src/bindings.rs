@@ -43,5 +43,21 @@ pub mod action {
     });
 }
 
+/// Bindings for the `responder` world, sharing the interface bindings generated in [`rule`].
+pub mod responder {
+    wit_bindgen::generate!({
+        world: "responder",
+        path: "../../wit",
+        with: {
+            "stormhook:plugin/types@0.2.0": crate::bindings::rule::stormhook::plugin::types,
+            "stormhook:plugin/log@0.2.0": crate::bindings::rule::stormhook::plugin::log,
+            "stormhook:plugin/config@0.2.0": crate::bindings::rule::stormhook::plugin::config,
+        },
+        pub_export_macro: true,
+        export_macro_name: "export",
+        default_bindings_module: "stormhook_sdk::bindings::responder",
+    });
+}
+
 pub use action::stormhook::plugin::events;
 pub use rule::stormhook::plugin::{config, kv, log, types};

@@ -102,10 +102,12 @@ pub mod events;
 pub mod http;
 pub mod kv;
 pub mod log;
+pub mod responder;
 mod rule;
 
 pub use action::{Action, Context, RawAction};
 pub use error::Error;
+pub use responder::Responder;
 pub use rule::{Decision, Rule, TriggerInstance};
 
 /// `serde` as this SDK uses it, for plugins that want to name it through the SDK.
@@ -117,6 +119,7 @@ pub use serde_json;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::action::__private::*;
+    pub use crate::responder::__private::*;
     pub use crate::rule::__private::*;
 }
 

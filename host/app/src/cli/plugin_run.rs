@@ -82,6 +82,8 @@ pub enum RunKind {
     Action,
     /// A rule component: `--params` is the trigger instance's payload.
     Rule,
+    /// A responder: `--params` is the JSON body of one webhook delivery.
+    Responder,
 }
 
 /// `events` in `plugin run`: there is no server to take the work.
@@ -151,6 +153,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let kind = match args.kind {
         RunKind::Action => PluginKind::Action,
         RunKind::Rule => PluginKind::Rule,
+        RunKind::Responder => PluginKind::Responder,
     };
     let mut runtime_config = RuntimeConfig {
         max_instances: 2,
@@ -193,6 +196,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             match kind {
                 PluginKind::Action => "an action",
                 PluginKind::Rule => "a rule component",
+                PluginKind::Responder => "a responder",
             }
         )
     })?;
@@ -219,6 +223,28 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             let report = runtime.evaluate_rule(&reference, &instance).await;
             let result = report.result.map(|decision| {
                 serde_json::json!({"matched": decision.matched, "values": decision.values})
+            });
+            (result, report.captured, Vec::new())
+        }
+        PluginKind::Responder => {
+            let request = stormhook_runtime::HookRequest {
+                hook: "plugin-run".into(),
+                method: "POST".into(),
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: params.to_string().into_bytes(),
+                payload: serde_json::json!({"headers": {}, "headers_lower": {}, "body": params})
+                    .to_string(),
+                trace_tag: "plugin-run".into(),
+                ..Default::default()
+            };
+            let report = runtime.respond(&reference, request).await;
+            let result = report.result.map(|answer| {
+                serde_json::json!({
+                    "status": answer.status,
+                    "headers": answer.headers,
+                    "body": String::from_utf8_lossy(&answer.body),
+                    "store": answer.store,
+                })
             });
             (result, report.captured, Vec::new())
         }
@@ -350,7 +376,7 @@ fn limits(
 ) -> anyhow::Result<Limits> {
     let defaults = match kind {
         PluginKind::Action => config.action_defaults,
-        PluginKind::Rule => config.rule_defaults,
+        PluginKind::Rule | PluginKind::Responder => config.rule_defaults,
     };
     let max = config.max_limits;
     let timeout = match timeout_ms {

@@ -26,6 +26,7 @@ fn policy(preset: Option<Preset>, handshake: Option<HandshakeKind>) -> HookPolic
         },
         handshake,
         store_handshakes: false,
+        respond: None,
     }
 }
 

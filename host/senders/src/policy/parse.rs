@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use super::{
     Algorithm, DEFAULT_REPLAY_WINDOW, DEFAULT_TOLERANCE, Encoding, HandshakeKind, HmacSpec,
-    HookPolicy, POLICY_KEYS, PRESET_NAMES, Preset, Replay, SecretRef, Verify,
+    HookPolicy, POLICY_KEYS, PRESET_NAMES, Preset, Replay, Respond, SecretRef, Verify,
 };
 
 /// The keys of `verify` every preset takes.
@@ -71,11 +71,13 @@ pub(super) fn policy(parameters: &Map<String, Value>) -> Result<Option<HookPolic
     {
         return Err("the generic webhook `st2` takes no sender policy (it dispatches any trigger; its callers send an API key or token)".to_owned());
     }
+    let respond = get("respond").map(respond).transpose()?;
     Ok(Some(HookPolicy {
         verify,
         replay,
         handshake,
         store_handshakes,
+        respond,
     }))
 }
 
@@ -250,6 +252,56 @@ fn secret_ref(value: &Value, key: &str) -> Result<SecretRef, String> {
         }
         _ => Err(format!("{key} must be {form}, or a list of them")),
     }
+}
+
+/// The keys of `respond`.
+const RESPOND_KEYS: [&str; 4] = ["entry_point", "timeout_ms", "memory_mb", "store_on_failure"];
+
+fn respond(value: &Value) -> Result<Respond, String> {
+    let Value::Object(map) = value else {
+        return Err("respond must be a mapping (entry_point: reply.wasm, ...)".to_owned());
+    };
+    if let Some(key) = map.keys().find(|k| !RESPOND_KEYS.contains(&k.as_str())) {
+        return Err(format!(
+            "respond: unknown key `{}` (known: {})",
+            shown(key),
+            RESPOND_KEYS.join(", ")
+        ));
+    }
+    let entry_point = map
+        .get("entry_point")
+        .and_then(Value::as_str)
+        .filter(|name| {
+            name.ends_with(".wasm")
+                && name.len() > ".wasm".len()
+                && !name.contains(['/', '\\'])
+                && !name.starts_with('.')
+        })
+        .ok_or_else(|| {
+            "respond.entry_point must be a `.wasm` file name next to the rule file".to_owned()
+        })?
+        .to_owned();
+    let number = |key: &str, max: u64| -> Result<Option<u64>, String> {
+        match map.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(value) => value
+                .as_u64()
+                .filter(|n| (1..=max).contains(n))
+                .map(Some)
+                .ok_or_else(|| format!("respond.{key} must be a whole number from 1 to {max}")),
+        }
+    };
+    let store_on_failure = match map.get("store_on_failure") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err("respond.store_on_failure must be true or false".to_owned()),
+    };
+    Ok(Respond {
+        entry_point,
+        timeout_ms: number("timeout_ms", 30_000)?,
+        memory_mb: number("memory_mb", 4096)?,
+        store_on_failure,
+    })
 }
 
 fn replay(value: &Value) -> Result<Replay, String> {

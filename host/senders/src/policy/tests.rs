@@ -56,6 +56,7 @@ fn a_full_policy() {
             },
             handshake: None,
             store_handshakes: false,
+            respond: None,
         }
     );
     assert_eq!(
@@ -420,7 +421,9 @@ fn odd_names_in_errors_are_bounded() {
 #[test]
 fn only_signed_handshakes_may_be_stored_and_the_generic_hook_takes_no_policy() {
     let parse = |v: serde_json::Value| HookPolicy::parse(v.as_object().unwrap());
-    let ok = parse(json!({"url": "s", "verify": {"preset": "slack", "secret": {"datastore": "k"}}, "store_handshakes": true}));
+    let ok = parse(
+        json!({"url": "s", "verify": {"preset": "slack", "secret": {"datastore": "k"}}, "store_handshakes": true}),
+    );
     assert!(ok.unwrap().unwrap().store_handshakes);
     for unsigned in [
         json!({"url": "g", "handshake": "graph", "store_handshakes": true}),
@@ -428,7 +431,10 @@ fn only_signed_handshakes_may_be_stored_and_the_generic_hook_takes_no_policy() {
         json!({"url": "g", "verify": {"preset": "github", "secret": {"datastore": "k"}}, "handshake": "graph", "store_handshakes": true}),
     ] {
         let err = parse(unsigned.clone()).unwrap_err();
-        assert!(err.contains("store_handshakes needs a handshake its sender signs"), "{unsigned}: {err}");
+        assert!(
+            err.contains("store_handshakes needs a handshake its sender signs"),
+            "{unsigned}: {err}"
+        );
     }
     for url in ["st2", "/st2/"] {
         let err = parse(json!({"url": url, "handshake": "dropbox"})).unwrap_err();

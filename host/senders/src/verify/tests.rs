@@ -1870,6 +1870,7 @@ fn hook(verify: Option<Verify>) -> HookPolicy {
         },
         handshake: None,
         store_handshakes: false,
+        respond: None,
     }
 }
 
