@@ -23,7 +23,7 @@ pub mod verify;
 
 pub use handshake::{Answer, handshake};
 pub use policy::{
-    Algorithm, Encoding, HandshakeKind, HmacSpec, HookPolicy, PRESET_NAMES, Preset, Replay,
+    Accept, Algorithm, Encoding, HandshakeKind, HmacSpec, HookPolicy, PRESET_NAMES, Preset, Replay,
     Respond, SecretRef, Verify,
 };
 pub use verify::{MAX_DELIVERY_ID, Refusal, delivery_id, verify};

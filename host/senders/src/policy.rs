@@ -258,6 +258,29 @@ pub struct HookPolicy {
     pub store_handshakes: bool,
     /// A responder component that computes the answer to each delivery.
     pub respond: Option<Respond>,
+    /// What deliveries the hook takes besides StackStorm's (JSON and form POSTs).
+    pub accept: Accept,
+}
+
+/// What a hook takes besides StackStorm's JSON and form POSTs
+/// (`accept: {get: true, any_content_type: true, raw_body: true, cloudevents: true}`); each
+/// is off by default, so a hook answers as StackStorm's does unless it says otherwise.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Accept {
+    /// `GET` deliveries, their query parameters in the payload's `query` (lists of values, as
+    /// form bodies are) and an empty `body`. The StackStorm API's `GET /webhooks/<url>` of such
+    /// a hook is a delivery, too.
+    pub get: bool,
+    /// Bodies of any media type: what is not JSON or a form is stored as
+    /// `{"text": ..., "media_type": ...}` (UTF-8) or `{"base64": ..., "media_type": ...}`.
+    pub any_content_type: bool,
+    /// The body as received in the payload's `raw_body` (text, or `{"base64": ...}`), so a rule
+    /// component can check a signature no preset covers.
+    pub raw_body: bool,
+    /// CloudEvents: structured mode (`application/cloudevents+json`: the event's `data` is the
+    /// body) and binary mode (`ce-*` headers); the attributes in the payload's `cloudevent`,
+    /// and `source` + `id` as the delivery id.
+    pub cloudevents: bool,
 }
 
 /// A responder component (the `responder` WIT world) that computes a hook's answer, on the
@@ -278,12 +301,13 @@ pub struct Respond {
 }
 
 /// The keys of a webhook trigger's parameters that [`HookPolicy::parse`] reads.
-pub const POLICY_KEYS: [&str; 5] = [
+pub const POLICY_KEYS: [&str; 6] = [
     "verify",
     "replay",
     "handshake",
     "store_handshakes",
     "respond",
+    "accept",
 ];
 
 /// The default tolerance of timestamped presets (Stripe's, Slack's, Standard Webhooks').

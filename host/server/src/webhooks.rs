@@ -24,7 +24,10 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/webhooks", get(list))
         .route("/webhooks/{hook}", get(get_one).post(post))
         .route("/senders", get(crate::senders::stats))
-        .route("/webhooks/{hook}/{*rest}", axum::routing::post(post_nested))
+        .route(
+            "/webhooks/{hook}/{*rest}",
+            get(get_nested).post(post_nested),
+        )
         .route("/triggers", get(list_triggers))
         .route("/triggers/{id}", get(get_trigger))
 }
@@ -71,6 +74,11 @@ async fn get_one(
     if let Some(hook) = rules.webhooks.hook(&url)
         && let Some(policy) = &hook.policy
     {
+        // A hook that takes GET deliveries: this is one (its handshake included).
+        if policy.accept.get {
+            drop(rules);
+            return deliver(state, url, parts, Bytes::new()).await;
+        }
         if let Some(answer) = crate::senders::get_handshake(&state, hook, policy, &parts).await? {
             return Ok(answer);
         }
@@ -84,6 +92,26 @@ async fn get_one(
         .and_then(|t| t.first())
         .ok_or_else(|| ApiError::NotFound("Unhandled exception".into()))?;
     Ok(Json(serde_json::to_value(&**first).unwrap_or_default()).into_response())
+}
+
+/// `GET /webhooks/a/b/c`: a delivery or a handshake to a multi-segment hook that takes them;
+/// otherwise the 404 of any unknown route (StackStorm's GET takes one segment).
+async fn get_nested(
+    State(state): State<AppState>,
+    Path((first, rest)): Path<(String, String)>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let url = format!("{first}/{rest}");
+    let rules = state.packs.rules();
+    let Some(policy) = rules.webhooks.hook(&url).and_then(|h| h.policy.as_deref()) else {
+        return Err(ApiError::no_route());
+    };
+    if !(policy.accept.get || policy.handshake.is_some()) {
+        return Err(ApiError::no_route());
+    }
+    drop(rules);
+    let (parts, _) = request.into_parts();
+    deliver(state, url, parts, Bytes::new()).await
 }
 
 /// `POST /webhooks/a/b/c`: a multi-segment hook.
@@ -103,6 +131,16 @@ async fn post(
     // The request whole, not a `HeaderMap` extractor, which would clone every header.
     let (parts, body) = request.into_parts();
     let raw = super::read_body(body, state.settings.max_body_bytes).await?;
+    deliver(state, hook, parts, raw).await
+}
+
+/// One delivery to `hook` (a POST, or a GET to a hook that takes them), its body read.
+async fn deliver(
+    state: AppState,
+    hook: String,
+    parts: axum::http::request::Parts,
+    raw: Bytes,
+) -> Result<Response, ApiError> {
     // A hook with a sender policy: its handshake is answered, and its deliveries verified
     // (on the raw bytes as received), before anything is parsed.
     let rules = state.packs.rules();
@@ -119,6 +157,8 @@ async fn post(
     if !authenticated && !policy.is_some_and(|(_, p)| crate::senders::opens(p)) {
         return Err(ApiError::from(crate::auth::AuthError::Missing));
     }
+    let accept = policy.map(|(_, p)| p.accept).unwrap_or_default();
+    let replay_window = policy.map(|(_, p)| p.replay.window);
     // The hook's responder (its first rule's ref) and what to do when it fails.
     let responder = policy.and_then(|(found, p)| {
         p.respond
@@ -145,7 +185,7 @@ async fn post(
     let received = responder.as_ref().map(|_| raw.clone());
     // As in StackStorm, the body is parsed (and a bad content type refused) before the hook is
     // looked up.
-    let media = media_type(&headers)?;
+    let media = media_type(&headers, accept)?;
     let trace_tag = headers
         .get("st2-trace-tag")
         .and_then(|v| v.to_str().ok())
@@ -166,8 +206,12 @@ async fn post(
 
     if hook == "st2" {
         let body = match media {
-            Media::Json => json_value(&raw)?,
+            Media::Json(_) => json_value(&raw)?,
             Media::Form => form(&raw),
+            // A hook with a policy never reaches here (st2 takes none).
+            Media::CloudEvent | Media::Other(_) => {
+                return Err(parse_failed("Unsupported Content-Type".into()));
+            }
         };
         let (trigger, trigger_type, payload) = generic(&state, &body).await?;
         let instance = TriggerInstance {
@@ -189,8 +233,26 @@ async fn post(
     // A custom hook takes an object or an array. A JSON body is checked, then stored inside the
     // payload's JSON text and echoed as it came (no re-encoding); a form body is stored and
     // echoed as its JSON.
+    let mut extra = Map::new();
+    if accept.raw_body {
+        extra.insert("raw_body".into(), raw_body(&raw, None));
+    }
+    if accept.get && parts_method_is_get(&method) {
+        extra.insert("query".into(), form(query.as_bytes()));
+    }
+    if accept.cloudevents
+        && let Some(attributes) = binary_cloudevent(&headers)
+    {
+        extra.insert("cloudevent".into(), attributes);
+    }
     let body: Bytes = match media {
-        Media::Json if !is_blank(&raw) => {
+        // `text/plain` that is not JSON, on a hook that takes any content type: text.
+        Media::Json(Some(media_type))
+            if accept.any_content_type && !is_blank(&raw) && json_value(&raw).is_err() =>
+        {
+            Bytes::from(raw_body(&raw, Some(&media_type)).to_string())
+        }
+        Media::Json(_) if !is_blank(&raw) => {
             // Parsed in full and dropped: a lighter check (`IgnoredAny`) would let through what
             // the value parse refuses (numbers out of range, lone surrogates, bytes that are not
             // UTF-8, nesting past 128), and the engine could not decode such a payload.
@@ -203,15 +265,34 @@ async fn post(
             }
             raw
         }
-        Media::Json => Bytes::from_static(b"{}"),
+        Media::Json(_) => Bytes::from_static(b"{}"),
         Media::Form => Bytes::from(form(&raw).to_string()),
+        Media::Other(media_type) => Bytes::from(raw_body(&raw, Some(&media_type)).to_string()),
+        Media::CloudEvent => {
+            let (attributes, data) = structured_cloudevent(&raw)?;
+            extra.insert("cloudevent".into(), attributes);
+            Bytes::from(data.to_string())
+        }
     };
+    // A CloudEvent's source and id identify it: the replay key, when the sender gave no other.
+    if delivery.is_none()
+        && let (Some(window), Some(Value::Object(ce))) = (replay_window, extra.get("cloudevent"))
+        && !window.is_zero()
+        && let (Some(Value::String(source)), Some(Value::String(id))) =
+            (ce.get("source"), ce.get("id"))
+        && source.len() + id.len() <= 512
+    {
+        delivery = Some(stormhook_storage::DeliveryKey {
+            key: format!("{}:{hook} ce {}:{source} {id}", hook.len(), source.len()),
+            expires_at: ids::after(window),
+        });
+    }
     let triggers = rules
         .webhooks
         .get(&hook)
         .ok_or_else(|| ApiError::NotFound(format!("Webhook {hook} not registered with st2")))?;
     // Every rule on the hook gets its own instance.
-    let payload = webhook_payload(&headers, &body, hidden_header);
+    let payload = webhook_payload(&headers, &body, hidden_header, &extra);
     let instances = triggers
         .iter()
         .map(|t| NewInstance {
@@ -400,25 +481,106 @@ async fn generic(state: &AppState, body: &Value) -> Result<(String, String, Valu
     Ok((trigger, trigger_type.reference, payload))
 }
 
-/// How a body is parsed, by its media type, as StackStorm's router does (§0.3).
+/// How a body is parsed, by its media type, as StackStorm's router does (§0.3), and, on a
+/// hook whose policy `accept`s them, CloudEvents and any other media type.
 enum Media {
-    Json,
+    /// JSON; `Some(media type)` when it was sent as `text/plain`.
+    Json(Option<String>),
     Form,
+    /// A structured CloudEvent (`application/cloudevents+json`).
+    CloudEvent,
+    /// Anything else, kept as text or base64 with its media type.
+    Other(String),
 }
 
-fn media_type(headers: &HeaderMap) -> Result<Media, ApiError> {
+fn media_type(headers: &HeaderMap, accept: stormhook_senders::Accept) -> Result<Media, ApiError> {
     let content_type = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
-    match content_type.split(';').next().unwrap_or_default().trim() {
+    let media_type = content_type.split(';').next().unwrap_or_default().trim();
+    match media_type.to_ascii_lowercase().as_str() {
+        "application/json" => Ok(Media::Json(None)),
         // Standalone st2api parses text/plain as JSON too.
-        "application/json" | "text/plain" => Ok(Media::Json),
+        "text/plain" => Ok(Media::Json(Some(media_type.to_owned()))),
         "application/x-www-form-urlencoded" | "multipart/form-data" => Ok(Media::Form),
+        "application/cloudevents+json" if accept.cloudevents => Ok(Media::CloudEvent),
+        _ if accept.any_content_type && media_type.len() <= 255 => {
+            Ok(Media::Other(media_type.to_owned()))
+        }
         other => Err(parse_failed(format!(
             "Unsupported Content-Type: \"{other}\""
         ))),
     }
+}
+
+fn parts_method_is_get(method: &str) -> bool {
+    method == "GET"
+}
+
+/// A body as received: `{"text": ..., "media_type": ...}` when it is UTF-8, else
+/// `{"base64": ..., "media_type": ...}` (the media type only when known). Without a media type
+/// (the payload's `raw_body`), UTF-8 text is the string itself.
+fn raw_body(raw: &[u8], media_type: Option<&str>) -> Value {
+    use base64::Engine as _;
+    match (std::str::from_utf8(raw), media_type) {
+        (Ok(text), None) => Value::String(text.to_owned()),
+        (Ok(text), Some(media_type)) => serde_json::json!({"text": text, "media_type": media_type}),
+        (Err(_), media_type) => {
+            let mut value = serde_json::json!({
+                "base64": base64::engine::general_purpose::STANDARD.encode(raw)
+            });
+            if let Some(media_type) = media_type {
+                value["media_type"] = Value::String(media_type.to_owned());
+            }
+            value
+        }
+    }
+}
+
+/// A binary-mode CloudEvent's attributes, from its `ce-*` headers (`ce-specversion` present).
+fn binary_cloudevent(headers: &HeaderMap) -> Option<Value> {
+    headers.get("ce-specversion")?;
+    let mut attributes = Map::new();
+    for (name, value) in headers {
+        if let (Some(attribute), Ok(value)) = (name.as_str().strip_prefix("ce-"), value.to_str()) {
+            attributes.insert(attribute.to_owned(), Value::String(value.to_owned()));
+        }
+    }
+    if let Some(content_type) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
+        attributes.insert(
+            "datacontenttype".into(),
+            Value::String(content_type.to_owned()),
+        );
+    }
+    Some(Value::Object(attributes))
+}
+
+/// A structured-mode CloudEvent: its attributes (everything but the data), and its data as
+/// the body (an object or array as it is, `{"data": <value>}` for other JSON values,
+/// `{"base64": ...}` for `data_base64`, `{}` when there is none). The required attributes
+/// (`specversion`, `id`, `source`, `type`) must be strings.
+fn structured_cloudevent(raw: &[u8]) -> Result<(Value, Value), ApiError> {
+    let Value::Object(mut event) = json_value(raw)? else {
+        return Err(parse_failed("a CloudEvent must be a JSON object".into()));
+    };
+    for required in ["specversion", "id", "source", "type"] {
+        if !event.get(required).is_some_and(Value::is_string) {
+            return Err(parse_failed(format!(
+                "the CloudEvent has no `{required}` attribute (a string)"
+            )));
+        }
+    }
+    let data = match (event.remove("data"), event.remove("data_base64")) {
+        (Some(data @ (Value::Object(_) | Value::Array(_))), _) => data,
+        (Some(Value::Null) | None, None) => Value::Object(Map::new()),
+        (Some(Value::Null) | None, Some(encoded)) => serde_json::json!({"base64": encoded}),
+        (Some(other), _) => serde_json::json!({ "data": other }),
+    };
+    Ok((Value::Object(event), data))
 }
 
 fn parse_failed(reason: String) -> ApiError {
@@ -456,7 +618,12 @@ fn form(raw: &[u8]) -> Value {
 
 /// The JSON text of `{headers, headers_lower, body}`, with StackStorm's header casing and
 /// without the credentials, cookies and trace tag. `body` is JSON text, spliced in as it is.
-fn webhook_payload(headers: &HeaderMap, body: &[u8], secret: Option<&str>) -> String {
+fn webhook_payload(
+    headers: &HeaderMap,
+    body: &[u8],
+    secret: Option<&str>,
+    extra: &Map<String, Value>,
+) -> String {
     const REMOVED: [&str; 4] = ["st2-api-key", "x-auth-token", "cookie", "st2-trace-tag"];
     const OPEN: &[u8] = b"{\"headers\":{";
     let string = |out: &mut Vec<u8>, s: &str| {
@@ -492,6 +659,12 @@ fn webhook_payload(headers: &HeaderMap, body: &[u8], secret: Option<&str>) -> St
     cased.extend_from_slice(&lower);
     cased.extend_from_slice(b",\"body\":");
     cased.extend_from_slice(body);
+    for (key, value) in extra {
+        cased.push(b',');
+        string(&mut cased, key);
+        cased.push(b':');
+        let _ = serde_json::to_writer(&mut cased, value);
+    }
     cased.push(b'}');
     // Header values passed `to_str` and the body is JSON that parsed: all of it is UTF-8.
     String::from_utf8(cased).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
@@ -561,7 +734,7 @@ mod tests {
         headers.append("x-multi", "two \"quoted\"".parse().unwrap());
         headers.insert("st2-api-key", "secret".parse().unwrap());
         headers.insert("cookie", "auth-token=secret".parse().unwrap());
-        let text = webhook_payload(&headers, raw, None);
+        let text = webhook_payload(&headers, raw, None, &Map::new());
         assert_eq!(
             serde_json::from_str::<Value>(&text).unwrap(),
             serde_json::json!({
@@ -571,7 +744,7 @@ mod tests {
             })
         );
         assert!(!text.contains("secret"));
-        let none = webhook_payload(&HeaderMap::new(), b"[]", None);
+        let none = webhook_payload(&HeaderMap::new(), b"[]", None, &Map::new());
         assert_eq!(
             serde_json::from_str::<Value>(&none).unwrap(),
             serde_json::json!({"headers": {}, "headers_lower": {}, "body": []})

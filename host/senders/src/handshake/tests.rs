@@ -7,7 +7,7 @@ use http::HeaderMap;
 use crate::test_headers as headers;
 
 use super::*;
-use crate::{Preset, Replay, SecretRef, Verify};
+use crate::{Accept, Preset, Replay, SecretRef, Verify};
 
 fn policy(preset: Option<Preset>, handshake: Option<HandshakeKind>) -> HookPolicy {
     let verify = preset.map(|preset| Verify {
@@ -27,6 +27,7 @@ fn policy(preset: Option<Preset>, handshake: Option<HandshakeKind>) -> HookPolic
         handshake,
         store_handshakes: false,
         respond: None,
+        accept: Accept::default(),
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::{
-    Algorithm, DEFAULT_REPLAY_WINDOW, DEFAULT_TOLERANCE, Encoding, HandshakeKind, HmacSpec,
+    Accept, Algorithm, DEFAULT_REPLAY_WINDOW, DEFAULT_TOLERANCE, Encoding, HandshakeKind, HmacSpec,
     HookPolicy, POLICY_KEYS, PRESET_NAMES, Preset, Replay, Respond, SecretRef, Verify,
 };
 
@@ -72,12 +72,14 @@ pub(super) fn policy(parameters: &Map<String, Value>) -> Result<Option<HookPolic
         return Err("the generic webhook `st2` takes no sender policy (it dispatches any trigger; its callers send an API key or token)".to_owned());
     }
     let respond = get("respond").map(respond).transpose()?;
+    let accept = get("accept").map(accept).transpose()?.unwrap_or_default();
     Ok(Some(HookPolicy {
         verify,
         replay,
         handshake,
         store_handshakes,
         respond,
+        accept,
     }))
 }
 
@@ -252,6 +254,33 @@ fn secret_ref(value: &Value, key: &str) -> Result<SecretRef, String> {
         }
         _ => Err(format!("{key} must be {form}, or a list of them")),
     }
+}
+
+/// The keys of `accept`.
+const ACCEPT_KEYS: [&str; 4] = ["get", "any_content_type", "raw_body", "cloudevents"];
+
+fn accept(value: &Value) -> Result<Accept, String> {
+    let Value::Object(map) = value else {
+        return Err("accept must be a mapping (get: true, ...)".to_owned());
+    };
+    if let Some(key) = map.keys().find(|k| !ACCEPT_KEYS.contains(&k.as_str())) {
+        return Err(format!(
+            "accept: unknown key `{}` (known: {})",
+            shown(key),
+            ACCEPT_KEYS.join(", ")
+        ));
+    }
+    let flag = |key: &str| match map.get(key) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(format!("accept.{key} must be true or false")),
+    };
+    Ok(Accept {
+        get: flag("get")?,
+        any_content_type: flag("any_content_type")?,
+        raw_body: flag("raw_body")?,
+        cloudevents: flag("cloudevents")?,
+    })
 }
 
 /// The keys of `respond`.

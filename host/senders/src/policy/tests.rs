@@ -57,6 +57,7 @@ fn a_full_policy() {
             handshake: None,
             store_handshakes: false,
             respond: None,
+            accept: Accept::default(),
         }
     );
     assert_eq!(
@@ -441,4 +442,26 @@ fn only_signed_handshakes_may_be_stored_and_the_generic_hook_takes_no_policy() {
         assert!(err.contains("generic webhook"), "{err}");
     }
     assert_eq!(parse(json!({"url": "st2"})), Ok(None));
+}
+
+#[test]
+fn accept_takes_four_flags_and_nothing_else() {
+    let parse = |v: serde_json::Value| HookPolicy::parse(v.as_object().unwrap());
+    let policy = parse(json!({"url": "x", "accept": {"get": true, "cloudevents": true}}))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        policy.accept,
+        Accept {
+            get: true,
+            any_content_type: false,
+            raw_body: false,
+            cloudevents: true
+        }
+    );
+    assert!(policy.verify.is_none());
+    let err = parse(json!({"url": "x", "accept": {"post": true}})).unwrap_err();
+    assert!(err.contains("accept: unknown key `post`"), "{err}");
+    let err = parse(json!({"url": "x", "accept": {"get": "yes"}})).unwrap_err();
+    assert_eq!(err, "accept.get must be true or false");
 }

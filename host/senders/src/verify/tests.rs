@@ -9,7 +9,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use crate::test_headers as headers;
 
 use super::*;
-use crate::{Replay, SecretRef};
+use crate::{Accept, Replay, SecretRef};
 
 const URL: &str = "https://hooks.example.com/api/v1/webhooks/test";
 
@@ -1871,6 +1871,7 @@ fn hook(verify: Option<Verify>) -> HookPolicy {
         handshake: None,
         store_handshakes: false,
         respond: None,
+        accept: Accept::default(),
     }
 }
 
