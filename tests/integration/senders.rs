@@ -569,16 +569,33 @@ async fn a_rule_with_a_broken_policy_is_refused_and_conflicting_rules_on_one_url
     assert_eq!(resp.status(), 400);
     let text = fault(resp).await;
     assert!(text.contains("githab") && text.contains("github"), "{text}");
-    // A rule on the same url without the policy is accepted but not registered on the hook:
-    // an unsigned delivery must never reach it.
+    // An enabled rule on the same url without the policy is refused, naming the rule that
+    // holds the url; a disabled one is accepted but not registered on the hook: an unsigned
+    // delivery must never reach it.
+    let open = |enabled: bool| {
+        json!({
+            "name": "open", "pack": "t", "enabled": enabled,
+            "trigger": {"type": "core.st2.webhook", "parameters": {"url": "shared"}},
+            "action": {"ref": "core.noop"},
+        })
+    };
     let resp = server
         .client()
         .post(server.url("/api/v1/rules"))
-        .json(&json!({
-            "name": "open", "pack": "t", "enabled": true,
-            "trigger": {"type": "core.st2.webhook", "parameters": {"url": "shared"}},
-            "action": {"ref": "core.noop"},
-        }))
+        .json(&open(true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let text = fault(resp).await;
+    assert!(
+        text.contains("already has other sender parameters") && text.contains("t.signed"),
+        "{text}"
+    );
+    let resp = server
+        .client()
+        .post(server.url("/api/v1/rules"))
+        .json(&open(false))
         .send()
         .await
         .unwrap();
@@ -690,6 +707,12 @@ async fn a_responder_computes_the_answer_and_its_failures_fall_back_within_its_d
     // Its answer, sent once the delivery is stored.
     let resp = post("answering", "answer").await.unwrap();
     assert_eq!(resp.status(), 201);
+    let types: Vec<_> = resp.headers().get_all("content-type").iter().collect();
+    assert_eq!(
+        types,
+        ["application/json"],
+        "one content type, the responder's"
+    );
     let answer: Value = resp.json().await.unwrap();
     assert_eq!(answer["hook"], "answering");
     assert_eq!(answer["method"], "POST");
@@ -846,7 +869,11 @@ async fn hooks_take_get_any_content_type_raw_bodies_and_cloudevents_when_they_sa
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 401, "a GET delivery needs credentials like a POST");
+    assert_eq!(
+        resp.status(),
+        401,
+        "a GET delivery needs credentials like a POST"
+    );
     // A hook that does not take GET: StackStorm's GET of the webhook, unchanged.
     let resp = server.get_json("/api/v1/webhooks/plain").await;
     assert_eq!(resp["type"], "core.st2.webhook");
@@ -930,7 +957,10 @@ async fn hooks_take_get_any_content_type_raw_bodies_and_cloudevents_when_they_sa
         let resp = server
             .client()
             .post(server.url("/api/v1/webhooks/events"))
-            .header("Content-Type", "application/cloudevents+json; charset=utf-8")
+            .header(
+                "Content-Type",
+                "application/cloudevents+json; charset=utf-8",
+            )
             .body(event.to_string())
             .send()
             .await

@@ -47,6 +47,8 @@ pub struct PackManager {
     pack_rules: std::sync::Mutex<Vec<LoadedRule>>,
     /// Rules created through the API, as the store holds them.
     api_rules: std::sync::Mutex<Vec<LoadedRule>>,
+    /// The webhook conflicts last logged (each is logged once while it lasts).
+    logged_conflicts: std::sync::Mutex<Vec<String>>,
     /// Actions from the pack folders, as of the last reload.
     actions: ArcSwap<Vec<ActionMeta>>,
     /// Components being loaded, and from what, so that a rescan does not start them again.
@@ -248,6 +250,7 @@ impl PackManager {
             rules: ArcSwap::default(),
             pack_rules: std::sync::Mutex::default(),
             api_rules: std::sync::Mutex::default(),
+            logged_conflicts: std::sync::Mutex::default(),
             actions: ArcSwap::default(),
             in_flight: Arc::default(),
             configs_dir: None,
@@ -304,8 +307,14 @@ impl PackManager {
             .unwrap_or_default();
         rules.extend(self.api_rules.lock().map(|r| r.clone()).unwrap_or_default());
         let webhooks = Webhooks::from_rules(rules.iter().map(|r| &r.doc));
-        for conflict in webhooks.conflicts() {
-            tracing::error!("refused webhook trigger: {conflict}");
+        // Each conflict once (until it goes away), not again at every later reload.
+        if let Ok(mut logged) = self.logged_conflicts.lock() {
+            for conflict in webhooks.conflicts() {
+                if !logged.contains(conflict) {
+                    tracing::error!("refused webhook trigger: {conflict}");
+                }
+            }
+            *logged = webhooks.conflicts().to_vec();
         }
         self.rules.store(Arc::new(RuleSet { rules, webhooks }));
     }

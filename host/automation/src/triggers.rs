@@ -92,16 +92,21 @@ pub struct Hook {
     pub pack: String,
     /// That rule's ref, for messages.
     pub rule: String,
+    /// Whether that rule is enabled (an enabled rule's policy holds the url).
+    pub enabled: bool,
 }
 
 impl Webhooks {
     /// The webhooks registered by `rules` (enabled or not). Every rule on one url must declare
-    /// the same sender policy (none, or the same `verify`/`replay`/`handshake`): a rule whose
-    /// policy differs from the first rule's on that url is not registered, and
-    /// [`Webhooks::conflicts`] says why (a hook verified for one rule and open for another
-    /// would let unverified deliveries reach the first rule's actions).
+    /// the same sender policy (none, or the same `verify`/`replay`/`handshake`/...): the url's
+    /// policy is its first enabled rule's (its first rule's, when none is enabled), and a rule
+    /// whose policy differs is not registered. For an enabled rule, [`Webhooks::conflicts`]
+    /// says why (a hook verified for one rule and open for another would let unverified
+    /// deliveries reach the first rule's actions); a disabled one is left out quietly (it runs
+    /// nothing, and disabling a rule is how one makes way for another on its url).
     pub fn from_rules<'a>(rules: impl IntoIterator<Item = &'a RuleDoc>) -> Self {
         let mut hooks = Self::default();
+        let mut parsed = Vec::new();
         for rule in rules {
             if rule.trigger.trigger_type != WEBHOOK_TYPE {
                 continue;
@@ -110,39 +115,63 @@ impl Webhooks {
                 continue;
             };
             let reference = format!("{}.{}", rule.pack, rule.name);
-            let policy = match HookPolicy::parse(&rule.trigger.parameters) {
-                Ok(policy) => policy.map(Arc::new),
-                Err(message) => {
-                    // Rule files and the API refuse such a rule before it gets here.
-                    hooks.conflicts.push(format!(
-                        "rule {reference}: webhook {url}: {message}; not registered"
-                    ));
-                    continue;
+            match HookPolicy::parse(&rule.trigger.parameters) {
+                Ok(policy) => parsed.push((
+                    rule,
+                    normalize_url(url).to_owned(),
+                    reference,
+                    policy.map(Arc::new),
+                )),
+                // Rule files and the API refuse such a rule before it gets here.
+                Err(message) => hooks.conflicts.push(format!(
+                    "rule {reference}: webhook {url}: {message}; not registered"
+                )),
+            }
+        }
+        // Who decides each url's policy: its first enabled rule, else its first rule.
+        let mut owners: HashMap<&str, usize> = HashMap::new();
+        for (n, (rule, url, ..)) in parsed.iter().enumerate() {
+            match owners.get(url.as_str()) {
+                None => {
+                    owners.insert(url, n);
+                }
+                Some(&owner) if !parsed[owner].0.enabled && rule.enabled => {
+                    owners.insert(url, n);
+                }
+                Some(_) => {}
+            }
+        }
+        for (rule, url, reference, policy) in &parsed {
+            let slot = match hooks.index.get(url) {
+                Some(&slot) => slot,
+                None => {
+                    let (owner, _, owner_ref, owner_policy) = &parsed[owners[url.as_str()]];
+                    hooks.hooks.push(Hook {
+                        url: url.clone(),
+                        triggers: Vec::new(),
+                        policy: owner_policy.clone(),
+                        pack: owner.pack.clone(),
+                        rule: owner_ref.clone(),
+                        enabled: owner.enabled,
+                    });
+                    hooks.index.insert(url.clone(), hooks.hooks.len() - 1);
+                    hooks.hooks.len() - 1
                 }
             };
-            let parameters = serde_json::Value::Object(rule.trigger.parameters.clone());
-            let trigger = Trigger::new(WEBHOOK_TYPE, &parameters);
-            let url = normalize_url(url).to_owned();
-            let slot = *hooks.index.entry(url.clone()).or_insert_with(|| {
-                hooks.hooks.push(Hook {
-                    url: url.clone(),
-                    triggers: Vec::new(),
-                    policy: policy.clone(),
-                    pack: rule.pack.clone(),
-                    rule: reference.clone(),
-                });
-                hooks.hooks.len() - 1
-            });
             let hook = &mut hooks.hooks[slot];
-            if hook.policy != policy {
-                hooks.conflicts.push(format!(
-                    "rule {reference}: webhook {url} already has {} from rule {}, and this rule declares {}; its trigger is not registered (give every rule on one url the same verify, replay and handshake parameters)",
-                    describe(hook.policy.as_deref()),
-                    hook.rule,
-                    describe(policy.as_deref()),
-                ));
+            if hook.policy != *policy {
+                if rule.enabled {
+                    hooks.conflicts.push(format!(
+                        "rule {reference}: webhook {url} already has {} from rule {}, and this rule declares {}; its trigger is not registered (give every rule on one url the same sender parameters: verify, replay, handshake, respond, accept)",
+                        describe(hook.policy.as_deref()),
+                        hook.rule,
+                        describe(policy.as_deref()),
+                    ));
+                }
                 continue;
             }
+            let parameters = serde_json::Value::Object(rule.trigger.parameters.clone());
+            let trigger = Trigger::new(WEBHOOK_TYPE, &parameters);
             if !hook.triggers.iter().any(|t| t.id == trigger.id) {
                 hook.triggers.push(Arc::new(trigger));
             }
@@ -396,6 +425,41 @@ mod tests {
         assert_eq!(hooks.get("with/mixed/slash").unwrap().len(), 1);
         assert!(hooks.get("/sample").is_none());
         assert_eq!(hooks.all().count(), 3);
+    }
+
+    fn named(name: &str, enabled: bool, extra: &str) -> RuleDoc {
+        let text = format!(
+            "name: {name}\nenabled: {enabled}\ntrigger:\n  type: core.st2.webhook\n  parameters: {{url: gh{extra}}}\naction: {{ref: core.noop}}\n"
+        );
+        RuleDoc::parse("r.yaml", &text, "p").unwrap()
+    }
+
+    #[test]
+    fn one_url_has_one_sender_policy_and_enabled_rules_decide_it() {
+        let signed = ", verify: {preset: github, secret: {datastore: s}}";
+        // An unsigned disabled rule first, then a signed enabled one: the signed one holds the
+        // url, and the disabled one is left out without a conflict.
+        let rules = [named("old", false, ""), named("new", true, signed)];
+        let hooks = Webhooks::from_rules(&rules);
+        let hook = hooks.hook("gh").unwrap();
+        assert_eq!(hook.rule, "p.new");
+        assert!(hook.policy.as_ref().unwrap().verify.is_some());
+        assert_eq!(hook.triggers.len(), 1);
+        assert!(hooks.conflicts().is_empty(), "{:?}", hooks.conflicts());
+        // Both enabled: the first holds it, the second is refused and said so.
+        let rules = [named("a", true, ""), named("b", true, signed)];
+        let hooks = Webhooks::from_rules(&rules);
+        let hook = hooks.hook("gh").unwrap();
+        assert_eq!(hook.rule, "p.a");
+        assert!(hook.policy.is_none());
+        assert_eq!(hook.triggers.len(), 1);
+        assert_eq!(hooks.conflicts().len(), 1);
+        assert!(
+            hooks.conflicts()[0].contains("rule p.b"),
+            "{:?}",
+            hooks.conflicts()
+        );
+        assert!(!hooks.verifies(&hook.triggers[0].reference));
     }
 
     #[test]

@@ -186,6 +186,28 @@ async fn validate(state: &AppState, body: &[u8]) -> Result<(RuleDoc, Value), Api
     let doc = RuleDoc::from_json("rule", document.clone())
         .map_err(|e| ApiError::BadRequest(super::serde_message(&e.message)))?;
 
+    // One url, one sender policy: an enabled rule that would not be registered on its hook
+    // is refused here, not only logged.
+    if doc.enabled
+        && doc.trigger.trigger_type == stormhook_automation::triggers::WEBHOOK_TYPE
+        && let Some(url) = doc.trigger.parameters.get("url").and_then(Value::as_str)
+    {
+        let url = stormhook_automation::triggers::normalize_url(url);
+        let policy = stormhook_senders::HookPolicy::parse(&doc.trigger.parameters)
+            .ok()
+            .flatten();
+        let rules = state.packs.rules();
+        if let Some(hook) = rules.webhooks.hook(url)
+            && hook.enabled
+            && hook.rule != format!("{}.{}", doc.pack, doc.name)
+            && hook.policy.as_deref() != policy.as_ref()
+        {
+            return Err(ApiError::BadRequest(format!(
+                "webhook {url} already has other sender parameters (verify, replay, handshake, respond, accept) from rule {}; every rule on one url must declare the same ones",
+                hook.rule
+            )));
+        }
+    }
     if doc.trigger.parameters.contains_key("respond") {
         return Err(ApiError::BadRequest(
             "a webhook's responder (respond) is a component loaded from a pack folder: put the rule in <packs>/<pack>/rules/ next to its .wasm".into(),

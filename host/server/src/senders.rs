@@ -93,6 +93,15 @@ pub(crate) fn answer(answer: stormhook_runtime::HookResponse) -> Response {
     )
         .into_response();
     let headers = response.headers_mut();
+    // The responder's own content type, not the default of a byte body (which it keeps when
+    // it names none).
+    let named = answer
+        .headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+    if named {
+        headers.remove(axum::http::header::CONTENT_TYPE);
+    }
     for (name, value) in answer.headers {
         // Checked by the runtime; anything that still does not parse is dropped.
         if let (Ok(name), Ok(value)) = (

@@ -82,7 +82,8 @@ pub enum RunKind {
     Action,
     /// A rule component: `--params` is the trigger instance's payload.
     Rule,
-    /// A responder: `--params` is the JSON body of one webhook delivery.
+    /// A responder: `--params` is the body of one webhook delivery: JSON, or a JSON string
+    /// holding a form body as sent (`'"command=%2Fdeploy&text=prod"'`).
     Responder,
 }
 
@@ -138,7 +139,8 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let pack = reference
         .split_once('.')
         .map_or(reference.as_str(), |(p, _)| p);
-    let params = read_params(&args.params)?;
+    // A responder takes any JSON body (or a string holding a form body).
+    let params = read_params(&args.params, matches!(args.kind, RunKind::Responder))?;
     let datastore = MemoryDatastore::with_values(pairs("--kv", &args.kv)?);
     for (key, value) in pairs("--kv-secret", &args.kv_secret)? {
         datastore.set_secret(&key, &value);
@@ -227,13 +229,28 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             (result, report.captured, Vec::new())
         }
         PluginKind::Responder => {
+            // A JSON string is a form body as sent (`"command=%2Fdeploy&text=prod"`, a Slack
+            // slash command); anything else is a JSON body.
+            let (content_type, body, payload_body) = match &params {
+                serde_json::Value::String(form) => (
+                    "application/x-www-form-urlencoded",
+                    form.clone().into_bytes(),
+                    form_lists(form),
+                ),
+                other => (
+                    "application/json",
+                    other.to_string().into_bytes(),
+                    other.clone(),
+                ),
+            };
             let request = stormhook_runtime::HookRequest {
                 hook: "plugin-run".into(),
                 method: "POST".into(),
-                headers: vec![("content-type".into(), "application/json".into())],
-                body: params.to_string().into_bytes(),
-                payload: serde_json::json!({"headers": {}, "headers_lower": {}, "body": params})
-                    .to_string(),
+                headers: vec![("content-type".into(), content_type.into())],
+                body,
+                payload:
+                    serde_json::json!({"headers": {}, "headers_lower": {}, "body": payload_body})
+                        .to_string(),
                 trace_tag: "plugin-run".into(),
                 ..Default::default()
             };
@@ -290,8 +307,8 @@ fn default_ref(file: &Path) -> String {
     format!("local.{}", if name.is_empty() { "plugin" } else { &name })
 }
 
-/// `--params`: a JSON object, given inline or as `@FILE`.
-fn read_params(arg: &str) -> anyhow::Result<Value> {
+/// `--params`: a JSON object (any JSON value when `any`), given inline or as `@FILE`.
+fn read_params(arg: &str, any: bool) -> anyhow::Result<Value> {
     let (text, from) = match arg.strip_prefix('@') {
         Some(path) => (
             std::fs::read_to_string(path)
@@ -302,7 +319,7 @@ fn read_params(arg: &str) -> anyhow::Result<Value> {
     };
     let value: Value =
         serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{from} is not JSON: {e}"))?;
-    if !value.is_object() {
+    if !any && !value.is_object() {
         anyhow::bail!(
             "{from} must be a JSON object (`{{\"name\": \"value\"}}`), found {}",
             type_name(&value)
@@ -461,18 +478,18 @@ mod tests {
 
     #[test]
     fn params_must_be_a_json_object() {
-        assert_eq!(read_params(r#"{"a": 1}"#).unwrap()["a"], 1);
-        let err = read_params("{nope").unwrap_err().to_string();
+        assert_eq!(read_params(r#"{"a": 1}"#, false).unwrap()["a"], 1);
+        let err = read_params("{nope", false).unwrap_err().to_string();
         assert!(
             err.starts_with("--params is not JSON: key must be a string at line 1 column 2"),
             "{err}"
         );
-        let err = read_params("[1]").unwrap_err().to_string();
+        let err = read_params("[1]", false).unwrap_err().to_string();
         assert!(
             err.contains("must be a JSON object") && err.contains("found an array"),
             "{err}"
         );
-        let err = read_params("@/nonexistent/params.json").unwrap_err();
+        let err = read_params("@/nonexistent/params.json", false).unwrap_err();
         assert!(format!("{err:#}").contains("--params: cannot read /nonexistent/params.json"));
     }
 
@@ -539,4 +556,18 @@ mod tests {
             .to_string();
         assert!(err.contains("must be a mapping"), "{err}");
     }
+}
+
+/// A form body as the stored payload has it: each field a list of its values.
+fn form_lists(form: &str) -> serde_json::Value {
+    let mut fields = serde_json::Map::new();
+    for (key, value) in form_urlencoded::parse(form.as_bytes()) {
+        if let serde_json::Value::Array(values) = fields
+            .entry(key.into_owned())
+            .or_insert_with(|| serde_json::Value::Array(Vec::new()))
+        {
+            values.push(serde_json::Value::String(value.into_owned()));
+        }
+    }
+    serde_json::Value::Object(fields)
 }
