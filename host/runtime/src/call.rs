@@ -69,7 +69,7 @@ impl Runtime {
             plugin: reference.to_owned(),
             ..Origin::default()
         };
-        let mut session = match self.open(PluginKind::Rule, reference, origin).await {
+        let session = match self.open(PluginKind::Rule, reference, origin).await {
             Ok(session) => session,
             Err(err) => return CallReport::early(err, started),
         };
@@ -79,29 +79,18 @@ impl Runtime {
             payload: instance.payload.clone(),
             occurrence_time: instance.occurrence_time.clone(),
         };
-        let plugin = Arc::clone(&session.plugin);
-        let moved = Arc::clone(&session.moved);
-        let call = async move {
-            let deadline = session.plugin.limits.timeout;
-            let outcome = with_backstop(deadline, async {
-                // 0.1.0 and 0.2.0 share these types exactly (the check is structural), so one
-                // signature serves both.
-                let pre = &session.plugin.pre;
-                let store = &mut session.store;
-                let instance = pre.instance.instantiate_async(&mut *store).await?;
-                let evaluate = instance.get_typed_func::<
-                    (&types::TriggerInstance,),
-                    (Result<types::Decision, types::Error>,),
-                >(&mut *store, pre.export)?;
-                let (decision,) = evaluate.call_async(&mut *store, (&arg,)).await?;
-                Ok(decision)
-            })
+        // 0.1.0 and 0.2.0 share these types exactly (the check is structural), so one
+        // signature serves both.
+        let (plugin, called) = self
+            .call_export::<(types::TriggerInstance,), (Result<types::Decision, types::Error>,)>(
+                session,
+                (arg,),
+            )
             .await;
-            (session, outcome)
-        };
-        let Some((session, outcome)) = self.pool.run(moved, call).await else {
+        let Some((session, outcome)) = called else {
             return CallReport::stopped(&plugin, started);
         };
+        let outcome = outcome.map(|(decision,)| decision);
         let result = match outcome {
             Ok(Ok(decision)) => match decision
                 .values
@@ -225,7 +214,7 @@ impl Runtime {
             trace_tag: Some(request.trace_tag.clone()),
             ..Origin::default()
         };
-        let mut session = match self.open(PluginKind::Responder, reference, origin).await {
+        let session = match self.open(PluginKind::Responder, reference, origin).await {
             Ok(session) => session,
             Err(err) => return CallReport::early(err, started),
         };
@@ -238,27 +227,16 @@ impl Runtime {
             payload: request.payload,
             trace_tag: request.trace_tag,
         };
-        let plugin = Arc::clone(&session.plugin);
-        let moved = Arc::clone(&session.moved);
-        let call = async move {
-            let deadline = session.plugin.limits.timeout;
-            let outcome = with_backstop(deadline, async {
-                let pre = &session.plugin.pre;
-                let store = &mut session.store;
-                let instance = pre.instance.instantiate_async(&mut *store).await?;
-                let respond = instance.get_typed_func::<
-                    (&wit::HttpRequest,),
-                    (Result<wit::HttpResponse, types::Error>,),
-                >(&mut *store, pre.export)?;
-                let (answer,) = respond.call_async(&mut *store, (&arg,)).await?;
-                Ok(answer)
-            })
+        let (plugin, called) = self
+            .call_export::<(wit::HttpRequest,), (Result<wit::HttpResponse, types::Error>,)>(
+                session,
+                (arg,),
+            )
             .await;
-            (session, outcome)
-        };
-        let Some((session, outcome)) = self.pool.run(moved, call).await else {
+        let Some((session, outcome)) = called else {
             return CallReport::stopped(&plugin, started);
         };
+        let outcome = outcome.map(|(answer,)| answer);
         let max_output = self.config.max_output_bytes;
         let result = match outcome {
             Ok(Ok(answer)) => checked_response(answer, max_output)
@@ -267,6 +245,46 @@ impl Runtime {
             Err(err) => Err(self.classify(&session, err, started)),
         };
         session.finish(result, started)
+    }
+
+    /// Instantiates the session's component and calls its export with `args`, under the
+    /// call's deadline, on the fair pool. Returns the plugin, and the session with the
+    /// outcome (`None` when the runtime stopped first).
+    async fn call_export<P, R>(
+        &self,
+        mut session: Session,
+        args: P,
+    ) -> (
+        Arc<LoadedPlugin>,
+        Option<(Session, Result<R, wasmtime::Error>)>,
+    )
+    where
+        P: wasmtime::component::ComponentNamedList
+            + wasmtime::component::Lower
+            + Send
+            + Sync
+            + 'static,
+        R: wasmtime::component::ComponentNamedList
+            + wasmtime::component::Lift
+            + Send
+            + Sync
+            + 'static,
+    {
+        let plugin = Arc::clone(&session.plugin);
+        let moved = Arc::clone(&session.moved);
+        let call = async move {
+            let deadline = session.plugin.limits.timeout;
+            let outcome = with_backstop(deadline, async {
+                let pre = &session.plugin.pre;
+                let store = &mut session.store;
+                let instance = pre.instance.instantiate_async(&mut *store).await?;
+                let export = instance.get_typed_func::<P, R>(&mut *store, pre.export)?;
+                export.call_async(&mut *store, args).await
+            })
+            .await;
+            (session, outcome)
+        };
+        (plugin, self.pool.run(moved, call).await)
     }
 
     /// Finds the plugin, takes an instance slot and builds a fresh store for one call.
