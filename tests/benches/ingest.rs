@@ -12,7 +12,8 @@
 //!
 //! Each round also measures SQLite with a GitHub-signed hook (`X-Hub-Signature-256` over the
 //! body, a fresh `X-GitHub-Delivery` per request, no API key): the cost of verification and
-//! replay protection beside the API-key hook; `INGEST_SIGNED=0` skips it.
+//! replay protection beside the API-key hook; `INGEST_SIGNED=0` skips it, `INGEST_SIGNED=noid`
+//! sends no delivery id (verification alone).
 //!
 //! Run: `cargo bench -p stormhook-tests --bench ingest`. `INGEST_SECS` sets the measured time
 //! per side and round (default 5, after 1 s of warm-up); `INGEST_ONLY=stormhook` skips the raw
@@ -130,10 +131,13 @@ async fn stormhook(
             let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
             mac.update(BODY.as_bytes());
             let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-            (
-                vec![("x-hub-signature-256", signature)],
-                Some("x-github-delivery"),
-            )
+            // `INGEST_SIGNED=noid` leaves the delivery id out: verification alone, without
+            // replay protection's row per event.
+            let unique = match std::env::var("INGEST_SIGNED").as_deref() {
+                Ok("noid") => None,
+                _ => Some("x-github-delivery"),
+            };
+            (vec![("x-hub-signature-256", signature)], unique)
         }
     };
     let before = match server.database() {

@@ -212,6 +212,7 @@ async fn put(
             StorageError::Invalid(message) => ApiError::BadRequest(message),
             other => other.into(),
         })?;
+    state.senders.forget_secrets();
     Ok(Json(key_json(&pair, None)))
 }
 
@@ -219,7 +220,9 @@ async fn delete(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    if state.store.kv_delete(&name).await? {
+    let deleted = state.store.kv_delete(&name).await?;
+    state.senders.forget_secrets();
+    if deleted {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(not_found(&name))

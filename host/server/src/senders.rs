@@ -1,6 +1,6 @@
 //! The request side of a hook's sender policy (`stormhook_senders`): the secrets it names, read
-//! from the datastore or the pack's config for each delivery (so a rotation takes effect at
-//! once), the handshake answers, the signature check, the delivery id, and the counters of
+//! from the datastore or the pack's config (kept a second; a write through this node's API
+//! takes effect at once), the handshake answers, the signature check, the delivery id, and the counters of
 //! `GET /senders`.
 //!
 //! A hook with a policy is reached without credentials (its sender cannot send an API key);
@@ -8,8 +8,9 @@
 //! [`gate`] then demands a valid signature, a handshake, or (for a hook that only has a
 //! handshake or a replay window) the credentials after all.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::State;
@@ -36,11 +37,20 @@ pub(crate) enum Gate {
     Deliver(Option<DeliveryKey>),
 }
 
-/// Per-hook counts since the server started, for `GET /senders` and the log.
+/// Per-hook counts since the server started, for `GET /senders` and the log, and the
+/// secrets' values read recently.
 #[derive(Debug, Default)]
 pub struct SenderStats {
     hooks: Mutex<BTreeMap<String, HookStats>>,
+    /// Secret values by (pack, reference), with when they were read: a signed hook under load
+    /// would otherwise read (and decrypt) its secret from the store for every delivery. Kept
+    /// for [`SECRET_TTL`]; forgotten at once when this node's API writes the datastore.
+    secrets: Mutex<HashMap<(String, SecretRef), (Instant, Result<String, String>)>>,
 }
+
+/// How long a secret's value is used before it is read again (a rotation made through another
+/// node, or by a plugin, takes effect within it).
+const SECRET_TTL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Default, Clone, serde::Serialize)]
 struct HookStats {
@@ -72,6 +82,14 @@ impl SenderStats {
         let stats = hooks.entry(hook.to_owned()).or_default();
         what(stats);
         stats.clone()
+    }
+
+    /// Forgets the secrets read (the datastore changed).
+    pub(crate) fn forget_secrets(&self) {
+        self.secrets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
     }
 
     /// Counts a duplicate delivery of `hook`.
@@ -302,7 +320,31 @@ async fn resolve(state: &AppState, hook: &Hook, policy: &HookPolicy) -> Result<S
     }
 }
 
+/// A secret's value: from the recent reads, or from the store.
 async fn value(state: &AppState, hook: &Hook, r: &SecretRef) -> Result<String, String> {
+    let key = (hook.pack.clone(), r.clone());
+    let cached = state
+        .senders
+        .secrets
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&key)
+        .filter(|(at, _)| at.elapsed() < SECRET_TTL)
+        .map(|(_, value)| value.clone());
+    if let Some(value) = cached {
+        return value;
+    }
+    let value = read_value(state, hook, r).await;
+    state
+        .senders
+        .secrets
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(key, (Instant::now(), value.clone()));
+    value
+}
+
+async fn read_value(state: &AppState, hook: &Hook, r: &SecretRef) -> Result<String, String> {
     match r {
         SecretRef::Datastore(name) => {
             let pair = state
