@@ -45,8 +45,11 @@ pub struct SenderStats {
     /// Secret values by (pack, reference), with when they were read: a signed hook under load
     /// would otherwise read (and decrypt) its secret from the store for every delivery. Kept
     /// for [`SECRET_TTL`]; forgotten at once when this node's API writes the datastore.
-    secrets: Mutex<HashMap<(String, SecretRef), (Instant, Result<String, String>)>>,
+    secrets: Mutex<HashMap<(String, SecretRef), SecretRead>>,
 }
+
+/// When a secret was read, and its value (or why there is none).
+type SecretRead = (Instant, Result<String, String>);
 
 /// How long a secret's value is used before it is read again (a rotation made through another
 /// node, or by a plugin, takes effect within it).

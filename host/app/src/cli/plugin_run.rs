@@ -472,6 +472,20 @@ fn describe_http(record: &HttpRecord) -> String {
     )
 }
 
+/// A form body as the stored payload has it: each field a list of its values.
+fn form_lists(form: &str) -> serde_json::Value {
+    let mut fields = serde_json::Map::new();
+    for (key, value) in form_urlencoded::parse(form.as_bytes()) {
+        if let serde_json::Value::Array(values) = fields
+            .entry(key.into_owned())
+            .or_insert_with(|| serde_json::Value::Array(Vec::new()))
+        {
+            values.push(serde_json::Value::String(value.into_owned()));
+        }
+    }
+    serde_json::Value::Object(fields)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -556,18 +570,4 @@ mod tests {
             .to_string();
         assert!(err.contains("must be a mapping"), "{err}");
     }
-}
-
-/// A form body as the stored payload has it: each field a list of its values.
-fn form_lists(form: &str) -> serde_json::Value {
-    let mut fields = serde_json::Map::new();
-    for (key, value) in form_urlencoded::parse(form.as_bytes()) {
-        if let serde_json::Value::Array(values) = fields
-            .entry(key.into_owned())
-            .or_insert_with(|| serde_json::Value::Array(Vec::new()))
-        {
-            values.push(serde_json::Value::String(value.into_owned()));
-        }
-    }
-    serde_json::Value::Object(fields)
 }
