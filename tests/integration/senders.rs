@@ -874,6 +874,15 @@ async fn hooks_take_get_any_content_type_raw_bodies_and_cloudevents_when_they_sa
         401,
         "a GET delivery needs credentials like a POST"
     );
+    // A HEAD stores nothing.
+    let resp = server
+        .client()
+        .head(server.url("/api/v1/webhooks/status/ping?state=up"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(instances_of(&server, "status/ping").await.len(), 1);
     // A hook that does not take GET: StackStorm's GET of the webhook, unchanged.
     let resp = server.get_json("/api/v1/webhooks/plain").await;
     assert_eq!(resp["type"], "core.st2.webhook");

@@ -697,3 +697,66 @@ async fn with_backstop<T>(
         Err(_) => Err(wasmtime::Error::new(BackstopElapsed)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::v2::responder::HttpResponse;
+
+    fn answer(status: u16, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: headers
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect(),
+            body: body.to_vec(),
+            store: true,
+        }
+    }
+
+    #[test]
+    fn a_responders_answer_must_be_one_http_may_carry() {
+        let ok = checked_response(
+            answer(
+                201,
+                &[("content-type", "text/xml"), ("X-Twilio", "a b")],
+                b"<Response/>",
+            ),
+            100,
+        )
+        .unwrap();
+        assert_eq!(ok.status, 201);
+        assert_eq!(ok.headers.len(), 2);
+        for (bad, why) in [
+            (answer(42, &[], b""), "status 42"),
+            (answer(600, &[], b""), "status 600"),
+            (answer(200, &[], &[b'x'; 101]), "101 bytes"),
+            (answer(200, &[("bad name", "x")], b""), "not a token"),
+            (answer(200, &[("", "x")], b""), "not a token"),
+            (
+                answer(200, &[("Transfer-Encoding", "chunked")], b""),
+                "the server's to set",
+            ),
+            (
+                answer(200, &[("content-length", "5")], b""),
+                "the server's to set",
+            ),
+            (
+                answer(200, &[("x-a", "line\r\nInjected: yes")], b""),
+                "not a header value",
+            ),
+        ] {
+            let err = checked_response(bad, 100).unwrap_err();
+            assert!(err.contains(why), "{why}: {err}");
+        }
+        let many: Vec<(String, String)> = (0..65).map(|n| (format!("x-{n}"), "v".into())).collect();
+        let mut too_many = answer(200, &[], b"");
+        too_many.headers = many;
+        assert!(
+            checked_response(too_many, 100)
+                .unwrap_err()
+                .contains("65 headers")
+        );
+    }
+}

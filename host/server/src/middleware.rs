@@ -481,6 +481,9 @@ pub(crate) async fn authenticate(
         Some(Presented(presented)) => presented,
         None => credential(&request),
     };
+    if unrouted_get(&state, &request) {
+        return ApiError::no_route().into_response();
+    }
     if credential.is_none() && open_to_senders(&state, &request) {
         // A hook whose sender proves itself another way (a signature, a handshake): the
         // handler's gate (`crate::senders::gate`) verifies it, or asks for credentials.
@@ -507,35 +510,56 @@ pub(crate) async fn authenticate(
     }
 }
 
+/// Where a webhook request goes: whether its route is the multi-segment one, and its hook's
+/// sender policy (`None` for another route, `Some((_, None))` for a hook without one).
+fn webhook_policy(
+    state: &AppState,
+    request: &Request,
+) -> Option<(bool, Option<Arc<stormhook_senders::HookPolicy>>)> {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()?
+        .as_str();
+    let nested = route.ends_with("/webhooks/{hook}/{*rest}");
+    if !(nested || route.ends_with("/webhooks/{hook}")) {
+        return None;
+    }
+    let path = request.uri().path();
+    let at = path.find("/webhooks/")?;
+    let hook = percent_encoding::percent_decode_str(&path[at + "/webhooks/".len()..])
+        .decode_utf8()
+        .ok()?;
+    let hook = stormhook_automation::triggers::normalize_url(&hook);
+    if hook == "st2" {
+        return Some((nested, None));
+    }
+    let rules = state.packs.rules();
+    let policy = rules.webhooks.hook(hook).and_then(|h| h.policy.clone());
+    Some((nested, policy))
+}
+
 /// Whether `request` goes to a webhook whose sender policy lets it in without credentials:
 /// one verified by a signature (unless it also requires an API key) or with a handshake.
 fn open_to_senders(state: &AppState, request: &Request) -> bool {
-    let Some(route) = request.extensions().get::<axum::extract::MatchedPath>() else {
-        return false;
-    };
-    let route = route.as_str();
-    if !(route.ends_with("/webhooks/{hook}") || route.ends_with("/webhooks/{hook}/{*rest}")) {
-        return false;
-    }
-    let path = request.uri().path();
-    let Some(at) = path.find("/webhooks/") else {
-        return false;
-    };
-    let Ok(hook) =
-        percent_encoding::percent_decode_str(&path[at + "/webhooks/".len()..]).decode_utf8()
-    else {
-        return false;
-    };
-    let hook = stormhook_automation::triggers::normalize_url(&hook);
-    if hook == "st2" {
+    webhook_policy(state, request)
+        .and_then(|(_, policy)| policy)
+        .is_some_and(|p| crate::senders::opens(&p))
+}
+
+/// Whether `request` is a GET of a multi-segment webhook url that takes no GET (no handshake,
+/// no `accept.get`): StackStorm has no such route, so it is the 404 of any unknown route, before
+/// authentication.
+fn unrouted_get(state: &AppState, request: &Request) -> bool {
+    if !matches!(
+        *request.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    ) {
         return false;
     }
-    let rules = state.packs.rules();
-    rules
-        .webhooks
-        .hook(hook)
-        .and_then(|h| h.policy.as_deref())
-        .is_some_and(crate::senders::opens)
+    match webhook_policy(state, request) {
+        Some((true, policy)) => !policy.is_some_and(|p| p.accept.get || p.handshake.is_some()),
+        _ => false,
+    }
 }
 
 /// `auth-token=<token>; Max-Age=<seconds to expiry>; HttpOnly; SameSite=lax; Secure`.

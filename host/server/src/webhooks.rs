@@ -74,9 +74,13 @@ async fn get_one(
     if let Some(hook) = rules.webhooks.hook(&url)
         && let Some(policy) = &hook.policy
     {
-        // A hook that takes GET deliveries: this is one (its handshake included).
+        // A hook that takes GET deliveries: this is one (its handshake included). A HEAD
+        // (which axum routes here too) stores nothing: it only says the hook is there.
         if policy.accept.get {
             drop(rules);
+            if parts.method == axum::http::Method::HEAD {
+                return Ok(StatusCode::OK.into_response());
+            }
             return deliver(state, url, parts, Bytes::new()).await;
         }
         if let Some(answer) = crate::senders::get_handshake(&state, hook, policy, &parts).await? {
@@ -111,6 +115,9 @@ async fn get_nested(
     }
     drop(rules);
     let (parts, _) = request.into_parts();
+    if parts.method == axum::http::Method::HEAD {
+        return Ok(StatusCode::OK.into_response());
+    }
     deliver(state, url, parts, Bytes::new()).await
 }
 
