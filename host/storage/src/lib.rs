@@ -254,24 +254,7 @@ pub trait Store: Send + Sync + 'static {
             .filter(|e| runners.take(&e.runner))
             .take(usize::try_from(limit).unwrap_or(usize::MAX))
             .collect();
-        if requested.is_empty() {
-            return Ok(requested);
-        }
-        let batch: Vec<Execution> = requested
-            .into_iter()
-            .map(|mut execution| {
-                start(&mut execution);
-                execution
-            })
-            .collect();
-        let claimed = self
-            .update_executions(&batch, &[ExecutionStatus::Requested])
-            .await?;
-        Ok(batch
-            .into_iter()
-            .zip(claimed)
-            .filter_map(|(execution, ok)| ok.then_some(execution))
-            .collect())
+        start_requested(self, requested, start).await
     }
 
     /// One trace.
@@ -432,4 +415,28 @@ pub trait Store: Send + Sync + 'static {
         expected: Option<&str>,
         new: &str,
     ) -> Result<bool>;
+}
+
+/// Starts `requested` executions (`start` on each) and moves them in one batch, each only if it
+/// is still `requested`; returns the ones moved. The tail of every backend's
+/// [`Store::claim_requested`] that reads before it writes.
+pub(crate) async fn start_requested<S: Store + ?Sized>(
+    store: &S,
+    mut requested: Vec<Execution>,
+    start: &(dyn for<'e> Fn(&'e mut Execution) + Send + Sync),
+) -> Result<Vec<Execution>> {
+    if requested.is_empty() {
+        return Ok(requested);
+    }
+    for execution in &mut requested {
+        start(execution);
+    }
+    let claimed = store
+        .update_executions(&requested, &[ExecutionStatus::Requested])
+        .await?;
+    Ok(requested
+        .into_iter()
+        .zip(claimed)
+        .filter_map(|(execution, ok)| ok.then_some(execution))
+        .collect())
 }

@@ -913,7 +913,7 @@ impl Store for SqliteStore {
         runners: Runners<'_>,
         start: &(dyn for<'e> Fn(&'e mut Execution) + Send + Sync),
     ) -> Result<Vec<Execution>> {
-        let mut requested = sqlx::query(&format!(
+        let requested = sqlx::query(&format!(
             "SELECT * FROM {EXECUTIONS} WHERE status = 'requested' AND {} \
              ORDER BY executions.rowid LIMIT ?",
             runners.sql()
@@ -924,20 +924,7 @@ impl Store for SqliteStore {
         .iter()
         .map(execution_row)
         .collect::<Result<Vec<_>>>()?;
-        if requested.is_empty() {
-            return Ok(requested);
-        }
-        for execution in &mut requested {
-            start(execution);
-        }
-        let claimed = self
-            .update_executions(&requested, &[ExecutionStatus::Requested])
-            .await?;
-        Ok(requested
-            .into_iter()
-            .zip(claimed)
-            .filter_map(|(execution, ok)| ok.then_some(execution))
-            .collect())
+        crate::start_requested(self, requested, start).await
     }
 
     async fn rule_enforcement(&self, id: &str) -> Result<Option<RuleEnforcement>> {
