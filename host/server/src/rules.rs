@@ -14,6 +14,7 @@ use stormhook_packs::RuleDoc;
 use stormhook_rules::operators::NAMES;
 use stormhook_storage::{StoredRule, ids};
 
+use super::attributes::{self, Attributes, Endpoint};
 use super::paging::{Paging, Params, boolean, list_response};
 use super::{ApiError, AppState};
 use crate::auth::Principal;
@@ -83,7 +84,11 @@ async fn list(
     State(state): State<AppState>,
     Query(params): Query<Params>,
 ) -> Result<Response, ApiError> {
-    let paging = Paging::from(&params, u64::MAX)?;
+    let fields = Attributes::from(&params, &attributes::RULES, Endpoint::List)?;
+    // `offset` is not a declared parameter for rules in StackStorm: ignored, not even checked.
+    let mut declared = params.clone();
+    declared.remove("offset");
+    let paging = Paging::from(&declared, u64::MAX)?;
     let paging = Paging {
         limit: paging.limit.filter(|&l| l != u64::MAX),
         ..paging
@@ -119,9 +124,8 @@ async fn list(
     let page = matching
         .into_iter()
         .take(paging.limit.map_or(usize::MAX, |l| l as usize))
-        .map(|r| masked(&state, rule_json(r, &root), &params))
+        .map(|r| masked(&state, rule_json(r, &root), &params).map(|doc| fields.apply(doc)))
         .collect::<Result<_, _>>()?;
-    // `offset` is not a declared parameter for rules in StackStorm: ignored.
     Ok(list_response(page, total, paging))
 }
 

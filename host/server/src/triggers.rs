@@ -10,6 +10,7 @@ use stormhook_storage::{
     NewEvent, Trace, TraceQuery, TriggerInstance, TriggerInstanceQuery, TriggerType, ids,
 };
 
+use super::attributes::{self, Attributes, Endpoint};
 use super::paging::{Paging, Params, list_response, time_param};
 use super::{ApiError, AppState};
 use stormhook_automation::documents::trigger_type_json as type_json;
@@ -105,6 +106,7 @@ async fn list_types(
     State(state): State<AppState>,
     Query(params): Query<Params>,
 ) -> Result<Response, ApiError> {
+    let fields = Attributes::from(&params, &attributes::TRIGGER_TYPES, Endpoint::List)?;
     let paging = Paging::from(&params, 100)?;
     let all = state.store.list_trigger_types().await?;
     let matching: Vec<&TriggerType> = all
@@ -118,7 +120,11 @@ async fn list_types(
         .into_iter()
         .skip(paging.offset as usize)
         .take(paging.limit.map_or(usize::MAX, |l| l as usize));
-    Ok(list_response(page.map(type_json).collect(), total, paging))
+    Ok(list_response(
+        fields.apply_all(page.map(type_json).collect()),
+        total,
+        paging,
+    ))
 }
 
 async fn find_type(state: &AppState, ref_or_id: &str) -> Result<TriggerType, ApiError> {
@@ -182,6 +188,7 @@ async fn list_instances(
     State(state): State<AppState>,
     Query(params): Query<Params>,
 ) -> Result<Response, ApiError> {
+    let fields = Attributes::from(&params, &attributes::TRIGGER_INSTANCES, Endpoint::List)?;
     let paging = Paging::from(&params, 100)?;
     let query = TriggerInstanceQuery {
         id: params.get("id").cloned(),
@@ -199,7 +206,7 @@ async fn list_instances(
     };
     let page = state.store.list_trigger_instances(&query).await?;
     Ok(list_response(
-        page.items.iter().map(instance_json).collect(),
+        fields.apply_all(page.items.iter().map(instance_json).collect()),
         page.total,
         paging,
     ))
@@ -262,6 +269,7 @@ async fn list_traces(
     State(state): State<AppState>,
     Query(params): Query<Params>,
 ) -> Result<Response, ApiError> {
+    let fields = Attributes::from(&params, &attributes::TRACES, Endpoint::List)?;
     let paging = Paging::from(&params, 100)?;
     let query = TraceQuery {
         trace_tag: params.get("trace_tag").cloned(),
@@ -271,7 +279,7 @@ async fn list_traces(
     };
     let page = state.store.list_traces(&query).await?;
     Ok(list_response(
-        page.items.iter().map(trace_json).collect(),
+        fields.apply_all(page.items.iter().map(trace_json).collect()),
         page.total,
         paging,
     ))
