@@ -307,3 +307,60 @@ async fn include_and_exclude_attributes_on_rules() {
     // The 400s for both at once and unknown fields: `server.rs`
     // `include_exclude_attributes_and_offset_on_every_list`.
 }
+
+/// `test_rules.py` `test_get_one_by_ref` (`rule space.yaml`) and names with dots
+/// (`st2.webhook.github.pulls.merge.sample`): StackStorm accepts them, and a ref is split at its
+/// first dot. Both through the API and in pack files.
+#[tokio::test]
+async fn rule_names_with_dots_and_spaces() {
+    let dotted = (
+        "dotted".to_owned(),
+        "name: st2.webhook.github.pulls.merge.sample\ntrigger:\n  type: core.st2.webhook\n  parameters: {url: pulls}\naction: {ref: core.noop}\n".to_owned(),
+    );
+    let server = TestServer::builder().rules([dotted]).start().await;
+    let client = server.client();
+    let one = server
+        .get_json("/v1/rules/t.st2.webhook.github.pulls.merge.sample")
+        .await;
+    assert_eq!(one["name"], "st2.webhook.github.pulls.merge.sample");
+    assert_eq!(one["pack"], "t");
+    assert_eq!(one["uid"], "rule:t:st2.webhook.github.pulls.merge.sample");
+
+    for name in ["rule space", "st2.webhook.github.pulls.merge.sample"] {
+        let resp = client
+            .post(server.url("/v1/rules"))
+            .json(&json!({
+                "name": name, "pack": "wolfpack",
+                "trigger": {"type": "core.st2.webhook", "parameters": {"url": "dots"}},
+                "action": {"ref": "core.noop"}
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201, "{name}");
+        let created: Value = resp.json().await.unwrap();
+        assert_eq!(created["ref"], format!("wolfpack.{name}"));
+        let encoded = format!("wolfpack.{name}").replace(' ', "%20");
+        let one = server.get_json(&format!("/v1/rules/{encoded}")).await;
+        assert_eq!(one["name"], name);
+        assert_eq!(one["pack"], "wolfpack");
+        let resp = client
+            .delete(server.url(&format!("/v1/rules/{encoded}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 204, "{name}");
+    }
+    // Still no empty names.
+    let resp = client
+        .post(server.url("/v1/rules"))
+        .json(&json!({
+            "name": "", "pack": "wolfpack",
+            "trigger": {"type": "core.st2.webhook", "parameters": {"url": "dots"}},
+            "action": {"ref": "core.noop"}
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+}
