@@ -239,7 +239,7 @@ async fn validate(state: &AppState, body: &[u8]) -> Result<(RuleDoc, Value), Api
                 parameters
                     .retain(|k, _| !stormhook_senders::policy::POLICY_KEYS.contains(&k.as_str()));
             }
-            stormhook_automation::schema::validate(
+            stormhook_automation::schema::validate_verbose(
                 &t.parameters_schema,
                 &Value::Object(parameters),
             )
