@@ -21,7 +21,6 @@ use crate::auth::Principal;
 use stormhook_automation::documents::rule_json;
 use stormhook_automation::packs::load_api_rules;
 use stormhook_automation::packs::{LoadedRule, RuleSource};
-use stormhook_automation::triggers::Trigger;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new().route("/rules", get(list).post(create)).route(
@@ -108,13 +107,9 @@ async fn list(
         })
         .filter(|r| enabled.is_none_or(|e| e == r.doc.enabled))
         .filter(|r| {
-            params.get("trigger").is_none_or(|t| {
-                *t == Trigger::new(
-                    &r.doc.trigger.trigger_type,
-                    &Value::Object(r.doc.trigger.parameters.clone()),
-                )
-                .reference
-            })
+            params
+                .get("trigger")
+                .is_none_or(|t| *t == r.trigger().reference)
         })
         .filter(|r| ids.as_ref().is_none_or(|ids| ids.contains(&r.id())))
         .collect();
@@ -339,6 +334,7 @@ async fn update(
     };
     state.store.update_rule(&stored).await?;
     load_api_rules(state.store.as_ref(), &state.packs).await?;
+    release_trigger(&state, &existing.doc).await?;
     Ok(Json(rule_json(
         &find(&state, &doc.reference())?,
         state.packs.root(),
@@ -358,5 +354,22 @@ async fn delete(
     };
     state.store.delete_rule(id).await?;
     load_api_rules(state.store.as_ref(), &state.packs).await?;
+    release_trigger(&state, &existing.doc).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes the stored trigger `old` used, when no rule uses it any more (StackStorm's
+/// `cleanup_trigger_db_for_rule`, `st2common/st2common/services/triggers.py`).
+async fn release_trigger(state: &AppState, old: &RuleDoc) -> Result<(), ApiError> {
+    let stored = state.store.list_triggers().await?;
+    let rules = state.packs.rules();
+    if let Some(id) = stormhook_automation::triggers::unused_stored_trigger(
+        &old.trigger.trigger_type,
+        &old.trigger.parameters,
+        &stored,
+        rules.rules.iter().map(|r| &r.doc),
+    ) {
+        state.store.delete_trigger(&id).await?;
+    }
+    Ok(())
 }
