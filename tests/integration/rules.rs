@@ -188,6 +188,10 @@ async fn invalid_rules_get_stackstorms_messages() {
     let mut unknown_type = rule("a", "x");
     unknown_type["trigger"] = json!({"type": "nope.nothing"});
     cases.push((unknown_type, "Trigger \"nope.nothing\" defined in the rule does not exist in system or it's missing required \"parameters\" attribute"));
+    // A ref is split at its first dot: no dot in a pack (`ResourceReference`).
+    let mut dotted_pack = rule("a", "x");
+    dotted_pack["pack"] = json!("my.pack");
+    cases.push((dotted_pack, "Pack name should not contain \".\""));
     let mut wasm = rule("a", "x");
     wasm["wasm"] = json!({"entry_point": "x.wasm"});
     cases.push((wasm, "rule components are loaded from pack folders"));

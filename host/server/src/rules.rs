@@ -184,6 +184,12 @@ async fn validate(state: &AppState, body: &[u8]) -> Result<(RuleDoc, Value), Api
     let document = Value::Object(object);
     let doc = RuleDoc::from_json("rule", document.clone())
         .map_err(|e| ApiError::BadRequest(super::serde_message(&e.message)))?;
+    // The ref is split at its first dot, so a pack has none (`ResourceReference.to_string_reference`).
+    if doc.pack.contains('.') {
+        return Err(ApiError::BadRequest(
+            "Pack name should not contain \".\"".into(),
+        ));
+    }
 
     // One url, one sender policy: an enabled rule that would not be registered on its hook
     // is refused here, not only logged.
