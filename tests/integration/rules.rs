@@ -321,7 +321,11 @@ async fn rule_names_with_dots_and_spaces() {
         "dotted".to_owned(),
         "name: st2.webhook.github.pulls.merge.sample\ntrigger:\n  type: core.st2.webhook\n  parameters: {url: pulls}\naction: {ref: core.noop}\n".to_owned(),
     );
-    let server = TestServer::builder().rules([dotted]).start().await;
+    let server = TestServer::builder()
+        .rules([dotted])
+        .action("st2.dotted action", "noop_action", "")
+        .start()
+        .await;
     let client = server.client();
     let one = server
         .get_json("/v1/rules/t.st2.webhook.github.pulls.merge.sample")
@@ -355,6 +359,37 @@ async fn rule_names_with_dots_and_spaces() {
             .unwrap();
         assert_eq!(resp.status(), 204, "{name}");
     }
+    // An action named with dots and a space: its ref is split at the first dot too, and it
+    // runs.
+    let action = server.get_json("/v1/actions/t.st2.dotted%20action").await;
+    assert_eq!(
+        (&action["pack"], &action["name"]),
+        (&json!("t"), &json!("st2.dotted action"))
+    );
+    let resp = client
+        .post(server.url("/v1/executions"))
+        .json(&json!({"action": "t.st2.dotted action"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let id = resp.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    stormhook_tests::eventually(
+        std::time::Duration::from_secs(10),
+        "the dotted action to succeed",
+        async || {
+            let e = server.get_json(&format!("/v1/executions/{id}")).await;
+            if e["status"] == "succeeded" {
+                Ok(())
+            } else {
+                Err(e.to_string())
+            }
+        },
+    )
+    .await;
     // Still no empty names.
     let resp = client
         .post(server.url("/v1/rules"))
