@@ -97,9 +97,9 @@ pub fn validate_verbose(schema: &Value, instance: &Value) -> Result<(), String> 
         "{message}\n\nFailed validating {} in schema{}:\n{}\n\nOn instance{}:\n{}",
         python_repr(&Value::String(keyword)),
         as_index(&schema_path),
-        indent(&pformat(sub_schema, 0)),
+        indent(&pformat(sub_schema, 0, 0)),
         as_index(&instance_path),
-        indent(&pformat(err.instance(), 0)),
+        indent(&pformat(err.instance(), 0, 0)),
     ))
 }
 
@@ -143,40 +143,51 @@ fn indent(text: &str) -> String {
         .join("\n")
 }
 
-/// Python's `pprint.pformat(value, width=72)` of the equivalent object: keys sorted, one line
-/// when it fits, else one item a line, aligned under the opening bracket.
-fn pformat(value: &Value, column: usize) -> String {
+/// Python's `pprint.pformat(value, width=72)` of the equivalent object, written from column
+/// `indent` with `allowance` characters to follow it on its last line (a closing bracket or a
+/// comma): keys sorted, one line when it fits, else one item a line, aligned under the
+/// opening bracket (CPython's `PrettyPrinter._format` and `_format_dict_items`).
+fn pformat(value: &Value, indent: usize, allowance: usize) -> String {
     const WIDTH: usize = 72;
     let flat = python_repr(&sorted(value));
-    if column + flat.len() <= WIDTH {
+    if flat.chars().count() <= WIDTH.saturating_sub(indent + allowance) {
         return flat;
     }
-    match value {
+    let (open, close, items): (char, char, Vec<String>) = match value {
         Value::Object(map) if !map.is_empty() => {
             let mut keys: Vec<&String> = map.keys().collect();
             keys.sort();
-            let items: Vec<String> = keys
+            let last = keys.len() - 1;
+            let items = keys
                 .into_iter()
-                .map(|k| {
+                .enumerate()
+                .map(|(i, k)| {
                     let key = python_repr(&Value::String(k.clone()));
-                    let at = column + 1 + key.len() + 2;
-                    format!("{key}: {}", pformat(&map[k], at))
+                    let at = indent + 1 + key.chars().count() + 2;
+                    let after = if i == last { allowance + 1 } else { 1 };
+                    format!("{key}: {}", pformat(&map[k], at, after))
                 })
                 .collect();
-            format!(
-                "{{{}}}",
-                items.join(&format!(",\n{}", " ".repeat(column + 1)))
-            )
+            ('{', '}', items)
         }
         Value::Array(list) if !list.is_empty() => {
-            let items: Vec<String> = list.iter().map(|v| pformat(v, column + 1)).collect();
-            format!(
-                "[{}]",
-                items.join(&format!(",\n{}", " ".repeat(column + 1)))
-            )
+            let last = list.len() - 1;
+            let items = list
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    let after = if i == last { allowance + 1 } else { 1 };
+                    pformat(v, indent + 1, after)
+                })
+                .collect();
+            ('[', ']', items)
         }
-        _ => flat,
-    }
+        _ => return flat,
+    };
+    format!(
+        "{open}{}{close}",
+        items.join(&format!(",\n{}", " ".repeat(indent + 1)))
+    )
 }
 
 /// `value` with every object's keys in order (`pprint` sorts them).
@@ -260,8 +271,29 @@ mod tests {
         assert!(validate_verbose(&schema, &json!({"param1": "x"})).is_ok());
         let long = json!({"a": "x".repeat(40), "b": "y".repeat(40)});
         assert_eq!(
-            pformat(&long, 0),
+            pformat(&long, 0, 0),
             format!("{{'a': '{}',\n 'b': '{}'}}", "x".repeat(40), "y".repeat(40))
+        );
+        // Python: pprint.pformat({'additionalProperties': False, 'properties': {'url':
+        // {'required': True, 'type': 'string'}}, 'type': 'object'}, width=72)
+        let webhook = json!({
+            "type": "object",
+            "properties": {"url": {"type": "string", "required": true}},
+            "additionalProperties": false
+        });
+        assert_eq!(
+            pformat(&webhook, 0, 0),
+            "{'additionalProperties': False,\n 'properties': {'url': {'required': True, 'type': 'string'}},\n 'type': 'object'}"
+        );
+        // An item that would fit but for the closing bracket after it goes on lines of its own.
+        let tight = json!({"k": {"a": "x".repeat(30), "b": "y".repeat(18)}});
+        assert_eq!(
+            pformat(&tight, 0, 0),
+            format!(
+                "{{'k': {{'a': '{}',\n       'b': '{}'}}}}",
+                "x".repeat(30),
+                "y".repeat(18)
+            )
         );
     }
 
