@@ -353,3 +353,74 @@ async fn templates_see_the_ciphertext_and_decrypt_kv_decrypts_it() {
     let raw = run("{{ st2kv.system.token }}").await;
     assert_eq!(raw["result"]["stdout"], ciphertext.as_str());
 }
+
+/// `test_kvps.py` `test_get_all_user_query_param_can_only_be_used_with_rbac`,
+/// `test_get_one_user_query_param_can_only_be_used_with_rbac` and `test_put_invalid_scope`:
+/// without RBAC no caller may name another user, and a scope StackStorm does not know is
+/// refused with its message.
+#[tokio::test]
+async fn other_users_and_unknown_scopes_are_refused() {
+    let server = TestServer::builder().start().await;
+    let client = server.client();
+    assert_eq!(
+        put(&server, "keystone_version", json!({"value": "v3"}))
+            .await
+            .status(),
+        200
+    );
+    let forbidden = "\"user\" attribute can only be provided by admins when RBAC is enabled";
+    for (method, path) in [
+        ("GET", "/v1/keys?user=foousera"),
+        ("GET", "/v1/keys/keystone_endpoint?user=foousera"),
+        ("DELETE", "/v1/keys/keystone_version?user=foousera"),
+    ] {
+        let request = match method {
+            "GET" => client.get(server.url(path)),
+            _ => client.delete(server.url(path)),
+        };
+        let resp = request.send().await.unwrap();
+        assert_eq!(resp.status(), 403, "{method} {path}");
+        assert_eq!(faultstring(resp).await, forbidden, "{method} {path}");
+    }
+    let resp = put(
+        &server,
+        "keystone_version",
+        json!({"value": "v3", "user": "foousera"}),
+    )
+    .await;
+    assert_eq!(resp.status(), 403);
+    assert_eq!(faultstring(resp).await, forbidden);
+
+    let invalid = "Scope st2kv.st2 is not in allowed scopes list: ['system', 'user', 'st2kv.system', 'st2kv.user'].";
+    let resp = client
+        .put(server.url("/v1/keys/keystone_version?scope=st2"))
+        .json(&json!({"name": "keystone_version", "value": "v3"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(faultstring(resp).await, invalid);
+    let resp = put(
+        &server,
+        "keystone_version",
+        json!({"value": "v3", "scope": "st2"}),
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(faultstring(resp).await, invalid);
+    // The system scope, however written, is fine.
+    for scope in ["system", "st2kv.system", "all"] {
+        let resp = client
+            .put(server.url(&format!("/v1/keys/keystone_version?scope={scope}")))
+            .json(&json!({"value": "v3"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{scope}");
+    }
+    // The value is still there: nothing above deleted it.
+    assert_eq!(
+        server.get_json("/v1/keys/keystone_version").await["value"],
+        "v3"
+    );
+}

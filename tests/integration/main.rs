@@ -21,4 +21,5 @@ mod senders;
 mod server;
 mod st2_cli;
 mod tls;
+mod triggers;
 mod webhooks;

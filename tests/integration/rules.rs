@@ -188,6 +188,10 @@ async fn invalid_rules_get_stackstorms_messages() {
     let mut unknown_type = rule("a", "x");
     unknown_type["trigger"] = json!({"type": "nope.nothing"});
     cases.push((unknown_type, "Trigger \"nope.nothing\" defined in the rule does not exist in system or it's missing required \"parameters\" attribute"));
+    // A ref is split at its first dot: no dot in a pack (`ResourceReference`).
+    let mut dotted_pack = rule("a", "x");
+    dotted_pack["pack"] = json!("my.pack");
+    cases.push((dotted_pack, "Pack name should not contain \".\""));
     let mut wasm = rule("a", "x");
     wasm["wasm"] = json!({"entry_point": "x.wasm"});
     cases.push((wasm, "rule components are loaded from pack folders"));
@@ -258,4 +262,144 @@ async fn secret_action_parameters_are_masked_unless_asked_for() {
         .await
         .unwrap();
     assert_eq!(revealed["action"]["parameters"]["password"], "hunter2");
+}
+
+/// `test_rules.py` `test_get_all_parameters_mask_with_include_parameters`,
+/// `test_get_all_parameters_mask_with_exclude_parameters` and the shared
+/// `APIControllerWithIncludeAndExcludeFilterTestCase` (`st2tests/st2tests/api.py`): partial
+/// rules keep `id` and `ref`, and secrets stay masked.
+#[tokio::test]
+async fn include_and_exclude_attributes_on_rules() {
+    let server = TestServer::builder().start().await;
+    let client = server.client();
+    let body = json!({
+        "name": "calls_out",
+        "pack": "examples",
+        "trigger": {"type": "core.st2.webhook", "parameters": {"url": "out"}},
+        "criteria": {"trigger.body.ok": {"type": "equals", "pattern": true}},
+        "action": {"ref": "core.http", "parameters": {"url": "https://example.com", "password": "hunter2"}}
+    });
+    let resp = client
+        .post(server.url("/api/v1/rules"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let listed = server.get_json("/v1/rules?include_attributes=id").await;
+    let keys: Vec<&String> = listed[0].as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["id", "ref"], "the mandatory fields only");
+    let listed = server
+        .get_json("/v1/rules?include_attributes=criteria")
+        .await;
+    let keys: Vec<&String> = listed[0].as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["id", "ref", "criteria"]);
+    let listed = server.get_json("/v1/rules?include_attributes=action").await;
+    assert_eq!(listed[0]["action"]["parameters"]["password"], "********");
+    let listed = server
+        .get_json("/v1/rules?include_attributes=action&show_secrets=true")
+        .await;
+    assert_eq!(listed[0]["action"]["parameters"]["password"], "hunter2");
+    let listed = server.get_json("/v1/rules?exclude_attributes=action").await;
+    assert!(listed[0].get("action").is_none());
+    assert_eq!(listed[0]["enabled"], false);
+    let listed = server
+        .get_json("/v1/rules?exclude_attributes=enabled")
+        .await;
+    assert!(listed[0].get("enabled").is_none());
+
+    // The 400s for both at once and unknown fields: `server.rs`
+    // `include_exclude_attributes_and_offset_on_every_list`.
+}
+
+/// `test_rules.py` `test_get_one_by_ref` (`rule space.yaml`) and names with dots
+/// (`st2.webhook.github.pulls.merge.sample`): StackStorm accepts them, and a ref is split at its
+/// first dot. Both through the API and in pack files.
+#[tokio::test]
+async fn rule_names_with_dots_and_spaces() {
+    let dotted = (
+        "dotted".to_owned(),
+        "name: st2.webhook.github.pulls.merge.sample\ntrigger:\n  type: core.st2.webhook\n  parameters: {url: pulls}\naction: {ref: core.noop}\n".to_owned(),
+    );
+    let server = TestServer::builder()
+        .rules([dotted])
+        .action("st2.dotted action", "noop_action", "")
+        .start()
+        .await;
+    let client = server.client();
+    let one = server
+        .get_json("/v1/rules/t.st2.webhook.github.pulls.merge.sample")
+        .await;
+    assert_eq!(one["name"], "st2.webhook.github.pulls.merge.sample");
+    assert_eq!(one["pack"], "t");
+    assert_eq!(one["uid"], "rule:t:st2.webhook.github.pulls.merge.sample");
+
+    for name in ["rule space", "st2.webhook.github.pulls.merge.sample"] {
+        let resp = client
+            .post(server.url("/v1/rules"))
+            .json(&json!({
+                "name": name, "pack": "wolfpack",
+                "trigger": {"type": "core.st2.webhook", "parameters": {"url": "dots"}},
+                "action": {"ref": "core.noop"}
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201, "{name}");
+        let created: Value = resp.json().await.unwrap();
+        assert_eq!(created["ref"], format!("wolfpack.{name}"));
+        let encoded = format!("wolfpack.{name}").replace(' ', "%20");
+        let one = server.get_json(&format!("/v1/rules/{encoded}")).await;
+        assert_eq!(one["name"], name);
+        assert_eq!(one["pack"], "wolfpack");
+        let resp = client
+            .delete(server.url(&format!("/v1/rules/{encoded}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 204, "{name}");
+    }
+    // An action named with dots and a space: its ref is split at the first dot too, and it
+    // runs.
+    let action = server.get_json("/v1/actions/t.st2.dotted%20action").await;
+    assert_eq!(
+        (&action["pack"], &action["name"]),
+        (&json!("t"), &json!("st2.dotted action"))
+    );
+    let resp = client
+        .post(server.url("/v1/executions"))
+        .json(&json!({"action": "t.st2.dotted action"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let id = resp.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    stormhook_tests::eventually(
+        std::time::Duration::from_secs(10),
+        "the dotted action to succeed",
+        async || {
+            let e = server.get_json(&format!("/v1/executions/{id}")).await;
+            if e["status"] == "succeeded" {
+                Ok(())
+            } else {
+                Err(e.to_string())
+            }
+        },
+    )
+    .await;
+    // Still no empty names.
+    let resp = client
+        .post(server.url("/v1/rules"))
+        .json(&json!({
+            "name": "", "pack": "wolfpack",
+            "trigger": {"type": "core.st2.webhook", "parameters": {"url": "dots"}},
+            "action": {"ref": "core.noop"}
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
 }

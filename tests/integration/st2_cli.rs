@@ -171,6 +171,41 @@ async fn the_official_st2_cli_works_against_stormhook() {
     let run = cli.run(&key, &["rule", "get", "examples.from_cli"]).await;
     assert!(run.out.contains("not found"), "{}", run.out);
 
+    // Triggers: `st2 trigger list` lists trigger types (`?include_attributes=ref,pack,description`),
+    // `st2 trigger getspecs` the triggers.
+    let run = cli.run(&key, &["trigger", "list"]).await;
+    ok(&run, "trigger list");
+    assert!(
+        run.out.contains("core.st2.webhook") && run.out.contains("core.st2.generic.actiontrigger"),
+        "{}",
+        run.out
+    );
+    let run = cli
+        .run(&key, &["trigger", "list", "-p", "core", "-j"])
+        .await;
+    ok(&run, "trigger list -p core -j");
+    let listed: Value =
+        serde_json::from_str(run.out.trim()).unwrap_or_else(|e| panic!("{e}: {}", run.out));
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    assert!(
+        listed[0].get("payload_schema").is_none(),
+        "only what it asked for: {listed}"
+    );
+    let run = cli
+        .run(
+            &key,
+            &["trigger", "getspecs", "core.st2.generic.actiontrigger"],
+        )
+        .await;
+    ok(&run, "trigger getspecs");
+    // The table wraps long refs; the names are whole. Every trigger is listed (`type` is no
+    // declared parameter of `GET /triggers`): the shadow trigger and the webhook's.
+    assert!(
+        run.out.contains("st2.generic.actiontrigger") && run.out.contains("from_curl"),
+        "{}",
+        run.out
+    );
+
     // Runs, and the exit code of a failing command.
     let run = cli.run(&key, &["run", "core.local", "cmd=date"]).await;
     ok(&run, "run core.local cmd=date");

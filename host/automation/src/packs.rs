@@ -149,9 +149,9 @@ impl LoadedRule {
             }
         };
         let uid = format!("rule:{}:{}", doc.pack, doc.name);
-        let trigger = Arc::new(crate::triggers::Trigger::new(
+        let trigger = Arc::new(crate::triggers::Trigger::for_rule(
             &doc.trigger.trigger_type,
-            &serde_json::Value::Object(doc.trigger.parameters.clone()),
+            &doc.trigger.parameters,
         ));
         Self {
             doc,

@@ -9,6 +9,14 @@
 //! Trigger ids and names are derived from the trigger's type and parameters, so they are stable
 //! across restarts: a stored trigger instance's `core.<uuid>` ref keeps pointing at the same
 //! trigger.
+//!
+//! The triggers that exist (`GET /triggers`, [`existing_triggers`]) are, as in StackStorm
+//! (`st2common/st2common/services/triggers.py`): the shadow trigger of every trigger type
+//! without parameters (named as the type; the trigger its rules use), the triggers created
+//! through `POST /triggers` (stored), and the trigger of every distinct type and parameters a
+//! rule uses, unless a stored trigger has the same type and parameters (the rule then uses that
+//! one). A rule-made trigger exists while a rule uses it; a stored one is deleted when the last
+//! rule that used it goes ([`unused_stored_trigger`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,7 +25,7 @@ use md5::Md5;
 use sha2::{Digest, Sha256};
 use stormhook_packs::RuleDoc;
 use stormhook_senders::HookPolicy;
-use stormhook_storage::TriggerType;
+use stormhook_storage::{StoredTrigger, TriggerType};
 
 /// The trigger type of webhooks that rules register.
 pub const WEBHOOK_TYPE: &str = "core.st2.webhook";
@@ -68,6 +76,159 @@ impl Trigger {
             parameters: parameters.clone(),
         }
     }
+}
+
+impl Trigger {
+    /// The trigger a rule on `trigger_type` with `parameters` uses: without parameters, the
+    /// type's shadow trigger (as in StackStorm, whose rules on such a type share it); with
+    /// parameters, the trigger the two make.
+    pub fn for_rule(
+        trigger_type: &str,
+        parameters: &serde_json::Map<String, serde_json::Value>,
+    ) -> Self {
+        if parameters.is_empty() {
+            Self::shadow(trigger_type)
+        } else {
+            Self::new(trigger_type, &serde_json::Value::Object(parameters.clone()))
+        }
+    }
+
+    /// The shadow trigger of the trigger type `reference`: its pack, name and ref are the
+    /// type's (the pack is the part of the ref before the first dot), its parameters `{}`.
+    pub fn shadow(reference: &str) -> Self {
+        let (pack, name) = reference.split_once('.').unwrap_or(("", reference));
+        let id = hex::encode(&Sha256::digest(format!("shadow\n{reference}").as_bytes())[..12]);
+        Self {
+            id,
+            name: name.to_owned(),
+            pack: pack.to_owned(),
+            reference: reference.to_owned(),
+            uid: format!("trigger:{pack}:{name}:{}", hex::encode(Md5::digest(b"{}"))),
+            trigger_type: reference.to_owned(),
+            parameters: serde_json::json!({}),
+        }
+    }
+
+    /// A trigger created through the API, as it is stored.
+    pub fn stored(t: &StoredTrigger) -> Self {
+        Self {
+            id: t.id.clone(),
+            name: t.name.clone(),
+            pack: t.pack.clone(),
+            reference: t.reference.clone(),
+            uid: format!(
+                "trigger:{}:{}:{}",
+                t.pack,
+                t.name,
+                hex::encode(Md5::digest(python_json(&t.parameters).as_bytes()))
+            ),
+            trigger_type: t.trigger_type.clone(),
+            parameters: t.parameters.clone(),
+        }
+    }
+
+    /// Whether `other` has this trigger's type and parameters.
+    fn same_as(&self, trigger_type: &str, parameters: &serde_json::Value) -> bool {
+        self.trigger_type == trigger_type && self.parameters == *parameters
+    }
+}
+
+/// Where a trigger that exists comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TriggerOrigin {
+    /// The shadow trigger of a trigger type without parameters.
+    Shadow,
+    /// Created through `POST /triggers`, and stored.
+    Stored,
+    /// Made by the rules that use its type and parameters.
+    Rules,
+}
+
+/// One trigger that exists.
+#[derive(Debug, Clone)]
+pub struct ExistingTrigger {
+    /// The trigger.
+    pub trigger: Trigger,
+    /// A stored trigger's description.
+    pub description: Option<String>,
+    /// How many rules use it (StackStorm's `ref_count`, which its API does not show; a stored
+    /// trigger goes when its last rule goes).
+    pub ref_count: usize,
+    /// Where it comes from.
+    pub origin: TriggerOrigin,
+}
+
+/// The triggers that exist: shadow triggers (by type ref), then stored ones (by ref), then those
+/// rules make (in rule order), each once.
+pub fn existing_triggers<'a>(
+    types: &[TriggerType],
+    stored: &[StoredTrigger],
+    rules: impl IntoIterator<Item = &'a RuleDoc>,
+) -> Vec<ExistingTrigger> {
+    let mut out: Vec<ExistingTrigger> = types
+        .iter()
+        .filter(|t| t.parameters_schema.as_object().is_none_or(|s| s.is_empty()))
+        .map(|t| ExistingTrigger {
+            trigger: Trigger::shadow(&t.reference),
+            description: None,
+            ref_count: 0,
+            origin: TriggerOrigin::Shadow,
+        })
+        .collect();
+    out.extend(stored.iter().map(|t| ExistingTrigger {
+        trigger: Trigger::stored(t),
+        description: t.description.clone(),
+        ref_count: 0,
+        origin: TriggerOrigin::Stored,
+    }));
+    for rule in rules {
+        let parameters = serde_json::Value::Object(rule.trigger.parameters.clone());
+        let trigger_type = rule.trigger.trigger_type.as_str();
+        let used = if rule.trigger.parameters.is_empty() {
+            // Rules on a type without parameters use its shadow trigger.
+            out.iter_mut()
+                .find(|e| e.origin == TriggerOrigin::Shadow && e.trigger.reference == trigger_type)
+        } else {
+            out.iter_mut().find(|e| {
+                e.origin != TriggerOrigin::Shadow && e.trigger.same_as(trigger_type, &parameters)
+            })
+        };
+        match used {
+            Some(existing) => existing.ref_count += 1,
+            None if rule.trigger.parameters.is_empty() => {}
+            None => out.push(ExistingTrigger {
+                trigger: Trigger::new(trigger_type, &parameters),
+                description: None,
+                ref_count: 1,
+                origin: TriggerOrigin::Rules,
+            }),
+        }
+    }
+    out
+}
+
+/// The stored trigger a rule on `trigger_type` with `parameters` used, when no rule in `rules`
+/// uses it any more: StackStorm deletes a trigger when the last rule that used it goes
+/// (`cleanup_trigger_db_for_rule`). Shadow triggers, and rules without parameters, are left
+/// alone, as there.
+pub fn unused_stored_trigger<'a>(
+    trigger_type: &str,
+    parameters: &serde_json::Map<String, serde_json::Value>,
+    stored: &[StoredTrigger],
+    rules: impl IntoIterator<Item = &'a RuleDoc>,
+) -> Option<String> {
+    if parameters.is_empty() {
+        return None;
+    }
+    let parameters = serde_json::Value::Object(parameters.clone());
+    let found = stored
+        .iter()
+        .find(|t| t.trigger_type == trigger_type && t.parameters == parameters)?;
+    let still_used = rules.into_iter().any(|r| {
+        r.trigger.trigger_type == trigger_type
+            && serde_json::Value::Object(r.trigger.parameters.clone()) == parameters
+    });
+    (!still_used).then(|| found.id.clone())
 }
 
 /// The registered webhooks, in registration order.
@@ -480,6 +641,87 @@ mod tests {
             t,
             Trigger::new(WEBHOOK_TYPE, &serde_json::json!({"url": "sample"})),
             "stable"
+        );
+    }
+
+    /// `test_triggers.py` `test_get_all` and `services/triggers.py`: shadow triggers of types
+    /// without parameters, stored triggers, and the triggers rules make, counted by rule.
+    #[test]
+    fn existing_triggers_are_shadows_stored_and_rule_made() {
+        let ty = |reference: &str, params: serde_json::Value| TriggerType {
+            id: reference.into(),
+            reference: reference.into(),
+            pack: "p".into(),
+            name: reference.split_once('.').unwrap().1.into(),
+            description: None,
+            payload_schema: serde_json::json!({}),
+            parameters_schema: params,
+            tags: serde_json::json!([]),
+        };
+        let types = [
+            ty("p.st2.simple", serde_json::json!({})),
+            ty(
+                "p.with_params",
+                serde_json::json!({"properties": {"a": {}}}),
+            ),
+        ];
+        let stored = [StoredTrigger {
+            id: "s1".into(),
+            reference: "p.mine".into(),
+            pack: "p".into(),
+            name: "mine".into(),
+            trigger_type: "p.with_params".into(),
+            parameters: serde_json::json!({"a": 1}),
+            description: None,
+        }];
+        let on = |params: &str| {
+            let text = format!(
+                "name: r\ntrigger:\n  type: p.with_params\n  parameters: {params}\naction: {{ref: core.noop}}\n"
+            );
+            RuleDoc::parse("r.yaml", &text, "p").unwrap()
+        };
+        let simple = RuleDoc::parse(
+            "r.yaml",
+            "name: s\ntrigger: {type: p.st2.simple}\naction: {ref: core.noop}\n",
+            "p",
+        )
+        .unwrap();
+        let rules = [on("{a: 1}"), on("{a: 2}"), on("{a: 2}"), simple.clone()];
+        let all = existing_triggers(&types, &stored, &rules);
+        let shown: Vec<(&str, usize, TriggerOrigin)> = all
+            .iter()
+            .map(|e| (e.trigger.reference.as_str(), e.ref_count, e.origin))
+            .collect();
+        let made = Trigger::new("p.with_params", &serde_json::json!({"a": 2}));
+        assert_eq!(
+            shown,
+            [
+                ("p.st2.simple", 1, TriggerOrigin::Shadow),
+                ("p.mine", 1, TriggerOrigin::Stored),
+                (made.reference.as_str(), 2, TriggerOrigin::Rules),
+            ]
+        );
+        // The shadow trigger is named as its type, pack before the first dot.
+        assert_eq!(all[0].trigger.name, "st2.simple");
+        assert_eq!(all[0].trigger.pack, "p");
+        assert_eq!(
+            Trigger::for_rule("p.st2.simple", &simple.trigger.parameters).reference,
+            "p.st2.simple"
+        );
+        // The stored trigger goes with its last rule, not before.
+        let a1 = on("{a: 1}");
+        assert_eq!(
+            unused_stored_trigger("p.with_params", &a1.trigger.parameters, &stored, &rules),
+            None
+        );
+        assert_eq!(
+            unused_stored_trigger(
+                "p.with_params",
+                &a1.trigger.parameters,
+                &stored,
+                &rules[1..]
+            ),
+            Some("s1".to_owned())
         );
     }
 

@@ -123,7 +123,7 @@ impl ActionMeta {
                 text,
                 "name",
                 format!(
-                    "invalid action name {:?}: use letters, digits, `_` and `-`",
+                    "invalid action name {:?}: a name is not empty and has no control characters",
                     meta.name
                 ),
             ));

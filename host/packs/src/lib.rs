@@ -32,10 +32,11 @@ pub(crate) fn is_plain_wasm_file(name: &str) -> bool {
         && !name.starts_with('.')
 }
 
-/// Whether `name` is a valid pack or resource name (StackStorm allows letters, digits, `_`, `-`).
+/// Whether `name` is a valid rule or action name. StackStorm's schemas ask only for a string,
+/// so dots and spaces are fine (`st2.webhook.github.pulls.merge.sample`, `rule space`): a ref
+/// is split at its first dot, the pack before it and the name after
+/// (`st2common/st2common/models/system/common.py`, `ResourceReference`). An empty name, or
+/// one with control characters (which no log line or listing would show truthfully), is not.
 pub(crate) fn is_valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    !name.is_empty() && !name.chars().any(char::is_control)
 }

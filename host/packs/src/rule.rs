@@ -153,7 +153,7 @@ impl RuleDoc {
                 text,
                 "name",
                 format!(
-                    "invalid rule name {:?}: use letters, digits, `_` and `-`",
+                    "invalid rule name {:?}: a name is not empty and has no control characters",
                     rule.name
                 ),
             ));

@@ -9,6 +9,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::Value;
 
+use super::attributes::{self, Attributes, Endpoint};
 use super::paging::{Paging, Params, list_response};
 use super::{ApiError, AppState};
 use stormhook_automation::actions;
@@ -53,6 +54,7 @@ async fn list_actions(
     State(state): State<AppState>,
     Query(params): Query<Params>,
 ) -> Result<Response, ApiError> {
+    let fields = Attributes::from(&params, &attributes::ACTIONS, Endpoint::List)?;
     let items: Vec<Value> = state
         .executor
         .catalog()
@@ -65,7 +67,7 @@ async fn list_actions(
                 .get("runner_type")
                 .is_none_or(|r| *r == a.runner_type)
         })
-        .map(|a| a.json())
+        .map(|a| fields.apply(a.json()))
         .collect();
     page(items, &params, None)
 }

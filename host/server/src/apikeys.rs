@@ -116,7 +116,7 @@ async fn list(
     State(state): State<AppState>,
     Query(params): Query<Params>,
 ) -> Result<Response, ApiError> {
-    let paging = Paging::from(&params, 50)?;
+    let paging = Paging::for_api_keys(&params, 50)?;
     let show_secrets = boolean(&params, "show_secrets")?.unwrap_or(false);
     let page = state
         .store

@@ -8,6 +8,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 use stormhook_storage::{EnforcementQuery, RuleEnforcement};
 
+use super::attributes::{self, Attributes, Endpoint};
 use super::paging::{Paging, Params, list_response, time_param};
 use super::{ApiError, AppState};
 
@@ -38,6 +39,7 @@ async fn list(
     State(state): State<AppState>,
     Query(params): Query<Params>,
 ) -> Result<Response, ApiError> {
+    let fields = Attributes::from(&params, &attributes::ENFORCEMENTS, Endpoint::List)?;
     let paging = Paging::from(&params, 50)?;
     let query = EnforcementQuery {
         id: params.get("id").cloned(),
@@ -52,7 +54,7 @@ async fn list(
     };
     let page = state.store.list_rule_enforcements(&query).await?;
     Ok(list_response(
-        page.items.iter().map(enforcement_json).collect(),
+        fields.apply_all(page.items.iter().map(enforcement_json).collect()),
         page.total,
         paging,
     ))

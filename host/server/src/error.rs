@@ -17,6 +17,9 @@ pub enum ApiError {
     /// 401: no valid credential; the message is StackStorm's.
     #[error("{0}")]
     Unauthorized(String),
+    /// 403: the caller may not do this (StackStorm's `AccessDeniedError`).
+    #[error("{0}")]
+    Forbidden(String),
     /// 404: no such resource (or route).
     #[error("{0}")]
     NotFound(String),
@@ -54,6 +57,7 @@ impl ApiError {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

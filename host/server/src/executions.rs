@@ -14,6 +14,7 @@ use axum::{Extension, Json, Router};
 use serde_json::{Map, Value, json};
 use stormhook_storage::{Execution, ExecutionQuery, ids};
 
+use super::attributes::{self, Attributes, Endpoint};
 use super::paging::{Paging, Params, boolean, int, list_response, time_param};
 use super::{ApiError, AppState};
 use crate::auth::Principal;
@@ -58,28 +59,6 @@ pub(crate) fn execution_json(e: &Execution, show_secrets: bool) -> Value {
     }
     if let Value::Object(map) = &mut doc {
         map.retain(|_, v| !falsy(v));
-    }
-    doc
-}
-
-/// Keeps only the top-level fields named by `include_attributes` (plus `id`), or drops those
-/// named by `exclude_attributes`.
-fn project(mut doc: Value, params: &Params) -> Value {
-    let Value::Object(map) = &mut doc else {
-        return doc;
-    };
-    let list = |name: &str| -> Option<Vec<String>> {
-        params.get(name).map(|v| {
-            v.split(',')
-                .map(|a| a.trim().split('.').next().unwrap_or_default().to_owned())
-                .filter(|a| !a.is_empty())
-                .collect()
-        })
-    };
-    if let Some(keep) = list("include_attributes") {
-        map.retain(|k, _| k == "id" || keep.contains(k));
-    } else if let Some(drop) = list("exclude_attributes") {
-        map.retain(|k, _| !drop.contains(k));
     }
     doc
 }
@@ -201,6 +180,7 @@ async fn list(
     State(state): State<AppState>,
     Query(params): Query<Params>,
 ) -> Result<Response, ApiError> {
+    let fields = Attributes::from(&params, &attributes::EXECUTIONS, Endpoint::List)?;
     let paging = Paging::from(&params, 100)?;
     let ids: Vec<String> = params
         .get("id")
@@ -249,7 +229,7 @@ async fn list(
     Ok(list_response(
         page.items
             .iter()
-            .map(|e| project(execution_json(e, show_secrets), &params))
+            .map(|e| fields.apply(execution_json(e, show_secrets)))
             .collect(),
         page.total,
         paging,
@@ -276,9 +256,10 @@ async fn get_one(
     Path(id): Path<String>,
     Query(params): Query<Params>,
 ) -> Result<Json<Value>, ApiError> {
+    let fields = Attributes::from(&params, &attributes::EXECUTIONS, Endpoint::One)?;
     let execution = find(&state, &id).await?;
     let show_secrets = boolean(&params, "show_secrets")?.unwrap_or(false);
-    let mut doc = project(execution_json(&execution, show_secrets), &params);
+    let mut doc = fields.apply(execution_json(&execution, show_secrets));
     if let Some(max) = int(&params, "max_result_size")? {
         if !(1..=MAX_RESULT_SIZE).contains(&max) {
             return Err(ApiError::BadRequest(format!(

@@ -13,6 +13,14 @@
 //! - `"ttl": <seconds>` makes the pair expire (`expire_timestamp` in the answer); an expired
 //!   pair is gone for every reader. A `PUT` without `ttl` stores a pair that does not expire.
 //!
+//! - `?user=<someone else>` (and a body's `user`) is refused with StackStorm's 403: without
+//!   RBAC StackStorm never lets one user name another (`assert_user_is_admin_if_user_query_param_is_provided`
+//!   in `st2common/st2common/rbac/backends/noop.py`).
+//! - A scope that is not one of StackStorm's (`system`, `user`, `st2kv.system`, `st2kv.user`)
+//!   is refused with its message (`_validate_scope` in `st2api/st2api/controllers/v1/keyvalue.py`),
+//!   in a `PUT` body and, unlike StackStorm (which does not read it), in a `PUT`'s `?scope=`:
+//!   a mistyped scope is not quietly taken as the system scope.
+//!
 //! Not supported, and refused with a 400 that says so rather than stored wrongly: the user
 //! scope.
 
@@ -20,12 +28,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde_json::{Value, json};
 use stormhook_storage::{KvPair, KvValue, StorageError};
 
 use super::paging::{Paging, Params, boolean, list_response};
 use super::{ApiError, AppState};
+use crate::auth::Principal;
 use stormhook_automation::triggers::python_repr;
 
 pub(super) fn routes() -> Router<AppState> {
@@ -82,6 +91,40 @@ fn check_scope(params: &Params) -> Result<bool, ApiError> {
     }
 }
 
+/// StackStorm's 403 for naming another user without RBAC; naming oneself is allowed.
+fn check_user(user: Option<&str>, principal: &Principal) -> Result<(), ApiError> {
+    match user {
+        Some(user) if user != principal.user => Err(ApiError::Forbidden(
+            "\"user\" attribute can only be provided by admins when RBAC is enabled".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A scope as StackStorm writes it in full (`get_datastore_full_scope`), checked against its
+/// allowed scopes: whether it is the system scope.
+fn full_scope_is_system(scope: &str) -> Result<bool, ApiError> {
+    let full = if scope.contains("st2kv") {
+        scope.to_owned()
+    } else {
+        format!("st2kv.{scope}")
+    };
+    match full.as_str() {
+        "st2kv.system" => Ok(true),
+        "st2kv.user" => Ok(false),
+        _ => Err(ApiError::BadRequest(format!(
+            "Scope {full} is not in allowed scopes list: ['system', 'user', 'st2kv.system', 'st2kv.user']."
+        ))),
+    }
+}
+
+/// The user scope, refused where a request would use it.
+fn user_scope_unsupported() -> ApiError {
+    ApiError::BadRequest(
+        "The user scope (st2kv.user) is not supported by Stormhook; only the system scope (st2kv.system) is.".into(),
+    )
+}
+
 fn not_found(name: &str) -> ApiError {
     ApiError::NotFound(format!(
         "KeyValuePair with name: {name} and scope: st2kv.system not found in db."
@@ -90,11 +133,15 @@ fn not_found(name: &str) -> ApiError {
 
 async fn list(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Query(params): Query<Params>,
 ) -> Result<Response, ApiError> {
     let paging = Paging::from(&params, 100)?;
     let decrypt = boolean(&params, "decrypt")?.unwrap_or(false);
-    if !check_scope(&params)? {
+    let user = params.get("user").filter(|u| !u.is_empty());
+    check_user(user.map(String::as_str), &principal)?;
+    // Naming a user (oneself, by now) asks for the user scope.
+    if !check_scope(&params)? || user.is_some() {
         return Ok(list_response(Vec::new(), 0, paging));
     }
     let prefix = params.get("prefix").map_or("", String::as_str);
@@ -112,13 +159,14 @@ async fn list(
 
 async fn get_one(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
     Query(params): Query<Params>,
 ) -> Result<Json<Value>, ApiError> {
-    if !check_scope(&params)? {
-        return Err(ApiError::BadRequest(
-            "The user scope (st2kv.user) is not supported by Stormhook; only the system scope (st2kv.system) is.".into(),
-        ));
+    let user = params.get("user").filter(|u| !u.is_empty());
+    check_user(user.map(String::as_str), &principal)?;
+    if !check_scope(&params)? || user.is_some() {
+        return Err(user_scope_unsupported());
     }
     let decrypt = boolean(&params, "decrypt")?.unwrap_or(false);
     let pair = state
@@ -162,7 +210,9 @@ fn ttl(body: &serde_json::Map<String, Value>) -> Result<Option<std::time::Durati
 
 async fn put(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
+    Query(params): Query<Params>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let body: Value = super::json_body(&body)?;
@@ -186,14 +236,23 @@ async fn put(
             ));
         }
     };
-    match body.get("scope").and_then(Value::as_str) {
-        None | Some("system" | "st2kv.system") => {}
+    // The body's scope wins over the query's, as StackStorm reads the body's first.
+    let scope = match body.get("scope") {
+        None | Some(Value::Null) => params.get("scope").map(String::as_str),
+        Some(Value::String(scope)) => Some(scope.as_str()),
         Some(other) => {
             return Err(ApiError::BadRequest(format!(
-                "Scope \"{other}\" is not supported by Stormhook; only the system scope (st2kv.system) is."
+                "{} is not of type 'string'",
+                python_repr(other)
             )));
         }
+    };
+    if let Some(scope) = scope.filter(|s| !s.is_empty() && *s != "all")
+        && !full_scope_is_system(scope)?
+    {
+        return Err(user_scope_unsupported());
     }
+    check_user(body.get("user").and_then(Value::as_str), &principal)?;
     let ttl = ttl(body)?;
     // `encrypted` implies `secret` (StackStorm: otherwise anyone could decrypt any
     // ciphertext by storing it as a plain value).
@@ -218,8 +277,20 @@ async fn put(
 
 async fn delete(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
+    Query(params): Query<Params>,
 ) -> Result<Response, ApiError> {
+    let user = params.get("user").filter(|u| !u.is_empty());
+    if let Some(scope) = params.get("scope").filter(|s| !s.is_empty() && *s != "all")
+        && !full_scope_is_system(scope)?
+    {
+        return Err(user_scope_unsupported());
+    }
+    check_user(user.map(String::as_str), &principal)?;
+    if user.is_some() {
+        return Err(user_scope_unsupported());
+    }
     let deleted = state.store.kv_delete(&name).await?;
     state.senders.forget_secrets();
     if deleted {

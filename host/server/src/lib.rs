@@ -29,6 +29,7 @@ use tokio::sync::Semaphore;
 mod actions;
 mod apikeys;
 pub mod app;
+mod attributes;
 pub mod auth;
 mod configs;
 mod enforcements;

@@ -22,8 +22,21 @@ pub(crate) struct Paging {
 }
 
 impl Paging {
-    /// Reads `limit` (default `default_limit`) and `offset`.
+    /// Reads `limit` (default `default_limit`) and `offset`, with StackStorm's message for an
+    /// offset past 32 bits (`st2api/st2api/controllers/resource.py` `_get_all`).
     pub(crate) fn from(params: &Params, default_limit: u64) -> Result<Self, ApiError> {
+        Self::read(params, default_limit, "32-bit int")
+    }
+
+    /// [`Paging::from`] for API keys, whose controller words the offset message its own way
+    /// (`st2api/st2api/controllers/v1/auth.py`: "32 bit int").
+    pub(crate) fn for_api_keys(params: &Params, default_limit: u64) -> Result<Self, ApiError> {
+        Self::read(params, default_limit, "32 bit int")
+    }
+
+    /// Reads `limit` (default `default_limit`) and `offset`; `offset_words` ends the message
+    /// for an offset past 32 bits.
+    fn read(params: &Params, default_limit: u64, offset_words: &str) -> Result<Self, ApiError> {
         let limit = match int(params, "limit")? {
             None => Some(default_limit),
             Some(-1) => None,
@@ -42,7 +55,14 @@ impl Paging {
         };
         let offset = match int(params, "offset")? {
             None => 0,
-            Some(n) if !(0..(1 << 31)).contains(&n) => {
+            Some(n) if n >= 1 << 31 => {
+                return Err(ApiError::BadRequest(format!(
+                    "Offset \"{n}\" specified is more than {offset_words}"
+                )));
+            }
+            // StackStorm slices its query with a negative offset and fails with a 500; a 400
+            // says what is wrong.
+            Some(n) if n < 0 => {
                 return Err(ApiError::BadRequest(format!(
                     "Offset, \"{n}\" specified, must be between 0 and 2147483647."
                 )));

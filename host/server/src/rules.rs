@@ -14,13 +14,13 @@ use stormhook_packs::RuleDoc;
 use stormhook_rules::operators::NAMES;
 use stormhook_storage::{StoredRule, ids};
 
+use super::attributes::{self, Attributes, Endpoint};
 use super::paging::{Paging, Params, boolean, list_response};
 use super::{ApiError, AppState};
 use crate::auth::Principal;
 use stormhook_automation::documents::rule_json;
 use stormhook_automation::packs::load_api_rules;
 use stormhook_automation::packs::{LoadedRule, RuleSource};
-use stormhook_automation::triggers::Trigger;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new().route("/rules", get(list).post(create)).route(
@@ -83,7 +83,11 @@ async fn list(
     State(state): State<AppState>,
     Query(params): Query<Params>,
 ) -> Result<Response, ApiError> {
-    let paging = Paging::from(&params, u64::MAX)?;
+    let fields = Attributes::from(&params, &attributes::RULES, Endpoint::List)?;
+    // `offset` is not a declared parameter for rules in StackStorm: ignored, not even checked.
+    let mut declared = params.clone();
+    declared.remove("offset");
+    let paging = Paging::from(&declared, u64::MAX)?;
     let paging = Paging {
         limit: paging.limit.filter(|&l| l != u64::MAX),
         ..paging
@@ -103,13 +107,9 @@ async fn list(
         })
         .filter(|r| enabled.is_none_or(|e| e == r.doc.enabled))
         .filter(|r| {
-            params.get("trigger").is_none_or(|t| {
-                *t == Trigger::new(
-                    &r.doc.trigger.trigger_type,
-                    &Value::Object(r.doc.trigger.parameters.clone()),
-                )
-                .reference
-            })
+            params
+                .get("trigger")
+                .is_none_or(|t| *t == r.trigger().reference)
         })
         .filter(|r| ids.as_ref().is_none_or(|ids| ids.contains(&r.id())))
         .collect();
@@ -119,9 +119,8 @@ async fn list(
     let page = matching
         .into_iter()
         .take(paging.limit.map_or(usize::MAX, |l| l as usize))
-        .map(|r| masked(&state, rule_json(r, &root), &params))
+        .map(|r| masked(&state, rule_json(r, &root), &params).map(|doc| fields.apply(doc)))
         .collect::<Result<_, _>>()?;
-    // `offset` is not a declared parameter for rules in StackStorm: ignored.
     Ok(list_response(page, total, paging))
 }
 
@@ -185,6 +184,12 @@ async fn validate(state: &AppState, body: &[u8]) -> Result<(RuleDoc, Value), Api
     let document = Value::Object(object);
     let doc = RuleDoc::from_json("rule", document.clone())
         .map_err(|e| ApiError::BadRequest(super::serde_message(&e.message)))?;
+    // The ref is split at its first dot, so a pack has none (`ResourceReference.to_string_reference`).
+    if doc.pack.contains('.') {
+        return Err(ApiError::BadRequest(
+            "Pack name should not contain \".\"".into(),
+        ));
+    }
 
     // One url, one sender policy: an enabled rule that would not be registered on its hook
     // is refused here, not only logged.
@@ -235,7 +240,7 @@ async fn validate(state: &AppState, body: &[u8]) -> Result<(RuleDoc, Value), Api
                 parameters
                     .retain(|k, _| !stormhook_senders::policy::POLICY_KEYS.contains(&k.as_str()));
             }
-            stormhook_automation::schema::validate(
+            stormhook_automation::schema::validate_verbose(
                 &t.parameters_schema,
                 &Value::Object(parameters),
             )
@@ -335,6 +340,7 @@ async fn update(
     };
     state.store.update_rule(&stored).await?;
     load_api_rules(state.store.as_ref(), &state.packs).await?;
+    release_trigger(&state, &existing.doc).await?;
     Ok(Json(rule_json(
         &find(&state, &doc.reference())?,
         state.packs.root(),
@@ -354,5 +360,22 @@ async fn delete(
     };
     state.store.delete_rule(id).await?;
     load_api_rules(state.store.as_ref(), &state.packs).await?;
+    release_trigger(&state, &existing.doc).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes the stored trigger `old` used, when no rule uses it any more (StackStorm's
+/// `cleanup_trigger_db_for_rule`, `st2common/st2common/services/triggers.py`).
+async fn release_trigger(state: &AppState, old: &RuleDoc) -> Result<(), ApiError> {
+    let stored = state.store.list_triggers().await?;
+    let rules = state.packs.rules();
+    if let Some(id) = stormhook_automation::triggers::unused_stored_trigger(
+        &old.trigger.trigger_type,
+        &old.trigger.parameters,
+        &stored,
+        rules.rules.iter().map(|r| &r.doc),
+    ) {
+        state.store.delete_trigger(&id).await?;
+    }
+    Ok(())
 }

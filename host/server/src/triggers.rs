@@ -1,4 +1,11 @@
-//! Trigger types, trigger instances and traces (`docs/st2-api.md` §5 and §7.2).
+//! Trigger types, triggers, trigger instances and traces (`docs/st2-api.md` §5 and §7.2).
+//!
+//! Triggers (`/triggers`, StackStorm's `TriggerController`): the list is every trigger that
+//! exists ([`existing_triggers`]: shadow triggers of types without parameters, triggers created
+//! here, and the triggers rules make). `POST` stores a trigger (or answers the one with the same
+//! ref, as StackStorm does); `PUT` and `DELETE` change and delete stored ones. A shadow or
+//! rule-made trigger follows its trigger type or rules, and is refused with a 400 that says so:
+//! StackStorm would change or delete it under the rules that use it.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -6,10 +13,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
+use stormhook_automation::triggers::{
+    ExistingTrigger, Trigger, TriggerOrigin, existing_triggers, python_repr,
+};
 use stormhook_storage::{
-    NewEvent, Trace, TraceQuery, TriggerInstance, TriggerInstanceQuery, TriggerType, ids,
+    NewEvent, StoredTrigger, Trace, TraceQuery, TriggerInstance, TriggerInstanceQuery, TriggerType,
+    ids,
 };
 
+use super::attributes::{self, Attributes, Endpoint};
 use super::paging::{Paging, Params, list_response, time_param};
 use super::{ApiError, AppState};
 use stormhook_automation::documents::trigger_type_json as type_json;
@@ -20,6 +32,11 @@ pub(super) fn routes() -> Router<AppState> {
         .route(
             "/triggertypes/{ref_or_id}",
             get(get_type).put(update_type).delete(delete_type),
+        )
+        .route("/triggers", get(list_triggers).post(create_trigger))
+        .route(
+            "/triggers/{trigger_id}",
+            get(get_trigger).put(update_trigger).delete(delete_trigger),
         )
         .route("/triggerinstances", get(list_instances))
         .route("/triggerinstances/{id}", get(get_instance))
@@ -105,6 +122,7 @@ async fn list_types(
     State(state): State<AppState>,
     Query(params): Query<Params>,
 ) -> Result<Response, ApiError> {
+    let fields = Attributes::from(&params, &attributes::TRIGGER_TYPES, Endpoint::List)?;
     let paging = Paging::from(&params, 100)?;
     let all = state.store.list_trigger_types().await?;
     let matching: Vec<&TriggerType> = all
@@ -118,7 +136,11 @@ async fn list_types(
         .into_iter()
         .skip(paging.offset as usize)
         .take(paging.limit.map_or(usize::MAX, |l| l as usize));
-    Ok(list_response(page.map(type_json).collect(), total, paging))
+    Ok(list_response(
+        fields.apply_all(page.map(type_json).collect()),
+        total,
+        paging,
+    ))
 }
 
 async fn find_type(state: &AppState, ref_or_id: &str) -> Result<TriggerType, ApiError> {
@@ -178,10 +200,195 @@ async fn delete_type(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A trigger as StackStorm's `TriggerAPI` shows it (its `ref_count` hidden).
+fn trigger_json(existing: &ExistingTrigger) -> Value {
+    let mut doc = serde_json::to_value(&existing.trigger).unwrap_or(Value::Null);
+    if let (Some(description), Some(map)) = (&existing.description, doc.as_object_mut()) {
+        map.insert("description".into(), json!(description));
+    }
+    doc
+}
+
+async fn all_triggers(state: &AppState) -> Result<Vec<ExistingTrigger>, ApiError> {
+    let types = state.store.list_trigger_types().await?;
+    let stored = state.store.list_triggers().await?;
+    let rules = state.packs.rules();
+    Ok(existing_triggers(
+        &types,
+        &stored,
+        rules.rules.iter().map(|r| &r.doc),
+    ))
+}
+
+/// The trigger with this id (StackStorm looks triggers up by id only).
+async fn find_trigger(state: &AppState, id: &str) -> Result<ExistingTrigger, ApiError> {
+    all_triggers(state)
+        .await?
+        .into_iter()
+        .find(|e| e.trigger.id == id)
+        .ok_or_else(|| {
+            if ids::is_object_id(id) {
+                ApiError::NotFound(format!(
+                    "Unable to find the TriggerDB instance. {{'id': '{id}'}}"
+                ))
+            } else {
+                // StackStorm's `abort(404)` without a message, for an id that is no ObjectId.
+                ApiError::NotFound("Unhandled exception".into())
+            }
+        })
+}
+
+async fn list_triggers(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let all = all_triggers(&state).await?;
+    Ok(Json(Value::Array(all.iter().map(trigger_json).collect())))
+}
+
+async fn get_trigger(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(trigger_json(&find_trigger(&state, &id).await?)))
+}
+
+/// The body of a trigger create or update (StackStorm's `TriggerAPI`; the computed `id`,
+/// `ref` and `uid`, and anything else, are ignored as StackStorm ignores them).
+#[derive(Debug, serde::Deserialize)]
+struct TriggerBody {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    pack: Option<String>,
+    #[serde(default, rename = "type")]
+    trigger_type: Option<String>,
+    #[serde(default)]
+    parameters: Option<Value>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+/// A body as the trigger it stores, with StackStorm's messages; `id` is the trigger's.
+async fn parse_trigger(
+    state: &AppState,
+    body: &[u8],
+    id: String,
+) -> Result<StoredTrigger, ApiError> {
+    let body: TriggerBody = super::json_body(body)?;
+    let parameters = match body.parameters {
+        None | Some(Value::Null) => json!({}),
+        Some(p @ Value::Object(_)) => p,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "{} is not of type 'object'",
+                python_repr(&other)
+            )));
+        }
+    };
+    let (Some(pack), Some(name)) = (
+        body.pack.clone().filter(|p| !p.is_empty()),
+        body.name.clone().filter(|n| !n.is_empty()),
+    ) else {
+        // StackStorm's `ResourceReference.to_string_reference` (Python's `%s` of None).
+        let shown = |v: Option<String>| v.unwrap_or_else(|| "None".into());
+        return Err(ApiError::BadRequest(format!(
+            "Both pack and name needed for building ref. pack={}, name={}",
+            shown(body.pack),
+            shown(body.name)
+        )));
+    };
+    if pack.contains('.') {
+        return Err(ApiError::BadRequest(
+            "Pack name should not contain \".\"".into(),
+        ));
+    }
+    let trigger_type = body.trigger_type.unwrap_or_default();
+    // The parameters against the type's schema, as a rule's are (`validate_trigger_parameters`).
+    if let Some(t) = state.store.trigger_type(&trigger_type).await?
+        && t.parameters_schema
+            .as_object()
+            .is_some_and(|s| !s.is_empty())
+    {
+        stormhook_automation::schema::validate_verbose(&t.parameters_schema, &parameters)
+            .map_err(ApiError::BadRequest)?;
+    }
+    Ok(StoredTrigger {
+        id,
+        reference: format!("{pack}.{name}"),
+        pack,
+        name,
+        trigger_type,
+        parameters,
+        description: body.description,
+    })
+}
+
+async fn create_trigger(
+    State(state): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let trigger = parse_trigger(&state, &body, ids::object_id()).await?;
+    // The same ref again answers the trigger already stored (`create_trigger_db`).
+    let stored = match state.store.trigger(&trigger.reference).await? {
+        Some(existing) => existing,
+        None => {
+            state.store.insert_trigger(&trigger).await?;
+            trigger
+        }
+    };
+    let shown = ExistingTrigger {
+        trigger: Trigger::stored(&stored),
+        description: stored.description,
+        ref_count: 0,
+        origin: TriggerOrigin::Stored,
+    };
+    Ok((StatusCode::CREATED, Json(trigger_json(&shown))).into_response())
+}
+
+/// The stored trigger with this id; a shadow or rule-made one is refused, as only a stored
+/// one can be changed or deleted.
+async fn find_stored_trigger(state: &AppState, id: &str) -> Result<ExistingTrigger, ApiError> {
+    let existing = find_trigger(state, id).await?;
+    let what = match existing.origin {
+        TriggerOrigin::Stored => return Ok(existing),
+        TriggerOrigin::Shadow => "is the shadow trigger of its trigger type; it goes with the type",
+        TriggerOrigin::Rules => {
+            "is made by the rules that use its type and parameters; it goes with them"
+        }
+    };
+    Err(ApiError::BadRequest(format!(
+        "Trigger {} {what}",
+        existing.trigger.reference
+    )))
+}
+
+async fn update_trigger(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let existing = find_stored_trigger(&state, &id).await?;
+    let updated = parse_trigger(&state, &body, id).await?;
+    state.store.update_trigger(&updated).await?;
+    Ok(Json(trigger_json(&ExistingTrigger {
+        trigger: Trigger::stored(&updated),
+        description: updated.description,
+        ..existing
+    })))
+}
+
+async fn delete_trigger(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    find_stored_trigger(&state, &id).await?;
+    state.store.delete_trigger(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 async fn list_instances(
     State(state): State<AppState>,
     Query(params): Query<Params>,
 ) -> Result<Response, ApiError> {
+    let fields = Attributes::from(&params, &attributes::TRIGGER_INSTANCES, Endpoint::List)?;
     let paging = Paging::from(&params, 100)?;
     let query = TriggerInstanceQuery {
         id: params.get("id").cloned(),
@@ -199,7 +406,7 @@ async fn list_instances(
     };
     let page = state.store.list_trigger_instances(&query).await?;
     Ok(list_response(
-        page.items.iter().map(instance_json).collect(),
+        fields.apply_all(page.items.iter().map(instance_json).collect()),
         page.total,
         paging,
     ))
@@ -262,6 +469,7 @@ async fn list_traces(
     State(state): State<AppState>,
     Query(params): Query<Params>,
 ) -> Result<Response, ApiError> {
+    let fields = Attributes::from(&params, &attributes::TRACES, Endpoint::List)?;
     let paging = Paging::from(&params, 100)?;
     let query = TraceQuery {
         trace_tag: params.get("trace_tag").cloned(),
@@ -271,7 +479,7 @@ async fn list_traces(
     };
     let page = state.store.list_traces(&query).await?;
     Ok(list_response(
-        page.items.iter().map(trace_json).collect(),
+        fields.apply_all(page.items.iter().map(trace_json).collect()),
         page.total,
         paging,
     ))

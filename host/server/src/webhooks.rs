@@ -28,8 +28,6 @@ pub(super) fn routes() -> Router<AppState> {
             "/webhooks/{hook}/{*rest}",
             get(get_nested).post(post_nested),
         )
-        .route("/triggers", get(list_triggers))
-        .route("/triggers/{id}", get(get_trigger))
 }
 
 async fn list(State(state): State<AppState>) -> Json<Vec<Value>> {
@@ -41,26 +39,6 @@ async fn list(State(state): State<AppState>) -> Json<Vec<Value>> {
             .map(|t| serde_json::to_value(&**t).unwrap_or_default())
             .collect(),
     )
-}
-
-/// `GET /triggers`: the triggers that rules registered (read-only here; rules create them).
-async fn list_triggers(State(state): State<AppState>) -> Json<Vec<Value>> {
-    list(State(state)).await
-}
-
-async fn get_trigger(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let rules = state.packs.rules();
-    let trigger = rules
-        .webhooks
-        .all()
-        .find(|t| t.id == id || t.reference == id)
-        .ok_or_else(|| {
-            ApiError::NotFound(format!("Unable to identify resource with id \"{id}\"."))
-        })?;
-    Ok(Json(serde_json::to_value(&**trigger).unwrap_or_default()))
 }
 
 async fn get_one(

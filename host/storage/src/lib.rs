@@ -291,6 +291,18 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a trigger type by id; returns whether it existed.
     async fn delete_trigger_type(&self, id: &str) -> Result<bool>;
 
+    /// Stores a trigger. Conflict (with the existing id) when the ref exists.
+    async fn insert_trigger(&self, trigger: &StoredTrigger) -> Result<()>;
+    /// The trigger with this ref or id.
+    async fn trigger(&self, ref_or_id: &str) -> Result<Option<StoredTrigger>>;
+    /// All stored triggers, sorted by ref.
+    async fn list_triggers(&self) -> Result<Vec<StoredTrigger>>;
+    /// Replaces a trigger (matched by id); returns whether it exists. Conflict when another
+    /// trigger has the new ref.
+    async fn update_trigger(&self, trigger: &StoredTrigger) -> Result<bool>;
+    /// Deletes a trigger by id; returns whether it existed.
+    async fn delete_trigger(&self, id: &str) -> Result<bool>;
+
     /// Stores a new API rule. Conflict (with the existing id) when the ref exists.
     async fn insert_rule(&self, rule: &StoredRule) -> Result<()>;
     /// Every API rule, sorted by pack and name.

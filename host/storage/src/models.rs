@@ -217,6 +217,27 @@ pub struct TriggerType {
     pub tags: serde_json::Value,
 }
 
+/// A trigger created through `POST /triggers` (StackStorm's `TriggerDB`): a trigger type with
+/// parameters, under a name of its own. The triggers rules make, and the shadow trigger of a
+/// trigger type without parameters, are derived from them and not stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredTrigger {
+    /// Object id.
+    pub id: String,
+    /// `<pack>.<name>`: unique.
+    pub reference: String,
+    /// The pack.
+    pub pack: String,
+    /// The name.
+    pub name: String,
+    /// The trigger type's ref.
+    pub trigger_type: String,
+    /// The trigger parameters (an object).
+    pub parameters: serde_json::Value,
+    /// A description.
+    pub description: Option<String>,
+}
+
 /// A rule created through the API. The document is the rule as the API shows it, without the
 /// computed fields.
 #[derive(Debug, Clone, PartialEq)]

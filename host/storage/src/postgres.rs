@@ -324,6 +324,15 @@ const INSERT_EXECUTIONS: &str = "INSERT INTO executions (id, action_ref, runner,
 const NOTIFY_WORK: &str = "SELECT pg_notify('stormhook', 'work')";
 
 impl PgStore {
+    /// Deletes the row of `table` with this id; returns whether it existed.
+    async fn delete_by_id(&self, table: &str, id: &str) -> Result<bool> {
+        let done = sqlx::query(&format!("DELETE FROM {table} WHERE id = $1"))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// Inserts executions in one statement, in their order.
     async fn insert_executions(conn: &mut PgConnection, executions: &[&Execution]) -> Result<()> {
         let column = |f: fn(&Execution) -> Option<String>| -> Vec<Option<String>> {
@@ -1053,11 +1062,64 @@ impl Store for PgStore {
     }
 
     async fn delete_trigger_type(&self, id: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM trigger_types WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
+        self.delete_by_id("trigger_types", id).await
+    }
+
+    async fn insert_trigger(&self, t: &StoredTrigger) -> Result<()> {
+        let inserted = sqlx::query(
+            "INSERT INTO triggers (id, ref, pack, name, trigger_type, parameters, description) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&t.id)
+        .bind(&t.reference)
+        .bind(&t.pack)
+        .bind(&t.name)
+        .bind(&t.trigger_type)
+        .bind(t.parameters.to_string())
+        .bind(&t.description)
+        .execute(&self.pool)
+        .await;
+        if let Err(e) = inserted {
+            return Err(self
+                .keyed_conflict(e, "triggers", &t.reference, "trigger", "this trigger")
+                .await);
+        }
+        Ok(())
+    }
+
+    async fn trigger(&self, ref_or_id: &str) -> Result<Option<StoredTrigger>> {
+        let row = sqlx::query("SELECT * FROM triggers WHERE ref = $1 OR id = $1")
+            .bind(ref_or_id)
+            .fetch_optional(&self.pool)
             .await?;
+        row.as_ref().map(sql::stored_trigger).transpose()
+    }
+
+    async fn list_triggers(&self) -> Result<Vec<StoredTrigger>> {
+        let rows = sqlx::query("SELECT * FROM triggers ORDER BY ref")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(sql::stored_trigger).collect()
+    }
+
+    async fn update_trigger(&self, t: &StoredTrigger) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE triggers SET ref = $1, pack = $2, name = $3, trigger_type = $4, parameters = $5, description = $6 WHERE id = $7",
+        )
+        .bind(&t.reference)
+        .bind(&t.pack)
+        .bind(&t.name)
+        .bind(&t.trigger_type)
+        .bind(t.parameters.to_string())
+        .bind(&t.description)
+        .bind(&t.id)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| sql::conflict(e, "a trigger with this ref"))?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_trigger(&self, id: &str) -> Result<bool> {
+        self.delete_by_id("triggers", id).await
     }
 
     async fn insert_rule(&self, rule: &StoredRule) -> Result<()> {
@@ -1105,13 +1167,8 @@ impl Store for PgStore {
     }
 
     async fn delete_rule(&self, id: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM rules WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(self
-            .announce_if(done.rows_affected() > 0, Change::Rules)
-            .await)
+        let deleted = self.delete_by_id("rules", id).await?;
+        Ok(self.announce_if(deleted, Change::Rules).await)
     }
 
     fn cluster(&self) -> Option<&Cluster> {

@@ -281,6 +281,19 @@ pub(crate) fn trigger_type(row: &impl Columns) -> Result<TriggerType> {
     })
 }
 
+/// A stored trigger from its row.
+pub(crate) fn stored_trigger(row: &impl Columns) -> Result<StoredTrigger> {
+    Ok(StoredTrigger {
+        id: row.text("id")?,
+        reference: row.text("ref")?,
+        pack: row.text("pack")?,
+        name: row.text("name")?,
+        trigger_type: row.text("trigger_type")?,
+        parameters: json(&row.text("parameters")?)?,
+        description: row.maybe_text("description")?,
+    })
+}
+
 /// An API rule from its row.
 pub(crate) fn stored_rule(row: &impl Columns) -> Result<StoredRule> {
     Ok(StoredRule {

@@ -1075,13 +1075,8 @@ impl Store for SqliteStore {
     }
 
     async fn insert_trigger_type(&self, t: &TriggerType) -> Result<()> {
-        let existing = self.trigger_type(&t.reference).await?.map(|e| e.id);
-        if existing.is_some() {
-            return Err(StorageError::Conflict {
-                message: format!("trigger type {} already exists", t.reference),
-                existing_id: existing,
-            });
-        }
+        self.check_ref_free("trigger_types", &t.reference, "trigger type")
+            .await?;
         sqlx::query(
             "INSERT INTO trigger_types (id, ref, pack, name, description, payload_schema, parameters_schema, tags) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
@@ -1134,24 +1129,68 @@ impl Store for SqliteStore {
     }
 
     async fn delete_trigger_type(&self, id: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM trigger_types WHERE id = ?")
-            .bind(id)
-            .execute(&self.pool)
+        self.delete_by_id("trigger_types", id).await
+    }
+
+    async fn insert_trigger(&self, t: &StoredTrigger) -> Result<()> {
+        self.check_ref_free("triggers", &t.reference, "trigger")
             .await?;
+        sqlx::query(
+            "INSERT INTO triggers (id, ref, pack, name, trigger_type, parameters, description) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&t.id)
+        .bind(&t.reference)
+        .bind(&t.pack)
+        .bind(&t.name)
+        .bind(&t.trigger_type)
+        .bind(t.parameters.to_string())
+        .bind(&t.description)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| sql::conflict(e, "this trigger"))?;
+        Ok(())
+    }
+
+    async fn trigger(&self, ref_or_id: &str) -> Result<Option<StoredTrigger>> {
+        let row = sqlx::query("SELECT * FROM triggers WHERE ref = ? OR id = ?")
+            .bind(ref_or_id)
+            .bind(ref_or_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(sql::stored_trigger).transpose()
+    }
+
+    async fn list_triggers(&self) -> Result<Vec<StoredTrigger>> {
+        let rows = sqlx::query("SELECT * FROM triggers ORDER BY ref")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(sql::stored_trigger).collect()
+    }
+
+    async fn update_trigger(&self, t: &StoredTrigger) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE triggers SET ref = ?, pack = ?, name = ?, trigger_type = ?, parameters = ?, description = ? WHERE id = ?",
+        )
+        .bind(&t.reference)
+        .bind(&t.pack)
+        .bind(&t.name)
+        .bind(&t.trigger_type)
+        .bind(t.parameters.to_string())
+        .bind(&t.description)
+        .bind(&t.id)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| sql::conflict(e, "a trigger with this ref"))?;
         Ok(done.rows_affected() > 0)
     }
 
+    async fn delete_trigger(&self, id: &str) -> Result<bool> {
+        self.delete_by_id("triggers", id).await
+    }
+
     async fn insert_rule(&self, rule: &StoredRule) -> Result<()> {
-        let existing: Option<String> = sqlx::query_scalar("SELECT id FROM rules WHERE ref = ?")
-            .bind(&rule.reference)
-            .fetch_optional(&self.pool)
+        self.check_ref_free("rules", &rule.reference, "Rule")
             .await?;
-        if existing.is_some() {
-            return Err(StorageError::Conflict {
-                message: format!("Rule {} already exists", rule.reference),
-                existing_id: existing,
-            });
-        }
         sqlx::query("INSERT INTO rules (id, ref, pack, name, document, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
             .bind(&rule.id)
             .bind(&rule.reference)
@@ -1188,11 +1227,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_rule(&self, id: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM rules WHERE id = ?")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        self.delete_by_id("rules", id).await
     }
 
     fn datastore_key(&self) -> Result<Arc<DatastoreKey>> {
@@ -1394,6 +1429,32 @@ async fn live_kv(tx: &mut WriteTx, name: &str) -> Result<Option<KvPair>> {
 }
 
 impl SqliteStore {
+    /// A conflict naming the holder's id when `reference` is taken in `table` (`kind` names
+    /// the resource in the message).
+    async fn check_ref_free(&self, table: &str, reference: &str, kind: &str) -> Result<()> {
+        let existing: Option<String> =
+            sqlx::query_scalar(&format!("SELECT id FROM {table} WHERE ref = ?"))
+                .bind(reference)
+                .fetch_optional(&self.pool)
+                .await?;
+        match existing {
+            Some(id) => Err(StorageError::Conflict {
+                message: format!("{kind} {reference} already exists"),
+                existing_id: Some(id),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Deletes the row of `table` with this id; returns whether it existed.
+    async fn delete_by_id(&self, table: &str, id: &str) -> Result<bool> {
+        let done = sqlx::query(&format!("DELETE FROM {table} WHERE id = ?"))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// Deletes up to [`KV_PURGE_BATCH`] expired pairs (reads never see them; this keeps them
     /// from piling up). Best effort: a failure is left to the next write.
     async fn purge_expired_kv(&self) {

@@ -10,8 +10,8 @@ use stormhook_storage::ingest::Ingest;
 use stormhook_storage::sqlite::SqliteStore;
 use stormhook_storage::{
     ApiKey, Committed, DeliveryKey, Execution, ExecutionQuery, ExecutionStatus, FinishedInstance,
-    NewEvent, Retained, RuleEnforcement, StorageError, Store, Trace, TriggerInstance,
-    TriggerInstanceQuery, TriggerType, Unreadable, ids,
+    NewEvent, Retained, RuleEnforcement, StorageError, Store, StoredTrigger, Trace,
+    TriggerInstance, TriggerInstanceQuery, TriggerType, Unreadable, ids,
 };
 
 #[macro_use]
@@ -200,6 +200,49 @@ async fn story(backend: &Backend) {
         }
         other => panic!("expected a conflict, got {other:?}"),
     }
+
+    // Triggers created through the API: unique by ref, found by ref or id, updated and
+    // deleted by id (both backends alike).
+    let trigger = StoredTrigger {
+        id: ids::object_id(),
+        reference: "p.st2.trigger one".into(),
+        pack: "p".into(),
+        name: "st2.trigger one".into(),
+        trigger_type: "p.t".into(),
+        parameters: json!({"param1": {"foo": "bar"}}),
+        description: Some("d".into()),
+    };
+    store.insert_trigger(&trigger).await.unwrap();
+    match store
+        .insert_trigger(&StoredTrigger {
+            id: ids::object_id(),
+            ..trigger.clone()
+        })
+        .await
+    {
+        Err(StorageError::Conflict { existing_id, .. }) => {
+            assert_eq!(existing_id.as_deref(), Some(trigger.id.as_str()))
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(
+        store.trigger("p.st2.trigger one").await.unwrap().as_ref(),
+        Some(&trigger)
+    );
+    assert_eq!(
+        store.trigger(&trigger.id).await.unwrap().as_ref(),
+        Some(&trigger)
+    );
+    let updated = StoredTrigger {
+        description: None,
+        parameters: json!({}),
+        ..trigger.clone()
+    };
+    assert!(store.update_trigger(&updated).await.unwrap());
+    assert_eq!(store.list_triggers().await.unwrap(), vec![updated.clone()]);
+    assert!(store.delete_trigger(&trigger.id).await.unwrap());
+    assert!(!store.delete_trigger(&trigger.id).await.unwrap());
+    assert!(store.list_triggers().await.unwrap().is_empty());
 
     // The rules engine's queue: pending instances in insertion order, each with its number.
     // One node (SQLite) reads from a number on, and reading writes nothing; a shared store

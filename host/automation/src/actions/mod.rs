@@ -321,7 +321,10 @@ impl Catalog {
             ),
             (_, LOCAL_RUNNER) => local::run(params).await,
             (reference, HTTP_RUNNER) => {
-                let name = reference.rsplit('.').next().unwrap_or(reference);
+                // A ref is split at its first dot: the name may have dots of its own.
+                let name = reference
+                    .split_once('.')
+                    .map_or(reference, |(_, name)| name);
                 http::run(params, name, &self.http_policy).await
             }
             (reference, WASM_RUNNER) => {
