@@ -40,9 +40,9 @@ impl Paging {
             }
             Some(n) => Some(n as u64),
         };
-        let offset = match int(params, "offset")? {
+        let offset = match offset(params)? {
             None => 0,
-            Some(n) if !(0..(1 << 31)).contains(&n) => {
+            Some(n) if n < 0 => {
                 return Err(ApiError::BadRequest(format!(
                     "Offset, \"{n}\" specified, must be between 0 and 2147483647."
                 )));
@@ -50,6 +50,31 @@ impl Paging {
             Some(n) => n as u64,
         };
         Ok(Self { limit, offset })
+    }
+}
+
+/// The `offset` parameter: an integer, below 2^31 (`ResourceController._get_all`'s message,
+/// with the number as Python's `int` writes it, for any number of digits).
+fn offset(params: &Params) -> Result<Option<i64>, ApiError> {
+    let Some(raw) = params.get("offset") else {
+        return Ok(None);
+    };
+    let text = raw.trim();
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::BadRequest(
+            "Parameter \"offset\" is not of type integer".into(),
+        ));
+    }
+    match text.parse::<i64>() {
+        Ok(n) if n < (1 << 31) => Ok(Some(n)),
+        _ if text.starts_with('-') => Ok(Some(-1)),
+        _ => {
+            let trimmed = digits.trim_start_matches('0');
+            Err(ApiError::BadRequest(format!(
+                "Offset \"{trimmed}\" specified is more than 32-bit int"
+            )))
+        }
     }
 }
 
