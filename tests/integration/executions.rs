@@ -1645,6 +1645,34 @@ async fn context_header_and_explicit_null_parameters() {
     assert_eq!(trace["trace_tag"], "balleilaka");
     assert_eq!(trace["action_executions"][0]["object_id"], tagged["id"]);
     assert_eq!(trace["action_executions"][0]["ref"], "core.local");
+    // `--trace-id`: an execution joins a trace that exists, and one that does not is refused.
+    let trace_id = traces[0]["id"].as_str().unwrap();
+    let resp = post(
+        &server,
+        "/api/v1/executions",
+        json!({"action": "core.noop", "context": {"trace_context": {"id_": trace_id}}}),
+    )
+    .await;
+    assert_eq!(resp.status(), 201);
+    let joined: Value = resp.json().await.unwrap();
+    let trace = server.get_json(&format!("/api/v1/traces/{trace_id}")).await;
+    assert_eq!(trace["action_executions"][1]["object_id"], joined["id"]);
+    for (id, message) in [
+        (
+            "000000000000000000000000",
+            "Unable to find the TraceDB instance. {'id': '000000000000000000000000'}",
+        ),
+        ("nope", "Unable to find Trace with id=\"nope\""),
+    ] {
+        let resp = post(
+            &server,
+            "/api/v1/executions",
+            json!({"action": "core.noop", "context": {"trace_context": {"id_": id}}}),
+        )
+        .await;
+        assert_eq!(resp.status(), 400);
+        assert_eq!(faultstring(resp).await, message);
+    }
     let resp = server
         .client()
         .delete(server.url(&format!(

@@ -326,7 +326,10 @@ async fn re_run(
     parameters.extend(overrides);
     let mut context = Map::new();
     context.insert("re-run".into(), json!({"ref": id}));
-    if let Some(trace) = original.document["context"]["trace_context"]["id_"].as_str() {
+    // The original's trace, while it is kept.
+    if let Some(trace) = original.document["context"]["trace_context"]["id_"].as_str()
+        && state.store.trace(trace).await?.is_some()
+    {
         context.insert("trace_context".into(), json!({"id_": trace}));
     }
     let user = match body.get("user") {

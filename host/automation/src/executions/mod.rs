@@ -299,8 +299,13 @@ impl Executor {
     /// Starts the trace a caller's `trace_context.trace_tag` asks for (`st2 run --trace-tag`),
     /// as StackStorm's `get_trace_db_by_live_action` does, and names it in the execution's
     /// context (`trace_context.id_`), which links the execution to it. A context that names a
-    /// trace already (`id_`) joins it.
-    async fn start_trace(&self, execution: &mut Execution) -> Result<(), StorageError> {
+    /// trace already (`id_`, `st2 run --trace-id`) joins it, and the trace must exist.
+    ///
+    /// # Errors
+    ///
+    /// The named trace does not exist (StackStorm's `TraceNotFoundException` messages), or
+    /// the store failed.
+    async fn start_trace(&self, execution: &mut Execution) -> Result<(), RequestError> {
         let Some(trace_context) = execution
             .document
             .get_mut("context")
@@ -309,12 +314,23 @@ impl Executor {
         else {
             return Ok(());
         };
+        if let Some(id) = trace_context.get("id_") {
+            let id = id.as_str().map_or_else(|| id.to_string(), str::to_owned);
+            if !ids::is_object_id(&id) {
+                return Err(RequestError::Invalid(format!(
+                    "Unable to find Trace with id=\"{id}\""
+                )));
+            }
+            if self.store.trace(&id).await?.is_none() {
+                return Err(RequestError::Invalid(format!(
+                    "Unable to find the TraceDB instance. {{'id': '{id}'}}"
+                )));
+            }
+            return Ok(());
+        }
         let Some(tag) = trace_context.get("trace_tag").and_then(Value::as_str) else {
             return Ok(());
         };
-        if trace_context.contains_key("id_") {
-            return Ok(());
-        }
         let trace = stormhook_storage::Trace {
             id: ids::object_id(),
             trace_tag: tag.to_owned(),
