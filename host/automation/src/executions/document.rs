@@ -188,3 +188,35 @@ pub(super) fn set_result(execution: &mut Execution, result: Value) {
     doc["result_size"] = json!(result.to_string().len());
     doc["result"] = result;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// StackStorm's `modify_schema_allow_default_none`, as `test_post_parameter_validation_explicit_none`
+    /// relies on it: only optional parameters whose default is `null` or absent accept `null`.
+    #[test]
+    fn optional_parameters_without_a_default_accept_null() {
+        let declared = json!({
+            "plain": {"type": "string"},
+            "listed": {"type": ["string", "integer"]},
+            "either": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+            "defaulted": {"type": "integer", "default": 60},
+            "null_default": {"type": "integer", "default": null},
+            "needed": {"type": "string", "required": true},
+            "untyped": {"secret": true},
+        });
+        let schema = parameters_schema(declared.as_object().unwrap());
+        let props = &schema["properties"];
+        assert_eq!(props["plain"]["type"], json!(["string", "null"]));
+        assert_eq!(
+            props["listed"]["type"],
+            json!(["string", "integer", "null"])
+        );
+        assert_eq!(props["either"]["anyOf"][2], json!({"type": "null"}));
+        assert_eq!(props["defaulted"]["type"], "integer");
+        assert_eq!(props["null_default"]["type"], json!(["integer", "null"]));
+        assert_eq!(props["needed"]["type"], "string");
+        assert_eq!(props["untyped"], json!({}));
+    }
+}
