@@ -396,7 +396,8 @@ async fn executions_are_listed_shown_and_canceled() {
         .json();
     assert_eq!(none, json!([]));
 
-    // Cancel a long one; a second cancel is refused.
+    // Cancel a long one; a second cancel is answered the canceled execution (as st2api
+    // answers it), and a completed one cannot be canceled.
     let long = env
         .run(&["run", "core.local", "cmd=sleep 30", "-a", "-j"])
         .await
@@ -410,9 +411,18 @@ async fn executions_are_listed_shown_and_canceled() {
     );
     assert_eq!(wait_done(&env, &long).await["status"], "canceled");
     let out = env.run(&["execution", "cancel", &long]).await;
+    assert_eq!(
+        out.ok(),
+        format!("Action execution with id {long} canceled.\n"),
+        "{out:#?}"
+    );
+    let quick = env.run(&["run", "core.noop", "-j"]).await.json();
+    let quick = quick["id"].as_str().unwrap().to_owned();
+    let out = env.run(&["execution", "cancel", &quick]).await;
     assert_eq!(out.code, Some(1), "{out:#?}");
     assert!(
-        out.stderr.contains("ERROR: Action cannot be canceled."),
+        out.stderr
+            .contains("ERROR: Action cannot be canceled. State = succeeded."),
         "{out:#?}"
     );
     let out = env

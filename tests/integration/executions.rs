@@ -292,15 +292,17 @@ async fn list_filters_get_and_cancel() {
     let server = TestServer::builder().start().await;
     let a = request(&server, "core.noop", json!({})).await;
     let b = request(&server, "core.echo", json!({"message": "hello"})).await;
-    // The sleep is the shell's child (its pid in a file): a cancel must stop it too.
+    // The sleeps are the shell's children, and children of its children (a subshell, and
+    // another shell), their pids in files: a cancel must stop them all.
     let pid_dir = tempfile::tempdir().unwrap();
-    let pid_file = pid_dir.path().join("sleep.pid");
-    let slow = request(
-        &server,
-        "core.local",
-        json!({"cmd": format!("sleep 30 & echo $! > {}; wait", pid_file.display())}),
-    )
-    .await;
+    let pid_file = |name: &str| pid_dir.path().join(format!("{name}.pid"));
+    let cmd = format!(
+        "sleep 300 & echo $! > {}; (sleep 300 & echo $! > {}; sleep 300) & sh -c 'sleep 300 & echo $! > {}; sleep 300' & wait",
+        pid_file("child").display(),
+        pid_file("subshell").display(),
+        pid_file("grandchild").display(),
+    );
+    let slow = request(&server, "core.local", json!({ "cmd": cmd })).await;
     let a = finished(&server, a["id"].as_str().unwrap()).await;
     let b = finished(&server, b["id"].as_str().unwrap()).await;
     assert_eq!(
@@ -389,6 +391,26 @@ async fn list_filters_get_and_cancel() {
         },
     )
     .await;
+    eventually(
+        Duration::from_secs(10),
+        "the command to start its children",
+        async || {
+            let missing: Vec<&str> = ["child", "subshell", "grandchild"]
+                .into_iter()
+                .filter(|name| {
+                    std::fs::read_to_string(pid_file(name)).is_ok_and(|p| p.trim().is_empty())
+                        || !pid_file(name).exists()
+                })
+                .collect();
+            if missing.is_empty() {
+                return Ok(());
+            }
+            Err(format!("no pid yet: {missing:?}"))
+        },
+    )
+    .await;
+    // test_post_delete: the result names who canceled, at once.
+    let canceled_by = json!({"message": "Action canceled by user.", "user": "admin"});
     let resp = server
         .client()
         .delete(server.url(&format!("/api/v1/executions/{id}")))
@@ -398,25 +420,33 @@ async fn list_filters_get_and_cancel() {
     assert_eq!(resp.status(), 200);
     let canceling: Value = resp.json().await.unwrap();
     assert!(["canceling", "canceled"].contains(&canceling["status"].as_str().unwrap()));
+    assert_eq!(canceling["result"], canceled_by);
+    assert_eq!(canceling["context"]["cancelled_by"], "admin");
     let canceled = finished(&server, id).await;
     assert_eq!(canceled["status"], "canceled");
+    assert_eq!(canceled["result"], canceled_by);
+    assert_eq!(canceled["context"]["cancelled_by"], "admin");
     assert!(started.elapsed() < Duration::from_secs(10));
-    let sleep_pid = std::fs::read_to_string(&pid_file).unwrap();
-    let proc_dir = format!("/proc/{}", sleep_pid.trim());
-    eventually(
-        Duration::from_secs(5),
-        "the canceled command's child to be killed",
-        async || {
-            // Gone, or a zombie waiting for init to reap it.
-            match std::fs::read_to_string(format!("{proc_dir}/stat")) {
-                Err(_) => Ok(()),
-                Ok(stat) if stat.split(") ").nth(1).is_some_and(|r| r.starts_with('Z')) => Ok(()),
-                Ok(stat) => Err(format!("still alive: {stat}")),
-            }
-        },
-    )
-    .await;
-    // A completed execution cannot be cancelled: 200 with a faultstring, as StackStorm answers.
+    for name in ["child", "subshell", "grandchild"] {
+        let sleep_pid = std::fs::read_to_string(pid_file(name)).unwrap();
+        let proc_dir = format!("/proc/{}", sleep_pid.trim());
+        eventually(
+            Duration::from_secs(5),
+            &format!("the canceled command's {name} sleep to be killed"),
+            async || {
+                // Gone, or a zombie waiting for init to reap it.
+                match std::fs::read_to_string(format!("{proc_dir}/stat")) {
+                    Err(_) => Ok(()),
+                    Ok(stat) if stat.split(") ").nth(1).is_some_and(|r| r.starts_with('Z')) => {
+                        Ok(())
+                    }
+                    Ok(stat) => Err(format!("still alive: {stat}")),
+                }
+            },
+        )
+        .await;
+    }
+    // test_post_delete_duplicate: a second cancel answers the canceled execution.
     let resp = server
         .client()
         .delete(server.url(&format!("/api/v1/executions/{id}")))
@@ -424,9 +454,22 @@ async fn list_filters_get_and_cancel() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
+    let again: Value = resp.json().await.unwrap();
+    assert_eq!(again["id"], id);
+    assert_eq!(again["status"], "canceled");
+    assert_eq!(again["result"], canceled_by);
+    // Another completed execution cannot be cancelled: 200 with a faultstring, as StackStorm
+    // answers.
+    let resp = server
+        .client()
+        .delete(server.url(&format!("/api/v1/executions/{}", a["id"].as_str().unwrap())))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
     assert_eq!(
         faultstring(resp).await,
-        "Action cannot be canceled. State = canceled."
+        "Action cannot be canceled. State = succeeded."
     );
 }
 
@@ -1024,4 +1067,620 @@ async fn a_run_cut_short_is_retried_only_when_the_action_opts_in() {
     // The third cut-short run is the last: abandoned even though the action opts in.
     let capped = finished(&server, &left[2].id).await;
     assert_eq!(capped["status"], "abandoned", "{capped}");
+}
+
+/// Sends `method` to `path` with a JSON body.
+async fn send(
+    server: &TestServer,
+    method: reqwest::Method,
+    path: &str,
+    body: Value,
+) -> reqwest::Response {
+    server
+        .client()
+        .request(method, server.url(path))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Derived from test_executions.py: test_re_run_success, test_re_run_secret_parameter,
+/// test_re_run_failure_execution_doesnt_exist, test_re_run_failure_parameter_override_invalid_type,
+/// test_re_run_with_incorrect_delay, test_re_run_failure_tasks_option_for_non_workflow and
+/// the test_re_run_workflow_failure_* cases.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn re_run_repeats_an_execution_with_overrides() {
+    let server = TestServer::builder().start().await;
+    let original = request(
+        &server,
+        "core.local",
+        json!({"cmd": "echo one", "sudo_password": "s3cret"}),
+    )
+    .await;
+    let id = original["id"].as_str().unwrap();
+    finished(&server, id).await;
+
+    // No overrides: the same parameters, the secret one masked in the answer.
+    let resp = post(
+        &server,
+        &format!("/api/v1/executions/{id}/re_run"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(resp.status(), 201);
+    let again: Value = resp.json().await.unwrap();
+    assert_ne!(again["id"], original["id"]);
+    assert_eq!(again["status"], "requested");
+    assert_eq!(
+        again["parameters"],
+        json!({"cmd": "echo one", "sudo_password": "********"})
+    );
+    assert_eq!(again["context"]["re-run"], json!({"ref": id}));
+    assert_eq!(again["context"]["user"], "admin");
+    let again_id = again["id"].as_str().unwrap();
+    let shown = server
+        .get_json(&format!("/api/v1/executions/{again_id}?show_secrets=true"))
+        .await;
+    assert_eq!(shown["parameters"]["sudo_password"], "s3cret");
+    assert_eq!(finished(&server, again_id).await["result"]["stdout"], "one");
+
+    // Overrides update the original's parameters (a re-run of a re-run keeps the secret).
+    let resp = post(
+        &server,
+        &format!("/api/v1/executions/{again_id}/re_run?show_secrets=true"),
+        json!({"parameters": {"cmd": "echo two"}, "delay": 0}),
+    )
+    .await;
+    assert_eq!(resp.status(), 201);
+    let two: Value = resp.json().await.unwrap();
+    assert_eq!(
+        two["parameters"],
+        json!({"cmd": "echo two", "sudo_password": "s3cret"})
+    );
+    assert_eq!(
+        finished(&server, two["id"].as_str().unwrap()).await["result"]["stdout"],
+        "two"
+    );
+    // `no_merge`: only those given; and the `/actionexecutions` alias.
+    let resp = post(
+        &server,
+        &format!("/api/v1/actionexecutions/{id}/re_run?no_merge=true"),
+        json!({"parameters": {"cmd": "echo three"}}),
+    )
+    .await;
+    assert_eq!(resp.status(), 201);
+    let three: Value = resp.json().await.unwrap();
+    assert_eq!(three["parameters"], json!({"cmd": "echo three"}));
+
+    let resp = post(&server, "/api/v1/executions/doesntexist/re_run", json!({})).await;
+    assert_eq!(resp.status(), 404);
+    assert_eq!(
+        faultstring(resp).await,
+        "Unable to identify resource with id \"doesntexist\"."
+    );
+    for (body, message) in [
+        (
+            json!({"parameters": {"cmd": 1000}}),
+            "Value \"1000\" must either be a string or None. Got \"int\".",
+        ),
+        (
+            json!({"parameters": {"nope": 1}}),
+            "Additional properties are not allowed ('nope' was unexpected)",
+        ),
+        (json!({"parameters": "x"}), "'x' is not of type 'object'"),
+        (
+            json!({"delay": "sudo apt -y upgrade winson"}),
+            "'sudo apt -y upgrade winson' is not of type 'integer'",
+        ),
+        (json!({"tasks": "x"}), "'x' is not of type 'array'"),
+        (
+            json!({"tasks": ["x"], "parameters": {"cmd": "date"}}),
+            "Parameters override is not supported when re-running task(s) for a workflow.",
+        ),
+        (
+            json!({"tasks": ["x"], "reset": ["y"]}),
+            "List of tasks to reset does not match the tasks to rerun.",
+        ),
+        (
+            json!({"tasks": ["x"]}),
+            "Task option is only supported for Orquesta workflows.",
+        ),
+        (
+            json!({"delay": 100}),
+            "Delayed executions (\"delay\") are not supported by Stormhook.",
+        ),
+    ] {
+        let resp = post(
+            &server,
+            &format!("/api/v1/executions/{id}/re_run"),
+            body.clone(),
+        )
+        .await;
+        assert_eq!(resp.status(), 400, "{body}");
+        assert_eq!(faultstring(resp).await, message, "{body}");
+    }
+}
+
+/// Derived from test_executions.py: test_put_status_and_result, test_put_bad_state,
+/// test_put_bad_result, test_put_bad_property, test_put_status_to_completed_execution,
+/// test_put_pause_unsupported, test_put_resume_unsupported and
+/// test_get_one_max_result_size_query_parameter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_sets_status_and_result_with_stackstorms_checks() {
+    let server = TestServer::builder().start().await;
+    let slow = request(&server, "core.local", json!({"cmd": "sleep 60"})).await;
+    let id = slow["id"].as_str().unwrap();
+    let path = format!("/api/v1/executions/{id}");
+    let statuses = "['requested', 'scheduled', 'delayed', 'running', 'succeeded', 'failed', 'timeout', 'abandoned', 'canceling', 'canceled', 'pending', 'pausing', 'paused', 'resuming']";
+    for (body, message) in [
+        (
+            json!({"status": "married"}),
+            format!("'married' is not one of {statuses}"),
+        ),
+        (
+            json!({"result": "foobar"}),
+            "'foobar' is not of type 'object'".to_owned(),
+        ),
+        (
+            json!({"status": "abandoned", "foo": "bar"}),
+            "Additional properties are not allowed ('foo' was unexpected)".to_owned(),
+        ),
+    ] {
+        let resp = send(&server, reqwest::Method::PUT, &path, body.clone()).await;
+        assert_eq!(resp.status(), 400, "{body}");
+        assert_eq!(faultstring(resp).await, message, "{body}");
+    }
+    eventually(Duration::from_secs(10), "the sleep to run", async || {
+        let e = server.get_json(&path).await;
+        if e["status"] == "running" {
+            return Ok(());
+        }
+        Err(format!("status {}", e["status"]))
+    })
+    .await;
+    // No runner here can pause.
+    let liveaction = slow["liveaction"]["id"].as_str().unwrap();
+    for (status, verb) in [
+        ("pausing", "pause"),
+        ("paused", "pause"),
+        ("resuming", "resume"),
+    ] {
+        let resp = send(
+            &server,
+            reqwest::Method::PUT,
+            &path,
+            json!({"status": status}),
+        )
+        .await;
+        assert_eq!(resp.status(), 400);
+        assert_eq!(
+            faultstring(resp).await,
+            format!(
+                "Failed updating execution. Unable to {verb} liveaction \"{liveaction}\" because it is not supported by the \"local-shell-cmd\" runner."
+            )
+        );
+    }
+    // Its own status changes nothing.
+    let resp = send(
+        &server,
+        reqwest::Method::PUT,
+        &path,
+        json!({"status": "running"}),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.json::<Value>().await.unwrap()["status"], "running");
+
+    let result = json!({"fooo": "a".repeat(1000)});
+    let size = result.to_string().len();
+    let resp = send(
+        &server,
+        reqwest::Method::PUT,
+        &path,
+        json!({"status": "succeeded", "result": result}),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let put: Value = resp.json().await.unwrap();
+    assert_eq!(put["status"], "succeeded");
+    assert_eq!(put["result"], result);
+    assert_eq!(put["result_size"], size);
+    // It stays as set: the run it stopped does not record its own end.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = server.get_json(&path).await;
+    assert_eq!(got["status"], "succeeded");
+    assert_eq!(got["result"], result);
+
+    let resp = send(
+        &server,
+        reqwest::Method::PUT,
+        &path,
+        json!({"status": "abandoned"}),
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(
+        faultstring(resp).await,
+        "Execution is already in completed state."
+    );
+    let resp = send(
+        &server,
+        reqwest::Method::PUT,
+        "/api/v1/executions/000000000000000000000000",
+        json!({"status": "failed"}),
+    )
+    .await;
+    assert_eq!(resp.status(), 404);
+
+    // max_result_size: the result only when it is not larger.
+    for (max, shown) in [(size + 1, true), (size, true), (size - 1, false)] {
+        let got = server
+            .get_json(&format!("{path}?max_result_size={max}"))
+            .await;
+        assert_eq!(got["result_size"], size);
+        assert_eq!(got.get("result").is_some(), shown, "max {max}");
+    }
+    for (max, message) in [
+        (
+            "-100".to_owned(),
+            "max_result_size must be a positive number",
+        ),
+        (
+            ((14 << 20) + 1).to_string(),
+            "max_result_size query parameter must be smaller than 14 MB",
+        ),
+    ] {
+        let resp = server
+            .client()
+            .get(server.url(&format!("{path}?max_result_size={max}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400);
+        assert_eq!(faultstring(resp).await, message);
+    }
+
+    // PUT canceled cancels (the alias serves PUT too).
+    let other = request(&server, "core.local", json!({"cmd": "sleep 60"})).await;
+    let other_id = other["id"].as_str().unwrap();
+    let resp = send(
+        &server,
+        reqwest::Method::PUT,
+        &format!("/api/v1/actionexecutions/{other_id}"),
+        json!({"status": "canceled"}),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let canceled: Value = resp.json().await.unwrap();
+    assert!(["canceling", "canceled"].contains(&canceled["status"].as_str().unwrap()));
+    assert_eq!(
+        canceled["result"],
+        json!({"message": "Action canceled by user.", "user": "admin"})
+    );
+    assert_eq!(finished(&server, other_id).await["status"], "canceled");
+}
+
+/// Derived from test_executions.py (test_get_all, test_get_query,
+/// test_get_all_invalid_offset_too_large) and st2web's history page: empty filters are
+/// ignored, `timestamp` ranges sort by their direction, the advanced `filter`, `web_url`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_filters_as_st2web_sends_them() {
+    let server = TestServer::builder()
+        .settings(stormhook_server::Settings {
+            webui_url: "https://st2web.example/".into(),
+            ..Default::default()
+        })
+        .rules([
+            webhook_rule("greet", "hook"),
+            (
+                "custom".to_owned(),
+                "name: custom\ntrigger:\n  type: mine.event\naction:\n  ref: core.noop\n"
+                    .to_owned(),
+            ),
+        ])
+        .start()
+        .await;
+    let a = request(&server, "core.noop", json!({})).await;
+    let b = request(&server, "core.echo", json!({"message": "hello"})).await;
+    let c = request(&server, "core.noop", json!({})).await;
+    let [a, b, c] = [a, b, c].map(|e| e["id"].as_str().unwrap().to_owned());
+    for id in [&a, &b, &c] {
+        finished(&server, id).await;
+    }
+    let ids = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let all = server
+        .get_json("/api/v1/executions?status=&action=&rule=&runner=&trigger_type=&user=&parent=&timestamp_gt=&id=&filter=")
+        .await;
+    assert_eq!(ids(&all), [c.clone(), b.clone(), a.clone()]);
+    assert_eq!(
+        all[0]["web_url"],
+        format!("https://st2web.example/#/history/{c}/general")
+    );
+
+    let start = |id: &str| {
+        all.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["id"] == id)
+            .unwrap()["start_timestamp"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (ta, tb, tc) = (start(&a), start(&b), start(&c));
+    let up = server
+        .get_json(&format!("/api/v1/executions?timestamp={ta}..{tc}"))
+        .await;
+    assert_eq!(
+        ids(&up),
+        [a.clone(), b.clone(), c.clone()],
+        "a..b is oldest first"
+    );
+    let down = server
+        .get_json(&format!(
+            "/api/v1/executions?timestamp={tc}..{ta}&sort_asc=True"
+        ))
+        .await;
+    assert_eq!(
+        ids(&down),
+        [c.clone(), b.clone(), a.clone()],
+        "b..a is newest first"
+    );
+    let inner = server
+        .get_json(&format!("/api/v1/executions?timestamp={tb}..{tc}"))
+        .await;
+    assert_eq!(
+        ids(&inner),
+        [b.clone(), c.clone()],
+        "the range is inclusive"
+    );
+    let one = server
+        .get_json(&format!("/api/v1/executions?timestamp={tb}"))
+        .await;
+    assert_eq!(ids(&one), [b.as_str()]);
+
+    let echo = server
+        .get_json("/api/v1/executions?filter=action.ref:core.echo")
+        .await;
+    assert_eq!(ids(&echo), [b.as_str()]);
+    let mine = server
+        .get_json(
+            "/api/v1/executions?filter=status:succeeded%20context.user:admin%20runner.name:noop",
+        )
+        .await;
+    assert_eq!(ids(&mine), [c.clone(), a.clone()]);
+    let none = server
+        .get_json("/api/v1/executions?filter=context.user:nobody")
+        .await;
+    assert_eq!(none, json!([]));
+    let manual = server.get_json("/api/v1/executions?rule=null").await;
+    assert_eq!(ids(&manual).len(), 3);
+
+    for (query, message) in [
+        ("filter=foo", "invalid format for filter \"foo\""),
+        ("filter=foo:bar", "Cannot resolve field \"foo\""),
+        (
+            "filter=status.x:y",
+            "Cannot resolve subfield or operator x on the field status",
+        ),
+        (
+            "timestamp=yesterday..today",
+            "Datetime value does not match expected format.",
+        ),
+        (
+            "offset=2141564789454123457895412237483648&limit=1",
+            "Offset \"2141564789454123457895412237483648\" specified is more than 32-bit int",
+        ),
+    ] {
+        let resp = server
+            .client()
+            .get(server.url(&format!("/api/v1/executions?{query}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{query}");
+        assert_eq!(faultstring(resp).await, message, "{query}");
+    }
+
+    // A rule's execution: `rule` matches the rule's name (not its ref), `trigger_type` the
+    // type's name, and the execution carries the whole trigger type.
+    let resp = post(&server, "/api/v1/webhooks/hook", json!({"n": 1})).await;
+    assert_eq!(resp.status(), 202);
+    let by_rule = eventually(
+        Duration::from_secs(10),
+        "the rule's execution",
+        async || {
+            let found = server.get_json("/api/v1/executions?rule=greet").await;
+            if found.as_array().unwrap().len() == 1 {
+                return Ok(found);
+            }
+            Err(found.to_string())
+        },
+    )
+    .await;
+    let ruled = &by_rule[0];
+    assert_eq!(ruled["rule"]["ref"], "t.greet");
+    let trigger_type = &ruled["trigger_type"];
+    assert_eq!(trigger_type["ref"], "core.st2.webhook");
+    for field in [
+        "id",
+        "uid",
+        "name",
+        "pack",
+        "payload_schema",
+        "parameters_schema",
+    ] {
+        assert!(trigger_type.get(field).is_some(), "{field}: {trigger_type}");
+    }
+    let by_ref = server.get_json("/api/v1/executions?rule=t.greet").await;
+    assert_eq!(by_ref, json!([]));
+    let by_type = server
+        .get_json("/api/v1/executions?trigger_type=st2.webhook")
+        .await;
+    assert_eq!(ids(&by_type), [ruled["id"].as_str().unwrap().to_owned()]);
+    let manual = server.get_json("/api/v1/executions?rule=null").await;
+    assert_eq!(ids(&manual).len(), 3);
+
+    // The `/actionexecutions` alias, under both prefixes.
+    let aliased = server.get_json("/v1/actionexecutions?limit=1").await;
+    assert_eq!(aliased[0]["id"], ruled["id"]);
+
+    // A trigger type of the store's (not a system one) is shown whole too.
+    let resp = post(
+        &server,
+        "/api/v1/triggertypes",
+        json!({"name": "event", "pack": "mine", "description": "mine"}),
+    )
+    .await;
+    assert_eq!(resp.status(), 201);
+    let resp = post(
+        &server,
+        "/api/v1/webhooks/st2",
+        json!({"trigger": "mine.event", "payload": {"x": 1}}),
+    )
+    .await;
+    assert_eq!(resp.status(), 202);
+    let custom = eventually(
+        Duration::from_secs(10),
+        "the custom rule's execution",
+        async || {
+            let found = server.get_json("/api/v1/executions?rule=custom").await;
+            if found.as_array().unwrap().len() == 1 {
+                return Ok(found[0].clone());
+            }
+            Err(found.to_string())
+        },
+    )
+    .await;
+    assert_eq!(custom["trigger_type"]["ref"], "mine.event");
+    assert_eq!(custom["trigger_type"]["name"], "event");
+    assert_eq!(custom["trigger_type"]["description"], "mine");
+    assert!(custom["trigger_type"]["id"].is_string(), "{custom}");
+    let one = server
+        .get_json(&format!(
+            "/api/v1/executions/{}",
+            custom["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(one["trigger_type"], custom["trigger_type"]);
+    let aliased = server
+        .get_json(&format!("/api/v1/actionexecutions/{a}"))
+        .await;
+    assert_eq!(aliased["id"], a.as_str());
+}
+
+/// Derived from test_executions.py: test_post_with_st2_context_in_headers,
+/// test_post_parameter_validation_explicit_none and test_post_delete_trace (`st2 run
+/// --trace-tag`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn context_header_and_explicit_null_parameters() {
+    let server = TestServer::builder().start().await;
+    let parent = request(&server, "core.noop", json!({})).await;
+    let context = json!({
+        "parent": {"execution_id": parent["id"], "user": "stanley"},
+        "user": null,
+        "other": {"k1": "v1"},
+    });
+    let resp = server
+        .client()
+        .post(server.url("/api/v1/executions"))
+        .header("st2-context", context.to_string())
+        .json(&json!({"action": "core.noop", "user": null}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let child: Value = resp.json().await.unwrap();
+    assert_eq!(
+        child["context"],
+        json!({
+            "parent": {"execution_id": parent["id"], "user": "stanley"},
+            "user": "stanley",
+            "pack": "core",
+            "other": {"k1": "v1"},
+        }),
+        "the parent's user is inherited"
+    );
+    let by_user = server.get_json("/api/v1/executions?user=stanley").await;
+    assert_eq!(by_user[0]["id"], child["id"]);
+
+    // `null` for an optional parameter, and for one with a default (the default is used).
+    let resp = post(
+        &server,
+        "/api/v1/executions?wait=20",
+        json!({"action": "core.local", "parameters": {"cmd": "echo hi", "cwd": null, "timeout": null}}),
+    )
+    .await;
+    let status = resp.status();
+    let e: Value = resp.json().await.unwrap();
+    assert_eq!(status, 201, "{e}");
+    assert_eq!(e["status"], "succeeded", "{e}");
+    assert_eq!(e["result"]["stdout"], "hi");
+
+    // A trace tag starts a trace holding the execution.
+    let resp = post(
+        &server,
+        "/api/v1/executions",
+        json!({"action": "core.local", "parameters": {"cmd": "sleep 30"}, "context": {"trace_context": {"trace_tag": "balleilaka"}}}),
+    )
+    .await;
+    assert_eq!(resp.status(), 201);
+    let tagged: Value = resp.json().await.unwrap();
+    let traces = server.get_json("/api/v1/traces?trace_tag=balleilaka").await;
+    assert_eq!(traces.as_array().unwrap().len(), 1, "{traces}");
+    assert_eq!(tagged["context"]["trace_context"]["id_"], traces[0]["id"]);
+    let trace = server
+        .get_json(&format!(
+            "/api/v1/traces/{}",
+            traces[0]["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(trace["trace_tag"], "balleilaka");
+    assert_eq!(trace["action_executions"][0]["object_id"], tagged["id"]);
+    assert_eq!(trace["action_executions"][0]["ref"], "core.local");
+    // `--trace-id`: an execution joins a trace that exists, and one that does not is refused.
+    let trace_id = traces[0]["id"].as_str().unwrap();
+    let resp = post(
+        &server,
+        "/api/v1/executions",
+        json!({"action": "core.noop", "context": {"trace_context": {"id_": trace_id}}}),
+    )
+    .await;
+    assert_eq!(resp.status(), 201);
+    let joined: Value = resp.json().await.unwrap();
+    let trace = server.get_json(&format!("/api/v1/traces/{trace_id}")).await;
+    assert_eq!(trace["action_executions"][1]["object_id"], joined["id"]);
+    for (id, message) in [
+        (
+            "000000000000000000000000",
+            "Unable to find the TraceDB instance. {'id': '000000000000000000000000'}",
+        ),
+        ("nope", "Unable to find Trace with id=\"nope\""),
+    ] {
+        let resp = post(
+            &server,
+            "/api/v1/executions",
+            json!({"action": "core.noop", "context": {"trace_context": {"id_": id}}}),
+        )
+        .await;
+        assert_eq!(resp.status(), 400);
+        assert_eq!(faultstring(resp).await, message);
+    }
+    let resp = server
+        .client()
+        .delete(server.url(&format!(
+            "/api/v1/executions/{}",
+            tagged["id"].as_str().unwrap()
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
 }

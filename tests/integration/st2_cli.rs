@@ -244,6 +244,21 @@ async fn the_official_st2_cli_works_against_stormhook() {
         run.out
     );
 
+    // `st2 execution re-run`: the failed command again, with `cmd` overridden (the CLI reads
+    // the execution and its action, posts to `re_run`, then waits for the new one).
+    let run = cli
+        .run(&key, &["execution", "re-run", &id, "cmd=echo again"])
+        .await;
+    ok(&run, "execution re-run");
+    assert!(
+        run.out.contains("succeeded") && run.out.contains("stdout: again"),
+        "{}",
+        run.out
+    );
+    let newest = server.get_json("/api/v1/executions/last").await;
+    assert_eq!(newest["context"]["re-run"], json!({"ref": id}), "{newest}");
+    assert_eq!(newest["parameters"], json!({"cmd": "echo again"}));
+
     let run = cli.run(&key, &["action", "list"]).await;
     ok(&run, "action list");
     for action in ["core.local", "core.noop", "core.http", "core.echo"] {

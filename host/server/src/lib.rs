@@ -63,6 +63,9 @@ pub struct Settings {
     /// The public API URL, sent as `X-API-URL` when a token is issued, and allowed as a CORS
     /// origin.
     pub api_url: String,
+    /// The base URL of st2web (StackStorm's `webui.webui_base_url`): executions link to their
+    /// page under it (`web_url`, `<base>/#/history/<id>/general`).
+    pub webui_url: String,
     /// More origins allowed to call the API from a browser with credentials (CORS), besides
     /// `api_url`; `*` allows any origin, without credentials.
     pub allow_origins: Vec<String>,
@@ -82,6 +85,7 @@ impl Default for Settings {
             max_body_bytes: 4 << 20,
             max_concurrent_requests: 1024,
             api_url: "http://127.0.0.1:9101".into(),
+            webui_url: "http://127.0.0.1:9101".into(),
             allow_origins: Vec::new(),
             max_requests_per_client: 256,
             body_timeout: std::time::Duration::from_secs(30),

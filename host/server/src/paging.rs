@@ -53,13 +53,8 @@ impl Paging {
             }
             Some(n) => Some(n as u64),
         };
-        let offset = match int(params, "offset")? {
+        let offset = match offset(params, offset_words)? {
             None => 0,
-            Some(n) if n >= 1 << 31 => {
-                return Err(ApiError::BadRequest(format!(
-                    "Offset \"{n}\" specified is more than {offset_words}"
-                )));
-            }
             // StackStorm slices its query with a negative offset and fails with a 500; a 400
             // says what is wrong.
             Some(n) if n < 0 => {
@@ -70,6 +65,34 @@ impl Paging {
             Some(n) => n as u64,
         };
         Ok(Self { limit, offset })
+    }
+}
+
+/// The `offset` parameter: an integer, below 2^31 (`ResourceController._get_all`'s message,
+/// with the number as Python's `int` writes it, for any number of digits).
+fn offset(params: &Params, offset_words: &str) -> Result<Option<i64>, ApiError> {
+    let Some(raw) = params.get("offset") else {
+        return Ok(None);
+    };
+    let text = raw.trim();
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::BadRequest(
+            "Parameter \"offset\" is not of type integer".into(),
+        ));
+    }
+    match text.parse::<i64>() {
+        Ok(n) if n < (1 << 31) => Ok(Some(n)),
+        _ if text.starts_with('-') => Err(ApiError::BadRequest(format!(
+            "Offset, \"-{}\" specified, must be between 0 and 2147483647.",
+            digits.trim_start_matches('0')
+        ))),
+        _ => {
+            let trimmed = digits.trim_start_matches('0');
+            Err(ApiError::BadRequest(format!(
+                "Offset \"{trimmed}\" specified is more than {offset_words}"
+            )))
+        }
     }
 }
 

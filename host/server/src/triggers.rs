@@ -492,5 +492,7 @@ async fn get_trace(
     let trace = state.store.trace(&id).await?.ok_or_else(|| {
         ApiError::NotFound(format!("Unable to identify resource with id \"{id}\"."))
     })?;
-    Ok(Json(trace_json(&trace)))
+    let mut doc = trace_json(&trace);
+    doc["action_executions"] = super::executions::trace_components(&state, &trace.id).await?;
+    Ok(Json(doc))
 }

@@ -377,12 +377,29 @@ pub struct ExecutionQuery {
     pub timestamp_gt: Option<String>,
     /// Only executions that started before this time.
     pub timestamp_lt: Option<String>,
+    /// Only executions that started at or after this time.
+    pub timestamp_from: Option<String>,
+    /// Only executions that started at or before this time.
+    pub timestamp_to: Option<String>,
+    /// Only executions whose documents match all of these.
+    pub fields: Vec<FieldFilter>,
     /// Oldest first (default: newest first).
     pub ascending: bool,
     /// Page size; `None` is all.
     pub limit: Option<u64>,
     /// Items to skip.
     pub offset: u64,
+}
+
+/// A condition on a field of an execution's document (as the API shows it before falsy
+/// fields are dropped): StackStorm's filters on document fields and its `filter=field:value`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldFilter {
+    /// The keys leading to the field (`["rule", "name"]`).
+    pub path: Vec<String>,
+    /// The value it has: a string equal to it, or a number written so. `None`: the field is
+    /// absent (or JSON `null`).
+    pub value: Option<String>,
 }
 
 /// A datastore pair (StackStorm's `st2kv`, system scope), as stored.

@@ -806,7 +806,10 @@ impl Store for PgStore {
         let (rows, total) = self
             .page_of(
                 "executions",
-                |qb| sql::push_execution_filters(qb, q),
+                |qb| {
+                    sql::push_execution_filters(qb, q);
+                    push_field_filters(qb, &q.fields);
+                },
                 &sql::execution_order(q.ascending, "seq"),
                 q.limit,
                 q.offset,
@@ -1536,4 +1539,26 @@ async fn claim_deliveries(
             })
         })
         .collect()
+}
+
+/// The document conditions of an execution query: a string matches a JSON string, or a
+/// number whose text it is.
+fn push_field_filters(qb: &mut QueryBuilder<'_, Postgres>, filters: &[FieldFilter]) {
+    for filter in filters {
+        match &filter.value {
+            None => {
+                qb.push(" AND COALESCE(jsonb_typeof(executions.document::jsonb #> ")
+                    .push_bind(filter.path.clone())
+                    .push("), 'null') = 'null'");
+            }
+            Some(value) => {
+                qb.push(" AND jsonb_typeof(executions.document::jsonb #> ")
+                    .push_bind(filter.path.clone())
+                    .push(") IN ('string', 'number') AND executions.document::jsonb #>> ")
+                    .push_bind(filter.path.clone())
+                    .push(" = ")
+                    .push_bind(value.clone());
+            }
+        }
+    }
 }

@@ -387,6 +387,12 @@ where
         &[("id", &q.ids), ("status", &q.statuses)],
         ("start_timestamp", &q.timestamp_gt, &q.timestamp_lt),
     );
+    if let Some(t) = &q.timestamp_from {
+        qb.push(" AND start_timestamp >= ").push_bind(t.clone());
+    }
+    if let Some(t) = &q.timestamp_to {
+        qb.push(" AND start_timestamp <= ").push_bind(t.clone());
+    }
 }
 
 /// The filters of a rule enforcement query.

@@ -619,6 +619,46 @@ fn execution_row(row: &SqliteRow) -> Result<Execution> {
     Ok(execution)
 }
 
+/// The document conditions of an execution query: a field of [`BODY_FIELDS`] is read from
+/// the execution's `execution_bodies` row, the others from `executions.document`. A string
+/// matches a text value, or a number whose text it is.
+fn push_field_filters(qb: &mut QueryBuilder<'_, Sqlite>, filters: &[FieldFilter]) {
+    for filter in filters {
+        let column = if BODY_FIELDS.contains(&filter.path[0].as_str()) {
+            "(SELECT body FROM execution_bodies AS b WHERE b.execution_id = executions.id)"
+        } else {
+            "executions.document"
+        };
+        // The keys are quoted (the API refuses keys holding a quote or a backslash).
+        let path: String = std::iter::once("$".to_owned())
+            .chain(filter.path.iter().map(|k| format!(".\"{k}\"")))
+            .collect();
+        match &filter.value {
+            None => {
+                qb.push(format!(" AND COALESCE(json_type({column}, "))
+                    .push_bind(path)
+                    .push("), 'null') = 'null'");
+            }
+            Some(value) => {
+                qb.push(format!(" AND (CASE json_type({column}, "))
+                    .push_bind(path.clone())
+                    .push(format!(") WHEN 'text' THEN json_extract({column}, "))
+                    .push_bind(path.clone())
+                    .push(") WHEN 'integer' THEN CAST(json_extract(")
+                    .push(column)
+                    .push(", ")
+                    .push_bind(path.clone())
+                    .push(") AS TEXT) WHEN 'real' THEN CAST(json_extract(")
+                    .push(column)
+                    .push(", ")
+                    .push_bind(path)
+                    .push(") AS TEXT) END) = ")
+                    .push_bind(value.clone());
+            }
+        }
+    }
+}
+
 /// Executions with their bodies, for `SELECT * FROM`.
 const EXECUTIONS: &str =
     "executions LEFT JOIN execution_bodies ON execution_bodies.execution_id = executions.id";
@@ -871,9 +911,11 @@ impl Store for SqliteStore {
     async fn list_executions(&self, q: &ExecutionQuery) -> Result<Page<Execution>> {
         let mut count = QueryBuilder::new("SELECT COUNT(*) FROM executions");
         sql::push_execution_filters(&mut count, q);
+        push_field_filters(&mut count, &q.fields);
         let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
         let mut select = QueryBuilder::new(format!("SELECT * FROM {EXECUTIONS}"));
         sql::push_execution_filters(&mut select, q);
+        push_field_filters(&mut select, &q.fields);
         select.push(format!(
             " ORDER BY {}",
             sql::execution_order(q.ascending, "executions.rowid")

@@ -9,9 +9,9 @@ use serde_json::json;
 use stormhook_storage::ingest::Ingest;
 use stormhook_storage::sqlite::SqliteStore;
 use stormhook_storage::{
-    ApiKey, Committed, DeliveryKey, Execution, ExecutionQuery, ExecutionStatus, FinishedInstance,
-    NewEvent, Retained, RuleEnforcement, StorageError, Store, StoredTrigger, Trace,
-    TriggerInstance, TriggerInstanceQuery, TriggerType, Unreadable, ids,
+    ApiKey, Committed, DeliveryKey, Execution, ExecutionQuery, ExecutionStatus, FieldFilter,
+    FinishedInstance, NewEvent, Retained, RuleEnforcement, StorageError, Store, StoredTrigger,
+    Trace, TriggerInstance, TriggerInstanceQuery, TriggerType, Unreadable, ids,
 };
 
 #[macro_use]
@@ -54,6 +54,7 @@ on_both_backends!(
     evaluating_an_instance_twice_requests_its_action_once,
     purge_deletes_old_finished_records_in_batches,
     an_execution_document_comes_back_whole_after_its_moves,
+    executions_filter_on_document_fields_and_inclusive_time_ranges,
     a_claim_takes_only_the_runners_asked_for,
     a_failing_write_fails_alone_among_concurrent_writes,
     a_delivery_id_is_stored_once_within_its_window,
@@ -895,6 +896,105 @@ async fn an_execution_document_comes_back_whole_after_its_moves(backend: &Backen
         .unwrap();
     assert_eq!(listed.total, 1);
     assert_eq!(listed.items[0].document, expected, "as listed");
+}
+
+/// Conditions on document fields (the API's `rule` name, `context.user`, `filter=`: a string
+/// equal to a text value or to a number's text, or an absent field) and inclusive time ranges
+/// select the same executions on both backends; the fields kept apart on SQLite (`rule`) are
+/// found too.
+async fn executions_filter_on_document_fields_and_inclusive_time_ranges(backend: &Backend) {
+    let store = &backend.store;
+    let times = [
+        "2026-12-02T00:00:01.000000Z",
+        "2026-12-02T00:00:02.000000Z",
+        "2026-12-02T00:00:03.000000Z",
+    ];
+    let mut all = Vec::new();
+    for (n, time) in times.iter().enumerate() {
+        let mut e = execution_of("ti", "t.r", time);
+        e.document = full_document(&e.id);
+        e.document["rule"]["name"] = json!(format!("rule-{n}"));
+        e.document["result_size"] = json!(n * 10);
+        if n == 2 {
+            e.document.as_object_mut().unwrap().remove("rule");
+            e.document["context"]["user"] = json!("ada");
+        }
+        store.insert_execution(&e).await.unwrap();
+        all.push(e.id);
+    }
+    /// The positions in `all` of the executions the query finds, oldest first.
+    async fn find(
+        store: &Arc<dyn Store>,
+        all: &[String],
+        fields: Vec<(&str, Option<&str>)>,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> Vec<usize> {
+        let page = store
+            .list_executions(&ExecutionQuery {
+                ids: all.to_vec(),
+                fields: fields
+                    .into_iter()
+                    .map(|(path, value)| FieldFilter {
+                        path: path.split('.').map(str::to_owned).collect(),
+                        value: value.map(str::to_owned),
+                    })
+                    .collect(),
+                timestamp_from: from.map(str::to_owned),
+                timestamp_to: to.map(str::to_owned),
+                ascending: true,
+                ..ExecutionQuery::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(page.total, page.items.len() as u64);
+        page.items
+            .iter()
+            .map(|e| all.iter().position(|id| *id == e.id).unwrap())
+            .collect()
+    }
+    let find = |fields, from, to| find(store, &all, fields, from, to);
+    assert_eq!(
+        find(vec![("rule.name", Some("rule-1"))], None, None).await,
+        [1]
+    );
+    assert_eq!(find(vec![("rule", None)], None, None).await, [2]);
+    assert_eq!(
+        find(vec![("context.user", Some("stanley"))], None, None).await,
+        [0, 1]
+    );
+    assert_eq!(
+        find(
+            vec![
+                ("context.user", Some("stanley")),
+                ("result_size", Some("10"))
+            ],
+            None,
+            None
+        )
+        .await,
+        [1]
+    );
+    assert_eq!(
+        find(vec![("trigger_type", None)], None, None).await,
+        [0, 1, 2],
+        "JSON null"
+    );
+    assert_eq!(
+        find(vec![("status", Some("nope"))], None, None).await,
+        Vec::<usize>::new()
+    );
+    assert_eq!(
+        find(
+            vec![("action.ref", Some("core.noop"))],
+            Some(times[1]),
+            Some(times[2])
+        )
+        .await,
+        [1, 2],
+        "inclusive at both ends"
+    );
+    assert_eq!(find(vec![], Some(times[1]), Some(times[1])).await, [1]);
 }
 
 /// A claim by runner class takes only those runners' executions, oldest first, and leaves

@@ -177,6 +177,11 @@ pub struct ServeArgs {
     /// Public URL of the API, sent as `X-API-URL` with new tokens. Default: from `--bind`.
     #[arg(long, env = "STORMHOOK_API_URL")]
     pub api_url: Option<String>,
+    /// Base URL of st2web, under which executions link to their page (`web_url`,
+    /// `<url>/#/history/<id>/general`). Default: the origin of the API URL (st2web is usually
+    /// served beside the API, as StackStorm's nginx serves it).
+    #[arg(long, env = "STORMHOOK_WEBUI_URL")]
+    pub webui_url: Option<String>,
     /// TLS certificate chain (PEM); with `--tls-key`, serves HTTPS.
     #[arg(long, env = "STORMHOOK_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,

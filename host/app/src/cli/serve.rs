@@ -128,10 +128,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let addr = listener.local_addr().context("reading the bound address")?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let base = format!("{scheme}://{addr}");
+    let api_url = args.api_url.clone().unwrap_or_else(|| base.clone());
     let settings = Settings {
         max_body_bytes: args.max_body_bytes,
         max_concurrent_requests: args.max_concurrent_requests,
-        api_url: args.api_url.clone().unwrap_or_else(|| base.clone()),
+        webui_url: args
+            .webui_url
+            .clone()
+            .unwrap_or_else(|| origin_of(&api_url)),
+        api_url,
         allow_origins: args.allow_origin.clone(),
         max_requests_per_client: args.max_requests_per_client,
         body_timeout: Duration::from_secs(args.body_timeout_secs),
@@ -259,5 +264,28 @@ fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
         Err(std::fs::TryLockError::Error(e)) => {
             Err(e).with_context(|| format!("locking {}", path.display()))
         }
+    }
+}
+
+/// The origin (`scheme://host[:port]`) of a URL, or the URL itself when it does not parse.
+fn origin_of(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(parsed) if parsed.has_host() => parsed.origin().ascii_serialization(),
+        _ => url.trim_end_matches('/').to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::origin_of;
+
+    #[test]
+    fn the_webui_url_defaults_to_the_origin_of_the_api_url() {
+        assert_eq!(
+            origin_of("https://st2.example.com/api"),
+            "https://st2.example.com"
+        );
+        assert_eq!(origin_of("http://10.0.0.1:9101"), "http://10.0.0.1:9101");
+        assert_eq!(origin_of("not a url/"), "not a url");
     }
 }

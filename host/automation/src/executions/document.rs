@@ -18,6 +18,9 @@ pub(super) fn runner_of(action: &Action) -> Result<&'static RunnerType, RequestE
 }
 
 /// The JSON schema of an action's parameters (StackStorm's `additionalProperties: false`).
+/// As StackStorm validates them (`validate(..., allow_default_none=True)`,
+/// `modify_schema_allow_default_none`), an optional parameter whose default is `null` or
+/// absent may be `null`.
 pub(super) fn parameters_schema(declared: &Map<String, Value>) -> Value {
     let properties: Map<String, Value> = declared
         .iter()
@@ -28,11 +31,38 @@ pub(super) fn parameters_schema(declared: &Map<String, Value>) -> Value {
                 for k in ["immutable", "secret", "position"] {
                     obj.remove(k);
                 }
+                let optional = obj.get("required") != Some(&Value::Bool(true));
+                let default_none = obj.get("default").is_none_or(Value::is_null);
+                if optional && default_none {
+                    allow_null(obj);
+                }
             }
             (name.clone(), schema)
         })
         .collect();
     json!({"type": "object", "properties": properties, "additionalProperties": false})
+}
+
+/// Lets a parameter's schema accept `null` (a `null` type added to its `type`, `anyOf` or
+/// `oneOf`; an untyped one accepts it already).
+fn allow_null(schema: &mut Map<String, Value>) {
+    let null = json!("null");
+    for key in ["anyOf", "oneOf"] {
+        if let Some(Value::Array(options)) = schema.get_mut(key) {
+            if !options.iter().any(|o| o["type"] == null) {
+                options.push(json!({"type": "null"}));
+            }
+            return;
+        }
+    }
+    match schema.get_mut("type") {
+        Some(Value::String(kind)) if kind != "null" => {
+            let kind = std::mem::take(kind);
+            schema.insert("type".into(), json!([kind, "null"]));
+        }
+        Some(Value::Array(kinds)) if !kinds.contains(&null) => kinds.push(null),
+        _ => {}
+    }
 }
 
 /// The names of an execution document's parameters that its runner or action declares
@@ -140,9 +170,9 @@ pub(super) fn finish(execution: &mut Execution, outcome: Outcome, hostname: &str
         doc["elapsed_seconds"] = json!(micros as f64 / 1e6);
     }
     if !outcome.result.is_null() {
-        doc["result_size"] = json!(outcome.result.to_string().len());
-        doc["result"] = outcome.result;
+        set_result(execution, outcome.result);
     }
+    let doc = &mut execution.document;
     if doc["liveaction"]["runner_info"]
         .as_object()
         .is_none_or(Map::is_empty)
@@ -150,4 +180,43 @@ pub(super) fn finish(execution: &mut Execution, outcome: Outcome, hostname: &str
         doc["liveaction"]["runner_info"] = json!({"hostname": hostname, "pid": std::process::id()});
     }
     execution.end_timestamp = Some(end);
+}
+
+/// Sets an execution's result and its size (the length of its JSON, as StackStorm counts it).
+pub(super) fn set_result(execution: &mut Execution, result: Value) {
+    let doc = &mut execution.document;
+    doc["result_size"] = json!(result.to_string().len());
+    doc["result"] = result;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// StackStorm's `modify_schema_allow_default_none`, as `test_post_parameter_validation_explicit_none`
+    /// relies on it: only optional parameters whose default is `null` or absent accept `null`.
+    #[test]
+    fn optional_parameters_without_a_default_accept_null() {
+        let declared = json!({
+            "plain": {"type": "string"},
+            "listed": {"type": ["string", "integer"]},
+            "either": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+            "defaulted": {"type": "integer", "default": 60},
+            "null_default": {"type": "integer", "default": null},
+            "needed": {"type": "string", "required": true},
+            "untyped": {"secret": true},
+        });
+        let schema = parameters_schema(declared.as_object().unwrap());
+        let props = &schema["properties"];
+        assert_eq!(props["plain"]["type"], json!(["string", "null"]));
+        assert_eq!(
+            props["listed"]["type"],
+            json!(["string", "integer", "null"])
+        );
+        assert_eq!(props["either"]["anyOf"][2], json!({"type": "null"}));
+        assert_eq!(props["defaulted"]["type"], "integer");
+        assert_eq!(props["null_default"]["type"], json!(["integer", "null"]));
+        assert_eq!(props["needed"]["type"], "string");
+        assert_eq!(props["untyped"], json!({}));
+    }
 }

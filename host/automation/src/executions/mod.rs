@@ -50,7 +50,7 @@ use crate::packs::LoadedRule;
 mod document;
 mod worker;
 
-use document::{finish, new_execution, parameters_schema, runner_of, transition};
+use document::{finish, new_execution, parameters_schema, runner_of, set_result, transition};
 pub use document::{mask, secret_parameters};
 
 /// How many executions run at once: WASM calls and the built-in runners are cheap (the
@@ -99,6 +99,20 @@ pub enum CancelError {
     /// It already completed.
     #[error("Action cannot be canceled. State = {0}.")]
     Completed(ExecutionStatus),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StorageError),
+}
+
+/// Why an execution's status or result could not be set.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    /// No such execution.
+    #[error("Unable to identify resource with id \"{0}\".")]
+    NotFound(String),
+    /// It already completed.
+    #[error("Execution is already in completed state.")]
+    Completed,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StorageError),
@@ -227,7 +241,14 @@ impl Executor {
         }
         let runner = runner_of(&action)?;
         let mut context = req.context.clone();
-        context.insert("user".into(), json!(req.user));
+        // `create_request`: an execution started by another one runs as the parent's user.
+        let user = context
+            .get("parent")
+            .and_then(|parent| parent.get("user"))
+            .and_then(Value::as_str)
+            .filter(|user| !user.is_empty())
+            .map_or(req.user, str::to_owned);
+        context.insert("user".into(), json!(user));
         context.insert("pack".into(), json!(action.pack));
         let kv = datastore_context(self.store.as_ref()).await;
         let mut render_ctx = Map::new();
@@ -247,7 +268,7 @@ impl Executor {
             runner,
             &req.parameters,
             Value::Object(context),
-            Some(req.user.clone()),
+            Some(user),
         );
         match self.prepare(
             &mut execution,
@@ -257,12 +278,14 @@ impl Executor {
             &render_ctx,
         ) {
             Ok(()) => {
+                self.start_trace(&mut execution).await?;
                 self.store.insert_execution(&execution).await?;
                 self.hand_over(vec![execution.clone()]);
                 Ok(execution)
             }
             Err(Prepared::Invalid(message)) => Err(RequestError::Invalid(message)),
             Err(Prepared::RenderFailed(message)) => {
+                self.start_trace(&mut execution).await?;
                 self.store.insert_execution(&execution).await?;
                 self.moved.notify_waiters();
                 Err(RequestError::RenderFailed {
@@ -271,6 +294,54 @@ impl Executor {
                 })
             }
         }
+    }
+
+    /// Starts the trace a caller's `trace_context.trace_tag` asks for (`st2 run --trace-tag`),
+    /// as StackStorm's `get_trace_db_by_live_action` does, and names it in the execution's
+    /// context (`trace_context.id_`), which links the execution to it. A context that names a
+    /// trace already (`id_`, `st2 run --trace-id`) joins it, and the trace must exist.
+    ///
+    /// # Errors
+    ///
+    /// The named trace does not exist (StackStorm's `TraceNotFoundException` messages), or
+    /// the store failed.
+    async fn start_trace(&self, execution: &mut Execution) -> Result<(), RequestError> {
+        let Some(trace_context) = execution
+            .document
+            .get_mut("context")
+            .and_then(|c| c.get_mut("trace_context"))
+            .and_then(Value::as_object_mut)
+        else {
+            return Ok(());
+        };
+        if let Some(id) = trace_context.get("id_") {
+            let id = id.as_str().map_or_else(|| id.to_string(), str::to_owned);
+            if !ids::is_object_id(&id) {
+                return Err(RequestError::Invalid(format!(
+                    "Unable to find Trace with id=\"{id}\""
+                )));
+            }
+            if self.store.trace(&id).await?.is_none() {
+                return Err(RequestError::Invalid(format!(
+                    "Unable to find the TraceDB instance. {{'id': '{id}'}}"
+                )));
+            }
+            return Ok(());
+        }
+        let Some(tag) = trace_context.get("trace_tag").and_then(Value::as_str) else {
+            return Ok(());
+        };
+        let trace = stormhook_storage::Trace {
+            id: ids::object_id(),
+            trace_tag: tag.to_owned(),
+            start_timestamp: ids::now(),
+            trigger_instances: Vec::new(),
+        };
+        trace_context.insert("id_".into(), json!(trace.id));
+        self.store
+            .commit_events(&[stormhook_storage::NewEvent::new(trace, Vec::new())])
+            .await?;
+        Ok(())
     }
 
     /// The execution rule `rule` requests for `instance` (not stored: the engine stores it
@@ -409,6 +480,16 @@ impl Executor {
                 Prepared::RenderFailed(message)
             }
         })?;
+        // An explicit `null` for a parameter with a default takes the default
+        // (`assign_default_values`).
+        let mut full = full;
+        for (name, value) in &mut full {
+            if value.is_null()
+                && let Some(default) = declared.get(name).and_then(|s| s.get("default"))
+            {
+                *value = default.clone();
+            }
+        }
         let schema = parameters_schema(&declared);
         crate::schema::validate(&schema, &Value::Object(full.clone()))
             .map_err(Prepared::Invalid)?;
@@ -510,13 +591,17 @@ impl Executor {
         }
     }
 
-    /// Cancels an execution: at once when it has not started, through `canceling` when it
-    /// runs.
+    /// Cancels an execution at the request of `user`: at once when it has not started,
+    /// through `canceling` when it runs. Either way its result is at once StackStorm's
+    /// `{"message": "Action canceled by user.", "user": <user>}` and its context names who
+    /// canceled it (`cancelled_by`), as `action_service.request_cancellation` does.
     ///
     /// # Errors
     ///
-    /// [`CancelError`].
-    pub async fn cancel(&self, id: &str) -> Result<Execution, CancelError> {
+    /// [`CancelError`]: among them an execution that completed or is already `canceling`
+    /// (StackStorm's cancelable states are those before a run and `running`).
+    pub async fn cancel(&self, id: &str, user: &str) -> Result<Execution, CancelError> {
+        let result = json!({"message": "Action canceled by user.", "user": user});
         for _ in 0..3 {
             let mut execution = self
                 .store
@@ -524,15 +609,19 @@ impl Executor {
                 .await?
                 .ok_or_else(|| CancelError::NotFound(id.to_owned()))?;
             let status = execution.status;
-            if status.is_completed() {
+            if status.is_completed() || status == ExecutionStatus::Canceling {
                 return Err(CancelError::Completed(status));
             }
+            if !execution.document["context"].is_object() {
+                execution.document["context"] = json!({});
+            }
+            execution.document["context"]["cancelled_by"] = json!(user);
             if status.is_before_run() {
                 finish(
                     &mut execution,
                     Outcome {
                         status: ExecutionStatus::Canceled,
-                        result: Value::Null,
+                        result: result.clone(),
                     },
                     &self.hostname,
                 );
@@ -548,6 +637,7 @@ impl Executor {
             }
             if status == ExecutionStatus::Running {
                 transition(&mut execution, ExecutionStatus::Canceling);
+                set_result(&mut execution, result.clone());
                 if !self
                     .store
                     .update_execution(&execution, &[ExecutionStatus::Running])
@@ -565,6 +655,91 @@ impl Executor {
             .execution(id)
             .await?
             .ok_or_else(|| CancelError::NotFound(id.to_owned()))
+    }
+}
+
+impl Executor {
+    /// Sets an execution's status and result at the request of `user` (StackStorm's
+    /// `PUT /executions/{id}`, `docs/st2-api.md` §4.2): `canceling`/`canceled` cancel it as
+    /// [`Executor::cancel`] does (and `canceled` completes one that is `canceling`); its own
+    /// status changes nothing (StackStorm's `update_status` returns early); another status
+    /// moves it, with `result` when given, and a completed status ends its run if it runs on
+    /// this node. Without a status only the result is set.
+    ///
+    /// # Errors
+    ///
+    /// [`UpdateError`]: among them an execution that already completed.
+    pub async fn update(
+        &self,
+        id: &str,
+        status: Option<ExecutionStatus>,
+        result: Option<Value>,
+        user: &str,
+    ) -> Result<Execution, UpdateError> {
+        for _ in 0..3 {
+            let mut execution = self
+                .store
+                .execution(id)
+                .await?
+                .ok_or_else(|| UpdateError::NotFound(id.to_owned()))?;
+            let current = execution.status;
+            if current.is_completed() {
+                return Err(UpdateError::Completed);
+            }
+            let cancel = matches!(
+                status,
+                Some(ExecutionStatus::Canceling | ExecutionStatus::Canceled)
+            );
+            if cancel
+                && !(current == ExecutionStatus::Canceling
+                    && status == Some(ExecutionStatus::Canceled))
+            {
+                return match self.cancel(id, user).await {
+                    Ok(execution) => Ok(execution),
+                    Err(CancelError::NotFound(id)) => Err(UpdateError::NotFound(id)),
+                    Err(CancelError::Completed(ExecutionStatus::Canceling)) => Ok(execution),
+                    Err(CancelError::Completed(_)) => Err(UpdateError::Completed),
+                    Err(CancelError::Store(e)) => Err(e.into()),
+                };
+            }
+            match status {
+                Some(status) if status == current => return Ok(execution),
+                Some(status) if status.is_completed() => finish(
+                    &mut execution,
+                    Outcome {
+                        status,
+                        result: result.clone().unwrap_or(Value::Null),
+                    },
+                    &self.hostname,
+                ),
+                Some(status) => {
+                    transition(&mut execution, status);
+                    if let Some(result) = &result {
+                        set_result(&mut execution, result.clone());
+                    }
+                }
+                None => {
+                    if let Some(result) = &result {
+                        set_result(&mut execution, result.clone());
+                    }
+                }
+            }
+            if self.store.update_execution(&execution, &[current]).await? {
+                if execution.status.is_completed()
+                    && let Some(signal) = self.cancels.lock().ok().and_then(|mut c| c.remove(id))
+                {
+                    // Its run is not wanted any more (its end is not recorded: the
+                    // execution is no longer `running`).
+                    let _ = signal.send(());
+                }
+                self.moved.notify_waiters();
+                return Ok(execution);
+            }
+        }
+        self.store
+            .execution(id)
+            .await?
+            .ok_or_else(|| UpdateError::NotFound(id.to_owned()))
     }
 }
 

@@ -319,10 +319,18 @@ impl Executor {
             trigger_instance = %execution.trigger_instance_id.as_deref().unwrap_or("-"),
         );
         tracing::debug!(parent: &span, "execution started");
-        let outcome = tokio::select! {
+        let mut outcome = tokio::select! {
             outcome = self.catalog.run(&execution).instrument(span.clone()) => outcome,
             Ok(()) = rx => Outcome { status: ExecutionStatus::Canceled, result: Value::Null },
         };
+        if outcome.status == ExecutionStatus::Canceled {
+            // The cancel wrote its result (who canceled) and context when it moved the
+            // execution to `canceling`; this copy predates that move.
+            if let Ok(Some(stored)) = self.store.execution(&execution.id).await {
+                outcome.result = stored.document["result"].clone();
+                execution.document["context"] = stored.document["context"].clone();
+            }
+        }
         // A cancel took the signal (on this node, or from another through `signal_cancel`):
         // it wins even when the run ended at the same moment, since the caller was told
         // `canceling`. (A cancel whose signal never reached this node is settled when the end
@@ -465,9 +473,13 @@ impl Executor {
         let doc = &execution.document;
         let now = ids::now();
         let instance_id = ids::object_id();
+        // The tag the caller gave the execution's trace (`--trace-tag`), if any.
+        let trace_tag = doc["context"]["trace_context"]["trace_tag"]
+            .as_str()
+            .map_or_else(|| format!("execution-{}", execution.id), str::to_owned);
         let trace = stormhook_storage::Trace {
             id: ids::object_id(),
-            trace_tag: format!("execution-{}", execution.id),
+            trace_tag,
             start_timestamp: now.clone(),
             trigger_instances: Vec::new(),
         };
