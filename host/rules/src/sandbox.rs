@@ -14,7 +14,8 @@
 //!    or hashing it walks far more than was charged; `{% set ns.x = ns %}` makes a cycle that
 //!    printing, comparing, hashing or serializing follows until the stack overflows, which
 //!    aborts the process. So every compiled template is rewritten, one instruction for one,
-//!    before it runs: `+`, `*`, `~`, the comparisons (chained ones too), `in`, `x[y]`,
+//!    before it runs: `+`, `*`, `~`, `%` (Python string formatting when the left side is a
+//!    string, into a capped buffer), the comparisons (chained ones too), `in`, `x[y]`,
 //!    list/tuple/map literals and `loop.changed()` call the functions of this module instead.
 //!    They walk their operands first (charging fuel for the walk, refusing values nested deeper
 //!    than [`MAX_VALUE_DEPTH`] or larger than [`MAX_VALUE_BYTES`]), build sequences eagerly, size
@@ -26,7 +27,10 @@
 //!    whose output can be much larger than their input are sized before they run (`replace`,
 //!    `join`, `indent`, `format`, `tojson`, `pprint`, `escape`); `sum` is reimplemented so that
 //!    summing strings or lists is linear (minijinja's copies the total for every item).
-//!    `debug()` (a dump of the whole context) is not available.
+//!    `debug()` (a dump of the whole context) is not available. StackStorm's filters
+//!    (`filters/`) are added the same way; theirs write into buffers capped at
+//!    [`MAX_VALUE_BYTES`] (`to_json_string`, `json_escape`, `regex_replace`, ...), and every
+//!    regex match they make costs one fuel.
 //! 4. **Compile-time checks.** minijinja folds constant expressions while compiling, outside
 //!    fuel: `[0] * 100000000` would become a lazy sequence that a folded `~`, comparison or `+`
 //!    chain then walks or copies. A `*` between constants that repeats a list or tuple is
@@ -50,7 +54,9 @@
 //!   serializing such a value (`{{ list }}`, `string`, `tojson`, `pprint`) escapes its strings,
 //!   up to six bytes per byte for control characters, so it can allocate about
 //!   `6 * MAX_VALUE_BYTES` (48 MiB) before the result is charged and checked; case conversion
-//!   (`upper`, `title`, ...) up to three times its input. Sorting (`sort`, `unique`, `groupby`,
+//!   (`upper`, `title`, ...) up to three times its input. `to_yaml_string` and
+//!   `from_yaml_string` build their whole result (YAML's aliases are limited by the parser)
+//!   before it is checked. Sorting (`sort`, `unique`, `groupby`,
 //!   `dictsort`, `min`, `max`) compares items `n log n` times while the walk charged `n`.
 //!   Unpacking (`{% set a, b = x %}`) iterates `x` once, uncharged, and fails the render if
 //!   the length is wrong.

@@ -399,6 +399,17 @@ mod tests {
             ),
             "- a: 1\n  b: 2\n- x: 3\n  y: 4\n"
         );
+        // Strings that would load as another type are quoted; top-level scalars have no `...`.
+        assert_eq!(
+            ok(
+                "{{ {'s': 'true', 'n': '123', 'e': ''} | to_yaml_string }}",
+                json!({})
+            ),
+            "e: ''\nn: '123'\ns: 'true'\n"
+        );
+        assert_eq!(ok("{{ 'foo' | to_yaml_string }}", json!({})), "foo\n");
+        assert_eq!(ok("{{ [] | to_yaml_string }}", json!({})), "[]\n");
+        assert!(render("{{ 'a: [1' | from_yaml_string }}", json!({})).is_err());
         assert_eq!(
             ok("{{ x | use_none }}", json!({"x": null})),
             "%*****__%NONE%__*****%"
