@@ -360,7 +360,13 @@ async fn errors_fail_the_enforcement_and_the_engine_goes_on() {
         )),
         "{reason}"
     );
-    assert!(reason.contains("invalid regex"), "{reason}");
+    // An operator that raises: StackStorm's wording (st2reactor/rules/filter.py,
+    // test_rule_matcher.py's `expected_failure`).
+    assert!(
+        reason
+            .contains("There might be a problem with the criteria in rule t.broken: invalid regex"),
+        "{reason}"
+    );
     assert!(
         found
             .iter()
@@ -562,4 +568,76 @@ async fn a_looping_rule_component_delays_only_its_own_instances() {
         let reason = found[0]["failure_reason"].as_str().unwrap();
         assert!(reason.contains("timed out"), "{reason}");
     }
+}
+
+/// StackStorm's Jinja filters, a missing datastore key (`""`), Python `%` formatting and the
+/// criteria `to_complex` rewrite, in a YAML rule fired by a webhook
+/// (`st2common/tests/unit/test_jinja_render_*_filters.py`, `st2reactor/tests/unit/test_filter.py`,
+/// `docs/st2-jinja-filters.md`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stackstorm_filters_render_in_criteria_and_action_parameters() {
+    let yaml = r#"name: filters
+trigger:
+  type: core.st2.webhook
+  parameters:
+    url: filters
+criteria:
+  trigger.body.version:
+    type: equals
+    pattern: "{{ '0.9.0' | version_bump_minor }}"
+  trigger.body.tags:
+    type: equals
+    pattern: |
+      [
+      {% for t in trigger.body.tags %}
+      {{ t | upper | lower }}{% if not loop.last %},{% endif %}
+      {% endfor %}
+      ]
+  trigger.body.repo-name:
+    type: equals
+    pattern: "stormhook{{ st2kv.system.no_such_key }}"
+  trigger.headers_lower.x-github-event:
+    type: regex
+    pattern: "{{ 'pu(s)h' | regex_replace('[()]', '') }}"
+action:
+  ref: core.echo
+  parameters:
+    message: |-
+      {{ "%s@%s" % (trigger.body.user, trigger.body.version | version_bump_patch) }} [{{ st2kv.system.no_such_key }}] {{ st2kv.system.no_such_key | int }} {{ trigger.body.path | basename }} {{ trigger.body.tags | to_json_string }} {{ trigger.body.user | regex_replace('(a)', '<\\1>') }} {{ 3725 | to_human_time_from_seconds }} {{ trigger.body.version is defined }} {{ "%05.1f%%" % 12.345 }}
+"#;
+    let server = TestServer::builder()
+        .rules([("filters".to_owned(), yaml.to_owned())])
+        .start()
+        .await;
+    let id = post_and_process(
+        &server,
+        "filters",
+        &[("X-GitHub-Event", "push")],
+        json!({"version": "0.10.0", "tags": ["x", "y"], "repo-name": "stormhook", "user": "ada", "path": "/srv/app/file.txt"}),
+    )
+    .await;
+    let found = enforcements(&server, &id).await;
+    let enforcement = found
+        .iter()
+        .find(|e| e["rule"]["ref"] == "t.filters")
+        .unwrap_or_else(|| panic!("no enforcement: {found:?}"));
+    assert_eq!(enforcement["status"], "succeeded", "{enforcement}");
+    let execution = enforcement["execution_id"].as_str().unwrap().to_owned();
+    let done = eventually(
+        Duration::from_secs(20),
+        "the execution to finish",
+        async || {
+            let e = server
+                .get_json(&format!("/api/v1/executions/{execution}"))
+                .await;
+            match e["status"].as_str() {
+                Some("succeeded" | "failed") => Ok(e),
+                _ => Err(e.to_string()),
+            }
+        },
+    )
+    .await;
+    let expected = r#"ada@0.10.1 [] 0 file.txt ["x","y"] <a>d<a> 1h2m5s True 012.3%"#;
+    assert_eq!(done["parameters"]["message"], expected, "{done}");
+    assert_eq!(done["result"]["stdout"], expected, "{done}");
 }

@@ -190,7 +190,13 @@ pub fn resolve(
     }
     let context = json!({ "st2kv": st2kv });
     config
-        .resolve(|template| renderer.render(&Value::String(template.to_owned()), &context))
+        .resolve(|template| {
+            // An empty rendering (a datastore key that does not exist renders as "") is `None`,
+            // as in StackStorm's `config_loader._get_datastore_value_for_expression`.
+            renderer
+                .render(&Value::String(template.to_owned()), &context)
+                .map(|v| if v == "" { Value::Null } else { v })
+        })
         .map_err(|(key, reason)| {
             format!(
                 "Failed to render dynamic configuration value for key \"{key}\" for pack \"{pack}\" config: {reason}"
@@ -337,6 +343,13 @@ mod tests {
         .unwrap();
         assert_eq!(resolved.values["token"], "s3cr3t");
         assert_eq!(resolved.secret_values(), ["s3cr3t"]);
+        // A key that does not exist renders as "", which StackStorm's config loader makes
+        // `None` (it no longer fails: st2kv lookups are never undefined).
+        let missing = resolve("t", &config, &json!({"system": {}}), &renderer).unwrap();
+        assert_eq!(missing.values["token"], Value::Null);
+        let config = schema
+            .validate("t", "c", "token: \"{{ st2kv.system.tok | decrypt_kv }}\"\n")
+            .unwrap();
         let err = resolve("t", &config, &json!({"system": {}}), &renderer).unwrap_err();
         assert!(
             err.starts_with(

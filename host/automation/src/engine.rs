@@ -409,7 +409,7 @@ impl Engine {
             &self.renderer,
         );
         if let Some(error) = outcome.error {
-            return Some(Verdict::Failed(error));
+            return Some(Verdict::Failed(error.reason(rule.reference())));
         }
         if !outcome.matched {
             return Some(Verdict::NoMatch);

@@ -33,7 +33,39 @@ pub struct CriteriaOutcome {
     pub results: Vec<CriterionResult>,
     /// An error that stopped evaluation (bad key, bad pattern, operator error): the reason
     /// of a failed enforcement.
-    pub error: Option<String>,
+    pub error: Option<CriteriaError>,
+}
+
+/// Why evaluating criteria stopped, with StackStorm's messages (`st2reactor/rules/filter.py`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CriteriaError {
+    /// An operator raised (a type error, an invalid regex...): StackStorm reports
+    /// `There might be a problem with the criteria in rule <ref>: <exception>`.
+    Operator(String),
+    /// A key that does not parse, a pattern that does not render, an unknown operator: the
+    /// whole message.
+    Other(String),
+}
+
+impl CriteriaError {
+    /// The failure reason for rule `rule_ref`, as StackStorm words it.
+    pub fn reason(&self, rule_ref: &str) -> String {
+        match self {
+            Self::Operator(e) => {
+                format!("There might be a problem with the criteria in rule {rule_ref}: {e}")
+            }
+            Self::Other(message) => message.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for CriteriaError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Operator(e) => write!(f, "There might be a problem with the criteria: {e}"),
+            Self::Other(message) => f.write_str(message),
+        }
+    }
 }
 
 /// Evaluates `criteria` (StackStorm's `{key: {type, pattern, condition?}}`) against a trigger
@@ -85,18 +117,20 @@ fn evaluate_one(
     criterion: &Value,
     context: &Value,
     renderer: &Renderer,
-) -> Result<CriterionResult, String> {
+) -> Result<CriterionResult, CriteriaError> {
     let operator = criterion
         .get("type")
         .and_then(Value::as_str)
-        .ok_or_else(|| format!("Operator not specified for field: {key}"))?;
+        .ok_or_else(|| CriteriaError::Other(format!("Operator not specified for field: {key}")))?;
     let op = Operator::from_name(operator).ok_or_else(|| {
-        format!("For field: {key}, operator {operator} not in list of allowed operators")
+        CriteriaError::Other(format!(
+            "For field: {key}, operator {operator} not in list of allowed operators"
+        ))
     })?;
     let raw_pattern = criterion.get("pattern").cloned().unwrap_or(Value::Null);
-    let value = jsonpath::resolve(context, key)
-        .map_err(|e| format!("Failed transforming criteria key {key}: {e}"))?
-        .cloned();
+    let value = jsonpath::resolve(context, key).map_err(|e| {
+        CriteriaError::Other(format!("Failed transforming criteria key {key}: {e}"))
+    })?;
     if op == Operator::Search {
         let condition = criterion
             .get("condition")
@@ -111,15 +145,17 @@ fn evaluate_one(
             passed,
         });
     }
-    let pattern = renderer.render(&raw_pattern, context).map_err(|e| {
-        format!(
-            "Failed to render pattern value \"{}\" for key \"{key}\": {e}",
-            display(&raw_pattern)
-        )
-    })?;
+    let pattern = renderer
+        .render_pattern(&raw_pattern, context)
+        .map_err(|e| {
+            CriteriaError::Other(format!(
+                "Failed to render pattern value \"{}\" for key \"{key}\": {e}",
+                display(&raw_pattern)
+            ))
+        })?;
     let passed = op
         .apply(value.as_ref(), &pattern)
-        .map_err(|e| format!("{operator} failed for key \"{key}\": {e}"))?;
+        .map_err(|e| CriteriaError::Operator(e.to_string()))?;
     Ok(CriterionResult {
         key: key.into(),
         operator: operator.into(),
@@ -137,10 +173,10 @@ fn search(
     condition: &str,
     context: &Value,
     renderer: &Renderer,
-) -> Result<bool, String> {
-    let children = children
-        .as_object()
-        .ok_or("search needs a pattern of child criteria")?;
+) -> Result<bool, CriteriaError> {
+    let children = children.as_object().ok_or_else(|| {
+        CriteriaError::Operator("search needs a pattern of child criteria".into())
+    })?;
     let items: Vec<&Value> = match value {
         Some(Value::Array(items)) => items.iter().collect(),
         Some(object @ Value::Object(_)) => vec![object],
@@ -164,7 +200,9 @@ fn search(
         "all" => Ok(per_item.iter().all(all_children)),
         "any2any" => Ok(per_item.iter().any(any_child)),
         "all2any" => Ok(per_item.iter().all(any_child)),
-        other => Err(format!("Unrecognized condition: {other:?}")),
+        other => Err(CriteriaError::Operator(format!(
+            "Unrecognized condition: {other:?}"
+        ))),
     }
 }
 
@@ -235,23 +273,26 @@ mod tests {
 
     #[test]
     fn errors_fail_the_criterion_with_a_reason() {
-        let payload = json!({"body": {"a": 1}});
+        let payload = json!({"body": {"a": 1, "s": "text"}});
         let cases = [
             (
-                json!({"trigger.body.a-b": {"type": "exists", "pattern": "x"}}),
+                json!({"trigger.body[x]": {"type": "exists", "pattern": "x"}}),
                 "Failed transforming criteria key",
             ),
             (
                 json!({"trigger.body.a": {"type": "equals", "pattern": "{{ nope }}"}}),
                 "Failed to render pattern value \"{{ nope }}\" for key \"trigger.body.a\"",
             ),
+            // An operator that raises: StackStorm's message
+            // (st2reactor/tests/unit/test_rule_matcher.py::test_rule_matching_exception... ,
+            // "There might be a problem with the criteria in rule <ref>: <exception>").
             (
                 json!({"trigger.body.a": {"type": "lt", "pattern": "x"}}),
-                "lt failed for key",
+                "There might be a problem with the criteria in rule t.rule: ",
             ),
             (
-                json!({"trigger.body.a": {"type": "regex", "pattern": "("}}),
-                "regex failed",
+                json!({"trigger.body.s": {"type": "regex", "pattern": "("}}),
+                "There might be a problem with the criteria in rule t.rule: invalid regex",
             ),
             (
                 json!({"trigger.body.a": {"type": "bogus", "pattern": 1}}),
@@ -262,7 +303,9 @@ mod tests {
             let out = eval(criteria.clone(), payload.clone());
             assert!(!out.matched, "{criteria}");
             assert!(
-                out.error.as_deref().is_some_and(|e| e.contains(reason)),
+                out.error
+                    .as_ref()
+                    .is_some_and(|e| e.reason("t.rule").contains(reason)),
                 "{criteria}: {:?}",
                 out.error
             );
@@ -309,6 +352,7 @@ mod tests {
             search("sometimes", "ok")
                 .error
                 .unwrap()
+                .to_string()
                 .contains("Unrecognized condition")
         );
         // A dict value is a one-element list.
@@ -319,5 +363,63 @@ mod tests {
             payload.clone(),
         );
         assert!(single.matched, "{single:?}");
+    }
+
+    /// `st2reactor/tests/unit/test_filter.py`: patterns rendered with `to_complex`, so types
+    /// survive and a `{% for %}` that builds a JSON list compares as a list.
+    #[test]
+    fn patterns_render_as_stackstorm_renders_them() {
+        let payload = json!({"p1": "v1", "p2": "preYYYpost", "bool": true, "int": 1, "float": 0.8, "list": ["v1", true, 1]});
+        let passes = |key: &str, pattern: &str| {
+            eval(
+                json!({ key: {"type": "equals", "pattern": pattern} }),
+                payload.clone(),
+            )
+            .matched
+        };
+        assert!(passes("trigger.p1", "{{trigger.p1}}"));
+        assert!(passes("trigger.p1", "{{'%s' % trigger.p1 if trigger.int}}"));
+        let list_pattern = r#"
+                    [
+                        {% for item in trigger.list %}
+                        {{item}}{% if not loop.last %},{% endif %}
+                        {% endfor %}
+                    ]
+                "#;
+        assert!(passes("trigger.list", list_pattern));
+        assert!(!passes("trigger.p1", "{{trigger.p2}}"));
+        let not_json = r#"
+                    [
+                        {% for item in trigger.list %}
+                        {{item}}
+                        {% endfor %}
+                    ]
+                "#;
+        assert!(!passes("trigger.list", not_json));
+        assert!(passes("trigger.bool", "{{trigger.bool}}"));
+        assert!(passes("trigger.bool", "{{ trigger.bool }}"));
+        assert!(passes("trigger.int", "{{trigger.int}}"));
+        assert!(passes("trigger.float", "{{trigger.float}}"));
+        // `test_criteria_pattern_references_a_datastore_item`, with a real datastore: a missing
+        // key is "" (no error), a key's value compares, and works inside text.
+        assert!(!passes("trigger.p1", "{{ st2kv.system.inexistent_value }}"));
+        let kv = json!({"st2kv": {"system": {"test_value_2": "v1", "test_value_3": "YYY"}}});
+        let with_kv = |key: &str, pattern: &str| {
+            evaluate_criteria(
+                json!({ key: {"type": "equals", "pattern": pattern} })
+                    .as_object()
+                    .unwrap(),
+                &payload,
+                kv.as_object().unwrap(),
+                &Renderer::new(),
+            )
+            .matched
+        };
+        assert!(with_kv("trigger.p1", "{{ st2kv.system.test_value_2 }}"));
+        assert!(!with_kv("trigger.p2", "{{ st2kv.system.test_value_3 }}"));
+        assert!(with_kv(
+            "trigger.p2",
+            "pre{{ st2kv.system.test_value_3 }}post"
+        ));
     }
 }

@@ -1,10 +1,13 @@
 //! Criteria keys: the subset of jsonpath-rw 1.4 that StackStorm rules use.
 //!
-//! - Dotted names: `trigger.body.key1`. Names match `[a-zA-Z_@][a-zA-Z0-9_@]*`.
+//! - Dotted names: `trigger.body.key1`, `trigger.headers_lower.x-github-event`. Names match
+//!   `[a-zA-Z_@][a-zA-Z0-9_@\-]*` (jsonpath-rw's `ID` token).
 //! - Quoted names: `trigger.headers['X-Custom-Header']`, `trigger.headers.'X-Custom-Header'`,
 //!   double quotes too.
 //! - Indexes and wildcards: `trigger.body.items[0].name`, `items[*]`, `body.*`. Only the first
-//!   match counts.
+//!   match counts. `[*]` on an object, a string or an integer finds that value itself
+//!   (jsonpath-rw wraps it in a one-element list).
+//! - The root `$` (`$.foo.bar`) and descendants (`$..id`, `a..b`), which `jsonpath_query` uses.
 //! - A `#suffix` is removed first, so one field can carry several criteria.
 
 use serde_json::Value;
@@ -20,6 +23,8 @@ pub enum Step {
     Index(i64),
     /// Any array element.
     AnyIndex,
+    /// The value itself and every value inside it, in pre-order (`..`).
+    Descendants,
 }
 
 /// A key that is not valid jsonpath.
@@ -54,6 +59,11 @@ pub fn parse(key: &str) -> Result<Vec<Step>, PathError> {
     if chars.is_empty() {
         return Err(err("empty key"));
     }
+    // `$` is the root, which every path starts from anyway.
+    if chars[0] == '$' {
+        i = 1;
+        expect_name = false;
+    }
     while i < chars.len() {
         let c = chars[i];
         if expect_name {
@@ -67,7 +77,7 @@ pub fn parse(key: &str) -> Result<Vec<Step>, PathError> {
             } else if c.is_ascii_alphabetic() || c == '_' || c == '@' {
                 let start = i;
                 while i < chars.len()
-                    && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == '@')
+                    && (chars[i].is_ascii_alphanumeric() || matches!(chars[i], '_' | '@' | '-'))
                 {
                     i += 1;
                 }
@@ -79,6 +89,11 @@ pub fn parse(key: &str) -> Result<Vec<Step>, PathError> {
             continue;
         }
         match c {
+            '.' if chars.get(i + 1) == Some(&'.') => {
+                steps.push(Step::Descendants);
+                expect_name = true;
+                i += 2;
+            }
             '.' => {
                 expect_name = true;
                 i += 1;
@@ -122,23 +137,158 @@ fn quoted(chars: &[char], start: usize) -> Option<(String, usize)> {
 }
 
 /// The first value `steps` reach in `root`, if any.
-pub fn first<'a>(root: &'a Value, steps: &[Step]) -> Option<&'a Value> {
+pub fn first(root: &Value, steps: &[Step]) -> Option<Value> {
+    let mut found = Vec::new();
+    find(root, steps, &mut Budget::first(), &mut found);
+    found.pop()
+}
+
+/// Every value `steps` reach in `root`, in jsonpath-rw's order, up to about `max_bytes` of
+/// values (as JSON). `None` when they are more than that.
+pub fn all(root: &Value, steps: &[Step], max_bytes: usize) -> Option<Vec<Value>> {
+    let mut found = Vec::new();
+    let mut budget = Budget {
+        bytes: max_bytes,
+        first_only: false,
+        exceeded: false,
+    };
+    find(root, steps, &mut budget, &mut found);
+    (!budget.exceeded).then_some(found)
+}
+
+/// How much more a search may find.
+struct Budget {
+    /// Bytes of values still allowed.
+    bytes: usize,
+    /// Stop at the first match.
+    first_only: bool,
+    /// Ran out of bytes.
+    exceeded: bool,
+}
+
+impl Budget {
+    fn first() -> Self {
+        Self {
+            bytes: usize::MAX,
+            first_only: true,
+            exceeded: false,
+        }
+    }
+
+    fn done(&self, found: &[Value]) -> bool {
+        self.exceeded || (self.first_only && !found.is_empty())
+    }
+
+    /// Takes a match, if its size (walked no further than the bytes left) fits.
+    fn take(&mut self, value: &Value, found: &mut Vec<Value>) {
+        if !self.first_only {
+            let size = approx_size(value, self.bytes);
+            if size > self.bytes {
+                self.exceeded = true;
+                return;
+            }
+            self.bytes -= size;
+        }
+        found.push(value.clone());
+    }
+}
+
+/// The size of `value` as JSON, roughly, walking no further than `cap` bytes.
+fn approx_size(value: &Value, cap: usize) -> usize {
+    let mut size = 0usize;
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        size += match v {
+            Value::String(s) => s.len() + 2,
+            Value::Array(items) => {
+                stack.extend(items);
+                2 + items.len()
+            }
+            Value::Object(map) => {
+                for (k, item) in map {
+                    size += k.len() + 4;
+                    stack.push(item);
+                }
+                2
+            }
+            _ => 8,
+        };
+        if size > cap {
+            return size;
+        }
+    }
+    size
+}
+
+fn find(root: &Value, steps: &[Step], budget: &mut Budget, found: &mut Vec<Value>) {
+    if budget.done(found) {
+        return;
+    }
     let Some((step, rest)) = steps.split_first() else {
-        return Some(root);
+        budget.take(root, found);
+        return;
     };
     match (step, root) {
-        (Step::Field(name), Value::Object(map)) => first(map.get(name)?, rest),
-        (Step::AnyField, Value::Object(map)) => map.values().find_map(|v| first(v, rest)),
-        (Step::Index(n), Value::Array(items)) => {
-            let idx = if *n < 0 {
-                items.len().checked_sub(n.unsigned_abs() as usize)?
-            } else {
-                *n as usize
-            };
-            first(items.get(idx)?, rest)
+        (Step::Field(name), Value::Object(map)) => {
+            if let Some(v) = map.get(name) {
+                find(v, rest, budget, found);
+            }
         }
-        (Step::AnyIndex, Value::Array(items)) => items.iter().find_map(|v| first(v, rest)),
-        _ => None,
+        (Step::AnyField, Value::Object(map)) => {
+            for v in map.values() {
+                find(v, rest, budget, found);
+            }
+        }
+        (Step::Index(n), Value::Array(items)) => {
+            if let Some(v) = index(items.len(), *n).and_then(|i| items.get(i)) {
+                find(v, rest, budget, found);
+            }
+        }
+        // jsonpath-rw indexes a string's characters.
+        (Step::Index(n), Value::String(s)) => {
+            let chars: Vec<char> = s.chars().collect();
+            if let Some(c) = index(chars.len(), *n).and_then(|i| chars.get(i)) {
+                find(&Value::String(c.to_string()), rest, budget, found);
+            }
+        }
+        (Step::AnyIndex, Value::Array(items)) => {
+            for v in items {
+                find(v, rest, budget, found);
+            }
+        }
+        // jsonpath-rw's slice wraps a dict, an int (a bool is one) or a string in a list.
+        (Step::AnyIndex, Value::Object(_) | Value::String(_) | Value::Bool(_)) => {
+            find(root, rest, budget, found);
+        }
+        (Step::AnyIndex, Value::Number(n)) if n.is_i64() || n.is_u64() => {
+            find(root, rest, budget, found);
+        }
+        (Step::Descendants, _) => {
+            find(root, rest, budget, found);
+            match root {
+                Value::Object(map) => {
+                    for v in map.values() {
+                        find(v, steps, budget, found);
+                    }
+                }
+                Value::Array(items) => {
+                    for v in items {
+                        find(v, steps, budget, found);
+                    }
+                }
+                _ => {}
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A Python index (negative counts from the end) into a sequence of `len` items.
+fn index(len: usize, n: i64) -> Option<usize> {
+    if n < 0 {
+        len.checked_sub(usize::try_from(n.unsigned_abs()).ok()?)
+    } else {
+        usize::try_from(n).ok()
     }
 }
 
@@ -147,7 +297,7 @@ pub fn first<'a>(root: &'a Value, steps: &[Step]) -> Option<&'a Value> {
 /// # Errors
 ///
 /// [`PathError`] when the key does not parse.
-pub fn resolve<'a>(root: &'a Value, key: &str) -> Result<Option<&'a Value>, PathError> {
+pub fn resolve(root: &Value, key: &str) -> Result<Option<Value>, PathError> {
     Ok(first(root, &parse(key)?))
 }
 
@@ -177,17 +327,27 @@ mod tests {
             ("trigger.body.missing", None),
             ("trigger.body.items[5]", None),
             ("trigger.body.key1.deeper", None),
+            // A hyphen inside a dotted name, as jsonpath-rw's ID token allows
+            // (`trigger.headers_lower.x-github-event` in StackStorm's GitHub examples).
+            ("trigger.headers.X-Custom-Header", Some(json!("h"))),
+            // `[*]` on a scalar finds the scalar (jsonpath-rw wraps it in a list).
+            ("trigger.body.key1[*]", Some(json!("v1"))),
+            ("trigger.headers.plain[*]", Some(json!(1))),
+            ("trigger.body[*].key1", Some(json!("v1"))),
+            ("trigger.body.key1[0]", Some(json!("v"))),
+            ("$.trigger.body.key1", Some(json!("v1"))),
+            ("trigger..name", Some(json!("a"))),
         ];
         for (key, expected) in cases {
-            assert_eq!(resolve(&ctx, key).unwrap().cloned(), *expected, "{key}");
+            assert_eq!(resolve(&ctx, key).unwrap(), *expected, "{key}");
         }
     }
 
     #[test]
     fn bad_keys_are_errors() {
         for key in [
-            "trigger.headers.X-Custom",
-            "trigger..a",
+            "trigger.-a",
+            "trigger...a",
             "trigger.",
             "trigger[x]",
             "trigger['a",
@@ -195,5 +355,40 @@ mod tests {
         ] {
             assert!(parse(key).is_err(), "{key}");
         }
+    }
+}
+
+#[cfg(test)]
+mod query_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn query(value: &Value, path: &str) -> Option<Vec<Value>> {
+        all(value, &parse(path).unwrap(), 1 << 20)
+    }
+
+    /// jsonpath-rw 1.4.0 behaviour, as `jsonpath_query` sees it (docs/st2-jinja-filters.md §2.6).
+    #[test]
+    fn all_matches_in_jsonpath_rw_order() {
+        // The upstream vectors (`people[*].first`, `$.foo.bar`, no match) are in
+        // `filters::data`'s tests of `jsonpath_query`.
+        let tree = json!({"id": 1, "c": [{"id": 2}, {"d": {"id": 3}}]});
+        assert_eq!(
+            query(&tree, "$..id").unwrap(),
+            [json!(1), json!(2), json!(3)]
+        );
+        assert_eq!(query(&json!({"a": [1, 2]}), "a[-1]").unwrap(), [json!(2)]);
+        assert_eq!(
+            query(&json!({"a": {"k": 1}}), "a[*]").unwrap(),
+            [json!({"k": 1})]
+        );
+        assert_eq!(
+            query(&json!({"a": [{"b": 1}, {"b": 2}]}), "a.b").unwrap(),
+            Vec::<Value>::new()
+        );
+        assert_eq!(query(&json!({"a": 1}), "$").unwrap(), [json!({"a": 1})]);
+        // Too many bytes of matches.
+        let big = json!({"a": ["x".repeat(100), "y".repeat(100)]});
+        assert!(all(&big, &parse("a[*]").unwrap(), 150).is_none());
     }
 }

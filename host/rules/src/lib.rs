@@ -12,13 +12,19 @@
 //!   bounded in time (fuel) and memory (size caps).
 //! - [`criteria`]: a rule's criteria, ANDed, with the reason the first failing one failed.
 //! - [`params`]: action parameters rendered in dependency order and cast to declared types.
+//! - `filters`: StackStorm's own Jinja filters (`to_json_string`, `regex_replace`,
+//!   `version_compare`, ...); `python`: Python's `str()`, `repr()` and `%` formatting of template
+//!   values; `kv`: the `st2kv` datastore lookups (a missing key renders as `""`).
 
 pub mod criteria;
+mod filters;
 pub mod jsonpath;
+mod kv;
 pub mod operators;
 pub mod params;
+mod python;
 mod sandbox;
 pub mod template;
 
-pub use criteria::{CriteriaOutcome, CriterionResult, evaluate_criteria};
+pub use criteria::{CriteriaError, CriteriaOutcome, CriterionResult, evaluate_criteria};
 pub use operators::{Operator, OperatorError};

@@ -261,7 +261,7 @@ fn regex_search(pattern: &str, haystack: &str, flags: &str) -> Result<bool, Oper
 
 /// Compiled regexes, per thread: rules apply the same patterns to every trigger instance, and
 /// compiling costs far more than matching. Bounded: cleared when it grows past 512 entries.
-fn compiled(source: &str) -> Result<fancy_regex::Regex, fancy_regex::Error> {
+pub(crate) fn compiled(source: &str) -> Result<fancy_regex::Regex, fancy_regex::Error> {
     use std::cell::RefCell;
     use std::collections::HashMap;
     thread_local! {

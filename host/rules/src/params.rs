@@ -45,8 +45,13 @@ pub fn render_parameters(
                 return Err(ParamsError::DependencyUnsatisfied(var.clone()));
             }
         }
-        used.retain(|v| raw.contains_key(v) && v != name);
+        // A parameter that uses itself is a cycle, as in StackStorm.
+        used.retain(|v| raw.contains_key(v));
         deps.insert(name.clone(), used);
+    }
+    let cycles = cycle_names(&deps);
+    if !cycles.is_empty() {
+        return Err(ParamsError::Cyclic(cycles));
     }
     let mut rendered: Map<String, Value> = Map::new();
     while rendered.len() < raw.len() {
@@ -58,13 +63,12 @@ pub fn render_parameters(
             .map(|(name, _)| name.clone())
             .collect();
         if ready.is_empty() {
-            let stuck: Vec<&str> = deps
-                .keys()
-                .filter(|n| !rendered.contains_key(*n))
-                .map(String::as_str)
-                .collect();
+            // Unreachable: `cycle_names` found no cycle.
             return Err(ParamsError::Cyclic(
-                stuck.into_iter().map(str::to_owned).collect(),
+                deps.keys()
+                    .filter(|n| !rendered.contains_key(*n))
+                    .cloned()
+                    .collect(),
             ));
         }
         for name in ready {
@@ -96,8 +100,11 @@ pub enum ParamsError {
     /// A template uses a name that is neither a parameter nor in the context.
     #[error("Dependency unsatisfied in variable \"{0}\"")]
     DependencyUnsatisfied(String),
-    /// Parameters refer to each other in a cycle.
-    #[error("Cyclic dependency found in the following variables: {}", .0.join(", "))]
+    /// Parameters refer to each other (or one to itself) in a cycle: one name per cycle.
+    #[error(
+        "Cyclic dependency found in the following variables: {}. Likely the variable is referencing itself",
+        .0.join(", ")
+    )]
     Cyclic(Vec<String>),
     /// A template failed to render.
     #[error("Failed to render parameter \"{name}\": {reason}")]
@@ -134,6 +141,82 @@ impl ParamsError {
     pub fn is_invalid_value(&self) -> bool {
         matches!(self, Self::NotAString { .. })
     }
+}
+
+/// One name per cycle of `deps` (a parameter that uses itself is one), sorted: StackStorm's
+/// `param.py::_validate` lists the first variable of each of networkx's `simple_cycles`. Which
+/// variable networkx starts a cycle from is not defined; here it is the smallest name.
+fn cycle_names(deps: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
+    // Tarjan's strongly connected components, iteratively (parameters are few, but a
+    // recursion per parameter is not needed).
+    let names: Vec<&String> = deps.keys().collect();
+    let position: BTreeMap<&String, usize> =
+        names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+    let edges: Vec<Vec<usize>> = names
+        .iter()
+        .map(|n| {
+            deps[*n]
+                .iter()
+                .filter_map(|d| position.get(d).copied())
+                .collect()
+        })
+        .collect();
+    let count = names.len();
+    let mut index = vec![usize::MAX; count];
+    let mut low = vec![0; count];
+    let mut on_stack = vec![false; count];
+    let mut stack = Vec::new();
+    let mut next_index = 0;
+    let mut out = Vec::new();
+    for root in 0..count {
+        if index[root] != usize::MAX {
+            continue;
+        }
+        // (node, next edge to visit)
+        let mut work = vec![(root, 0usize)];
+        index[root] = next_index;
+        low[root] = next_index;
+        next_index += 1;
+        stack.push(root);
+        on_stack[root] = true;
+        while let Some(&mut (node, ref mut edge)) = work.last_mut() {
+            if let Some(&next) = edges[node].get(*edge) {
+                *edge += 1;
+                if index[next] == usize::MAX {
+                    index[next] = next_index;
+                    low[next] = next_index;
+                    next_index += 1;
+                    stack.push(next);
+                    on_stack[next] = true;
+                    work.push((next, 0));
+                } else if on_stack[next] {
+                    low[node] = low[node].min(index[next]);
+                }
+                continue;
+            }
+            work.pop();
+            if let Some(&(parent, _)) = work.last() {
+                low[parent] = low[parent].min(low[node]);
+            }
+            if low[node] == index[node] {
+                let mut component = Vec::new();
+                while let Some(member) = stack.pop() {
+                    on_stack[member] = false;
+                    component.push(member);
+                    if member == node {
+                        break;
+                    }
+                }
+                if (component.len() > 1 || edges[node].contains(&node))
+                    && let Some(first) = component.iter().map(|&m| names[m]).min()
+                {
+                    out.push(first.clone());
+                }
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 /// The top-level variable names the templates inside `value` use.
@@ -174,6 +257,10 @@ fn cast(name: &str, value: Value, kind: &str) -> Result<Value, ParamsError> {
         kind: kind.to_owned(),
         reason,
     };
+    // `use_none`'s magic string is `null` for every typed parameter (`casts._cast_none`).
+    if value.as_str() == Some(crate::filters::data::NONE_MAGIC_VALUE) {
+        return Ok(Value::Null);
+    }
     let Value::String(text) = &value else {
         return match (kind, &value) {
             ("string", Value::Null) => Ok(value),
@@ -201,9 +288,155 @@ fn cast(name: &str, value: Value, kind: &str) -> Result<Value, ParamsError> {
             "false" => Value::Bool(false),
             other => return Err(fail(format!("{other:?} is not True or False"))),
         },
-        "object" | "array" => serde_json::from_str(text).map_err(|e| fail(e.to_string()))?,
+        // JSON, else a Python literal (`ast.literal_eval`): values print as Python's `str()`,
+        // so `['a', True]` comes back as a list.
+        "object" | "array" => match serde_json::from_str(text) {
+            Ok(value) => value,
+            Err(e) => python_literal(text).ok_or_else(|| fail(e.to_string()))?,
+        },
         _ => value,
     })
+}
+
+/// A Python literal of lists, tuples, dicts, strings, numbers, `True`, `False` and `None`
+/// (what `ast.literal_eval` reads back from a printed value), as JSON.
+fn python_literal(text: &str) -> Option<Value> {
+    let mut parser = Literal {
+        chars: text.chars().collect(),
+        at: 0,
+    };
+    let value = parser.value(0)?;
+    parser.space();
+    (parser.at == parser.chars.len()).then_some(value)
+}
+
+struct Literal {
+    chars: Vec<char>,
+    at: usize,
+}
+
+impl Literal {
+    fn space(&mut self) {
+        while self.chars.get(self.at).is_some_and(|c| c.is_whitespace()) {
+            self.at += 1;
+        }
+    }
+
+    fn eat(&mut self, c: char) -> bool {
+        self.space();
+        let found = self.chars.get(self.at) == Some(&c);
+        if found {
+            self.at += 1;
+        }
+        found
+    }
+
+    /// Items up to `close`, separated by commas (a trailing comma allowed).
+    fn items(
+        &mut self,
+        close: char,
+        depth: usize,
+        mut item: impl FnMut(&mut Self, usize) -> Option<()>,
+    ) -> Option<()> {
+        if self.eat(close) {
+            return Some(());
+        }
+        loop {
+            item(self, depth + 1)?;
+            if self.eat(close) {
+                return Some(());
+            }
+            if !self.eat(',') {
+                return None;
+            }
+            if self.eat(close) {
+                return Some(());
+            }
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> Option<Value> {
+        if depth > 128 {
+            return None;
+        }
+        self.space();
+        let c = *self.chars.get(self.at)?;
+        match c {
+            '[' | '(' => {
+                self.at += 1;
+                let close = if c == '[' { ']' } else { ')' };
+                let mut out = Vec::new();
+                self.items(close, depth, |p, d| {
+                    out.push(p.value(d)?);
+                    Some(())
+                })?;
+                Some(Value::Array(out))
+            }
+            '{' => {
+                self.at += 1;
+                let mut out = Map::new();
+                self.items('}', depth, |p, d| {
+                    let key = match p.value(d)? {
+                        Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    if !p.eat(':') {
+                        return None;
+                    }
+                    out.insert(key, p.value(d)?);
+                    Some(())
+                })?;
+                Some(Value::Object(out))
+            }
+            '\'' | '"' => self.string(c).map(Value::String),
+            _ => {
+                let start = self.at;
+                while self.chars.get(self.at).is_some_and(|c| {
+                    c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+' | '_')
+                }) {
+                    self.at += 1;
+                }
+                let word: String = self.chars[start..self.at].iter().collect();
+                match word.as_str() {
+                    "True" => Some(Value::Bool(true)),
+                    "False" => Some(Value::Bool(false)),
+                    "None" => Some(Value::Null),
+                    _ => serde_json::from_str::<serde_json::Number>(&word)
+                        .ok()
+                        .map(Value::Number),
+                }
+            }
+        }
+    }
+
+    fn string(&mut self, quote: char) -> Option<String> {
+        self.at += 1;
+        let mut out = String::new();
+        loop {
+            let c = *self.chars.get(self.at)?;
+            self.at += 1;
+            match c {
+                c if c == quote => return Some(out),
+                '\\' => {
+                    let e = *self.chars.get(self.at)?;
+                    self.at += 1;
+                    match e {
+                        'n' => out.push('\n'),
+                        't' => out.push('\t'),
+                        'r' => out.push('\r'),
+                        'x' => {
+                            let hex: String =
+                                self.chars.get(self.at..self.at + 2)?.iter().collect();
+                            self.at += 2;
+                            out.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
+                        }
+                        other => out.push(other),
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -217,6 +450,10 @@ mod tests {
 
     fn render_typed(given: Value, declared: Value) -> Result<Value, ParamsError> {
         let context = json!({"trigger": {"body": {"n": "7", "user": "ada", "tags": ["a"]}}, "st2kv": {"system": {"greeting": "Hi"}}, "rule": {"branch": "main"}});
+        render_in(given, declared, context)
+    }
+
+    fn render_in(given: Value, declared: Value, context: Value) -> Result<Value, ParamsError> {
         render_parameters(
             given.as_object().unwrap(),
             declared.as_object().unwrap(),
@@ -259,7 +496,19 @@ mod tests {
         );
         assert_eq!(
             render(json!({"a": "{{ b }}", "b": "{{ a }}"}), json!({})).unwrap_err(),
-            "Cyclic dependency found in the following variables: a, b"
+            "Cyclic dependency found in the following variables: a. Likely the variable is \
+             referencing itself"
+        );
+        // test_param_utils.py::test_cyclic_dependency_friendly_error_message: parameters that
+        // refer to themselves.
+        assert_eq!(
+            render(
+                json!({"r3": "lolcathost", "cyclic": "{{ cyclic }}", "morecyclic": "{{ morecyclic }}", "r2": "{{ r1 }}", "r1": "some"}),
+                json!({})
+            )
+            .unwrap_err(),
+            "Cyclic dependency found in the following variables: cyclic, morecyclic. Likely \
+             the variable is referencing itself"
         );
         assert!(
             render(json!({"a": "{{ trigger.body.missing }}"}), json!({}))
@@ -275,5 +524,63 @@ mod tests {
             render(json!({"s": 5}), json!({"s": {"type": "string"}})).unwrap_err(),
             "Value \"5\" must either be a string or None. Got \"int\"."
         );
+    }
+
+    /// `st2reactor/tests/unit/test_enforce.py::test_rule_enforcement_create_rule_none_param_casting`
+    /// and `test_param_utils.py::test_get_finalized_params_jinja_filters`.
+    #[test]
+    fn stackstorm_filters_and_use_none() {
+        let declared = json!({"actionstr": {"type": "string"}});
+        let none = render_with(
+            json!({"actionstr": "{{ trigger.t1_p | use_none }}"}),
+            declared.clone(),
+            json!({"trigger": {"t1_p": null}}),
+        );
+        assert_eq!(none.unwrap()["actionstr"], Value::Null);
+        let some = render_with(
+            json!({"actionstr": "{{ trigger.t1_p | use_none }}"}),
+            declared.clone(),
+            json!({"trigger": {"t1_p": "somevalue"}}),
+        );
+        assert_eq!(some.unwrap()["actionstr"], "somevalue");
+        let plain = render_with(
+            json!({"actionstr": "{{trigger.t1_p}}-{{trigger.t2_p}}"}),
+            declared,
+            json!({"trigger": {"t1_p": null, "t2_p": "value2"}}),
+        );
+        assert_eq!(plain.unwrap()["actionstr"], "None-value2");
+        let cmd = render_with(
+            json!({"cmd": "echo {{\"1.6.0\" | version_bump_minor}}"}),
+            json!({}),
+            json!({}),
+        );
+        assert_eq!(cmd.unwrap()["cmd"], "echo 1.7.0");
+        // test_get_value_from_datastore_through_render_live_params: a user without the key.
+        let kv = render_with(
+            json!({"a": "{{ st2kv.user.test_key }}", "b": "{{ st2kv.system.missing | int }}"}),
+            json!({}),
+            json!({"st2kv": {"system": {}}}),
+        );
+        assert_eq!(kv.unwrap(), json!({"a": "", "b": 0}));
+    }
+
+    fn render_with(given: Value, declared: Value, context: Value) -> Result<Value, String> {
+        render_in(given, declared, context).map_err(|e| e.to_string())
+    }
+
+    /// `casts._cast_object`: JSON, else `ast.literal_eval` of a printed Python value
+    /// (test_param_utils.py::test_get_finalized_params_with_list: `"{{r2}}"` of `["1", "2"]`).
+    #[test]
+    fn arrays_and_objects_read_python_literals() {
+        let out = render_with(
+            json!({"a": "{% if true %}{{ l }}{% endif %}", "o": "{% if true %}{{ d }}{% endif %}"}),
+            json!({"a": {"type": "array"}, "o": {"type": "object"}}),
+            json!({"l": ["1", "it's", true, null, 1.5], "d": {"k": [1, {"n": false}]}}),
+        )
+        .unwrap();
+        assert_eq!(out["a"], json!(["1", "it's", true, null, 1.5]));
+        assert_eq!(out["o"], json!({"k": [1, {"n": false}]}));
+        assert_eq!(python_literal("('t', 1,)"), Some(json!(["t", 1])));
+        assert_eq!(python_literal("[1, 2"), None);
     }
 }

@@ -14,7 +14,8 @@
 //!    or hashing it walks far more than was charged; `{% set ns.x = ns %}` makes a cycle that
 //!    printing, comparing, hashing or serializing follows until the stack overflows, which
 //!    aborts the process. So every compiled template is rewritten, one instruction for one,
-//!    before it runs: `+`, `*`, `~`, the comparisons (chained ones too), `in`, `x[y]`,
+//!    before it runs: `+`, `*`, `~`, `%` (Python string formatting when the left side is a
+//!    string, into a capped buffer), the comparisons (chained ones too), `in`, `x[y]`,
 //!    list/tuple/map literals and `loop.changed()` call the functions of this module instead.
 //!    They walk their operands first (charging fuel for the walk, refusing values nested deeper
 //!    than [`MAX_VALUE_DEPTH`] or larger than [`MAX_VALUE_BYTES`]), build sequences eagerly, size
@@ -26,7 +27,10 @@
 //!    whose output can be much larger than their input are sized before they run (`replace`,
 //!    `join`, `indent`, `format`, `tojson`, `pprint`, `escape`); `sum` is reimplemented so that
 //!    summing strings or lists is linear (minijinja's copies the total for every item).
-//!    `debug()` (a dump of the whole context) is not available.
+//!    `debug()` (a dump of the whole context) is not available. StackStorm's filters
+//!    (`filters/`) are added the same way; theirs write into buffers capped at
+//!    [`MAX_VALUE_BYTES`] (`to_json_string`, `json_escape`, `regex_replace`, ...), and every
+//!    regex match they make costs one fuel.
 //! 4. **Compile-time checks.** minijinja folds constant expressions while compiling, outside
 //!    fuel: `[0] * 100000000` would become a lazy sequence that a folded `~`, comparison or `+`
 //!    chain then walks or copies. A `*` between constants that repeats a list or tuple is
@@ -50,7 +54,9 @@
 //!   serializing such a value (`{{ list }}`, `string`, `tojson`, `pprint`) escapes its strings,
 //!   up to six bytes per byte for control characters, so it can allocate about
 //!   `6 * MAX_VALUE_BYTES` (48 MiB) before the result is charged and checked; case conversion
-//!   (`upper`, `title`, ...) up to three times its input. Sorting (`sort`, `unique`, `groupby`,
+//!   (`upper`, `title`, ...) up to three times its input. `to_yaml_string` and
+//!   `from_yaml_string` build their whole result (YAML's aliases are limited by the parser)
+//!   before it is checked. Sorting (`sort`, `unique`, `groupby`,
 //!   `dictsort`, `min`, `max`) compares items `n log n` times while the walk charged `n`.
 //!   Unpacking (`{% set a, b = x %}`) iterates `x` once, uncharged, and fails the render if
 //!   the length is wrong.
@@ -64,6 +70,7 @@ use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 use std::sync::LazyLock;
 
+use crate::{kv, python};
 use minijinja::machinery::{self, CodeGenerator, Instruction, Instructions, Token, ast};
 use minijinja::syntax::SyntaxConfig;
 use minijinja::value::{
@@ -128,12 +135,13 @@ mod name {
     pub(super) const TUPLE: &str = "\0tuple";
     pub(super) const MAP: &str = "\0map";
     pub(super) const CHANGED: &str = "\0changed";
+    pub(super) const MOD: &str = "\0mod";
 }
 
 // ---------------------------------------------------------------------------------------------
 // Errors
 
-fn too_large() -> Error {
+pub(crate) fn too_large() -> Error {
     Error::new(
         ErrorKind::InvalidOperation,
         format!("value larger than {MAX_VALUE_BYTES} bytes"),
@@ -438,6 +446,7 @@ fn rewrite(instructions: &mut Instructions<'_>) -> Result<(), Error> {
         let (this, following) = match instr {
             Instruction::Add => (call(name::ADD, Some(2)), None),
             Instruction::Mul => (call(name::MUL, Some(2)), None),
+            Instruction::Rem => (call(name::MOD, Some(2)), None),
             Instruction::StringConcat => (call(name::CONCAT, Some(2)), None),
             Instruction::Eq => (call(name::EQ, Some(2)), None),
             Instruction::Ne => (call(name::NE, Some(2)), None),
@@ -505,7 +514,7 @@ pub(crate) fn render(
     ctx: Value,
 ) -> Result<String, Error> {
     check_operators(source, false)?;
-    let ast = machinery::parse(source, TEMPLATE_NAME, SyntaxConfig::default())?;
+    let ast = machinery::parse(source, TEMPLATE_NAME, syntax())?;
     check_constants_stmt(&ast)?;
     let mut generator = CodeGenerator::new(TEMPLATE_NAME, source);
     generator.compile_stmt(&ast);
@@ -557,11 +566,18 @@ pub(crate) fn eval(env: &Environment<'static>, source: &str, ctx: Value) -> Resu
 /// it themselves, e.g. to list its variables): short enough blocks, no constant repetition.
 pub(crate) fn check_source(source: &str) -> Result<(), Error> {
     check_operators(source, false)?;
-    check_constants_stmt(&machinery::parse(
-        source,
-        TEMPLATE_NAME,
-        SyntaxConfig::default(),
-    )?)
+    check_constants_stmt(&machinery::parse(source, TEMPLATE_NAME, syntax())?)
+}
+
+/// StackStorm's whitespace settings (`get_jinja_environment(trim_blocks=True,
+/// lstrip_blocks=True)`): the newline after a block tag is removed, and the spaces before one
+/// on its line.
+pub(crate) fn syntax() -> SyntaxConfig {
+    SyntaxConfig::builder()
+        .trim_blocks(true)
+        .lstrip_blocks(true)
+        .build()
+        .unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -569,13 +585,13 @@ pub(crate) fn check_source(source: &str) -> Result<(), Error> {
 
 /// What walking a value found.
 #[derive(Debug, Default, Clone, Copy)]
-struct Size {
+pub(crate) struct Size {
     /// Bytes as printed (an estimate that errs on the large side for containers).
-    bytes: usize,
+    pub(crate) bytes: usize,
     /// Values visited.
-    nodes: usize,
+    pub(crate) nodes: usize,
     /// Deepest nesting.
-    depth: usize,
+    pub(crate) depth: usize,
 }
 
 /// Walks `value`, failing as soon as it is larger than `limit` or deeper than
@@ -637,13 +653,13 @@ impl fmt::Write for Counter {
 }
 
 /// A string writer that refuses to grow past a limit.
-struct Capped {
-    buf: String,
+pub(crate) struct Capped {
+    pub(crate) buf: String,
     limit: usize,
 }
 
 impl Capped {
-    fn new(limit: usize) -> Self {
+    pub(crate) fn new(limit: usize) -> Self {
         Self {
             buf: String::new(),
             limit,
@@ -669,7 +685,7 @@ fn charge(state: &State, size: &Size) -> Result<(), Error> {
 
 /// Walks a value that is about to be used (charging for the walk) and refuses it if it is too
 /// large or too deep. Strings and scalars cost nothing to check.
-fn guard(state: &State, value: &Value) -> Result<Size, Error> {
+pub(crate) fn guard(state: &State, value: &Value) -> Result<Size, Error> {
     if value.as_object().is_none() {
         let bytes = match value.kind() {
             ValueKind::String => value.as_str().map_or(0, str::len),
@@ -694,7 +710,7 @@ fn guard(state: &State, value: &Value) -> Result<Size, Error> {
     Ok(size)
 }
 
-fn check_size(bytes: usize) -> Result<(), Error> {
+pub(crate) fn check_size(bytes: usize) -> Result<(), Error> {
     if bytes > MAX_VALUE_BYTES {
         Err(too_large())
     } else {
@@ -728,6 +744,7 @@ operation!(ADD, "a + b");
 operation!(MUL, "a * b");
 operation!(IN, "a in b");
 operation!(CONCAT, "a ~ b");
+operation!(REM, "a % b");
 
 /// Does `a <op> b` in [`ARITHMETIC`]. A nested evaluation costs about as much time as a few
 /// instructions, so it is charged two fuel.
@@ -775,6 +792,7 @@ fn is_lazy_sequence(value: &Value) -> bool {
 }
 
 fn op_add(state: &mut State, a: Value, b: Value) -> Result<Value, Error> {
+    let (a, b) = (kv::as_text(a), kv::as_text(b));
     if let (Some(x), Some(y)) = (small_int(&a), small_int(&b))
         && let Some(sum) = x.checked_add(y)
     {
@@ -815,6 +833,7 @@ fn repetition<'v>(a: &'v Value, b: &'v Value) -> Option<(&'v Value, &'v Value)> 
 }
 
 fn op_mul(state: &mut State, a: Value, b: Value) -> Result<Value, Error> {
+    let (a, b) = (kv::as_text(a), kv::as_text(b));
     if let (Some(x), Some(y)) = (small_int(&a), small_int(&b))
         && let Some(product) = x.checked_mul(y)
     {
@@ -875,13 +894,31 @@ fn concat(state: &mut State, a: &Value, b: &Value) -> Result<Value, Error> {
         check_size(rendered.len())?;
         return Ok(Value::from_safe_string(rendered));
     }
+    // Jinja2's `~` joins `str()` of both sides (`True`, `None`, `['a']`).
     let mut out = Capped::new(MAX_VALUE_BYTES);
-    write!(out, "{a}{b}").map_err(|_| too_large())?;
+    for value in [a, b] {
+        out.write_str(&python::str_of(value)?)
+            .map_err(|_| too_large())?;
+    }
     Ok(if a.is_safe() && b.is_safe() {
         Value::from_safe_string(out.buf)
     } else {
         Value::from(out.buf)
     })
+}
+
+/// `%`: Python's string formatting when the left side is a string (`"%s-%d" % (a, b)`),
+/// minijinja's remainder otherwise.
+fn op_mod(state: &mut State, a: Value, b: Value) -> Result<Value, Error> {
+    let (a, b) = (kv::as_text(a), kv::as_text(b));
+    if let Some(format) = a.as_str() {
+        strict_defined(state, &b)?;
+        guard(state, &a)?;
+        guard(state, &b)?;
+        state.consume_fuel(format.len() as u64 / 64)?;
+        return python::percent_format(format, &b).map(Value::from);
+    }
+    apply(state, &REM, a, b)
 }
 
 fn op_concat(state: &mut State, a: Value, b: Value) -> Result<Value, Error> {
@@ -955,13 +992,14 @@ fn comparison(op: Cmp) -> impl Fn(&mut State, Value, Value) -> Result<bool, Erro
         if chain_failed(&a) {
             return Ok(false);
         }
-        compare(state, op, &a, &b)
+        compare(state, op, &kv::as_text(a), &kv::as_text(b))
     }
 }
 
 fn chained_comparison(op: Cmp) -> impl Fn(&mut State, Value, Value) -> Result<Value, Error> {
     move |state, a, b| {
-        if chain_failed(&a) || !compare(state, op, &a, &b)? {
+        let b = kv::as_text(b);
+        if chain_failed(&a) || !compare(state, op, &kv::as_text(a), &b)? {
             return Ok(Value::from_object(ChainFailed));
         }
         Ok(b)
@@ -1019,26 +1057,43 @@ fn op_changed(state: &mut State, args: Rest<Value>) -> Result<Value, Error> {
     receiver.call_method(state, "changed", args)
 }
 
-/// The formatter: containers are walked (bounded, charged) before minijinja prints them.
+/// The formatter: containers are walked (bounded, charged) first; values print as Python's
+/// `str()` does, as in StackStorm (`True`, `None`, `['a', 1]`, `{'k': 1.5}`).
 fn format_value(out: &mut Output, state: &mut State, value: &Value) -> Result<(), Error> {
     if value.as_object().is_some() {
         guard(state, value)?;
     }
-    minijinja::escape_formatter(out, state, value)
+    if value.is_undefined() || value.kind() == ValueKind::String {
+        return minijinja::escape_formatter(out, state, value);
+    }
+    out.write_str(&python::str_of(value)?)
+        .map_err(|_| too_large())
 }
 
 // ---------------------------------------------------------------------------------------------
 // Filters, tests and functions
 
 /// A check of a filter's arguments before it runs (the arguments have been guarded).
-type Precheck = fn(&State, &[Value], &[Size]) -> Result<(), Error>;
+pub(crate) type Precheck = fn(&State, &[Value], &[Size]) -> Result<(), Error>;
 
-fn no_check(_: &State, _: &[Value], _: &[Size]) -> Result<(), Error> {
+pub(crate) fn no_check(_: &State, _: &[Value], _: &[Size]) -> Result<(), Error> {
     Ok(())
 }
 
-/// Calls `f` with guarded arguments, checks its result.
+/// Calls `f` with guarded arguments, checks its result. Datastore lookups are passed on as
+/// their strings.
 fn call_guarded(
+    state: &mut State,
+    f: &Value,
+    args: &[Value],
+    precheck: Precheck,
+) -> Result<Value, Error> {
+    let args: Vec<Value> = args.iter().cloned().map(kv::as_text).collect();
+    call_guarded_raw(state, f, &args, precheck)
+}
+
+/// [`call_guarded`], with datastore lookups passed on as they are.
+fn call_guarded_raw(
     state: &mut State,
     f: &Value,
     args: &[Value],
@@ -1054,15 +1109,23 @@ fn call_guarded(
     Ok(rv)
 }
 
-fn add_filter(env: &mut Environment<'static>, name: &'static str, f: Value, precheck: Precheck) {
+pub(crate) fn add_filter(
+    env: &mut Environment<'static>,
+    name: &'static str,
+    f: Value,
+    precheck: Precheck,
+) {
     env.add_filter(name, move |state: &mut State, args: Rest<ValueOrKwargs>| {
         call_guarded(state, &f, &args.into_values(), precheck)
     });
 }
 
-/// Adds a filter that the caller provides (`decrypt_kv`), guarded like the built-in ones.
+/// Adds a filter that the caller provides (`decrypt_kv`), guarded like the built-in ones; it
+/// receives datastore lookups as they are (to name a missing key).
 pub(crate) fn add_guarded_filter(env: &mut Environment<'static>, name: &'static str, f: Value) {
-    add_filter(env, name, f, no_check);
+    env.add_filter(name, move |state: &mut State, args: Rest<ValueOrKwargs>| {
+        call_guarded_raw(state, &f, &args.into_values(), no_check)
+    });
 }
 
 fn add_test(env: &mut Environment<'static>, name: &'static str, f: Value) {
@@ -1077,8 +1140,55 @@ fn add_function(env: &mut Environment<'static>, name: &'static str, f: Value) {
     });
 }
 
+/// Jinja2's `int`: a value that does not convert gives the default (0), not an error
+/// (`{{ "" | int }}` is 0). Undefined values are refused as in strict mode.
+fn jinja_int(state: &mut State, args: Rest<ValueOrKwargs>) -> Result<Value, Error> {
+    lenient(state, &args.into_values(), filters::int, Value::from(0))
+}
+
+/// Jinja2's `float`: the default (0.0) for a value that does not convert.
+fn jinja_float(state: &mut State, args: Rest<ValueOrKwargs>) -> Result<Value, Error> {
+    lenient(state, &args.into_values(), filters::float, Value::from(0.0))
+}
+
+/// Calls minijinja's conversion `f`; when it fails on a defined value, the `default`
+/// argument (positional or keyword) or `fallback` is the result.
+fn lenient<F, Rv, Args>(
+    state: &mut State,
+    args: &[Value],
+    f: F,
+    fallback: Value,
+) -> Result<Value, Error>
+where
+    F: minijinja::functions::Function<Rv, Args>,
+    Rv: minijinja::value::FunctionResult,
+    Args: for<'a> minijinja::value::FunctionArgs<'a>,
+{
+    let result = Value::from_function(f).call(state, args);
+    if args.first().is_none_or(Value::is_undefined) {
+        return result;
+    }
+    result.or_else(|_| {
+        Ok(positional(args, 1)
+            .cloned()
+            .or_else(|| kwarg(args, "default"))
+            .unwrap_or(fallback))
+    })
+}
+
+/// Jinja2's `string`: Python's `str()`.
+fn jinja_string(state: &mut State, value: Value) -> Result<Value, Error> {
+    if value.is_undefined() {
+        return Value::from_function(filters::string).call(state, &[value]);
+    }
+    if value.kind() == ValueKind::String {
+        return Ok(value);
+    }
+    python::str_of(&value).map(Value::from)
+}
+
 /// A keyword argument, without marking it used.
-fn kwarg(args: &[Value], key: &str) -> Option<Value> {
+pub(crate) fn kwarg(args: &[Value], key: &str) -> Option<Value> {
     let last = args.last().filter(|v| v.is_kwargs())?;
     last.get_item(&Value::from(key))
         .ok()
@@ -1086,7 +1196,7 @@ fn kwarg(args: &[Value], key: &str) -> Option<Value> {
 }
 
 /// A positional argument (`None` if missing or a keyword argument).
-fn positional(args: &[Value], index: usize) -> Option<&Value> {
+pub(crate) fn positional(args: &[Value], index: usize) -> Option<&Value> {
     args.get(index).filter(|v| !v.is_kwargs())
 }
 
@@ -1143,7 +1253,7 @@ fn check_pretty(indent: usize, size: &Size) -> Result<(), Error> {
     )
 }
 
-fn check_tojson(_: &State, args: &[Value], sizes: &[Size]) -> Result<(), Error> {
+pub(crate) fn check_tojson(_: &State, args: &[Value], sizes: &[Size]) -> Result<(), Error> {
     let indent = positional(args, 1)
         .cloned()
         .or_else(|| kwarg(args, "indent"))
@@ -1158,7 +1268,7 @@ fn check_pprint(_: &State, _: &[Value], sizes: &[Size]) -> Result<(), Error> {
 }
 
 /// `escape`: at most six bytes for every byte.
-fn check_escape(_: &State, args: &[Value], sizes: &[Size]) -> Result<(), Error> {
+pub(crate) fn check_escape(_: &State, args: &[Value], sizes: &[Size]) -> Result<(), Error> {
     let len = args.first().map_or(0, |v| printed_len(v, sizes.first()));
     check_size(len.saturating_mul(6))
 }
@@ -1318,6 +1428,7 @@ pub(crate) fn environment() -> Environment<'static> {
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_fuel(Some(FUEL));
     env.set_formatter(format_value);
+    env.set_syntax(syntax());
 
     env.add_function(name::ADD, op_add);
     env.add_function(name::MUL, op_mul);
@@ -1351,6 +1462,7 @@ pub(crate) fn environment() -> Environment<'static> {
     env.add_function(name::TUPLE, op_tuple);
     env.add_function(name::MAP, op_map);
     env.add_function(name::CHANGED, op_changed);
+    env.add_function(name::MOD, op_mod);
 
     // `range` yields at most 100 000 integers (minijinja's limit) and is iterated lazily.
     env.add_function("range", functions::range);
@@ -1378,8 +1490,8 @@ pub(crate) fn environment() -> Environment<'static> {
         ("d", f!(filters::default), no_check),
         ("round", f!(filters::round), no_check),
         ("abs", f!(filters::abs), no_check),
-        ("int", f!(filters::int), no_check),
-        ("float", f!(filters::float), no_check),
+        ("int", f!(jinja_int), no_check),
+        ("float", f!(jinja_float), no_check),
         ("attr", f!(filters::attr), no_check),
         ("first", f!(filters::first), no_check),
         ("last", f!(filters::last), no_check),
@@ -1387,7 +1499,7 @@ pub(crate) fn environment() -> Environment<'static> {
         ("max", f!(filters::max), no_check),
         ("sort", f!(filters::sort), no_check),
         ("list", f!(filters::list), no_check),
-        ("string", f!(filters::string), no_check),
+        ("string", f!(jinja_string), no_check),
         ("bool", f!(filters::bool), no_check),
         ("batch", f!(filters::batch), no_check),
         ("slice", f!(filters::slice), no_check),
@@ -1410,6 +1522,7 @@ pub(crate) fn environment() -> Environment<'static> {
     for (name, filter, precheck) in filters {
         add_filter(&mut env, name, filter, precheck);
     }
+    crate::filters::register(&mut env);
 
     let tests: Vec<(&'static str, Value)> = vec![
         ("undefined", f!(tests::is_undefined)),

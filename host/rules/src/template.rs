@@ -1,10 +1,18 @@
 //! Jinja rendering of criteria patterns (minijinja: sandboxed by design, unlike the Jinja2 that
 //! gave StackStorm a remote-code-execution CVE).
 //!
-//! - Undefined variables are errors (StackStorm renders with `StrictUndefined`).
-//! - A pattern that is a single `{{ expression }}` keeps the expression's type: it is rendered
-//!   as JSON and decoded, so lists, objects and numbers survive. If decoding fails, the plain
-//!   rendering is used. This is StackStorm's `to_complex` rewrite.
+//! - Undefined variables are errors (StackStorm renders with `StrictUndefined`), except keys
+//!   of the datastore: `{{ st2kv.system.missing }}` is `""`, as StackStorm's `KeyValueLookup`
+//!   renders it (see `kv.rs`).
+//! - Values print as Python's `str()` prints them (`True`, `None`, `['a', 1]`), `%` formats
+//!   strings as Python does (`{{ "%s-%d" % (a, b) }}`), and StackStorm's own filters
+//!   (`to_json_string`, `regex_replace`, `version_compare`, ...; `filters/`) are available.
+//! - A template that is a single `{{ expression }}` keeps the expression's type, so lists,
+//!   objects and numbers survive.
+//! - A criteria pattern ([`Renderer::render_pattern`]) is StackStorm's `to_complex` rewrite:
+//!   each line's `{{ ... }}` is rendered as JSON and the whole result decoded, so a multi-line
+//!   `{% for %}` that builds a JSON list compares as a list; when the result is not JSON the
+//!   plain rendering is used.
 //! - Non-string patterns are used as they are.
 //! - `{% macro %}` and `{% call %}` work, as in StackStorm's Jinja.
 //! - `st2kv.system.<key>` of a secret is its ciphertext, as in StackStorm; the `decrypt_kv`
@@ -35,11 +43,11 @@ use std::sync::Arc;
 use minijinja::{Environment, Error, ErrorKind};
 use serde_json::Value;
 
-use crate::sandbox;
 pub use crate::sandbox::{
     FUEL, MAX_ELIF_BRANCHES, MAX_EXPRESSION_OPERATORS, MAX_OUTPUT_BYTES, MAX_VALUE_BYTES,
     MAX_VALUE_DEPTH,
 };
+use crate::{kv, sandbox};
 
 /// A configured Jinja environment. Build once, share.
 pub struct Renderer {
@@ -77,6 +85,16 @@ impl Renderer {
         let decrypt = Arc::new(decrypt);
         let filter = minijinja::Value::from_function(move |value: minijinja::Value| {
             let invalid = |m: String| Error::new(ErrorKind::InvalidOperation, m);
+            // A missing datastore key (or one that holds ""): StackStorm names it.
+            if let Some(lookup) = value.downcast_object_ref::<kv::Lookup>()
+                && value.to_string().is_empty()
+            {
+                return Err(invalid(format!(
+                    "Referenced datastore item \"{}\" doesn't exist or it contains an empty string",
+                    lookup.key_name()
+                )));
+            }
+            let value = kv::as_text(value);
             let Some(ciphertext) = value.as_str() else {
                 return Err(invalid(format!(
                     "decrypt_kv: expected a secret's ciphertext (a string), got {}",
@@ -109,7 +127,7 @@ impl Renderer {
         if !text.contains("{{") && !text.contains("{%") {
             return Ok(pattern.clone());
         }
-        let ctx = minijinja::Value::from(minijinja::value::Serde(context));
+        let ctx = kv::context(context);
         if let Some(expr) = single_expression(text) {
             let value =
                 sandbox::eval(&self.env, expr, ctx.clone()).map_err(|e| match e.kind() {
@@ -128,6 +146,55 @@ impl Renderer {
             .map(Value::String)
             .map_err(|e| sandbox::describe(&e))
     }
+
+    /// Renders a criteria pattern as StackStorm's `RuleFilter._render_criteria_pattern` does
+    /// (`docs/st2-jinja-filters.md` §4): a single `{{ expression }}` keeps its type; otherwise,
+    /// if the pattern has a `{{ ... }}`, each line's expression (from its first `{{` to its last
+    /// `}}`) gets `| to_complex` and the rendered text is decoded as JSON; when that fails, or
+    /// the text is not JSON, the pattern is rendered as plain text.
+    ///
+    /// # Errors
+    ///
+    /// As [`Renderer::render`].
+    pub fn render_pattern(&self, pattern: &Value, context: &Value) -> Result<Value, String> {
+        let Value::String(text) = pattern else {
+            return Ok(pattern.clone());
+        };
+        if single_expression(text).is_none()
+            && let Some(complex) = to_complex_rewrite(text)
+            && let Ok(rendered) = sandbox::render(&self.env, &complex, kv::context(context))
+            && let Ok(value) = serde_json::from_str::<Value>(&rendered)
+        {
+            return Ok(value);
+        }
+        self.render(pattern, context)
+    }
+
+    /// Renders `template` as text, whatever it is (Jinja2's `render`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Renderer::render`].
+    pub fn render_text(&self, template: &str, context: &Value) -> Result<String, String> {
+        sandbox::render(&self.env, template, kv::context(context))
+            .map_err(|e| sandbox::describe(&e))
+    }
+}
+
+/// StackStorm's `MATCH_CRITERIA` rewrite, `re.sub(r"({{)\s*(.*)\s*(}})", r"\1\2 | to_complex\3")`
+/// (`st2common/constants/rules.py`): on each line, the text from the first `{{` to the last
+/// `}}` gets `| to_complex`. `None` when the pattern has no `{{ ... }}`.
+fn to_complex_rewrite(text: &str) -> Option<String> {
+    static MATCH_CRITERIA: std::sync::LazyLock<Option<fancy_regex::Regex>> =
+        std::sync::LazyLock::new(|| fancy_regex::Regex::new(r"(\{\{)\s*(.*)\s*(\}\})").ok());
+    let re = MATCH_CRITERIA.as_ref()?;
+    if !re.is_match(text).unwrap_or(false) {
+        return None;
+    }
+    Some(
+        re.replace_all(text, "${1}${2} | to_complex${3}")
+            .into_owned(),
+    )
 }
 
 impl Renderer {
@@ -233,9 +300,26 @@ mod tests {
             err.contains("decrypt_kv: the signature does not match"),
             "{err}"
         );
+        // test_jinja_render_crypto_filters.py: a missing (or empty) datastore item is named.
+        for key in ["empty", "doesnt_exist"] {
+            let err = r
+                .render(
+                    &json!(format!("{{{{ st2kv.system.{key} | decrypt_kv }}}}")),
+                    &ctx,
+                )
+                .unwrap_err();
+            assert!(
+                err.contains(&format!(
+                    "Referenced datastore item \"st2kv.system.{key}\" doesn't exist or it contains an empty string"
+                )),
+                "{err}"
+            );
+        }
         let err = r
-            .render(&json!("{{ st2kv.system.empty | decrypt_kv }}"), &ctx)
+            .render(&json!("{{ st2kv.user.doesnt_exist | decrypt_kv }}"), &ctx)
             .unwrap_err();
+        assert!(err.contains("\"st2kv.user.doesnt_exist\""), "{err}");
+        let err = r.render(&json!("{{ '' | decrypt_kv }}"), &ctx).unwrap_err();
         assert!(err.contains("the value is empty"), "{err}");
         let err = r
             .render(&json!("{{ st2kv.system.n | decrypt_kv }}"), &ctx)
@@ -246,5 +330,67 @@ mod tests {
             .render(&json!("{{ st2kv.system.token | decrypt_kv }}"), &ctx)
             .unwrap_err();
         assert!(err.contains("no datastore key"), "{err}");
+    }
+
+    /// docs/st2-jinja-filters.md §0.2: StackStorm's `KeyValueLookup` never makes a key
+    /// undefined (test_param_utils.py::test_get_value_from_datastore_through_render_live_params).
+    #[test]
+    fn missing_datastore_keys_render_empty() {
+        let r = Renderer::new();
+        let ctx = json!({"st2kv": {"system": {"k": "foo", "n": "42", "a.b": "nested", "j": "{\"a\": 1}"}}});
+        let text = |t: &str| r.render_text(t, &ctx).unwrap();
+        assert_eq!(text("{{ st2kv.system.k }}"), "foo");
+        assert_eq!(text("{{ st2kv.system['k'] }}"), "foo");
+        assert_eq!(text("[{{ st2kv.system.nope }}]"), "[]");
+        assert_eq!(text("{{ st2kv.system.a.b }}"), "nested");
+        assert_eq!(text("{{ st2kv.system.nope | default('dflt') }}"), "");
+        assert_eq!(text("{{ st2kv.system.nope is defined }}"), "True");
+        assert_eq!(text("{{ st2kv.system.n | int + 1 }}"), "43");
+        assert_eq!(text("{{ st2kv.system.n | float }}"), "42.0");
+        assert_eq!(text("{{ st2kv.system.nope | int }}"), "0");
+        assert_eq!(text("{{ st2kv.system.k | upper }}"), "FOO");
+        assert_eq!(text("{{ st2kv.system.j | from_json_string }}"), "{'a': 1}");
+        assert_eq!(text("{{ st2kv.user.anything }}"), "");
+        assert_eq!(
+            r.render(&json!("{{ st2kv.system.nope }}"), &ctx).unwrap(),
+            json!("")
+        );
+        assert_eq!(
+            r.render(&json!("{{ st2kv.system.nope | int }}"), &ctx)
+                .unwrap(),
+            json!(0)
+        );
+        // Strict undefined still holds outside the datastore.
+        assert!(r.render_text("{{ missing }}", &ctx).is_err());
+    }
+
+    /// docs/st2-jinja-filters.md §0 and §0.3: Python's `str()` of values, `%` formatting,
+    /// `trim_blocks`/`lstrip_blocks`.
+    #[test]
+    fn python_semantics() {
+        let r = Renderer::new();
+        let ctx = json!({"a": "x", "n": 7, "f": 2.5, "b": true, "z": null, "l": ["a", 1], "d": {"k": 1.0}});
+        let text = |t: &str| r.render_text(t, &ctx).unwrap();
+        assert_eq!(
+            text("{{ b }} {{ z }} {{ l }} {{ d }}"),
+            "True None ['a', 1] {'k': 1.0}"
+        );
+        assert_eq!(text("{{ 'v' ~ b }}"), "vTrue");
+        assert_eq!(text("{{ b | string }}"), "True");
+        assert_eq!(text(r#"{{ "%s-%d" % (a, n) }}"#), "x-7");
+        assert_eq!(
+            text(r#"{{ "%.2f|%5s|%(k)s" % {"k": 1} if false else "%.2f" % f }}"#),
+            "2.50"
+        );
+        assert_eq!(text(r#"{{ "%(a)s/%(n)03d" % {"a": a, "n": n} }}"#), "x/007");
+        assert_eq!(text("{{ 7 % 3 }}"), "1");
+        assert_eq!(
+            text("a\n  {% if true %}\n  X\n  {% endif %}\nb"),
+            "a\n  X\nb"
+        );
+        assert_eq!(
+            r.render(&json!("{{ '%s' % a }}"), &ctx).unwrap(),
+            json!("x")
+        );
     }
 }

@@ -74,7 +74,7 @@ fn a_nested_loop_runs_out_of_fuel_quickly() {
         &Renderer::new(),
     );
     assert!(!outcome.matched);
-    assert!(outcome.error.unwrap().contains(OUT_OF_FUEL));
+    assert!(outcome.error.unwrap().to_string().contains(OUT_OF_FUEL));
     // As an action parameter.
     let params = json!({"p": poison});
     let err = render_parameters(

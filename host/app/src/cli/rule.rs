@@ -240,7 +240,7 @@ async fn test(
         );
     }
     if let Some(error) = &outcome.error {
-        println!("NO MATCH: rule `{reference}`: {error}");
+        println!("NO MATCH: rule `{reference}`: {}", error.reason(&reference));
         return Ok(false);
     }
     if !outcome.matched {
