@@ -115,6 +115,16 @@ async fn config_values_from_the_datastore_are_rendered_when_the_action_runs() {
     let ran: Value = ran.json().await.unwrap();
     assert_eq!(ran["status"], "succeeded", "{ran}");
     assert_eq!(ran["result"]["result"]["channel"], "#from-kv");
+    // An explicit `null` takes the declared default, which is then rendered like any default.
+    let resp = client
+        .post(server.url("/api/v1/executions?wait=30"))
+        .json(&json!({"action": "t.echo", "parameters": {"channel": null}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let ran: Value = resp.json().await.unwrap();
+    assert_eq!(ran["result"]["result"]["channel"], "#from-kv", "{ran}");
 
     // The API shows the templates as written (never the datastore's values).
     let shown = server.get_json("/api/v1/configs/t?show_secrets=true").await;

@@ -461,6 +461,18 @@ impl Executor {
                 list.join(", ")
             )));
         }
+        // An explicit `null` for a parameter with a default takes the default, before
+        // rendering (StackStorm's request validation, `assign_default_values`); a template
+        // that renders `null` is validated as it is.
+        let mut given = given.clone();
+        for (name, value) in &mut given {
+            if value.is_null()
+                && let Some(default) = declared.get(name).and_then(|s| s.get("default"))
+            {
+                *value = default.clone();
+            }
+        }
+        let given = &given;
         let full = stormhook_rules::params::render_parameters(
             given,
             &declared,
@@ -480,16 +492,6 @@ impl Executor {
                 Prepared::RenderFailed(message)
             }
         })?;
-        // An explicit `null` for a parameter with a default takes the default
-        // (`assign_default_values`).
-        let mut full = full;
-        for (name, value) in &mut full {
-            if value.is_null()
-                && let Some(default) = declared.get(name).and_then(|s| s.get("default"))
-            {
-                *value = default.clone();
-            }
-        }
         let schema = parameters_schema(&declared);
         crate::schema::validate(&schema, &Value::Object(full.clone()))
             .map_err(Prepared::Invalid)?;
