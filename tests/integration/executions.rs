@@ -1187,8 +1187,8 @@ async fn re_run_repeats_an_execution_with_overrides() {
             "Task option is only supported for Orquesta workflows.",
         ),
         (
-            json!({"delay": 100}),
-            "Delayed executions (\"delay\") are not supported by Stormhook.",
+            json!({"delay": -1}),
+            "ValidationError (LiveActionDB:None) (Integer value is too small: ['delay'])",
         ),
     ] {
         let resp = post(
@@ -1199,6 +1199,131 @@ async fn re_run_repeats_an_execution_with_overrides() {
         .await;
         assert_eq!(resp.status(), 400, "{body}");
         assert_eq!(faultstring(resp).await, message, "{body}");
+    }
+}
+
+/// StackStorm's `delay`: the execution is stored `delayed` with its `delay`, runs once that
+/// passed (logged `requested, delayed, scheduled, running, ...`), and is canceled at once while
+/// it waits. Derived from test_executions.py: test_re_run_with_delay,
+/// test_re_run_with_incorrect_delay, test_re_run_with_very_large_delay,
+/// test_re_run_delayed_aciton_with_no_delay (a POST of LIVE_ACTION_DELAY) and test_post_delete
+/// / test_post_delete_duplicate on a delayed execution.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_execution_waits_its_delay_then_runs() {
+    let server = TestServer::builder().start().await;
+    // LIVE_ACTION_DELAY: 201, `delayed`, with its delay.
+    let resp = post(
+        &server,
+        "/api/v1/executions",
+        json!({"action": "core.local", "parameters": {"cmd": "echo later"}, "delay": 1500}),
+    )
+    .await;
+    assert_eq!(resp.status(), 201);
+    let delayed: Value = resp.json().await.unwrap();
+    assert_eq!(delayed["status"], "delayed", "{delayed}");
+    assert_eq!(delayed["delay"], 1500);
+    assert_eq!(delayed["liveaction"]["delay"], 1500);
+    let id = delayed["id"].as_str().unwrap();
+    let listed = server.get_json("/api/v1/executions?status=delayed").await;
+    assert_eq!(listed[0]["id"], id, "{listed}");
+    let done = finished(&server, id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["result"]["stdout"], "later");
+    assert_eq!(
+        statuses(&done),
+        ["requested", "delayed", "scheduled", "running", "succeeded"]
+    );
+    let start = stormhook_storage::ids::parse_time(done["start_timestamp"].as_str().unwrap());
+    let scheduled =
+        stormhook_storage::ids::parse_time(done["log"][2]["timestamp"].as_str().unwrap());
+    let waited = scheduled.unwrap() - start.unwrap();
+    assert!(
+        waited >= chrono::Duration::milliseconds(1500),
+        "scheduled after {waited}"
+    );
+
+    // test_re_run_with_delay: the re-run's own delay.
+    let resp = post(
+        &server,
+        &format!("/api/v1/executions/{id}/re_run"),
+        json!({"delay": 100}),
+    )
+    .await;
+    assert_eq!(resp.status(), 201);
+    let again: Value = resp.json().await.unwrap();
+    assert_eq!(again["delay"], 100);
+    assert_eq!(
+        finished(&server, again["id"].as_str().unwrap()).await["status"],
+        "succeeded"
+    );
+    // test_re_run_delayed_aciton_with_no_delay: the original's delay is not inherited.
+    let resp = post(
+        &server,
+        &format!("/api/v1/executions/{id}/re_run"),
+        json!({"delay": 0}),
+    )
+    .await;
+    assert_eq!(resp.status(), 201);
+    let now: Value = resp.json().await.unwrap();
+    assert!(now.get("delay").is_none(), "{now}");
+    assert_ne!(now["status"], "delayed", "{now}");
+
+    // test_re_run_with_very_large_delay: accepted, and simply not due.
+    let resp = post(
+        &server,
+        &format!("/api/v1/executions/{id}/re_run"),
+        json!({"delay": 10_000_000_000u64}),
+    )
+    .await;
+    assert_eq!(resp.status(), 201);
+    let far: Value = resp.json().await.unwrap();
+    assert_eq!(far["status"], "delayed");
+    let far_id = far["id"].as_str().unwrap();
+    let path = format!("/api/v1/executions/{far_id}");
+    // `delayed` is not a status PUT may set.
+    let resp = send(
+        &server,
+        reqwest::Method::PUT,
+        &path,
+        json!({"status": "delayed"}),
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    // test_post_delete on a delayed execution: canceled at once, with StackStorm's result,
+    // and a second DELETE answers it as it is.
+    for _ in 0..2 {
+        let resp = server
+            .client()
+            .delete(server.url(&path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let canceled: Value = resp.json().await.unwrap();
+        assert_eq!(canceled["status"], "canceled", "{canceled}");
+        assert_eq!(
+            canceled["result"],
+            json!({"message": "Action canceled by user.", "user": "admin"})
+        );
+    }
+    assert_eq!(
+        statuses(&server.get_json(&path).await),
+        ["requested", "delayed", "canceled"]
+    );
+
+    // test_re_run_with_incorrect_delay, and the same on a POST.
+    for body in [
+        json!({"action": "core.local", "parameters": {"cmd": "date"}, "delay": "soon"}),
+        json!({"action": "core.local", "parameters": {"cmd": "date"}, "delay": 1.5}),
+    ] {
+        let resp = post(&server, "/api/v1/executions", body.clone()).await;
+        assert_eq!(resp.status(), 400, "{body}");
+        assert!(
+            faultstring(resp)
+                .await
+                .ends_with("is not of type 'integer'"),
+            "{body}"
+        );
     }
 }
 
