@@ -1327,6 +1327,98 @@ async fn a_delayed_execution_waits_its_delay_then_runs() {
     }
 }
 
+/// A rule-triggered execution's `trigger` is the trigger `GET /triggers` lists (StackStorm's
+/// execution copies the rule's `TriggerDB`: id, name, pack, ref, uid, type, parameters), so the
+/// `trigger` filter (`trigger.name`, `SUPPORTED_FILTERS` of `execution_views.py`) finds it by
+/// that name: a rule-made trigger's, and a stored one's once it exists (`POST /triggers` with
+/// the rule's type and parameters, which the rule then uses, as StackStorm's rules use the
+/// `TriggerDB` of their type and parameters).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_executions_trigger_is_the_listed_trigger() {
+    let server = TestServer::builder()
+        .rules([webhook_rule("greet", "hook")])
+        .start()
+        .await;
+    let fire = async || {
+        let before = server.get_json("/api/v1/executions?rule=greet").await;
+        let before = before.as_array().unwrap().len();
+        let resp = server
+            .client()
+            .post(server.url("/api/v1/webhooks/hook"))
+            .json(&json!({"n": 1}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202);
+        eventually(
+            Duration::from_secs(10),
+            "the rule's execution",
+            async || {
+                let found = server.get_json("/api/v1/executions?rule=greet").await;
+                let found = found.as_array().unwrap();
+                if found.len() > before {
+                    return Ok(found[0].clone());
+                }
+                Err("none yet".to_owned())
+            },
+        )
+        .await
+    };
+    let listed = |name: &str| {
+        let name = name.to_owned();
+        let server = &server;
+        async move {
+            let all = server.get_json("/api/v1/triggers").await;
+            all.as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["name"] == name.as_str())
+                .cloned()
+        }
+    };
+    let by_name = async |name: &str| -> Vec<Value> {
+        server
+            .get_json(&format!("/api/v1/executions?trigger={name}"))
+            .await
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+
+    let made = fire().await;
+    let trigger = &made["trigger"];
+    let name = trigger["name"].as_str().unwrap();
+    assert_eq!(listed(name).await.as_ref(), Some(trigger), "{trigger}");
+    for field in ["id", "name", "pack", "ref", "uid", "type", "parameters"] {
+        assert!(trigger.get(field).is_some(), "{field}: {trigger}");
+    }
+    assert_eq!(by_name(name).await[0]["id"], made["id"]);
+
+    // A trigger stored with the rule's type and parameters: the rule now uses it.
+    let resp = server
+        .client()
+        .post(server.url("/api/v1/triggers"))
+        .json(&json!({"name": "mine", "pack": "t", "type": "core.st2.webhook", "parameters": {"url": "hook"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let stored: Value = resp.json().await.unwrap();
+    let then = fire().await;
+    assert_eq!(then["trigger"], stored, "{}", then["trigger"]);
+    assert_eq!(then["trigger"]["ref"], "t.mine");
+    assert_eq!(then["trigger_instance"]["trigger"], "t.mine");
+    assert_eq!(listed("mine").await.as_ref(), Some(&stored));
+    let found = by_name("mine").await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["id"], then["id"]);
+    assert_eq!(
+        by_name(name).await.len(),
+        1,
+        "the earlier one keeps its trigger"
+    );
+}
+
 /// Derived from test_executions.py: test_put_status_and_result, test_put_bad_state,
 /// test_put_bad_result, test_put_bad_property, test_put_status_to_completed_execution,
 /// test_put_pause_unsupported, test_put_resume_unsupported and

@@ -464,7 +464,8 @@ pub struct Cluster {
 /// `LISTEN`/`NOTIFY` on the channel `stormhook`). A node receives its own changes too.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    /// An API rule was created, updated or deleted: reload the API rules.
+    /// An API rule or trigger was created, updated or deleted: reload the API rules (and the
+    /// stored triggers they use).
     Rules,
     /// An API key was changed or deleted (or a token revoked): forget cached credentials.
     Credentials,

@@ -1115,6 +1115,8 @@ impl Store for PgStore {
                 .keyed_conflict(e, "triggers", &t.reference, "trigger", "this trigger")
                 .await);
         }
+        // The rules on its type and parameters use it now, on every node.
+        self.announce(Change::Rules).await;
         Ok(())
     }
 
@@ -1147,11 +1149,14 @@ impl Store for PgStore {
         .execute(&self.pool)
         .await
         .map_err(|e| sql::conflict(e, "a trigger with this ref"))?;
-        Ok(done.rows_affected() > 0)
+        Ok(self
+            .announce_if(done.rows_affected() > 0, Change::Rules)
+            .await)
     }
 
     async fn delete_trigger(&self, id: &str) -> Result<bool> {
-        self.delete_by_id("triggers", id).await
+        let deleted = self.delete_by_id("triggers", id).await?;
+        Ok(self.announce_if(deleted, Change::Rules).await)
     }
 
     async fn insert_rule(&self, rule: &StoredRule) -> Result<()> {
