@@ -1187,8 +1187,8 @@ async fn re_run_repeats_an_execution_with_overrides() {
             "Task option is only supported for Orquesta workflows.",
         ),
         (
-            json!({"delay": 100}),
-            "Delayed executions (\"delay\") are not supported by Stormhook.",
+            json!({"delay": -1}),
+            "ValidationError (LiveActionDB:None) (Integer value is too small: ['delay'])",
         ),
     ] {
         let resp = post(
@@ -1200,6 +1200,223 @@ async fn re_run_repeats_an_execution_with_overrides() {
         assert_eq!(resp.status(), 400, "{body}");
         assert_eq!(faultstring(resp).await, message, "{body}");
     }
+}
+
+/// StackStorm's `delay`: the execution is stored `delayed` with its `delay`, runs once that
+/// passed (logged `requested, delayed, scheduled, running, ...`), and is canceled at once while
+/// it waits. Derived from test_executions.py: test_re_run_with_delay,
+/// test_re_run_with_incorrect_delay, test_re_run_with_very_large_delay,
+/// test_re_run_delayed_aciton_with_no_delay (a POST of LIVE_ACTION_DELAY) and test_post_delete
+/// / test_post_delete_duplicate on a delayed execution.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_execution_waits_its_delay_then_runs() {
+    let server = TestServer::builder().start().await;
+    // LIVE_ACTION_DELAY: 201, `delayed`, with its delay.
+    let resp = post(
+        &server,
+        "/api/v1/executions",
+        json!({"action": "core.local", "parameters": {"cmd": "echo later"}, "delay": 1500}),
+    )
+    .await;
+    assert_eq!(resp.status(), 201);
+    let delayed: Value = resp.json().await.unwrap();
+    assert_eq!(delayed["status"], "delayed", "{delayed}");
+    assert_eq!(delayed["delay"], 1500);
+    assert_eq!(delayed["liveaction"]["delay"], 1500);
+    let id = delayed["id"].as_str().unwrap();
+    let listed = server.get_json("/api/v1/executions?status=delayed").await;
+    assert_eq!(listed[0]["id"], id, "{listed}");
+    let done = finished(&server, id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["result"]["stdout"], "later");
+    assert_eq!(
+        statuses(&done),
+        ["requested", "delayed", "scheduled", "running", "succeeded"]
+    );
+    let start = stormhook_storage::ids::parse_time(done["start_timestamp"].as_str().unwrap());
+    let scheduled =
+        stormhook_storage::ids::parse_time(done["log"][2]["timestamp"].as_str().unwrap());
+    let waited = scheduled.unwrap() - start.unwrap();
+    assert!(
+        waited >= chrono::Duration::milliseconds(1500),
+        "scheduled after {waited}"
+    );
+
+    // test_re_run_with_delay: the re-run's own delay.
+    let resp = post(
+        &server,
+        &format!("/api/v1/executions/{id}/re_run"),
+        json!({"delay": 100}),
+    )
+    .await;
+    assert_eq!(resp.status(), 201);
+    let again: Value = resp.json().await.unwrap();
+    assert_eq!(again["delay"], 100);
+    assert_eq!(
+        finished(&server, again["id"].as_str().unwrap()).await["status"],
+        "succeeded"
+    );
+    // test_re_run_delayed_aciton_with_no_delay: the original's delay is not inherited.
+    let resp = post(
+        &server,
+        &format!("/api/v1/executions/{id}/re_run"),
+        json!({"delay": 0}),
+    )
+    .await;
+    assert_eq!(resp.status(), 201);
+    let now: Value = resp.json().await.unwrap();
+    assert!(now.get("delay").is_none(), "{now}");
+    assert_ne!(now["status"], "delayed", "{now}");
+
+    // test_re_run_with_very_large_delay: accepted, and simply not due.
+    let resp = post(
+        &server,
+        &format!("/api/v1/executions/{id}/re_run"),
+        json!({"delay": 10_000_000_000u64}),
+    )
+    .await;
+    assert_eq!(resp.status(), 201);
+    let far: Value = resp.json().await.unwrap();
+    assert_eq!(far["status"], "delayed");
+    let far_id = far["id"].as_str().unwrap();
+    let path = format!("/api/v1/executions/{far_id}");
+    // `delayed` is not a status PUT may set.
+    let resp = send(
+        &server,
+        reqwest::Method::PUT,
+        &path,
+        json!({"status": "delayed"}),
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    // test_post_delete on a delayed execution: canceled at once, with StackStorm's result,
+    // and a second DELETE answers it as it is.
+    for _ in 0..2 {
+        let resp = server
+            .client()
+            .delete(server.url(&path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let canceled: Value = resp.json().await.unwrap();
+        assert_eq!(canceled["status"], "canceled", "{canceled}");
+        assert_eq!(
+            canceled["result"],
+            json!({"message": "Action canceled by user.", "user": "admin"})
+        );
+    }
+    assert_eq!(
+        statuses(&server.get_json(&path).await),
+        ["requested", "delayed", "canceled"]
+    );
+
+    // test_re_run_with_incorrect_delay, and the same on a POST.
+    for body in [
+        json!({"action": "core.local", "parameters": {"cmd": "date"}, "delay": "soon"}),
+        json!({"action": "core.local", "parameters": {"cmd": "date"}, "delay": 1.5}),
+    ] {
+        let resp = post(&server, "/api/v1/executions", body.clone()).await;
+        assert_eq!(resp.status(), 400, "{body}");
+        assert!(
+            faultstring(resp)
+                .await
+                .ends_with("is not of type 'integer'"),
+            "{body}"
+        );
+    }
+}
+
+/// A rule-triggered execution's `trigger` is the trigger `GET /triggers` lists (StackStorm's
+/// execution copies the rule's `TriggerDB`: id, name, pack, ref, uid, type, parameters), so the
+/// `trigger` filter (`trigger.name`, `SUPPORTED_FILTERS` of `execution_views.py`) finds it by
+/// that name: a rule-made trigger's, and a stored one's once it exists (`POST /triggers` with
+/// the rule's type and parameters, which the rule then uses, as StackStorm's rules use the
+/// `TriggerDB` of their type and parameters).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_executions_trigger_is_the_listed_trigger() {
+    let server = TestServer::builder()
+        .rules([webhook_rule("greet", "hook")])
+        .start()
+        .await;
+    let fire = async || {
+        let before = server.get_json("/api/v1/executions?rule=greet").await;
+        let before = before.as_array().unwrap().len();
+        let resp = server
+            .client()
+            .post(server.url("/api/v1/webhooks/hook"))
+            .json(&json!({"n": 1}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202);
+        eventually(
+            Duration::from_secs(10),
+            "the rule's execution",
+            async || {
+                let found = server.get_json("/api/v1/executions?rule=greet").await;
+                let found = found.as_array().unwrap();
+                if found.len() > before {
+                    return Ok(found[0].clone());
+                }
+                Err("none yet".to_owned())
+            },
+        )
+        .await
+    };
+    let listed = |name: &str| {
+        let name = name.to_owned();
+        let server = &server;
+        async move {
+            let all = server.get_json("/api/v1/triggers").await;
+            all.as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["name"] == name.as_str())
+                .cloned()
+        }
+    };
+    let by_name = async |name: &str| -> Vec<Value> {
+        server
+            .get_json(&format!("/api/v1/executions?trigger={name}"))
+            .await
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+
+    let made = fire().await;
+    let trigger = &made["trigger"];
+    let name = trigger["name"].as_str().unwrap();
+    assert_eq!(listed(name).await.as_ref(), Some(trigger), "{trigger}");
+    for field in ["id", "name", "pack", "ref", "uid", "type", "parameters"] {
+        assert!(trigger.get(field).is_some(), "{field}: {trigger}");
+    }
+    assert_eq!(by_name(name).await[0]["id"], made["id"]);
+
+    // A trigger stored with the rule's type and parameters: the rule now uses it.
+    let resp = server
+        .client()
+        .post(server.url("/api/v1/triggers"))
+        .json(&json!({"name": "mine", "pack": "t", "type": "core.st2.webhook", "parameters": {"url": "hook"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let stored: Value = resp.json().await.unwrap();
+    let then = fire().await;
+    assert_eq!(then["trigger"], stored, "{}", then["trigger"]);
+    assert_eq!(then["trigger"]["ref"], "t.mine");
+    assert_eq!(then["trigger_instance"]["trigger"], "t.mine");
+    assert_eq!(listed("mine").await.as_ref(), Some(&stored));
+    let found = by_name("mine").await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["id"], then["id"]);
+    assert_eq!(
+        by_name(name).await.len(),
+        1,
+        "the earlier one keeps its trigger"
+    );
 }
 
 /// Derived from test_executions.py: test_put_status_and_result, test_put_bad_state,

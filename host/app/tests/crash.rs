@@ -124,18 +124,7 @@ async fn executions_survive_sigkill_and_running_ones_are_abandoned_not_rerun() {
         let client = client.clone();
         move |id: String| {
             let (client, url, key) = (client.clone(), url.clone(), key.clone());
-            async move {
-                let e: serde_json::Value = client
-                    .get(format!("{url}/api/v1/executions/{id}"))
-                    .header("St2-Api-Key", &key)
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                e
-            }
+            async move { execution(&client, &url, &key, &id).await }
         }
     };
     let get = status_of(url.clone(), key.clone());
@@ -214,6 +203,19 @@ async fn executions_survive_sigkill_and_running_ones_are_abandoned_not_rerun() {
     let _ = std::process::Command::new("pkill")
         .args(["-f", &format!("{}; sleep 30", marker.display())])
         .status();
+}
+
+/// `GET /api/v1/executions/{id}` on the server at `url`: the execution.
+async fn execution(client: &reqwest::Client, url: &str, key: &str, id: &str) -> serde_json::Value {
+    client
+        .get(format!("{url}/api/v1/executions/{id}"))
+        .header("St2-Api-Key", key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 #[path = "../../storage/tests/common/tmpfs.rs"]
@@ -373,4 +375,85 @@ async fn a_full_disk_episode_loses_nothing_acknowledged_across_sigkill() {
     }
     server.child.kill().unwrap();
     server.child.wait().unwrap();
+}
+
+/// Delayed executions (StackStorm's `delay`) survive SIGKILL: after a restart on the same data
+/// directory one still waits until it is due, then runs (once); one far from due stays
+/// `delayed`, and a cancel settles it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delayed_executions_survive_sigkill_and_run_when_due() {
+    let data = tempfile::tempdir().unwrap();
+    let key = common::offline_key(data.path());
+    let marker = data.path().join("ran");
+    let client = reqwest::Client::new();
+    let server = start(data.path());
+    let post = |url: String, body: serde_json::Value| {
+        let (client, key) = (client.clone(), key.clone());
+        async move {
+            let resp = client
+                .post(format!("{url}/api/v1/executions"))
+                .header("St2-Api-Key", &key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 201);
+            resp.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let soon = post(
+        server.url.clone(),
+        serde_json::json!({"action": "core.local", "delay": 4000, "parameters": {
+            "cmd": format!("echo x >> {}", marker.display()),
+        }}),
+    )
+    .await;
+    assert_eq!(soon["status"], "delayed", "{soon}");
+    let far = post(
+        server.url.clone(),
+        serde_json::json!({"action": "core.noop", "delay": 10_000_000_000u64}),
+    )
+    .await;
+    assert_eq!(far["status"], "delayed", "{far}");
+    let log = server.stop(); // SIGKILL
+    assert!(!marker.exists(), "ran before its delay passed: {log}");
+
+    let server = start(data.path());
+    let get = async |id: &str| execution(&client, &server.url, &key, id).await;
+    let started = std::time::Instant::now();
+    let done = loop {
+        let e = get(soon["id"].as_str().unwrap()).await;
+        if e["status"] == "succeeded" {
+            break e;
+        }
+        assert!(
+            ["delayed", "requested", "scheduled", "running"]
+                .contains(&e["status"].as_str().unwrap()),
+            "{e}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(30), "{e}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let at = |i: usize| {
+        stormhook_storage::ids::parse_time(done["log"][i]["timestamp"].as_str().unwrap()).unwrap()
+    };
+    assert_eq!(done["log"][2]["status"], "scheduled", "{done}");
+    assert!(
+        (at(2) - at(0)).num_milliseconds() >= 4000,
+        "scheduled before it was due: {done}"
+    );
+    assert_eq!(std::fs::read_to_string(&marker).unwrap().lines().count(), 1);
+    let far_id = far["id"].as_str().unwrap();
+    assert_eq!(get(far_id).await["status"], "delayed");
+    let canceled: serde_json::Value = client
+        .delete(format!("{}/api/v1/executions/{far_id}", server.url))
+        .header("St2-Api-Key", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(canceled["status"], "canceled", "{canceled}");
+    server.stop();
 }

@@ -149,6 +149,7 @@ impl Events for PluginEvents {
                 parameters,
                 user,
                 context,
+                delay: 0,
             };
             match executor.request(request).await {
                 Ok(execution) => Ok(execution.id),

@@ -26,7 +26,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use stormhook_packs::{ActionMeta, DatastoreGrant, LimitsDoc, PackConfig, RuleDoc};
 use stormhook_runtime::{KvGrant, Limits, LoadOutcome, PluginKind, PluginSpec, Runtime};
-use stormhook_storage::Store;
+use stormhook_storage::{Store, StoredTrigger};
 use tokio::sync::Mutex;
 
 use crate::config::LoadedConfig;
@@ -47,6 +47,9 @@ pub struct PackManager {
     pack_rules: std::sync::Mutex<Vec<LoadedRule>>,
     /// Rules created through the API, as the store holds them.
     api_rules: std::sync::Mutex<Vec<LoadedRule>>,
+    /// Triggers created through the API (`POST /triggers`): a rule on the same type and
+    /// parameters uses the stored one.
+    stored_triggers: std::sync::Mutex<Vec<StoredTrigger>>,
     /// The webhook conflicts last logged (each is logged once while it lasts).
     logged_conflicts: std::sync::Mutex<Vec<String>>,
     /// Actions from the pack folders, as of the last reload.
@@ -250,6 +253,7 @@ impl PackManager {
             rules: ArcSwap::default(),
             pack_rules: std::sync::Mutex::default(),
             api_rules: std::sync::Mutex::default(),
+            stored_triggers: std::sync::Mutex::default(),
             logged_conflicts: std::sync::Mutex::default(),
             actions: ArcSwap::default(),
             in_flight: Arc::default(),
@@ -290,15 +294,21 @@ impl PackManager {
         &self.root
     }
 
-    /// Replaces the rules that came through the API, and republishes the rule set.
-    pub fn set_api_rules(&self, rules: Vec<LoadedRule>) {
+    /// Replaces the rules and the triggers that came through the API, and republishes the
+    /// rule set.
+    pub fn set_api_rules(&self, rules: Vec<LoadedRule>, triggers: Vec<StoredTrigger>) {
         if let Ok(mut api) = self.api_rules.lock() {
             *api = rules;
+        }
+        if let Ok(mut stored) = self.stored_triggers.lock() {
+            *stored = triggers;
         }
         self.publish();
     }
 
-    /// Rebuilds the rule set and its webhooks from both sources.
+    /// Rebuilds the rule set and its webhooks from both sources. Each rule uses the trigger
+    /// `GET /triggers` lists for its type and parameters: a stored one when there is one, as
+    /// StackStorm's rules use the `TriggerDB` of their type and parameters.
     fn publish(&self) {
         let mut rules: Vec<LoadedRule> = self
             .pack_rules
@@ -306,7 +316,21 @@ impl PackManager {
             .map(|r| r.clone())
             .unwrap_or_default();
         rules.extend(self.api_rules.lock().map(|r| r.clone()).unwrap_or_default());
-        let webhooks = Webhooks::from_rules(rules.iter().map(|r| &r.doc));
+        let stored = self
+            .stored_triggers
+            .lock()
+            .map(|t| t.clone())
+            .unwrap_or_default();
+        for rule in &mut rules {
+            if let Some(found) = crate::triggers::stored_trigger_for(
+                &rule.doc.trigger.trigger_type,
+                &rule.doc.trigger.parameters,
+                &stored,
+            ) {
+                rule.trigger = Arc::new(crate::triggers::Trigger::stored(found));
+            }
+        }
+        let webhooks = Webhooks::from_rules(rules.iter().map(|r| (&r.doc, &r.trigger)));
         // Each conflict once (until it goes away), not again at every later reload.
         if let Ok(mut logged) = self.logged_conflicts.lock() {
             for conflict in webhooks.conflicts() {
@@ -677,7 +701,8 @@ fn sorted_entries(dir: &Path) -> Vec<PathBuf> {
     entries
 }
 
-/// Loads the API rules from the store into the pack manager (at start and after each change).
+/// Loads the API rules and triggers from the store into the pack manager (at start and after
+/// each change of either).
 ///
 /// # Errors
 ///
@@ -705,7 +730,7 @@ pub async fn load_api_rules(
             ),
         }
     }
-    packs.set_api_rules(rules);
+    packs.set_api_rules(rules, store.list_triggers().await?);
     Ok(())
 }
 

@@ -207,6 +207,23 @@ pub fn existing_triggers<'a>(
     out
 }
 
+/// The stored trigger of `trigger_type` with `parameters`, which a rule on them uses (as
+/// [`existing_triggers`] counts it); none for a rule without parameters (it uses the shadow
+/// trigger).
+pub fn stored_trigger_for<'a>(
+    trigger_type: &str,
+    parameters: &serde_json::Map<String, serde_json::Value>,
+    stored: &'a [StoredTrigger],
+) -> Option<&'a StoredTrigger> {
+    if parameters.is_empty() {
+        return None;
+    }
+    let parameters = serde_json::Value::Object(parameters.clone());
+    stored
+        .iter()
+        .find(|t| t.trigger_type == trigger_type && t.parameters == parameters)
+}
+
 /// The stored trigger a rule on `trigger_type` with `parameters` used, when no rule in `rules`
 /// uses it any more: StackStorm deletes a trigger when the last rule that used it goes
 /// (`cleanup_trigger_db_for_rule`). Shadow triggers, and rules without parameters, are left
@@ -217,16 +234,11 @@ pub fn unused_stored_trigger<'a>(
     stored: &[StoredTrigger],
     rules: impl IntoIterator<Item = &'a RuleDoc>,
 ) -> Option<String> {
-    if parameters.is_empty() {
-        return None;
-    }
-    let parameters = serde_json::Value::Object(parameters.clone());
-    let found = stored
-        .iter()
-        .find(|t| t.trigger_type == trigger_type && t.parameters == parameters)?;
+    let found = stored_trigger_for(trigger_type, parameters, stored)?;
+    let parameters = &found.parameters;
     let still_used = rules.into_iter().any(|r| {
         r.trigger.trigger_type == trigger_type
-            && serde_json::Value::Object(r.trigger.parameters.clone()) == parameters
+            && serde_json::Value::Object(r.trigger.parameters.clone()) == *parameters
     });
     (!still_used).then(|| found.id.clone())
 }
@@ -265,10 +277,12 @@ impl Webhooks {
     /// says why (a hook verified for one rule and open for another would let unverified
     /// deliveries reach the first rule's actions); a disabled one is left out quietly (it runs
     /// nothing, and disabling a rule is how one makes way for another on its url).
-    pub fn from_rules<'a>(rules: impl IntoIterator<Item = &'a RuleDoc>) -> Self {
+    pub fn from_rules<'a>(
+        rules: impl IntoIterator<Item = (&'a RuleDoc, &'a Arc<Trigger>)>,
+    ) -> Self {
         let mut hooks = Self::default();
         let mut parsed = Vec::new();
-        for rule in rules {
+        for (rule, trigger) in rules {
             if rule.trigger.trigger_type != WEBHOOK_TYPE {
                 continue;
             }
@@ -279,6 +293,7 @@ impl Webhooks {
             match HookPolicy::parse(&rule.trigger.parameters) {
                 Ok(policy) => parsed.push((
                     rule,
+                    trigger,
                     normalize_url(url).to_owned(),
                     reference,
                     policy.map(Arc::new),
@@ -291,7 +306,7 @@ impl Webhooks {
         }
         // Who decides each url's policy: its first enabled rule, else its first rule.
         let mut owners: HashMap<&str, usize> = HashMap::new();
-        for (n, (rule, url, ..)) in parsed.iter().enumerate() {
+        for (n, (rule, _, url, ..)) in parsed.iter().enumerate() {
             match owners.get(url.as_str()) {
                 None => {
                     owners.insert(url, n);
@@ -302,11 +317,11 @@ impl Webhooks {
                 Some(_) => {}
             }
         }
-        for (rule, url, reference, policy) in &parsed {
+        for (rule, trigger, url, reference, policy) in &parsed {
             let slot = match hooks.index.get(url) {
                 Some(&slot) => slot,
                 None => {
-                    let (owner, _, owner_ref, owner_policy) = &parsed[owners[url.as_str()]];
+                    let (owner, _, _, owner_ref, owner_policy) = &parsed[owners[url.as_str()]];
                     hooks.hooks.push(Hook {
                         url: url.clone(),
                         triggers: Vec::new(),
@@ -331,10 +346,8 @@ impl Webhooks {
                 }
                 continue;
             }
-            let parameters = serde_json::Value::Object(rule.trigger.parameters.clone());
-            let trigger = Trigger::new(WEBHOOK_TYPE, &parameters);
             if !hook.triggers.iter().any(|t| t.id == trigger.id) {
-                hook.triggers.push(Arc::new(trigger));
+                hook.triggers.push(Arc::clone(trigger));
             }
         }
         hooks
@@ -572,6 +585,20 @@ mod tests {
         RuleDoc::parse("r.yaml", &text, "p").unwrap()
     }
 
+    /// The webhooks of `rules`, each on the trigger its type and parameters make.
+    fn hooks_of(rules: &[RuleDoc]) -> Webhooks {
+        let triggers: Vec<Arc<Trigger>> = rules
+            .iter()
+            .map(|r| {
+                Arc::new(Trigger::for_rule(
+                    &r.trigger.trigger_type,
+                    &r.trigger.parameters,
+                ))
+            })
+            .collect();
+        Webhooks::from_rules(rules.iter().zip(&triggers))
+    }
+
     #[test]
     fn urls_are_normalised_and_triggers_shared() {
         let rules = [
@@ -580,7 +607,7 @@ mod tests {
             rule("sample"),
             rule("/with/mixed/slash/"),
         ];
-        let hooks = Webhooks::from_rules(&rules);
+        let hooks = hooks_of(&rules);
         // "/sample/" and "sample" differ as parameters: two triggers under one url.
         assert_eq!(hooks.get("sample").unwrap().len(), 2);
         assert_eq!(hooks.get("with/mixed/slash").unwrap().len(), 1);
@@ -601,7 +628,7 @@ mod tests {
         // An unsigned disabled rule first, then a signed enabled one: the signed one holds the
         // url, and the disabled one is left out without a conflict.
         let rules = [named("old", false, ""), named("new", true, signed)];
-        let hooks = Webhooks::from_rules(&rules);
+        let hooks = hooks_of(&rules);
         let hook = hooks.hook("gh").unwrap();
         assert_eq!(hook.rule, "p.new");
         assert!(hook.policy.as_ref().unwrap().verify.is_some());
@@ -609,7 +636,7 @@ mod tests {
         assert!(hooks.conflicts().is_empty(), "{:?}", hooks.conflicts());
         // Both enabled: the first holds it, the second is refused and said so.
         let rules = [named("a", true, ""), named("b", true, signed)];
-        let hooks = Webhooks::from_rules(&rules);
+        let hooks = hooks_of(&rules);
         let hook = hooks.hook("gh").unwrap();
         assert_eq!(hook.rule, "p.a");
         assert!(hook.policy.is_none());

@@ -133,14 +133,7 @@ async fn create(
             )));
         }
     };
-    if body
-        .get("delay")
-        .is_some_and(|d| !d.is_null() && d.as_i64() != Some(0))
-    {
-        return Err(ApiError::BadRequest(
-            "Delayed executions (\"delay\") are not supported by Stormhook.".into(),
-        ));
-    }
+    let delay = delay_of(&body)?;
     let mut context = match body.remove("context") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(c)) => c,
@@ -176,6 +169,7 @@ async fn create(
         parameters,
         user,
         context,
+        delay,
     };
     schedule(&state, request, show_secrets, wait).await
 }
@@ -227,6 +221,22 @@ fn check_type(body: &Map<String, Value>, name: &str, ty: &str) -> Result<(), Api
         "{} is not of type '{ty}'",
         stormhook_automation::triggers::python_repr(value)
     )))
+}
+
+/// StackStorm's `delay` in a request body (milliseconds; absent or `null`: none): an integer
+/// (jsonschema's message otherwise) that is not negative (`LiveActionDB.delay` has
+/// `min_value=0`; StackStorm answers the failed save with a 500 and MongoEngine's message,
+/// Stormhook with a 400 and the same message).
+fn delay_of(body: &Map<String, Value>) -> Result<u64, ApiError> {
+    if body.get("delay").is_none_or(Value::is_null) {
+        return Ok(0);
+    }
+    check_type(body, "delay", "integer")?;
+    body["delay"].as_u64().ok_or_else(|| {
+        ApiError::BadRequest(
+            "ValidationError (LiveActionDB:None) (Integer value is too small: ['delay'])".into(),
+        )
+    })
 }
 
 /// A list of strings from a body field (absent or empty: none).
@@ -282,11 +292,8 @@ async fn re_run(
             "List of tasks to reset does not match the tasks to rerun.".into(),
         ));
     }
-    if body.get("delay").and_then(Value::as_i64).unwrap_or(0) != 0 {
-        return Err(ApiError::BadRequest(
-            "Delayed executions (\"delay\") are not supported by Stormhook.".into(),
-        ));
-    }
+    // The re-run's own delay; the original's is not inherited.
+    let delay = delay_of(&body)?;
     let original = find(&state, &id).await?;
     if !tasks.is_empty() {
         // Only Orquesta workflows re-run tasks, and Stormhook has no workflows.
@@ -320,6 +327,7 @@ async fn re_run(
         parameters,
         user,
         context,
+        delay,
     };
     schedule(&state, request, show_secrets, None).await
 }
@@ -410,12 +418,19 @@ async fn update(
                 execution.runner
             )));
         }
+        // An execution is delayed only by the `delay` it is requested with (which says when it
+        // is due).
+        Some(delayed @ "delayed") => {
+            return Err(ApiError::BadRequest(format!(
+                "Failed updating execution. An execution is delayed only by the \"delay\" it is requested with: it cannot be set \"{delayed}\"."
+            )));
+        }
         Some(other) => match other.parse::<ExecutionStatus>() {
             Ok(status) => Some(status),
             // `pending` is an inquiry's status, and Stormhook has no inquiries.
             Err(_) => {
                 return Err(ApiError::BadRequest(format!(
-                    "Failed updating execution. Stormhook has no inquiries or delays: an execution cannot be set \"{other}\"."
+                    "Failed updating execution. Stormhook has no inquiries: an execution cannot be set \"{other}\"."
                 )));
             }
         },

@@ -331,6 +331,7 @@ async fn create_trigger(
         Some(existing) => existing,
         None => {
             state.store.insert_trigger(&trigger).await?;
+            reload_rules(&state).await?;
             trigger
         }
     };
@@ -368,6 +369,7 @@ async fn update_trigger(
     let existing = find_stored_trigger(&state, &id).await?;
     let updated = parse_trigger(&state, &body, id).await?;
     state.store.update_trigger(&updated).await?;
+    reload_rules(&state).await?;
     Ok(Json(trigger_json(&ExistingTrigger {
         trigger: Trigger::stored(&updated),
         description: updated.description,
@@ -381,7 +383,15 @@ async fn delete_trigger(
 ) -> Result<StatusCode, ApiError> {
     find_stored_trigger(&state, &id).await?;
     state.store.delete_trigger(&id).await?;
+    reload_rules(&state).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Republishes the rules with the stored triggers as they are now: a rule on a stored
+/// trigger's type and parameters uses it (`docs/st2-api.md` §5.3).
+async fn reload_rules(state: &AppState) -> Result<(), ApiError> {
+    stormhook_automation::packs::load_api_rules(state.store.as_ref(), &state.packs).await?;
+    Ok(())
 }
 
 async fn list_instances(

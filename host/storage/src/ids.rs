@@ -64,6 +64,21 @@ pub fn after(age: std::time::Duration) -> String {
     format_time(chrono::Utc::now() + age)
 }
 
+/// The time `age` after `time` (a stored timestamp), in the stored format, capped at 100 years
+/// after it as [`after`] is; `None` when `time` is not a timestamp.
+pub fn later(time: &str, age: std::time::Duration) -> Option<String> {
+    let age = age.min(std::time::Duration::from_secs(100 * 365 * 86_400));
+    let age = chrono::Duration::from_std(age).unwrap_or(chrono::Duration::zero());
+    Some(format_time(parse_time(time)?.checked_add_signed(age)?))
+}
+
+/// How long until `time` (a stored timestamp): zero once it passed; `None` when it is not a
+/// timestamp.
+pub fn until(time: &str) -> Option<std::time::Duration> {
+    let left = parse_time(time)? - chrono::Utc::now();
+    Some(left.to_std().unwrap_or_default())
+}
+
 /// A time as StackStorm renders timestamps.
 pub fn format_time(time: chrono::DateTime<chrono::Utc>) -> String {
     // `%Y-%m-%dT%H:%M:%S%.6fZ`, without parsing a format string on every call.
@@ -94,6 +109,29 @@ mod tests {
         // or the 24-bit counter wraps, which needs 16 million ids).
         assert!(ids.windows(2).all(|w| w[0] < w[1]), "{:?}", &ids[..3]);
         assert_eq!(ids[0][8..18], ids[999][8..18], "one process part");
+    }
+
+    #[test]
+    fn later_adds_and_until_counts_down() {
+        let start = "2026-11-29T16:23:00.123456Z";
+        assert_eq!(
+            later(start, std::time::Duration::from_millis(100)).as_deref(),
+            Some("2026-11-29T16:23:00.223456Z")
+        );
+        // 10**10 ms (StackStorm's `test_re_run_with_very_large_delay`): 115 days on.
+        assert_eq!(
+            later(start, std::time::Duration::from_millis(10_000_000_000)).as_deref(),
+            Some("2027-03-25T10:09:40.123456Z")
+        );
+        // Capped: the year keeps four digits.
+        let far = later(start, std::time::Duration::MAX).unwrap();
+        assert!(far.starts_with("2126-"), "{far}");
+        assert_eq!(later("soon", std::time::Duration::ZERO), None);
+        assert_eq!(until(start), Some(std::time::Duration::ZERO));
+        assert!(
+            until(&after(std::time::Duration::from_secs(60))).unwrap()
+                > std::time::Duration::from_secs(50)
+        );
     }
 
     #[test]

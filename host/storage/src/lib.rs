@@ -254,8 +254,23 @@ pub trait Store: Send + Sync + 'static {
             .filter(|e| runners.take(&e.runner))
             .take(usize::try_from(limit).unwrap_or(usize::MAX))
             .collect();
-        start_requested(self, requested, start).await
+        move_from(self, requested, start, ExecutionStatus::Requested).await
     }
+
+    /// Moves up to `limit` `delayed` executions that are due by `now` (their
+    /// [`Execution::due_at`] is not later; a timestamp in the [`ids`] format) on, earliest
+    /// first: `promote` moves each one (to `requested`) and the result is stored, each only if
+    /// it is still `delayed` (a conditional update: of several nodes promoting at once, one
+    /// moves each, and a cancel that came first wins). Returns those moved.
+    async fn promote_delayed(
+        &self,
+        now: &str,
+        limit: u64,
+        promote: &(dyn for<'e> Fn(&'e mut Execution) + Send + Sync),
+    ) -> Result<Vec<Execution>>;
+    /// When the earliest `delayed` execution is due (its [`Execution::due_at`]), if there is
+    /// one.
+    async fn next_delayed(&self) -> Result<Option<String>>;
 
     /// One trace.
     async fn trace(&self, id: &str) -> Result<Option<Trace>>;
@@ -429,13 +444,15 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool>;
 }
 
-/// Starts `requested` executions (`start` on each) and moves them in one batch, each only if it
-/// is still `requested`; returns the ones moved. The tail of every backend's
-/// [`Store::claim_requested`] that reads before it writes.
-pub(crate) async fn start_requested<S: Store + ?Sized>(
+/// Moves executions read in status `from` on (`start` on each) in one batch, each only if it
+/// is still in `from`; returns the ones moved. The tail of every backend's
+/// [`Store::claim_requested`] that reads before it writes, and of
+/// [`Store::promote_delayed`].
+pub(crate) async fn move_from<S: Store + ?Sized>(
     store: &S,
     mut requested: Vec<Execution>,
     start: &(dyn for<'e> Fn(&'e mut Execution) + Send + Sync),
+    from: ExecutionStatus,
 ) -> Result<Vec<Execution>> {
     if requested.is_empty() {
         return Ok(requested);
@@ -443,9 +460,7 @@ pub(crate) async fn start_requested<S: Store + ?Sized>(
     for execution in &mut requested {
         start(execution);
     }
-    let claimed = store
-        .update_executions(&requested, &[ExecutionStatus::Requested])
-        .await?;
+    let claimed = store.update_executions(&requested, &[from]).await?;
     Ok(requested
         .into_iter()
         .zip(claimed)

@@ -349,6 +349,9 @@ pub struct Execution {
     pub rule_ref: Option<String>,
     /// The trigger instance that caused it.
     pub trigger_instance_id: Option<String>,
+    /// When a `delayed` execution is due to be requested (its start plus its `delay`), in the
+    /// [`crate::ids`] format; `None` for an execution requested without a delay.
+    pub due_at: Option<String>,
     /// What the runner gets: the rendered parameters with every default filled in (the
     /// document shows only the parameters the caller gave).
     pub run_parameters: serde_json::Value,
@@ -461,7 +464,8 @@ pub struct Cluster {
 /// `LISTEN`/`NOTIFY` on the channel `stormhook`). A node receives its own changes too.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    /// An API rule was created, updated or deleted: reload the API rules.
+    /// An API rule or trigger was created, updated or deleted: reload the API rules (and the
+    /// stored triggers they use).
     Rules,
     /// An API key was changed or deleted (or a token revoked): forget cached credentials.
     Credentials,

@@ -317,8 +317,8 @@ const UPDATE_EXECUTION: &str = "UPDATE executions SET status = $1, end_timestamp
      WHERE id = $7 AND (cardinality($8::text[]) = 0 OR status = ANY($8)) \
      AND ($4 <> 'release' OR owner IS NULL OR owner = $5 OR owner = $5 || '#reaper')";
 
-const INSERT_EXECUTIONS: &str = "INSERT INTO executions (id, action_ref, runner, status, start_timestamp, end_timestamp, user_name, rule_ref, trigger_instance_id, run_parameters, document) \
-     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])";
+const INSERT_EXECUTIONS: &str = "INSERT INTO executions (id, action_ref, runner, status, start_timestamp, end_timestamp, user_name, rule_ref, trigger_instance_id, run_parameters, document, due_at) \
+     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])";
 
 /// Queues [`Change::Work`] in the current transaction: it is sent when (and if) it commits.
 const NOTIFY_WORK: &str = "SELECT pg_notify('stormhook', 'work')";
@@ -350,6 +350,7 @@ impl PgStore {
             .bind(column(|e| e.trigger_instance_id.clone()))
             .bind(column(|e| Some(e.run_parameters.to_string())))
             .bind(column(|e| Some(e.document.to_string())))
+            .bind(column(|e| e.due_at.clone()))
             .execute(conn)
             .await
             .map_err(|e| sql::conflict(e, "execution"))?;
@@ -880,6 +881,34 @@ impl Store for PgStore {
         Ok(claimed)
     }
 
+    /// Those due, read without a lock, then moved each only if it is still `delayed`: of
+    /// several nodes promoting at once, one moves each.
+    async fn promote_delayed(
+        &self,
+        now: &str,
+        limit: u64,
+        promote: &(dyn for<'e> Fn(&'e mut Execution) + Send + Sync),
+    ) -> Result<Vec<Execution>> {
+        let due = sqlx::query(
+            "SELECT * FROM executions WHERE status = 'delayed' AND due_at <= $1 \
+             ORDER BY due_at LIMIT $2",
+        )
+        .bind(now)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(sql::execution)
+        .collect::<Result<Vec<_>>>()?;
+        crate::move_from(self, due, promote, ExecutionStatus::Delayed).await
+    }
+
+    async fn next_delayed(&self) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(sql::NEXT_DELAYED)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     async fn trace(&self, id: &str) -> Result<Option<Trace>> {
         let Some(row) = sqlx::query("SELECT * FROM traces WHERE id = $1")
             .bind(id)
@@ -1086,6 +1115,8 @@ impl Store for PgStore {
                 .keyed_conflict(e, "triggers", &t.reference, "trigger", "this trigger")
                 .await);
         }
+        // The rules on its type and parameters use it now, on every node.
+        self.announce(Change::Rules).await;
         Ok(())
     }
 
@@ -1118,11 +1149,14 @@ impl Store for PgStore {
         .execute(&self.pool)
         .await
         .map_err(|e| sql::conflict(e, "a trigger with this ref"))?;
-        Ok(done.rows_affected() > 0)
+        Ok(self
+            .announce_if(done.rows_affected() > 0, Change::Rules)
+            .await)
     }
 
     async fn delete_trigger(&self, id: &str) -> Result<bool> {
-        self.delete_by_id("triggers", id).await
+        let deleted = self.delete_by_id("triggers", id).await?;
+        Ok(self.announce_if(deleted, Change::Rules).await)
     }
 
     async fn insert_rule(&self, rule: &StoredRule) -> Result<()> {

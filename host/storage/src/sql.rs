@@ -239,6 +239,7 @@ pub(crate) fn execution(row: &impl Columns) -> Result<Execution> {
         user: row.maybe_text("user_name")?,
         rule_ref: row.maybe_text("rule_ref")?,
         trigger_instance_id: row.maybe_text("trigger_instance_id")?,
+        due_at: row.maybe_text("due_at")?,
         run_parameters: json(&row.text("run_parameters")?)?,
         document: json(&row.text("document")?)?,
     })
@@ -414,6 +415,9 @@ where
         ("enforced_at", &q.enforced_at_gt, &q.enforced_at_lt),
     );
 }
+
+/// When the earliest `delayed` execution is due (`Store::next_delayed`).
+pub(crate) const NEXT_DELAYED: &str = "SELECT MIN(due_at) FROM executions WHERE status = 'delayed'";
 
 /// The `ORDER BY` of an execution query; `tiebreak` is the insertion-order column.
 pub(crate) fn execution_order(ascending: bool, tiebreak: &str) -> String {

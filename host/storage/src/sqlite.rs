@@ -380,8 +380,8 @@ pub const WAL_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
 
 const INSERT_ENFORCEMENT: &str = "INSERT INTO rule_enforcements (id, trigger_instance_id, execution_id, failure_reason, rule_ref, rule_id, rule_uid, enforced_at, status) \
      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (trigger_instance_id, rule_ref) DO NOTHING";
-const INSERT_EXECUTION: &str = "INSERT INTO executions (id, action_ref, runner, status, start_timestamp, end_timestamp, user_name, rule_ref, trigger_instance_id, run_parameters, document) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+const INSERT_EXECUTION: &str = "INSERT INTO executions (id, action_ref, runner, status, start_timestamp, end_timestamp, user_name, rule_ref, trigger_instance_id, due_at, run_parameters, document) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 const FINISH_INSTANCE: &str =
     "UPDATE trigger_instances SET status = ?, updated_at = ? WHERE id = ?";
 
@@ -550,6 +550,7 @@ struct ExecutionRow {
     user: Option<String>,
     rule_ref: Option<String>,
     trigger_instance_id: Option<String>,
+    due_at: Option<String>,
     run_parameters: String,
     document: String,
     /// The parts of the document that never change (`execution_bodies`).
@@ -568,6 +569,7 @@ impl ExecutionRow {
             user: e.user.clone(),
             rule_ref: e.rule_ref.clone(),
             trigger_instance_id: e.trigger_instance_id.clone(),
+            due_at: e.due_at.clone(),
             run_parameters: e.run_parameters.to_string(),
             document: document_part(&e.document, false),
             body: document_part(&e.document, true),
@@ -716,6 +718,7 @@ fn insert_execution_blocking(
         &e.user,
         &e.rule_ref,
         &e.trigger_instance_id,
+        &e.due_at,
         &e.run_parameters,
         &e.document,
     ))?;
@@ -955,18 +958,41 @@ impl Store for SqliteStore {
         runners: Runners<'_>,
         start: &(dyn for<'e> Fn(&'e mut Execution) + Send + Sync),
     ) -> Result<Vec<Execution>> {
-        let requested = sqlx::query(&format!(
+        let sql = format!(
             "SELECT * FROM {EXECUTIONS} WHERE status = 'requested' AND {} \
              ORDER BY executions.rowid LIMIT ?",
             runners.sql()
-        ))
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(execution_row)
-        .collect::<Result<Vec<_>>>()?;
-        crate::start_requested(self, requested, start).await
+        );
+        let requested = self
+            .executions_of(sqlx::query(&sql).bind(i64::try_from(limit).unwrap_or(i64::MAX)))
+            .await?;
+        crate::move_from(self, requested, start, ExecutionStatus::Requested).await
+    }
+
+    async fn promote_delayed(
+        &self,
+        now: &str,
+        limit: u64,
+        promote: &(dyn for<'e> Fn(&'e mut Execution) + Send + Sync),
+    ) -> Result<Vec<Execution>> {
+        let sql = format!(
+            "SELECT * FROM {EXECUTIONS} WHERE status = 'delayed' AND due_at <= ? \
+             ORDER BY due_at LIMIT ?"
+        );
+        let due = self
+            .executions_of(
+                sqlx::query(&sql)
+                    .bind(now)
+                    .bind(i64::try_from(limit).unwrap_or(i64::MAX)),
+            )
+            .await?;
+        crate::move_from(self, due, promote, ExecutionStatus::Delayed).await
+    }
+
+    async fn next_delayed(&self) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(sql::NEXT_DELAYED)
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     async fn rule_enforcement(&self, id: &str) -> Result<Option<RuleEnforcement>> {
@@ -1473,6 +1499,19 @@ async fn live_kv(tx: &mut WriteTx, name: &str) -> Result<Option<KvPair>> {
 impl SqliteStore {
     /// A conflict naming the holder's id when `reference` is taken in `table` (`kind` names
     /// the resource in the message).
+    /// The executions a `SELECT * FROM` [`EXECUTIONS`] query finds.
+    async fn executions_of<'q>(
+        &self,
+        query: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    ) -> Result<Vec<Execution>> {
+        query
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(execution_row)
+            .collect()
+    }
+
     async fn check_ref_free(&self, table: &str, reference: &str, kind: &str) -> Result<()> {
         let existing: Option<String> =
             sqlx::query_scalar(&format!("SELECT id FROM {table} WHERE ref = ?"))

@@ -73,13 +73,13 @@ macro_rules! status_enum {
 
 status_enum!(
     /// Where an execution is in its life: `requested -> scheduled -> running -> succeeded |
-    /// failed | timeout | abandoned`, or `canceled` (from before running, or through
-    /// `canceling`). `delayed`, `paused` and the other StackStorm statuses that no runner here
-    /// reaches are accepted as filters only.
+    /// failed | timeout | abandoned` (through `delayed` first when requested with a delay), or
+    /// `canceled` (from before running, or through `canceling`). `paused` and the other
+    /// StackStorm statuses that no runner here reaches are accepted as filters only.
     ExecutionStatus, "execution", {
         /// Stored, waiting for a slot.
         Requested = "requested",
-        /// Delayed (StackStorm's policies; never set here).
+        /// Requested with a `delay`: requested again once it is due.
         Delayed = "delayed",
         /// Given a slot.
         Scheduled = "scheduled",

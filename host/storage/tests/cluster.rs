@@ -63,6 +63,7 @@ fn requested(n: u64) -> Execution {
         user: None,
         rule_ref: None,
         trigger_instance_id: None,
+        due_at: None,
         run_parameters: json!({}),
         document: json!({"n": n}),
     }

@@ -51,6 +51,7 @@ fn execution(pad: usize) -> Execution {
         user: Some("stanley".into()),
         rule_ref: None,
         trigger_instance_id: None,
+        due_at: None,
         run_parameters: json!({}),
         document: json!({"status": "running", "pad": "y".repeat(pad)}),
     }

@@ -56,6 +56,7 @@ on_both_backends!(
     an_execution_document_comes_back_whole_after_its_moves,
     executions_filter_on_document_fields_and_inclusive_time_ranges,
     a_claim_takes_only_the_runners_asked_for,
+    delayed_executions_are_promoted_once_when_due,
     a_failing_write_fails_alone_among_concurrent_writes,
     a_delivery_id_is_stored_once_within_its_window,
 );
@@ -316,6 +317,7 @@ async fn story(backend: &Backend) {
         user: Some("stanley".into()),
         rule_ref: Some("p.r".into()),
         trigger_instance_id: Some(claimed[0].id.clone()),
+        due_at: None,
         run_parameters: serde_json::json!({}),
         document: serde_json::json!({"status": "requested"}),
     };
@@ -613,6 +615,7 @@ fn execution_of(instance: &str, rule: &str, start: &str) -> Execution {
         user: Some("stanley".into()),
         rule_ref: Some(rule.into()),
         trigger_instance_id: Some(instance.into()),
+        due_at: None,
         run_parameters: json!({}),
         document: json!({"status": "requested"}),
     }
@@ -1045,6 +1048,101 @@ async fn a_claim_takes_only_the_runners_asked_for(backend: &Backend) {
         .unwrap();
     assert_eq!(left.total, 1);
     assert_eq!(left.items[0].id, ids_by_runner[2].0);
+}
+
+/// Executions requested with StackStorm's `delay` wait `delayed` until they are due: the
+/// store says when the earliest is due, and promotes those due (earliest first) to `requested`
+/// each once, even with two promoters at the same time (two nodes), and never one that was
+/// canceled meanwhile.
+async fn delayed_executions_are_promoted_once_when_due(backend: &Backend) {
+    let store = &backend.store;
+    assert_eq!(store.next_delayed().await.unwrap(), None);
+    let delayed = |due: &str| {
+        let mut e = execution_of("ti-delay", "t.delay", &ids::now());
+        e.rule_ref = None;
+        e.status = ExecutionStatus::Delayed;
+        e.document = json!({"status": "delayed"});
+        e.due_at = Some(due.into());
+        e
+    };
+    let later = delayed("2026-12-01T00:00:02.000000Z");
+    let earlier = delayed("2026-12-01T00:00:01.000000Z");
+    // StackStorm's `test_re_run_with_very_large_delay`: 10**10 ms on, simply not due.
+    let far = delayed(&ids::after(std::time::Duration::from_millis(
+        10_000_000_000,
+    )));
+    let canceled = delayed("2026-12-01T00:00:00.000000Z");
+    for e in [&later, &earlier, &far, &canceled] {
+        store.insert_execution(e).await.unwrap();
+    }
+    let mut cancel = canceled.clone();
+    cancel.status = ExecutionStatus::Canceled;
+    assert!(
+        store
+            .update_execution(&cancel, ExecutionStatus::BEFORE_RUN)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.next_delayed().await.unwrap().as_deref(),
+        Some("2026-12-01T00:00:01.000000Z")
+    );
+    let promote = |e: &mut Execution| {
+        e.status = ExecutionStatus::Requested;
+        e.document["status"] = json!("requested");
+    };
+    // Two promoters at once: each due execution is moved by one of them.
+    let now = ids::now();
+    let (a, b) = tokio::join!(
+        store.promote_delayed(&now, 10, &promote),
+        store.promote_delayed(&now, 10, &promote)
+    );
+    let mut moved: Vec<String> = a
+        .unwrap()
+        .into_iter()
+        .chain(b.unwrap())
+        .map(|e| e.id)
+        .collect();
+    moved.sort();
+    let mut expected = vec![earlier.id.clone(), later.id.clone()];
+    expected.sort();
+    assert_eq!(
+        moved, expected,
+        "each due one moved once, the canceled one not"
+    );
+    for id in [&earlier.id, &later.id] {
+        let e = store.execution(id).await.unwrap().unwrap();
+        assert_eq!(e.status, ExecutionStatus::Requested);
+        assert_eq!(e.document["status"], "requested");
+    }
+    assert_eq!(
+        store.execution(&far.id).await.unwrap().unwrap().status,
+        ExecutionStatus::Delayed
+    );
+    assert_eq!(
+        store.execution(&canceled.id).await.unwrap().unwrap().status,
+        ExecutionStatus::Canceled
+    );
+    assert_eq!(store.next_delayed().await.unwrap(), far.due_at);
+    assert!(
+        store
+            .promote_delayed(&ids::now(), 10, &promote)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Earliest first, at most `limit`.
+    let first = delayed("2026-12-01T00:00:03.000000Z");
+    let second = delayed("2026-12-01T00:00:04.000000Z");
+    store.insert_execution(&second).await.unwrap();
+    store.insert_execution(&first).await.unwrap();
+    let one = store
+        .promote_delayed(&ids::now(), 1, &promote)
+        .await
+        .unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].id, first.id);
+    assert_eq!(one[0].due_at, first.due_at, "the due time is kept");
 }
 
 /// Writes that run at the same time may share one transaction (on SQLite they do: one writer

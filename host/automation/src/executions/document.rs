@@ -141,9 +141,32 @@ pub(super) fn new_execution(
         user,
         rule_ref: None,
         trigger_instance_id: None,
+        due_at: None,
         run_parameters: json!({}),
         document,
     }
+}
+
+/// Delays a new execution by `ms` milliseconds, as StackStorm's scheduler entrypoint does:
+/// `delayed` (logged after `requested`), with `delay` in the document and its liveaction, and
+/// due at its start plus the delay (at most 100 years on: a delay that ends later is as good as
+/// never due).
+pub(super) fn delay(execution: &mut Execution, ms: u64) {
+    transition(execution, ExecutionStatus::Delayed);
+    execution.document["delay"] = json!(ms);
+    execution.document["liveaction"]["delay"] = json!(ms);
+    execution.due_at = ids::later(
+        &execution.start_timestamp,
+        std::time::Duration::from_millis(ms),
+    )
+    .or_else(|| Some(ids::after(std::time::Duration::from_millis(ms))));
+}
+
+/// Moves a `delayed` execution that is due back to `requested`, where the worker claims it.
+/// The move is not logged: as in StackStorm, the log goes from `delayed` to `scheduled`.
+pub(super) fn promote(execution: &mut Execution) {
+    execution.status = ExecutionStatus::Requested;
+    execution.document["status"] = json!(ExecutionStatus::Requested);
 }
 
 /// Moves an execution to `status` and logs the move.

@@ -3,8 +3,11 @@
 //! it.
 //!
 //! Life of an execution: `requested -> scheduled -> running -> succeeded | failed | timeout |
-//! abandoned`, or `canceled` (from `requested`/`scheduled`, or `running -> canceling ->
-//! canceled`). Every move is a conditional update in the store (it applies only from the
+//! abandoned`, or `canceled` (from `requested`/`delayed`/`scheduled`, or `running -> canceling
+//! -> canceled`). One requested with a `delay` is stored `delayed`, with the time it is due
+//! (`due_at`); the worker moves those due back to `requested` (a conditional update, so of
+//! several nodes one moves each) and sleeps until the earliest of the others is due. They are
+//! in the store like any other, so a stop does not lose them. Every move is a conditional update in the store (it applies only from the
 //! expected status), so two movers never both win, and each appends to the execution's `log`.
 //!
 //! A request is checked and stored before the caller's answer: the action exists and is
@@ -50,7 +53,9 @@ use crate::packs::LoadedRule;
 mod document;
 mod worker;
 
-use document::{finish, new_execution, parameters_schema, runner_of, set_result, transition};
+use document::{
+    delay, finish, new_execution, parameters_schema, runner_of, set_result, transition,
+};
 pub use document::{mask, secret_parameters};
 
 /// How many executions run at once: WASM calls and the built-in runners are cheap (the
@@ -129,6 +134,9 @@ pub struct Request {
     pub user: String,
     /// Context given by the caller (merged under the server's `user` and `pack`).
     pub context: Map<String, Value>,
+    /// StackStorm's `delay`: how long (in milliseconds) the execution waits, `delayed`,
+    /// before it is requested (0: it is requested at once).
+    pub delay: u64,
 }
 
 /// The action a rule requests, and why it could not be requested when it could not.
@@ -156,6 +164,12 @@ pub struct Executor {
     /// Whether the store may hold `requested` executions that were not handed over (set at
     /// start, on an overflow of `ready`, and by [`Executor::notify`]).
     look_in_store: std::sync::atomic::AtomicBool,
+    /// Whether the store may hold `delayed` executions due earlier than [`Executor::next_due`]
+    /// says (set at start, when one is stored, and by [`Executor::notify`]): the worker reads
+    /// when the earliest is due again.
+    look_for_delayed: std::sync::atomic::AtomicBool,
+    /// When the earliest `delayed` execution is due, as last read from the store.
+    next_due: Mutex<Option<String>>,
     /// An execution moved (waiters look again).
     moved: Notify,
     /// Cancel signals of the runs in progress.
@@ -209,6 +223,8 @@ impl Executor {
             wake: Notify::new(),
             ready: Mutex::default(),
             look_in_store: std::sync::atomic::AtomicBool::new(true),
+            look_for_delayed: std::sync::atomic::AtomicBool::new(true),
+            next_due: Mutex::new(None),
             moved: Notify::new(),
             cancels: Mutex::default(),
             held: Mutex::default(),
@@ -226,7 +242,8 @@ impl Executor {
         &self.catalog
     }
 
-    /// Checks a caller's request, stores the execution (`requested`) and returns it.
+    /// Checks a caller's request, stores the execution (`requested`, or `delayed` until its
+    /// `delay` passed) and returns it.
     ///
     /// # Errors
     ///
@@ -279,8 +296,18 @@ impl Executor {
         ) {
             Ok(()) => {
                 self.start_trace(&mut execution).await?;
+                if req.delay > 0 {
+                    delay(&mut execution, req.delay);
+                }
                 self.store.insert_execution(&execution).await?;
-                self.hand_over(vec![execution.clone()]);
+                if execution.status == ExecutionStatus::Delayed {
+                    // Stored first: the worker's next look finds it.
+                    self.look_for_delayed
+                        .store(true, std::sync::atomic::Ordering::Release);
+                    self.wake.notify_one();
+                } else {
+                    self.hand_over(vec![execution.clone()]);
+                }
                 Ok(execution)
             }
             Err(Prepared::Invalid(message)) => Err(RequestError::Invalid(message)),
@@ -511,6 +538,8 @@ impl Executor {
     pub fn notify(&self) {
         self.look_in_store
             .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.look_for_delayed
+            .store(true, std::sync::atomic::Ordering::Release);
         self.wake.notify_one();
     }
 

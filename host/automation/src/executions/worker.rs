@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
 use super::Executor;
-use super::document::{finish, masked_parameters, transition};
+use super::document::{finish, masked_parameters, promote, transition};
 use crate::actions::Outcome;
 use crate::stop::Stop;
 
@@ -187,6 +187,8 @@ impl Executor {
                 () = stop.wait() => return,
             };
             let Ok(first) = first else { return };
+            // Delayed executions that are due join those handed over.
+            self.promote_due().await;
             let mut slots = vec![first];
             while let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() {
                 slots.push(slot);
@@ -297,13 +299,60 @@ impl Executor {
             }
             drop((slots, heavy));
             if !found {
+                // Until woken, or the next delayed execution is due, or a second passed.
+                let idle = self
+                    .until_due()
+                    .map_or(IDLE_POLL, |left| left.min(IDLE_POLL));
                 tokio::select! {
                     () = woken => {}
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = tokio::time::sleep(idle) => {}
                     () = stop.wait() => {}
                 }
             }
         }
+    }
+
+    /// Moves the `delayed` executions that are due to `requested` and hands them over, then
+    /// reads when the next one is due; or, when none is due, reads that only if it may have
+    /// changed (one was stored, or another node said so). Most passes do no IO.
+    async fn promote_due(&self) {
+        let look = self.look_for_delayed.swap(false, Ordering::Acquire);
+        let due = self.until_due().is_some_and(|left| left.is_zero());
+        if !look && !due {
+            return;
+        }
+        let read = async {
+            if due {
+                let promoted = self
+                    .store
+                    .promote_delayed(&ids::now(), super::MAX_READY as u64, &promote)
+                    .await?;
+                if !promoted.is_empty() {
+                    tracing::debug!(count = promoted.len(), "delayed executions are due");
+                    self.moved.notify_waiters();
+                    self.hand_over(promoted);
+                }
+            }
+            self.store.next_delayed().await
+        };
+        let next = match read.await {
+            Ok(next) => next,
+            Err(e) => {
+                // Read again at the next pass, a poll later.
+                tracing::error!("cannot promote delayed executions: {e}");
+                self.look_for_delayed.store(true, Ordering::Release);
+                None
+            }
+        };
+        if let Ok(mut next_due) = self.next_due.lock() {
+            *next_due = next;
+        }
+    }
+
+    /// How long until the earliest `delayed` execution known is due (zero once it is); `None`
+    /// when none is known.
+    fn until_due(&self) -> Option<Duration> {
+        self.next_due.lock().ok()?.as_deref().and_then(ids::until)
     }
 
     /// Runs an execution that the worker moved to `running`.
@@ -536,6 +585,10 @@ impl Executor {
         }
     }
 }
+
+/// The longest the worker sleeps when idle: it looks in the store for `requested` executions
+/// another node stored (the fallback when a notification was missed) at least this often.
+const IDLE_POLL: Duration = Duration::from_secs(1);
 
 /// Adds a `canceling` step before the last (the end) of a completed execution's log, unless it
 /// has one: a cancel came while it ran, and the run ended anyway.
