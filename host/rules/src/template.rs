@@ -135,7 +135,7 @@ impl Renderer {
                     // or name the whole expression.
                     ErrorKind::UndefinedError => undefined_message(&e, context)
                         .unwrap_or_else(|| format!("undefined value: {expr}")),
-                    _ => sandbox::describe(&e),
+                    _ => describe(&e, context),
                 })?;
             if value.is_undefined() {
                 return Err(jinja2_undefined(expr, context)
@@ -185,13 +185,23 @@ impl Renderer {
 }
 
 /// The message of a render error: Jinja2's for an undefined path (what StackStorm reports,
-/// e.g. `Failed to render parameter "a2": 'dict object' has no attribute 'lorem_ipsum'`),
-/// else minijinja's.
+/// e.g. `Failed to render parameter "a2": 'dict object' has no attribute 'lorem_ipsum'`), the
+/// bare message of an invalid operation (a filter's or `%`'s error, as Python's exception says
+/// it: `Referenced datastore item "st2kv.system.secret" doesn't exist or it contains an empty
+/// string`), else minijinja's.
 fn describe(err: &Error, context: &Value) -> String {
-    if err.kind() == ErrorKind::UndefinedError
-        && let Some(message) = undefined_message(err, context)
-    {
-        return message;
+    match err.kind() {
+        ErrorKind::UndefinedError => {
+            if let Some(message) = undefined_message(err, context) {
+                return message;
+            }
+        }
+        ErrorKind::InvalidOperation => {
+            if let Some(detail) = err.detail() {
+                return detail.to_owned();
+            }
+        }
+        _ => {}
     }
     sandbox::describe(err)
 }
@@ -534,5 +544,29 @@ mod tests {
                 "{template}"
             );
         }
+    }
+
+    /// test_executions.py::test_template_encrypted_and_bool: a filter's error is the whole
+    /// message, as Python's exception gives it (`Failed to render parameter "encrypted_param":
+    /// Referenced datastore item ...`), without minijinja's kind and location.
+    #[test]
+    fn filter_errors_are_their_bare_message() {
+        let r = Renderer::new();
+        let ctx = json!({"st2kv": {"system": {}}});
+        let expected = "Referenced datastore item \"st2kv.system.secret\" doesn't exist or it contains an empty string";
+        assert_eq!(
+            r.render(&json!("{{ st2kv.system.secret | decrypt_kv }}"), &ctx)
+                .unwrap_err(),
+            expected
+        );
+        assert_eq!(
+            r.render_text("x {{ st2kv.system.secret | decrypt_kv }}", &ctx)
+                .unwrap_err(),
+            expected
+        );
+        assert_eq!(
+            r.render_text("{{ '%s %s' % (1,) }}", &ctx).unwrap_err(),
+            "not enough arguments for format string"
+        );
     }
 }

@@ -263,7 +263,7 @@ fn output_is_capped() {
         .unwrap_err();
     assert_eq!(
         err,
-        format!("invalid operation: rendered output larger than {MAX_OUTPUT_BYTES} bytes")
+        format!("rendered output larger than {MAX_OUTPUT_BYTES} bytes")
     );
 }
 
