@@ -1684,3 +1684,83 @@ async fn context_header_and_explicit_null_parameters() {
         .unwrap();
     assert_eq!(resp.status(), 200);
 }
+
+/// test_executions.py::test_template_param and ::test_template_encrypted_params: a parameter
+/// whose default is a template shows its rendered value in the execution's `parameters`
+/// (masked when secret); one given keeps the given value.
+#[tokio::test]
+async fn rendered_template_defaults_show_in_parameters() {
+    let server = TestServer::builder()
+        .action(
+            "tpl",
+            "noop_action",
+            "parameters:\n  intparam: {type: integer, default: \"{{ st2kv.system.test_int | int }}\"}\n  plain: {type: string, default: abc}\n  hidden: {type: string, secret: true, default: \"{{ 'x' ~ 'y' }}\"}",
+        )
+        .start()
+        .await;
+    let body = request(&server, "t.tpl", json!({})).await;
+    assert_eq!(
+        body["parameters"],
+        json!({"intparam": 0, "hidden": "********"}),
+        "{body}"
+    );
+    let body = request(&server, "t.tpl", json!({"intparam": 3})).await;
+    assert_eq!(
+        body["parameters"],
+        json!({"intparam": 3, "hidden": "********"})
+    );
+}
+
+/// test_executions.py::test_get_single_attribute_success and
+/// ::test_get_single_attribute_failure_invalid_attribute: `GET
+/// /executions/{id}/attribute/{attribute}` answers one of `result`, `trigger_instance` and
+/// `status` (`{}` when it has none), and 400 names the valid ones for another.
+#[tokio::test]
+async fn single_attributes_of_an_execution() {
+    let server = TestServer::builder()
+        .action("n", "noop_action", "")
+        .start()
+        .await;
+    let requested = request(&server, "t.n", json!({})).await;
+    let execution = finished(&server, requested["id"].as_str().unwrap()).await;
+    let id = execution["id"].as_str().unwrap();
+    let get = |path: String| {
+        let server = &server;
+        async move {
+            let resp = server.client().get(server.url(&path)).send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap())
+        }
+    };
+    assert_eq!(
+        get(format!("/api/v1/executions/{id}/attribute/status")).await,
+        (200, json!("succeeded"))
+    );
+    assert_eq!(
+        get(format!("/api/v1/executions/{id}/attribute/result")).await,
+        (200, execution["result"].clone())
+    );
+    assert_eq!(
+        get(format!(
+            "/api/v1/actionexecutions/{id}/attribute/trigger_instance"
+        ))
+        .await,
+        (200, json!({}))
+    );
+    let invalid = json!({"faultstring": "Invalid attribute \"start_timestamp\" specified. Valid attributes are: result, trigger_instance, status"});
+    assert_eq!(
+        get(format!("/api/v1/executions/{id}/attribute/start_timestamp")).await,
+        (400, invalid.clone())
+    );
+    // The attribute is checked before the execution is looked up.
+    assert_eq!(
+        get("/api/v1/executions/6b0f0cddaa7ecf765d784101/attribute/start_timestamp".into()).await,
+        (400, invalid)
+    );
+    assert_eq!(
+        get("/api/v1/executions/6b0f0cddaa7ecf765d784101/attribute/status".into())
+            .await
+            .0,
+        404
+    );
+}

@@ -40,6 +40,10 @@ pub(super) fn routes() -> Router<AppState> {
                     get(get_one).put(update).delete(cancel),
                 )
                 .route(&format!("{base}/{{id}}/children"), get(children))
+                .route(
+                    &format!("{base}/{{id}}/attribute/{{attribute}}"),
+                    get(attribute),
+                )
                 .route(&format!("{base}/{{id}}/re_run"), post(re_run))
         })
 }
@@ -721,6 +725,27 @@ async fn children(
     // No workflows: an execution has no children.
     find(&state, &id).await?;
     Ok(Json(json!([])))
+}
+
+/// `GET /executions/{id}/attribute/{attribute}` (`ActionExecutionAttributeController.get`):
+/// one of the attributes that may be excluded (`result`, `trigger_instance`, `status`), as
+/// stored (`{}` when it has none), checked before the execution is looked up.
+async fn attribute(
+    State(state): State<AppState>,
+    Path((id, attribute)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    const ATTRIBUTES: [&str; 3] = ["result", "trigger_instance", "status"];
+    if !ATTRIBUTES.contains(&attribute.as_str()) {
+        return Err(ApiError::BadRequest(format!(
+            "Invalid attribute \"{attribute}\" specified. Valid attributes are: {}",
+            ATTRIBUTES.join(", ")
+        )));
+    }
+    let execution = find(&state, &id).await?;
+    let doc = execution_json(&state, &execution, true);
+    Ok(Json(
+        doc.get(&attribute).cloned().unwrap_or_else(|| json!({})),
+    ))
 }
 
 /// `DELETE /executions/{id}` (`ActionExecutionsController.delete`): cancels it, with the

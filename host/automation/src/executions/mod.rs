@@ -493,9 +493,21 @@ impl Executor {
         let schema = parameters_schema(&declared);
         crate::schema::validate(&schema, &Value::Object(full.clone()))
             .map_err(Prepared::Invalid)?;
+        // Those given, and those whose default is a template that rendered to something else
+        // (`param.py::_cast_params_from`: `{{ st2kv.system.n | int }}` shows as its value).
+        let rendered_default = |name: &str, value: &Value| {
+            declared.get(name).is_some_and(|schema| {
+                let default = schema.get("default");
+                schema.get("immutable").and_then(Value::as_bool) != Some(true)
+                    && default
+                        .and_then(Value::as_str)
+                        .is_some_and(|d| d.contains("{{") || d.contains("{%"))
+                    && default != Some(value)
+            })
+        };
         let shown: Map<String, Value> = full
             .iter()
-            .filter(|(k, _)| given.contains_key(*k))
+            .filter(|(k, v)| given.contains_key(*k) || rendered_default(k, v))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         execution.document["parameters"] = Value::Object(shown.clone());
