@@ -1711,18 +1711,28 @@ async fn rendered_template_defaults_show_in_parameters() {
     );
 }
 
+/// A server with the action `t.n` (the `noop_action` fixture).
+async fn noop_server() -> TestServer {
+    TestServer::builder()
+        .action("n", "noop_action", "")
+        .start()
+        .await
+}
+
+/// Requests `action` without parameters and returns it once completed.
+async fn ran(server: &TestServer, action: &str) -> Value {
+    let requested = request(server, action, json!({})).await;
+    finished(server, requested["id"].as_str().unwrap()).await
+}
+
 /// test_executions.py::test_get_single_attribute_success and
 /// ::test_get_single_attribute_failure_invalid_attribute: `GET
 /// /executions/{id}/attribute/{attribute}` answers one of `result`, `trigger_instance` and
 /// `status` (`{}` when it has none), and 400 names the valid ones for another.
 #[tokio::test]
 async fn single_attributes_of_an_execution() {
-    let server = TestServer::builder()
-        .action("n", "noop_action", "")
-        .start()
-        .await;
-    let requested = request(&server, "t.n", json!({})).await;
-    let execution = finished(&server, requested["id"].as_str().unwrap()).await;
+    let server = noop_server().await;
+    let execution = ran(&server, "t.n").await;
     let id = execution["id"].as_str().unwrap();
     let get = |path: String| {
         let server = &server;
@@ -1762,5 +1772,36 @@ async fn single_attributes_of_an_execution() {
             .await
             .0,
         404
+    );
+}
+
+/// test_executions_filters.py::test_filters_view and ::test_filters_view_specific_types: `GET
+/// /executions/views/filters` lists the distinct values of each filter (`null` only where
+/// StackStorm keeps it), and `?types=` picks filters by name.
+#[tokio::test]
+async fn the_filters_view_lists_distinct_values() {
+    let server = noop_server().await;
+    for action in ["t.n", "core.noop", "t.n"] {
+        ran(&server, action).await;
+    }
+    let view = server.get_json("/api/v1/executions/views/filters").await;
+    let user = request(&server, "core.noop", json!({})).await["context"]["user"].clone();
+    assert_eq!(
+        view,
+        json!({
+            "action": ["core.noop", "t.n"],
+            "rule": [null],
+            "runner": ["noop", "wasm"],
+            "status": ["succeeded"],
+            "trigger": [null],
+            "trigger_type": [null],
+            "user": [user],
+        })
+    );
+    assert_eq!(
+        server
+            .get_json("/api/v1/actionexecutions/views/filters?types=action,user,nonexistent")
+            .await,
+        json!({"action": ["core.noop", "t.n"], "user": [user]})
     );
 }

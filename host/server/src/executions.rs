@@ -1,6 +1,8 @@
 //! Executions (`docs/st2-api.md` §4.1–4.3): `POST/GET /executions`, `GET/PUT/DELETE
 //! /executions/{id}` (and `last`), `POST /executions/{id}/re_run`, `GET
-//! /executions/{id}/children`; every one also under `/actionexecutions`, StackStorm's alias.
+//! /executions/{id}/children`, `GET /executions/{id}/attribute/{attribute}`, `GET
+//! /executions/views/filters` (`execution_views.rs`); every one also under
+//! `/actionexecutions`, StackStorm's alias.
 //!
 //! Beyond StackStorm: `POST /executions?wait=<seconds>` answers with the execution once it
 //! completed, or as it is at the deadline (at most [`MAX_WAIT_SECS`]).
@@ -40,6 +42,10 @@ pub(super) fn routes() -> Router<AppState> {
                     get(get_one).put(update).delete(cancel),
                 )
                 .route(&format!("{base}/{{id}}/children"), get(children))
+                .route(
+                    &format!("{base}/views/filters"),
+                    get(super::execution_views::filters),
+                )
                 .route(
                     &format!("{base}/{{id}}/attribute/{{attribute}}"),
                     get(attribute),
