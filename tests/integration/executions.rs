@@ -615,16 +615,20 @@ async fn core_http_and_a_disabled_core_local() {
     assert_eq!(e["result"]["status_code"], 404);
 }
 
+/// The `ref` of each item of a listing.
+fn refs(list: &Value) -> Vec<&str> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["ref"].as_str().unwrap())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn actions_runnertypes_and_keys() {
     let server = TestServer::builder().examples().start().await;
     let actions = server.get_json("/api/v1/actions").await;
-    let refs: Vec<&str> = actions
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["ref"].as_str().unwrap())
-        .collect();
+    let refs = refs(&actions);
     for r in [
         "core.echo",
         "core.http",
@@ -1803,5 +1807,30 @@ async fn the_filters_view_lists_distinct_values() {
             .get_json("/api/v1/actionexecutions/views/filters?types=action,user,nonexistent")
             .await,
         json!({"action": ["core.noop", "t.n"], "user": [user]})
+    );
+}
+
+/// test_actions.py::test_get_one_using_tag_parameter: `GET /actions?tags=<name>` lists the
+/// actions with a tag of that name.
+#[tokio::test]
+async fn actions_filter_by_tag_name() {
+    let server = TestServer::builder()
+        .action(
+            "tagged",
+            "noop_action",
+            "tags:\n  - {name: tag1, value: dont-care}\n  - {name: tag2, value: dont-care}",
+        )
+        .action("plain", "noop_action", "")
+        .start()
+        .await;
+    let tagged = server.get_json("/api/v1/actions?tags=tag2").await;
+    assert_eq!(refs(&tagged), ["t.tagged"]);
+    assert_eq!(
+        tagged[0]["tags"],
+        json!([{"name": "tag1", "value": "dont-care"}, {"name": "tag2", "value": "dont-care"}])
+    );
+    assert_eq!(
+        server.get_json("/api/v1/actions?tags=nope").await,
+        json!([])
     );
 }
