@@ -36,10 +36,20 @@ pub fn render_parameters(
     // template binds itself (loop variables, `set`, macros) are not reported by `variables`;
     // global functions (`range`, `dict`, `namespace`) are, and are no dependency unless a
     // parameter or context value of that name shadows them.
+    // A value with a template that does not parse is no template at all: it is used as it is
+    // (`param.py::_process` catches the `TemplateSyntaxError`; StackStorm parses the value
+    // whole, so one broken string makes the whole value plain).
+    let plain: BTreeSet<&String> = raw
+        .iter()
+        .filter(|(_, value)| any_malformed(renderer, value))
+        .map(|(name, _)| name)
+        .collect();
     let mut deps: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (name, value) in &raw {
         let mut used = BTreeSet::new();
-        variables(renderer, value, &mut used);
+        if !plain.contains(name) {
+            variables(renderer, value, &mut used);
+        }
         for var in &used {
             if !raw.contains_key(var) && !context.contains_key(var) && !renderer.is_global(var) {
                 return Err(ParamsError::DependencyUnsatisfied(var.clone()));
@@ -84,6 +94,7 @@ pub fn render_parameters(
                 reason,
             };
             let value = match &raw[&name] {
+                plain_value if plain.contains(&name) => plain_value.clone(),
                 // A template of an untyped or `string` parameter renders as text, as in
                 // StackStorm (`param.py::_render`): `{{ n }}` of 1 is "1", of True "True".
                 // Typed ones keep the expression's type, which the cast below gives anyway.
@@ -228,6 +239,16 @@ fn cycle_names(deps: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
     }
     out.sort();
     out
+}
+
+/// Whether a string inside `value` has a template that does not parse.
+fn any_malformed(renderer: &Renderer, value: &Value) -> bool {
+    match value {
+        Value::String(s) => renderer.is_malformed(s),
+        Value::Array(items) => items.iter().any(|v| any_malformed(renderer, v)),
+        Value::Object(map) => map.values().any(|v| any_malformed(renderer, v)),
+        _ => false,
+    }
 }
 
 /// The top-level variable names the templates inside `value` use.
@@ -667,6 +688,21 @@ mod tests {
         assert_eq!(
             err.unwrap_err(),
             "Failed to render parameter \"a2\": 'dict object' has no attribute 'lorem_ipsum'"
+        );
+    }
+
+    /// test_param_utils.py::test_process_jinja_exception: a value whose template does not
+    /// parse is taken as it is (a string, or a whole object with such a string).
+    #[test]
+    fn malformed_templates_are_plain_values() {
+        let out = render_with(
+            json!({"a1": {"test": "http://someurl?value={{a", "n": "{{ b }}"}, "a2": "x {{a", "b": 1, "c": "{{ b }}"}),
+            json!({"a2": {"type": "string"}}),
+            json!({}),
+        );
+        assert_eq!(
+            out.unwrap(),
+            json!({"a1": {"test": "http://someurl?value={{a", "n": "{{ b }}"}, "a2": "x {{a", "b": 1, "c": "1"})
         );
     }
 }

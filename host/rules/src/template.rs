@@ -325,6 +325,12 @@ impl Renderer {
             .unwrap_or_default()
     }
 
+    /// Whether `template` has `{{`/`{%` but does not parse as a template (within the bounds):
+    /// StackStorm then takes it as plain text (`param.py::_process`).
+    pub fn is_malformed(&self, template: &str) -> bool {
+        (template.contains("{{") || template.contains("{%")) && sandbox::is_malformed(template)
+    }
+
     /// Whether `name` is one of the environment's global functions (`range`, `dict`,
     /// `namespace`): a template may use it without it being in the context.
     pub fn is_global(&self, name: &str) -> bool {
