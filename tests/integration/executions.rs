@@ -1834,3 +1834,62 @@ async fn actions_filter_by_tag_name() {
         json!([])
     );
 }
+
+/// test_executions.py::test_get_raw_result: `GET /executions/{id}/result` is the result as
+/// compact JSON (`text/json`), indented with `pretty_format=1`, a named attachment with
+/// `download=1`, gzipped with `compress=1`; 404 for an unknown execution.
+#[tokio::test]
+async fn the_raw_result_as_text_file_and_gzip() {
+    let server = noop_server().await;
+    let execution = ran(&server, "t.n").await;
+    let id = execution["id"].as_str().unwrap();
+    let expected = serde_json::to_string(&execution["result"]).unwrap();
+    let get = |path: String| {
+        let server = &server;
+        async move {
+            let resp = server.client().get(server.url(&path)).send().await.unwrap();
+            let header = |name: &str| {
+                resp.headers()
+                    .get(name)
+                    .map(|v| v.to_str().unwrap().to_owned())
+            };
+            let heads = (
+                resp.status().as_u16(),
+                header("content-type"),
+                header("content-disposition"),
+            );
+            (heads, resp.bytes().await.unwrap().to_vec())
+        }
+    };
+    let base = format!("/api/v1/executions/{id}/result");
+    let (heads, body) = get(base.clone()).await;
+    assert_eq!(heads, (200, Some("text/json".into()), None));
+    assert_eq!(String::from_utf8(body).unwrap(), expected);
+    let (_, body) = get(format!("{base}?pretty_format=1")).await;
+    let pretty: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        String::from_utf8(body).unwrap(),
+        serde_json::to_string_pretty(&pretty).unwrap()
+    );
+    let file = format!("attachment; filename=execution_{id}_result.json");
+    let (heads, body) = get(format!("{base}?download=1")).await;
+    assert_eq!(heads, (200, Some("text/json".into()), Some(file.clone())));
+    assert_eq!(String::from_utf8(body).unwrap(), expected);
+    // The test client does not decompress: the body is the gzip member, of stored blocks.
+    let (heads, body) = get(format!("{base}?download=1&compress=1")).await;
+    assert_eq!(
+        heads,
+        (
+            200,
+            Some("application/x-gzip".into()),
+            Some(format!("{file}.gz"))
+        )
+    );
+    assert_eq!(&body[..2], &[0x1f, 0x8b]);
+    assert!(
+        body.windows(expected.len())
+            .any(|w| w == expected.as_bytes())
+    );
+    let (heads, _) = get("/api/v1/executions/6b0f0cddaa7ecf765d784101/result".into()).await;
+    assert_eq!(heads.0, 404);
+}

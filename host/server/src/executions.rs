@@ -1,8 +1,8 @@
 //! Executions (`docs/st2-api.md` §4.1–4.3): `POST/GET /executions`, `GET/PUT/DELETE
 //! /executions/{id}` (and `last`), `POST /executions/{id}/re_run`, `GET
 //! /executions/{id}/children`, `GET /executions/{id}/attribute/{attribute}`, `GET
-//! /executions/views/filters` (`execution_views.rs`); every one also under
-//! `/actionexecutions`, StackStorm's alias.
+//! /executions/views/filters` and `GET /executions/{id}/result` (`execution_views.rs`); every
+//! one also under `/actionexecutions`, StackStorm's alias.
 //!
 //! Beyond StackStorm: `POST /executions?wait=<seconds>` answers with the execution once it
 //! completed, or as it is at the deadline (at most [`MAX_WAIT_SECS`]).
@@ -45,6 +45,10 @@ pub(super) fn routes() -> Router<AppState> {
                 .route(
                     &format!("{base}/views/filters"),
                     get(super::execution_views::filters),
+                )
+                .route(
+                    &format!("{base}/{{id}}/result"),
+                    get(super::execution_views::raw_result),
                 )
                 .route(
                     &format!("{base}/{{id}}/attribute/{{attribute}}"),
