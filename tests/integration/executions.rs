@@ -1893,3 +1893,47 @@ async fn the_raw_result_as_text_file_and_gzip() {
     let (heads, _) = get("/api/v1/executions/6b0f0cddaa7ecf765d784101/result".into()).await;
     assert_eq!(heads.0, 404);
 }
+
+/// test_executions.py::test_get_one_with_masked_secrets_in_output_schema and
+/// ::test_get_one_without_masked_secrets_in_output_schema: the fields the action's
+/// `output_schema` declares `secret` are masked in the result (under the runner's
+/// `output_key`) unless `show_secrets`; the action shows its `output_schema`.
+#[tokio::test]
+async fn output_schema_secrets_are_masked_in_results() {
+    let schema = "output_schema:\n  type: object\n  properties:\n    secret_param_1: {type: string, required: true, secret: true}\n    plain: {type: string}\n  additionalProperties: false";
+    let server = TestServer::builder()
+        .action(
+            "spins",
+            "loop_forever",
+            &format!("limits: {{timeout_ms: 20000}}\n{schema}"),
+        )
+        .start()
+        .await;
+    let action = server.get_json("/api/v1/actions/t.spins").await;
+    assert_eq!(
+        action["output_schema"]["properties"]["secret_param_1"]["secret"],
+        true
+    );
+    let id = request(&server, "t.spins", json!({})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let result = json!({"exit_code": 0, "result": {"secret_param_1": "foo", "plain": "bar"}});
+    let resp = server
+        .client()
+        .put(server.url(&format!("/api/v1/executions/{id}")))
+        .json(&json!({"status": "succeeded", "result": result}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let shown = server.get_json(&format!("/api/v1/executions/{id}")).await;
+    assert_eq!(
+        shown["result"],
+        json!({"exit_code": 0, "result": {"secret_param_1": "********", "plain": "bar"}})
+    );
+    let unmasked = server
+        .get_json(&format!("/api/v1/executions/{id}?show_secrets=true"))
+        .await;
+    assert_eq!(unmasked["result"], result);
+}

@@ -87,6 +87,7 @@ pub(crate) fn execution_json(state: &AppState, e: &Execution, show_secrets: bool
                 stormhook_automation::executions::mask(params, &secret);
             }
         }
+        stormhook_automation::executions::mask_secret_output(&mut doc);
     }
     if let Value::Object(map) = &mut doc {
         map.retain(|_, v| !falsy(v));

@@ -51,7 +51,7 @@ mod document;
 mod worker;
 
 use document::{finish, new_execution, parameters_schema, runner_of, set_result, transition};
-pub use document::{mask, secret_parameters};
+pub use document::{mask, mask_secret_output, secret_parameters};
 
 /// How many executions run at once: WASM calls and the built-in runners are cheap (the
 /// plugin runtime bounds its own instances and CPU), so a burst runs many at once.
