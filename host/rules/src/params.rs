@@ -1,7 +1,10 @@
 //! Action parameters (`docs/st2-api.md` §3.4): a rule's `action.parameters` rendered as
 //! Jinja with `trigger`, `st2kv`, `action_context`, `rule` (the values a rule component
 //! returned) and every other parameter by name, in dependency order, then cast to the action's
-//! declared types.
+//! declared types. As in StackStorm's `param.py`, a template of an untyped or `string`
+//! parameter renders as text, a typed one is cast from what it renders (a single `{{ x }}`
+//! keeps `x`'s type, which the cast gives anyway), and a value whose template does not parse is
+//! used as it is.
 
 use std::collections::{BTreeMap, BTreeSet};
 
