@@ -615,16 +615,20 @@ async fn core_http_and_a_disabled_core_local() {
     assert_eq!(e["result"]["status_code"], 404);
 }
 
+/// The `ref` of each item of a listing.
+fn refs(list: &Value) -> Vec<&str> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["ref"].as_str().unwrap())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn actions_runnertypes_and_keys() {
     let server = TestServer::builder().examples().start().await;
     let actions = server.get_json("/api/v1/actions").await;
-    let refs: Vec<&str> = actions
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["ref"].as_str().unwrap())
-        .collect();
+    let refs = refs(&actions);
     for r in [
         "core.echo",
         "core.http",
@@ -1900,4 +1904,253 @@ async fn context_header_and_explicit_null_parameters() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
+}
+
+/// test_executions.py::test_template_param and ::test_template_encrypted_params: a parameter
+/// whose default is a template shows its rendered value in the execution's `parameters`
+/// (masked when secret); one given keeps the given value.
+#[tokio::test]
+async fn rendered_template_defaults_show_in_parameters() {
+    let server = TestServer::builder()
+        .action(
+            "tpl",
+            "noop_action",
+            "parameters:\n  intparam: {type: integer, default: \"{{ st2kv.system.test_int | int }}\"}\n  plain: {type: string, default: abc}\n  hidden: {type: string, secret: true, default: \"{{ 'x' ~ 'y' }}\"}",
+        )
+        .start()
+        .await;
+    let body = request(&server, "t.tpl", json!({})).await;
+    assert_eq!(
+        body["parameters"],
+        json!({"intparam": 0, "hidden": "********"}),
+        "{body}"
+    );
+    let body = request(&server, "t.tpl", json!({"intparam": 3})).await;
+    assert_eq!(
+        body["parameters"],
+        json!({"intparam": 3, "hidden": "********"})
+    );
+}
+
+/// A server with the action `t.n` (the `noop_action` fixture).
+async fn noop_server() -> TestServer {
+    TestServer::builder()
+        .action("n", "noop_action", "")
+        .start()
+        .await
+}
+
+/// Requests `action` without parameters and returns it once completed.
+async fn ran(server: &TestServer, action: &str) -> Value {
+    let requested = request(server, action, json!({})).await;
+    finished(server, requested["id"].as_str().unwrap()).await
+}
+
+/// test_executions.py::test_get_single_attribute_success and
+/// ::test_get_single_attribute_failure_invalid_attribute: `GET
+/// /executions/{id}/attribute/{attribute}` answers one of `result`, `trigger_instance` and
+/// `status` (`{}` when it has none), and 400 names the valid ones for another.
+#[tokio::test]
+async fn single_attributes_of_an_execution() {
+    let server = noop_server().await;
+    let execution = ran(&server, "t.n").await;
+    let id = execution["id"].as_str().unwrap();
+    let get = |path: String| {
+        let server = &server;
+        async move {
+            let resp = server.client().get(server.url(&path)).send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap())
+        }
+    };
+    assert_eq!(
+        get(format!("/api/v1/executions/{id}/attribute/status")).await,
+        (200, json!("succeeded"))
+    );
+    assert_eq!(
+        get(format!("/api/v1/executions/{id}/attribute/result")).await,
+        (200, execution["result"].clone())
+    );
+    assert_eq!(
+        get(format!(
+            "/api/v1/actionexecutions/{id}/attribute/trigger_instance"
+        ))
+        .await,
+        (200, json!({}))
+    );
+    let invalid = json!({"faultstring": "Invalid attribute \"start_timestamp\" specified. Valid attributes are: result, trigger_instance, status"});
+    assert_eq!(
+        get(format!("/api/v1/executions/{id}/attribute/start_timestamp")).await,
+        (400, invalid.clone())
+    );
+    // The attribute is checked before the execution is looked up.
+    assert_eq!(
+        get("/api/v1/executions/6b0f0cddaa7ecf765d784101/attribute/start_timestamp".into()).await,
+        (400, invalid)
+    );
+    assert_eq!(
+        get("/api/v1/executions/6b0f0cddaa7ecf765d784101/attribute/status".into())
+            .await
+            .0,
+        404
+    );
+}
+
+/// test_executions_filters.py::test_filters_view and ::test_filters_view_specific_types: `GET
+/// /executions/views/filters` lists the distinct values of each filter (`null` only where
+/// StackStorm keeps it), and `?types=` picks filters by name.
+#[tokio::test]
+async fn the_filters_view_lists_distinct_values() {
+    let server = noop_server().await;
+    for action in ["t.n", "core.noop", "t.n"] {
+        ran(&server, action).await;
+    }
+    let view = server.get_json("/api/v1/executions/views/filters").await;
+    let user = request(&server, "core.noop", json!({})).await["context"]["user"].clone();
+    assert_eq!(
+        view,
+        json!({
+            "action": ["core.noop", "t.n"],
+            "rule": [null],
+            "runner": ["noop", "wasm"],
+            "status": ["succeeded"],
+            "trigger": [null],
+            "trigger_type": [null],
+            "user": [user],
+        })
+    );
+    assert_eq!(
+        server
+            .get_json("/api/v1/actionexecutions/views/filters?types=action,user,nonexistent")
+            .await,
+        json!({"action": ["core.noop", "t.n"], "user": [user]})
+    );
+}
+
+/// test_actions.py::test_get_one_using_tag_parameter: `GET /actions?tags=<name>` lists the
+/// actions with a tag of that name.
+#[tokio::test]
+async fn actions_filter_by_tag_name() {
+    let server = TestServer::builder()
+        .action(
+            "tagged",
+            "noop_action",
+            "tags:\n  - {name: tag1, value: dont-care}\n  - {name: tag2, value: dont-care}",
+        )
+        .action("plain", "noop_action", "")
+        .start()
+        .await;
+    let tagged = server.get_json("/api/v1/actions?tags=tag2").await;
+    assert_eq!(refs(&tagged), ["t.tagged"]);
+    assert_eq!(
+        tagged[0]["tags"],
+        json!([{"name": "tag1", "value": "dont-care"}, {"name": "tag2", "value": "dont-care"}])
+    );
+    assert_eq!(
+        server.get_json("/api/v1/actions?tags=nope").await,
+        json!([])
+    );
+}
+
+/// test_executions.py::test_get_raw_result: `GET /executions/{id}/result` is the result as
+/// compact JSON (`text/json`), indented with `pretty_format=1`, a named attachment with
+/// `download=1`, gzipped with `compress=1`; 404 for an unknown execution.
+#[tokio::test]
+async fn the_raw_result_as_text_file_and_gzip() {
+    let server = noop_server().await;
+    let execution = ran(&server, "t.n").await;
+    let id = execution["id"].as_str().unwrap();
+    let expected = serde_json::to_string(&execution["result"]).unwrap();
+    let get = |path: String| {
+        let server = &server;
+        async move {
+            let resp = server.client().get(server.url(&path)).send().await.unwrap();
+            let header = |name: &str| {
+                resp.headers()
+                    .get(name)
+                    .map(|v| v.to_str().unwrap().to_owned())
+            };
+            let heads = (
+                resp.status().as_u16(),
+                header("content-type"),
+                header("content-disposition"),
+            );
+            (heads, resp.bytes().await.unwrap().to_vec())
+        }
+    };
+    let base = format!("/api/v1/executions/{id}/result");
+    let (heads, body) = get(base.clone()).await;
+    assert_eq!(heads, (200, Some("text/json".into()), None));
+    assert_eq!(String::from_utf8(body).unwrap(), expected);
+    let (_, body) = get(format!("{base}?pretty_format=1")).await;
+    let pretty: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        String::from_utf8(body).unwrap(),
+        serde_json::to_string_pretty(&pretty).unwrap()
+    );
+    let file = format!("attachment; filename=execution_{id}_result.json");
+    let (heads, body) = get(format!("{base}?download=1")).await;
+    assert_eq!(heads, (200, Some("text/json".into()), Some(file.clone())));
+    assert_eq!(String::from_utf8(body).unwrap(), expected);
+    // The test client does not decompress: the body is the gzip member, of stored blocks.
+    let (heads, body) = get(format!("{base}?download=1&compress=1")).await;
+    assert_eq!(
+        heads,
+        (
+            200,
+            Some("application/x-gzip".into()),
+            Some(format!("{file}.gz"))
+        )
+    );
+    assert_eq!(&body[..2], &[0x1f, 0x8b]);
+    assert!(
+        body.windows(expected.len())
+            .any(|w| w == expected.as_bytes())
+    );
+    let (heads, _) = get("/api/v1/executions/6b0f0cddaa7ecf765d784101/result".into()).await;
+    assert_eq!(heads.0, 404);
+}
+
+/// test_executions.py::test_get_one_with_masked_secrets_in_output_schema and
+/// ::test_get_one_without_masked_secrets_in_output_schema: the fields the action's
+/// `output_schema` declares `secret` are masked in the result (under the runner's
+/// `output_key`) unless `show_secrets`; the action shows its `output_schema`.
+#[tokio::test]
+async fn output_schema_secrets_are_masked_in_results() {
+    let schema = "output_schema:\n  type: object\n  properties:\n    secret_param_1: {type: string, required: true, secret: true}\n    plain: {type: string}\n  additionalProperties: false";
+    let server = TestServer::builder()
+        .action(
+            "spins",
+            "loop_forever",
+            &format!("limits: {{timeout_ms: 20000}}\n{schema}"),
+        )
+        .start()
+        .await;
+    let action = server.get_json("/api/v1/actions/t.spins").await;
+    assert_eq!(
+        action["output_schema"]["properties"]["secret_param_1"]["secret"],
+        true
+    );
+    let id = request(&server, "t.spins", json!({})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let result = json!({"exit_code": 0, "result": {"secret_param_1": "foo", "plain": "bar"}});
+    let resp = server
+        .client()
+        .put(server.url(&format!("/api/v1/executions/{id}")))
+        .json(&json!({"status": "succeeded", "result": result}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let shown = server.get_json(&format!("/api/v1/executions/{id}")).await;
+    assert_eq!(
+        shown["result"],
+        json!({"exit_code": 0, "result": {"secret_param_1": "********", "plain": "bar"}})
+    );
+    let unmasked = server
+        .get_json(&format!("/api/v1/executions/{id}?show_secrets=true"))
+        .await;
+    assert_eq!(unmasked["result"], result);
 }

@@ -94,12 +94,12 @@ async fn config_values_from_the_datastore_are_rendered_when_the_action_runs() {
             .unwrap()
     };
     // Without the key the template renders as "" (StackStorm's datastore lookups are never
-    // undefined), which the config loader makes `None`: the parameter that uses it is then
-    // refused by its schema (400, as StackStorm's validation answers).
-    let failed = run().await;
-    assert_eq!(failed.status(), 400);
-    let message = faultstring(failed).await;
-    assert_eq!(message, "None is not of type 'string'");
+    // undefined), which the config loader makes `None`; the `string` parameter that uses it
+    // renders that as text, `"None"`, as StackStorm's `param.py` renders it.
+    let unset = run().await;
+    assert_eq!(unset.status(), 201);
+    let unset: Value = unset.json().await.unwrap();
+    assert_eq!(unset["result"]["result"]["channel"], "None", "{unset}");
 
     for (key, value) in [("room", "#from-kv"), ("tok", TOKEN)] {
         let resp = client

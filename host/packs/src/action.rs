@@ -23,6 +23,7 @@
 //! events: false             # optional; whether it may `emit` triggers and `request-execution`
 //! retry_if_abandoned: false # optional; run it again (up to 3 times) when a crash or a dead node
 //!                           # cut a run short, instead of marking it `abandoned`
+//! output_schema: {}         # optional; the result's JSON schema (`secret: true` fields masked)
 //! ```
 
 use serde::Deserialize;
@@ -70,6 +71,10 @@ pub struct ActionMeta {
     /// Tags, as StackStorm allows.
     #[serde(default)]
     pub tags: Vec<serde_json::Value>,
+    /// The schema of the component's result (StackStorm's `output_schema`): shown on the
+    /// action, and its `secret: true` fields are masked in the executions' results.
+    #[serde(default)]
+    pub output_schema: serde_json::Map<String, serde_json::Value>,
 }
 
 /// How many runs of one execution a crash or a dead node may cut short before it is

@@ -1,7 +1,10 @@
 //! Action parameters (`docs/st2-api.md` §3.4): a rule's `action.parameters` rendered as
 //! Jinja with `trigger`, `st2kv`, `action_context`, `rule` (the values a rule component
 //! returned) and every other parameter by name, in dependency order, then cast to the action's
-//! declared types.
+//! declared types. As in StackStorm's `param.py`, a template of an untyped or `string`
+//! parameter renders as text, a typed one is cast from what it renders (a single `{{ x }}`
+//! keeps `x`'s type, which the cast gives anyway), and a value whose template does not parse is
+//! used as it is.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -36,10 +39,20 @@ pub fn render_parameters(
     // template binds itself (loop variables, `set`, macros) are not reported by `variables`;
     // global functions (`range`, `dict`, `namespace`) are, and are no dependency unless a
     // parameter or context value of that name shadows them.
+    // A value with a template that does not parse is no template at all: it is used as it is
+    // (`param.py::_process` catches the `TemplateSyntaxError`; StackStorm parses the value
+    // whole, so one broken string makes the whole value plain).
+    let plain: BTreeSet<&String> = raw
+        .iter()
+        .filter(|(_, value)| any_malformed(renderer, value))
+        .map(|(name, _)| name)
+        .collect();
     let mut deps: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (name, value) in &raw {
         let mut used = BTreeSet::new();
-        variables(renderer, value, &mut used);
+        if !plain.contains(name) {
+            variables(renderer, value, &mut used);
+        }
         for var in &used {
             if !raw.contains_key(var) && !context.contains_key(var) && !renderer.is_global(var) {
                 return Err(ParamsError::DependencyUnsatisfied(var.clone()));
@@ -75,16 +88,28 @@ pub fn render_parameters(
             let mut ctx = context.clone();
             ctx.extend(rendered.iter().map(|(k, v)| (k.clone(), v.clone())));
             let ctx = Value::Object(ctx);
-            let value =
-                render_deep(renderer, &raw[&name], &ctx).map_err(|reason| ParamsError::Render {
-                    name: name.clone(),
-                    reason,
-                })?;
-            let value = match declared
+            let kind = declared
                 .get(&name)
                 .and_then(|s| s.get("type"))
-                .and_then(Value::as_str)
-            {
+                .and_then(Value::as_str);
+            let render_error = |reason| ParamsError::Render {
+                name: name.clone(),
+                reason,
+            };
+            let value = match &raw[&name] {
+                plain_value if plain.contains(&name) => plain_value.clone(),
+                // A template of an untyped or `string` parameter renders as text, as in
+                // StackStorm (`param.py::_render`): `{{ n }}` of 1 is "1", of True "True".
+                // Typed ones keep the expression's type, which the cast below gives anyway.
+                Value::String(text)
+                    if matches!(kind, None | Some("string"))
+                        && (text.contains("{{") || text.contains("{%")) =>
+                {
+                    Value::String(renderer.render_text(text, &ctx).map_err(render_error)?)
+                }
+                other => render_deep(renderer, other, &ctx).map_err(render_error)?,
+            };
+            let value = match kind {
                 Some(kind) => cast(&name, value, kind)?,
                 None => value,
             };
@@ -219,6 +244,16 @@ fn cycle_names(deps: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
     out
 }
 
+/// Whether a string inside `value` has a template that does not parse.
+fn any_malformed(renderer: &Renderer, value: &Value) -> bool {
+    match value {
+        Value::String(s) => renderer.is_malformed(s),
+        Value::Array(items) => items.iter().any(|v| any_malformed(renderer, v)),
+        Value::Object(map) => map.values().any(|v| any_malformed(renderer, v)),
+        _ => false,
+    }
+}
+
 /// The top-level variable names the templates inside `value` use.
 fn variables(renderer: &Renderer, value: &Value, out: &mut BTreeSet<String>) {
     match value {
@@ -283,16 +318,29 @@ fn cast(name: &str, value: Value, kind: &str) -> Result<Value, ParamsError> {
                 .map_err(|e| fail(e.to_string()))?,
         )
         .map_or(Value::Null, Value::Number),
-        "boolean" => match text.trim().to_ascii_lowercase().as_str() {
-            "true" => Value::Bool(true),
-            "false" => Value::Bool(false),
-            other => return Err(fail(format!("{other:?} is not True or False"))),
-        },
+        // `ast.literal_eval(x.capitalize())`: `true` and `TRUE` are True, "1" is 1.
+        "boolean" => {
+            let mut chars = text.trim().chars();
+            let capitalized: String = chars
+                .next()
+                .map(|first| {
+                    first
+                        .to_uppercase()
+                        .chain(chars.flat_map(char::to_lowercase))
+                })
+                .into_iter()
+                .flatten()
+                .collect();
+            python_literal(&capitalized)
+                .ok_or_else(|| fail(format!("{:?} is not True or False", text.trim())))?
+        }
         // JSON, else a Python literal (`ast.literal_eval`): values print as Python's `str()`,
-        // so `['a', True]` comes back as a list.
+        // so `['a', True]` comes back as a list, and `True,1` as the tuple `(True, 1)`.
         "object" | "array" => match serde_json::from_str(text) {
             Ok(value) => value,
-            Err(e) => python_literal(text).ok_or_else(|| fail(e.to_string()))?,
+            Err(e) => python_literal(text)
+                .or_else(|| python_literal(&format!("({text})")).filter(|_| text.contains(',')))
+                .ok_or_else(|| fail(e.to_string()))?,
         },
         _ => value,
     })
@@ -561,7 +609,8 @@ mod tests {
             json!({}),
             json!({"st2kv": {"system": {}}}),
         );
-        assert_eq!(kv.unwrap(), json!({"a": "", "b": 0}));
+        // Untyped: the template's text, as StackStorm renders it.
+        assert_eq!(kv.unwrap(), json!({"a": "", "b": "0"}));
     }
 
     fn render_with(given: Value, declared: Value, context: Value) -> Result<Value, String> {
@@ -582,5 +631,81 @@ mod tests {
         assert_eq!(out["o"], json!({"k": [1, {"n": false}]}));
         assert_eq!(python_literal("('t', 1,)"), Some(json!(["t", 1])));
         assert_eq!(python_literal("[1, 2"), None);
+    }
+
+    /// test_param_utils.py::test_get_finalized_params_no_cast and
+    /// ::test_get_finalized_params_cross_talk_no_cast: a template of an untyped parameter
+    /// renders as text (`{{r2}}` of 1 is "1"); and ::test_get_finalized_params_with_cast_overridden:
+    /// of a `string` one too, where a typed one keeps its type.
+    #[test]
+    fn untyped_and_string_templates_render_as_text() {
+        let out = render_with(
+            json!({"r1": "{{r2}}", "r2": 1, "a1": true, "a2": "{{r1}} {{a1}}", "a3": "{{action_context.api_user}}", "c": "{{a1}}"}),
+            json!({"r1": {}, "r2": {}, "a1": {}, "a2": {}, "a3": {}}),
+            json!({"action_context": {"api_user": "noob"}}),
+        );
+        assert_eq!(
+            out.unwrap(),
+            json!({"r1": "1", "r2": 1, "a1": true, "a2": "1 True", "a3": "noob", "c": "True"})
+        );
+        let out = render_with(
+            json!({"r2": 1, "a1": "{{r2}}", "a2": "{{r2}}", "a3": "{{r2}}"}),
+            json!({"r2": {"type": "integer"}, "a1": {"type": "boolean"}, "a2": {"type": "string"}, "a3": {"type": "integer"}}),
+            json!({}),
+        );
+        assert_eq!(out.unwrap(), json!({"r2": 1, "a1": 1, "a2": "1", "a3": 1}));
+    }
+
+    /// test_param_utils.py::test_get_finalized_params_cross_talk_with_cast: an array parameter
+    /// rendered as `True,True,True,1` is the tuple `ast.literal_eval` reads; a boolean is
+    /// `ast.literal_eval(x.capitalize())`.
+    #[test]
+    fn casts_read_tuples_and_capitalized_booleans() {
+        let out = render_with(
+            json!({"r1": "{{a1}}", "r3": 1, "a1": true, "a2": "{{r1}},{{a1}},{{a3}},{{r3}}", "a3": "{{a1}}", "b": "TRUE", "f": "false"}),
+            json!({"r1": {"type": "boolean"}, "r3": {}, "a1": {"type": "boolean"}, "a2": {"type": "array"}, "a3": {}, "b": {"type": "boolean"}, "f": {"type": "boolean"}}),
+            json!({}),
+        );
+        assert_eq!(
+            out.unwrap(),
+            json!({"r1": true, "r3": 1, "a1": true, "a2": [true, true, true, 1], "a3": "True", "b": true, "f": false})
+        );
+        assert!(
+            render_with(
+                json!({"b": "yes"}),
+                json!({"b": {"type": "boolean"}}),
+                json!({})
+            )
+            .is_err()
+        );
+    }
+
+    /// test_param_utils.py::test_get_finalized_params_non_existent_template_key_in_action_context.
+    #[test]
+    fn a_missing_context_key_is_named_as_jinja2_names_it() {
+        let err = render_with(
+            json!({"a1": "i love tests", "a2": "{{action_context.lorem_ipsum}}"}),
+            json!({"a1": {"type": "string"}, "a2": {"type": "string"}}),
+            json!({"action_context": {"api_user": "noob", "source_channel": "reddit"}}),
+        );
+        assert_eq!(
+            err.unwrap_err(),
+            "Failed to render parameter \"a2\": 'dict object' has no attribute 'lorem_ipsum'"
+        );
+    }
+
+    /// test_param_utils.py::test_process_jinja_exception: a value whose template does not
+    /// parse is taken as it is (a string, or a whole object with such a string).
+    #[test]
+    fn malformed_templates_are_plain_values() {
+        let out = render_with(
+            json!({"a1": {"test": "http://someurl?value={{a", "n": "{{ b }}"}, "a2": "x {{a", "b": 1, "c": "{{ b }}"}),
+            json!({"a2": {"type": "string"}}),
+            json!({}),
+        );
+        assert_eq!(
+            out.unwrap(),
+            json!({"a1": {"test": "http://someurl?value={{a", "n": "{{ b }}"}, "a2": "x {{a", "b": 1, "c": "1"})
+        );
     }
 }

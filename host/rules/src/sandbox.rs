@@ -569,6 +569,13 @@ pub(crate) fn check_source(source: &str) -> Result<(), Error> {
     check_constants_stmt(&machinery::parse(source, TEMPLATE_NAME, syntax())?)
 }
 
+/// Whether `source` is not a template at all: it does not parse, though within the bounds
+/// (StackStorm's `param.py::_process` takes such a value as it is).
+pub(crate) fn is_malformed(source: &str) -> bool {
+    check_operators(source, false).is_ok()
+        && machinery::parse(source, TEMPLATE_NAME, syntax()).is_err()
+}
+
 /// StackStorm's whitespace settings (`get_jinja_environment(trim_blocks=True,
 /// lstrip_blocks=True)`): the newline after a block tag is removed, and the spaces before one
 /// on its line.

@@ -131,12 +131,15 @@ impl Renderer {
         if let Some(expr) = single_expression(text) {
             let value =
                 sandbox::eval(&self.env, expr, ctx.clone()).map_err(|e| match e.kind() {
-                    // Strict mode stops at the first missing step; name the whole expression.
-                    ErrorKind::UndefinedError => format!("undefined value: {expr}"),
-                    _ => sandbox::describe(&e),
+                    // Strict mode stops at the first missing step; say which, as Jinja2 does,
+                    // or name the whole expression.
+                    ErrorKind::UndefinedError => undefined_message(&e, context)
+                        .unwrap_or_else(|| format!("undefined value: {expr}")),
+                    _ => describe(&e, context),
                 })?;
             if value.is_undefined() {
-                return Err(format!("undefined value: {expr}"));
+                return Err(jinja2_undefined(expr, context)
+                    .unwrap_or_else(|| format!("undefined value: {expr}")));
             }
             if let Ok(value) = serde_json::to_value(&value) {
                 return Ok(value);
@@ -144,7 +147,7 @@ impl Renderer {
         }
         sandbox::render(&self.env, text, ctx)
             .map(Value::String)
-            .map_err(|e| sandbox::describe(&e))
+            .map_err(|e| describe(&e, context))
     }
 
     /// Renders a criteria pattern as StackStorm's `RuleFilter._render_criteria_pattern` does
@@ -177,8 +180,119 @@ impl Renderer {
     /// As [`Renderer::render`].
     pub fn render_text(&self, template: &str, context: &Value) -> Result<String, String> {
         sandbox::render(&self.env, template, kv::context(context))
-            .map_err(|e| sandbox::describe(&e))
+            .map_err(|e| describe(&e, context))
     }
+}
+
+/// The message of a render error: Jinja2's for an undefined path (what StackStorm reports,
+/// e.g. `Failed to render parameter "a2": 'dict object' has no attribute 'lorem_ipsum'`), the
+/// bare message of an invalid operation (a filter's or `%`'s error, as Python's exception says
+/// it: `Referenced datastore item "st2kv.system.secret" doesn't exist or it contains an empty
+/// string`), else minijinja's.
+fn describe(err: &Error, context: &Value) -> String {
+    match err.kind() {
+        ErrorKind::UndefinedError => {
+            if let Some(message) = undefined_message(err, context) {
+                return message;
+            }
+        }
+        ErrorKind::InvalidOperation => {
+            if let Some(detail) = err.detail() {
+                return detail.to_owned();
+            }
+        }
+        _ => {}
+    }
+    sandbox::describe(err)
+}
+
+/// Jinja2's message for the undefined expression minijinja names in `err`
+/// ("`a.b` is undefined").
+fn undefined_message(err: &Error, context: &Value) -> Option<String> {
+    let detail = err.detail()?;
+    let start = detail.find('`')? + 1;
+    let end = start + detail[start..].find("` is undefined")?;
+    jinja2_undefined(&detail[start..end], context)
+}
+
+/// Jinja2's `StrictUndefined` message for the first step of the path `expr` that `context`
+/// lacks (`Undefined._undefined_message`): `'x' is undefined`, `'dict object' has no attribute
+/// 'y'`, `list object has no element 3`. `None` when `expr` is not a plain path of names,
+/// `.attr`, `[n]` and `['key']` steps, or when it resolves.
+fn jinja2_undefined(expr: &str, context: &Value) -> Option<String> {
+    enum Step<'a> {
+        Key(&'a str),
+        Index(i64),
+    }
+    let is_name = |s: &str| {
+        s.chars()
+            .next()
+            .is_some_and(|c| c.is_alphabetic() || c == '_')
+            && s.chars().all(|c| c.is_alphanumeric() || c == '_')
+    };
+    let expr = expr.trim();
+    let name_end = expr.find(['.', '[']).unwrap_or(expr.len());
+    let (name, mut rest) = expr.split_at(name_end);
+    if !is_name(name) {
+        return None;
+    }
+    let mut steps = Vec::new();
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix('.') {
+            let end = after.find(['.', '[']).unwrap_or(after.len());
+            let key = &after[..end];
+            if !is_name(key) {
+                return None;
+            }
+            steps.push(Step::Key(key));
+            rest = &after[end..];
+        } else {
+            let after = rest.strip_prefix('[')?;
+            let end = after.find(']')?;
+            let inner = after[..end].trim();
+            let quoted = ['\'', '"']
+                .iter()
+                .find_map(|q| inner.strip_prefix(*q)?.strip_suffix(*q))
+                .filter(|k| !k.contains(['\'', '"', '\\']));
+            steps.push(match quoted {
+                Some(key) => Step::Key(key),
+                None => Step::Index(inner.parse().ok()?),
+            });
+            rest = &after[end + 1..];
+        }
+    }
+    let Some(mut value) = context.get(name) else {
+        return Some(format!("'{name}' is undefined"));
+    };
+    // `object_type_repr`: `None` for None, `<type> object` for the rest.
+    let type_repr = |v: &Value| match v {
+        Value::Null => "None".to_owned(),
+        other => format!("{} object", crate::operators::type_name(other)),
+    };
+    for step in steps {
+        let next = match (&step, value) {
+            (Step::Key(key), Value::Object(map)) => map.get(*key),
+            (Step::Index(i), Value::Array(items)) => usize::try_from(*i)
+                .ok()
+                .or_else(|| {
+                    items
+                        .len()
+                        .checked_sub(usize::try_from(i.unsigned_abs()).ok()?)
+                })
+                .and_then(|i| items.get(i)),
+            _ => None,
+        };
+        match (next, step) {
+            (Some(next), _) => value = next,
+            (None, Step::Key(key)) => {
+                return Some(format!("'{}' has no attribute '{key}'", type_repr(value)));
+            }
+            (None, Step::Index(i)) => {
+                return Some(format!("{} has no element {i}", type_repr(value)));
+            }
+        }
+    }
+    None
 }
 
 /// StackStorm's `MATCH_CRITERIA` rewrite, `re.sub(r"({{)\s*(.*)\s*(}})", r"\1\2 | to_complex\3")`
@@ -209,6 +323,12 @@ impl Renderer {
             .template_from_str(template)
             .map(|t| t.undeclared_variables(false).into_iter().collect())
             .unwrap_or_default()
+    }
+
+    /// Whether `template` has `{{`/`{%` but does not parse as a template (within the bounds):
+    /// StackStorm then takes it as plain text (`param.py::_process`).
+    pub fn is_malformed(&self, template: &str) -> bool {
+        (template.contains("{{") || template.contains("{%")) && sandbox::is_malformed(template)
     }
 
     /// Whether `name` is one of the environment's global functions (`range`, `dict`,
@@ -261,11 +381,11 @@ mod tests {
                 .is_err(),
             "strict undefined"
         );
-        // A missing step deeper in the path names the whole expression.
+        // A missing step deeper in the path is named as Jinja2 names it.
         assert_eq!(
             r.render(&json!("{{ trigger.body.pusher.name }}"), &ctx)
                 .unwrap_err(),
-            "undefined value: trigger.body.pusher.name"
+            "'dict object' has no attribute 'pusher'"
         );
         assert!(r.render(&json!("{{ nope }}"), &ctx).is_err());
         assert!(r.render(&json!("{{ unclosed"), &ctx).is_err());
@@ -391,6 +511,68 @@ mod tests {
         assert_eq!(
             r.render(&json!("{{ '%s' % a }}"), &ctx).unwrap(),
             json!("x")
+        );
+    }
+
+    /// Jinja2's `StrictUndefined` messages, as StackStorm reports them
+    /// (test_param_utils.py::test_get_finalized_params_non_existent_template_key_in_action_context,
+    /// and the table of `docs/st2-jinja-filters.md` §0.1).
+    #[test]
+    fn undefined_paths_are_named_as_jinja2_names_them() {
+        let r = Renderer::new();
+        let ctx = json!({"d": {}, "s": "str", "l": [1], "n": null, "action_context": {"api_user": "noob"}});
+        for (template, message) in [
+            ("{{ missing }}", "'missing' is undefined"),
+            (
+                "{{ d.missing }}",
+                "'dict object' has no attribute 'missing'",
+            ),
+            (
+                "{{ d['missing'] }}",
+                "'dict object' has no attribute 'missing'",
+            ),
+            ("{{ s.missing }}", "'str object' has no attribute 'missing'"),
+            ("{{ missing.attr }}", "'missing' is undefined"),
+            ("{{ l[3] }}", "list object has no element 3"),
+            ("{{ n.x }}", "'None' has no attribute 'x'"),
+            (
+                "{{action_context.lorem_ipsum}}",
+                "'dict object' has no attribute 'lorem_ipsum'",
+            ),
+            (
+                "x {{ action_context.lorem_ipsum }}",
+                "'dict object' has no attribute 'lorem_ipsum'",
+            ),
+        ] {
+            assert_eq!(
+                r.render(&json!(template), &ctx).unwrap_err(),
+                message,
+                "{template}"
+            );
+        }
+    }
+
+    /// test_executions.py::test_template_encrypted_and_bool: a filter's error is the whole
+    /// message, as Python's exception gives it (`Failed to render parameter "encrypted_param":
+    /// Referenced datastore item ...`), without minijinja's kind and location.
+    #[test]
+    fn filter_errors_are_their_bare_message() {
+        let r = Renderer::new();
+        let ctx = json!({"st2kv": {"system": {}}});
+        let expected = "Referenced datastore item \"st2kv.system.secret\" doesn't exist or it contains an empty string";
+        assert_eq!(
+            r.render(&json!("{{ st2kv.system.secret | decrypt_kv }}"), &ctx)
+                .unwrap_err(),
+            expected
+        );
+        assert_eq!(
+            r.render_text("x {{ st2kv.system.secret | decrypt_kv }}", &ctx)
+                .unwrap_err(),
+            expected
+        );
+        assert_eq!(
+            r.render_text("{{ '%s %s' % (1,) }}", &ctx).unwrap_err(),
+            "not enough arguments for format string"
         );
     }
 }

@@ -67,7 +67,16 @@ async fn list_actions(
                 .get("runner_type")
                 .is_none_or(|r| *r == a.runner_type)
         })
-        .map(|a| fields.apply(a.json()))
+        .map(|a| a.json())
+        // `tags`: an action with a tag of that name (`supported_filters`: `tags.name`).
+        .filter(|a| {
+            params.get("tags").is_none_or(|t| {
+                a["tags"]
+                    .as_array()
+                    .is_some_and(|tags| tags.iter().any(|tag| tag["name"] == t.as_str()))
+            })
+        })
+        .map(|a| fields.apply(a))
         .collect();
     page(items, &params, None)
 }

@@ -1,6 +1,8 @@
 //! Executions (`docs/st2-api.md` §4.1–4.3): `POST/GET /executions`, `GET/PUT/DELETE
 //! /executions/{id}` (and `last`), `POST /executions/{id}/re_run`, `GET
-//! /executions/{id}/children`; every one also under `/actionexecutions`, StackStorm's alias.
+//! /executions/{id}/children`, `GET /executions/{id}/attribute/{attribute}`, `GET
+//! /executions/views/filters` and `GET /executions/{id}/result` (`execution_views.rs`); every
+//! one also under `/actionexecutions`, StackStorm's alias.
 //!
 //! Beyond StackStorm: `POST /executions?wait=<seconds>` answers with the execution once it
 //! completed, or as it is at the deadline (at most [`MAX_WAIT_SECS`]).
@@ -40,6 +42,18 @@ pub(super) fn routes() -> Router<AppState> {
                     get(get_one).put(update).delete(cancel),
                 )
                 .route(&format!("{base}/{{id}}/children"), get(children))
+                .route(
+                    &format!("{base}/views/filters"),
+                    get(super::execution_views::filters),
+                )
+                .route(
+                    &format!("{base}/{{id}}/result"),
+                    get(super::execution_views::raw_result),
+                )
+                .route(
+                    &format!("{base}/{{id}}/attribute/{{attribute}}"),
+                    get(attribute),
+                )
                 .route(&format!("{base}/{{id}}/re_run"), post(re_run))
         })
 }
@@ -73,6 +87,7 @@ pub(crate) fn execution_json(state: &AppState, e: &Execution, show_secrets: bool
                 stormhook_automation::executions::mask(params, &secret);
             }
         }
+        stormhook_automation::executions::mask_secret_output(&mut doc);
     }
     if let Value::Object(map) = &mut doc {
         map.retain(|_, v| !falsy(v));
@@ -736,6 +751,27 @@ async fn children(
     // No workflows: an execution has no children.
     find(&state, &id).await?;
     Ok(Json(json!([])))
+}
+
+/// `GET /executions/{id}/attribute/{attribute}` (`ActionExecutionAttributeController.get`):
+/// one of the attributes that may be excluded (`result`, `trigger_instance`, `status`), as
+/// stored (`{}` when it has none), checked before the execution is looked up.
+async fn attribute(
+    State(state): State<AppState>,
+    Path((id, attribute)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    const ATTRIBUTES: [&str; 3] = ["result", "trigger_instance", "status"];
+    if !ATTRIBUTES.contains(&attribute.as_str()) {
+        return Err(ApiError::BadRequest(format!(
+            "Invalid attribute \"{attribute}\" specified. Valid attributes are: {}",
+            ATTRIBUTES.join(", ")
+        )));
+    }
+    let execution = find(&state, &id).await?;
+    let doc = execution_json(&state, &execution, true);
+    Ok(Json(
+        doc.get(&attribute).cloned().unwrap_or_else(|| json!({})),
+    ))
 }
 
 /// `DELETE /executions/{id}` (`ActionExecutionsController.delete`): cancels it, with the

@@ -34,6 +34,7 @@ pub mod auth;
 mod configs;
 mod enforcements;
 mod error;
+mod execution_views;
 mod executions;
 mod keys;
 pub mod listener;

@@ -173,6 +173,8 @@ pub struct Action {
     pub parameters: Map<String, Value>,
     /// Tags.
     pub tags: Vec<Value>,
+    /// The schema of the result (`output_schema`); its `secret` fields are masked.
+    pub output_schema: Map<String, Value>,
     /// For an enabled WASM action, whether its component can run.
     pub component: Option<ComponentStatus>,
     /// Whether a run cut short by a crash or a dead node is run again instead of `abandoned`
@@ -208,7 +210,7 @@ impl Action {
             "parameters": self.parameters,
             "tags": self.tags,
             "notify": {},
-            "output_schema": {},
+            "output_schema": self.output_schema,
         });
         if let Some(component) = &self.component {
             doc["component"] = json!(component);
@@ -252,6 +254,7 @@ fn pack_action(meta: &stormhook_packs::ActionMeta) -> Action {
         entry_point: meta.entry_point.clone(),
         parameters: meta.parameters.clone(),
         tags: meta.tags.clone(),
+        output_schema: meta.output_schema.clone(),
         component: None,
         retry_if_abandoned: meta.retry_if_abandoned,
     }
@@ -274,6 +277,7 @@ fn builtin(
         entry_point: String::new(),
         parameters: params(parameters),
         tags: Vec::new(),
+        output_schema: Map::new(),
         component: None,
         retry_if_abandoned: false,
     }

@@ -83,6 +83,78 @@ pub fn secret_parameters(doc: &Value) -> Vec<String> {
     .collect()
 }
 
+/// Masks the `secret: true` fields of the result under the runner's `output_key`
+/// (`result.<output_key>`) as the action's `output_schema` declares them, as StackStorm's
+/// `output_schema.mask_secret_output` does: nested objects (`properties`,
+/// `additionalProperties`) and arrays (`items`, a list of `items`, `additionalItems`); a legacy
+/// schema without `type` is read as the `properties` of an object. (`patternProperties` is
+/// not followed.)
+pub fn mask_secret_output(doc: &mut Value) {
+    let Some(key) = doc["runner"]["output_key"].as_str().map(str::to_owned) else {
+        return;
+    };
+    let schema = match &doc["action"]["output_schema"] {
+        Value::Object(schema) if schema.is_empty() => return,
+        Value::Object(schema) if schema.get("type").is_some_and(Value::is_string) => {
+            Value::Object(schema.clone())
+        }
+        Value::Object(legacy) if !legacy.contains_key("type") => {
+            json!({"type": "object", "properties": legacy, "additionalProperties": true})
+        }
+        _ => return,
+    };
+    if let Some(output) = doc.pointer_mut(&format!("/result/{key}")) {
+        mask_by_schema(&schema, output);
+    }
+}
+
+/// `_get_masked_value`: `value` with what `spec` declares secret replaced by `********`.
+fn mask_by_schema(spec: &Value, value: &mut Value) {
+    if spec.get("secret").and_then(Value::as_bool) == Some(true) {
+        *value = json!("********");
+        return;
+    }
+    match (spec.get("type").and_then(Value::as_str), value) {
+        (Some("object"), Value::Object(map)) => {
+            let properties = spec.get("properties").and_then(Value::as_object);
+            for (key, item) in map.iter_mut() {
+                match properties.and_then(|p| p.get(key)) {
+                    Some(property) => mask_by_schema(property, item),
+                    None => {
+                        if let Some(extra) =
+                            spec.get("additionalProperties").filter(|s| s.is_object())
+                        {
+                            mask_by_schema(extra, item);
+                        }
+                    }
+                }
+            }
+        }
+        (Some("array"), Value::Array(items)) => {
+            let (listed, handled) = match spec.get("items") {
+                Some(Value::Array(specs)) => (Some(specs), specs.len()),
+                _ => (None, items.len()),
+            };
+            for (i, item) in items.iter_mut().enumerate() {
+                let item_spec = match listed {
+                    Some(specs) => specs.get(i),
+                    None => spec.get("items"),
+                };
+                match item_spec {
+                    Some(item_spec) => mask_by_schema(item_spec, item),
+                    None if i >= handled => {
+                        if let Some(extra) = spec.get("additionalItems").filter(|s| s.is_object()) {
+                            mask_by_schema(extra, item);
+                        }
+                    }
+                    None => {}
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Replaces the values of the `secret` parameters in `params` with `********`.
 pub fn mask(params: &mut Value, secret: &[String]) {
     if let Some(params) = params.as_object_mut() {
@@ -241,5 +313,40 @@ mod tests {
         assert_eq!(props["null_default"]["type"], json!(["integer", "null"]));
         assert_eq!(props["needed"]["type"], "string");
         assert_eq!(props["untyped"], json!({}));
+    }
+
+    /// `output_schema.mask_secret_output`, following its `_get_masked_value` case by case:
+    /// nested objects, `additionalProperties`, arrays of `items` and a list of `items` with
+    /// `additionalItems`, and the legacy schema without `type`.
+    #[test]
+    fn secret_output_fields_are_masked() {
+        let doc = |schema: Value, result: Value| json!({"runner": {"output_key": "result"}, "action": {"output_schema": schema}, "result": {"result": result, "stdout": "x"}});
+        let mut d = doc(
+            json!({"type": "object", "properties": {
+                "a": {"type": "string", "secret": true},
+                "o": {"type": "object", "properties": {"k": {"type": "string", "secret": true}}, "additionalProperties": {"type": "integer", "secret": true}},
+                "l": {"type": "array", "items": {"type": "object", "properties": {"p": {"secret": true, "type": "string"}}}},
+                "t": {"type": "array", "items": [{"type": "string"}, {"type": "string", "secret": true}], "additionalItems": {"type": "string", "secret": true}}
+            }}),
+            json!({"a": "1", "b": "2", "o": {"k": "3", "n": 4}, "l": [{"p": "5", "q": "6"}], "t": ["7", "8", "9"]}),
+        );
+        mask_secret_output(&mut d);
+        assert_eq!(
+            d["result"],
+            json!({"result": {"a": "********", "b": "2", "o": {"k": "********", "n": "********"}, "l": [{"p": "********", "q": "6"}], "t": ["7", "********", "********"]}, "stdout": "x"})
+        );
+        let mut legacy = doc(
+            json!({"token": {"type": "string", "secret": true}}),
+            json!({"token": "t", "other": 1}),
+        );
+        mask_secret_output(&mut legacy);
+        assert_eq!(
+            legacy["result"]["result"],
+            json!({"token": "********", "other": 1})
+        );
+        // No output key, no schema, or a result without the key: nothing to mask.
+        let mut none = doc(json!({}), json!({"a": "1"}));
+        mask_secret_output(&mut none);
+        assert_eq!(none["result"]["result"], json!({"a": "1"}));
     }
 }

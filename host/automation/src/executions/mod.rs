@@ -56,7 +56,7 @@ mod worker;
 use document::{
     delay, finish, new_execution, parameters_schema, runner_of, set_result, transition,
 };
-pub use document::{mask, secret_parameters};
+pub use document::{mask, mask_secret_output, secret_parameters};
 
 /// How many executions run at once: WASM calls and the built-in runners are cheap (the
 /// plugin runtime bounds its own instances and CPU), so a burst runs many at once.
@@ -522,9 +522,21 @@ impl Executor {
         let schema = parameters_schema(&declared);
         crate::schema::validate(&schema, &Value::Object(full.clone()))
             .map_err(Prepared::Invalid)?;
+        // Those given, and those whose default is a template that rendered to something else
+        // (`param.py::_cast_params_from`: `{{ st2kv.system.n | int }}` shows as its value).
+        let rendered_default = |name: &str, value: &Value| {
+            declared.get(name).is_some_and(|schema| {
+                let default = schema.get("default");
+                schema.get("immutable").and_then(Value::as_bool) != Some(true)
+                    && default
+                        .and_then(Value::as_str)
+                        .is_some_and(|d| d.contains("{{") || d.contains("{%"))
+                    && default != Some(value)
+            })
+        };
         let shown: Map<String, Value> = full
             .iter()
-            .filter(|(k, _)| given.contains_key(*k))
+            .filter(|(k, v)| given.contains_key(*k) || rendered_default(k, v))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         execution.document["parameters"] = Value::Object(shown.clone());
