@@ -22,4 +22,5 @@ mod server;
 mod st2_cli;
 mod tls;
 mod triggers;
+mod views;
 mod webhooks;

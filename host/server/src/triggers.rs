@@ -45,7 +45,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/traces/{id}", get(get_trace))
 }
 
-fn instance_json(ti: &TriggerInstance) -> Value {
+pub(crate) fn instance_json(ti: &TriggerInstance) -> Value {
     json!({
         "id": ti.id,
         "trigger": ti.trigger,
