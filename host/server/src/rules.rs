@@ -295,6 +295,20 @@ async fn validate(state: &AppState, body: &[u8]) -> Result<(RuleDoc, Value), Api
             "a webhook's responder (respond) is a component loaded from a pack folder: put the rule in <packs>/<pack>/rules/ next to its .wasm".into(),
         ));
     }
+    // StackStorm's timers (which Stormhook does not run): their parameters are checked as
+    // StackStorm checks them (the schema, then APScheduler's cron fields).
+    if let Some(schema) =
+        stormhook_automation::triggers::timer_parameters_schema(&doc.trigger.trigger_type)
+    {
+        let parameters = Value::Object(doc.trigger.parameters.clone());
+        stormhook_automation::schema::validate_verbose(&schema, &parameters)
+            .map_err(ApiError::BadRequest)?;
+        if let Some(day_of_week) = doc.trigger.parameters.get("day_of_week") {
+            stormhook_automation::triggers::check_cron_day_of_week(day_of_week)
+                .map_err(ApiError::BadRequest)?;
+        }
+        return Ok((doc, document));
+    }
     // Trigger parameters against the trigger type's schema.
     let trigger_type = state.store.trigger_type(&doc.trigger.trigger_type).await?;
     match trigger_type {
