@@ -479,3 +479,35 @@ async fn password_checks_past_one_per_core_get_503() {
         .unwrap();
     assert_eq!(resp.status(), 201);
 }
+
+// st2auth test_handlers.py test_standalone_for_user_not_service (and the `impersonate_user`
+// form): only service users may ask for another user's token, and no Stormhook user is one.
+// Wrong credentials stay a 401 (they are checked first).
+#[tokio::test]
+async fn a_token_for_another_user_is_refused() {
+    let server = server().await;
+    let post = |password: &str, body: Value| {
+        reqwest::Client::new()
+            .post(server.url("/auth/v1/tokens"))
+            .basic_auth("alice", Some(password))
+            .json(&body)
+            .send()
+    };
+    for body in [
+        json!({"ttl": 60, "user": "anotheruser"}),
+        json!({"user": "alice"}),
+        json!({"impersonate_user": "bob", "nickname_origin": "slack"}),
+    ] {
+        let resp = post("secret", body.clone()).await.unwrap();
+        assert_eq!(resp.status(), 400, "{body}");
+        assert_eq!(
+            fault(resp).await,
+            "Current user is not a service and cannot request impersonated tokens"
+        );
+        assert_eq!(post("wrong", body).await.unwrap().status(), 401);
+    }
+    let resp = post("secret", json!({"ttl": 60, "user": null}))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+}

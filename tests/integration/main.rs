@@ -21,5 +21,7 @@ mod senders;
 mod server;
 mod st2_cli;
 mod tls;
+mod traces;
 mod triggers;
+mod views;
 mod webhooks;

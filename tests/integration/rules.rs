@@ -403,3 +403,68 @@ async fn rule_names_with_dots_and_spaces() {
         .unwrap();
     assert_eq!(resp.status(), 400);
 }
+
+// test_rules.py: test_post_trigger_parameter_schema_validation_fails,
+// test_post_trigger_parameter_schema_validation_fails_missing_required_param and
+// test_post_invalid_crontimer_trigger_parameters (fixtures cron_timer_rule_invalid_parameters*.yaml,
+// date_timer_rule_invalid_parameters.yaml): StackStorm's timer trigger types check their
+// parameters (the schema, then APScheduler's cron fields) although Stormhook runs no timers.
+#[tokio::test]
+async fn timer_trigger_parameters_are_checked_as_stackstorm_checks_them() {
+    let server = TestServer::builder().start().await;
+    let client = server.client();
+    let post = |trigger_type: &str, parameters: Value| {
+        client
+            .post(server.url("/api/v1/rules"))
+            .json(&json!({
+                "name": "timer", "pack": "timer_rules",
+                "trigger": {"type": trigger_type, "parameters": parameters},
+                "action": {"ref": "wolfpack.action-1", "parameters": {}}
+            }))
+            .send()
+    };
+    for (trigger_type, parameters, expected) in [
+        (
+            "core.st2.CronTimer",
+            json!({"minutex": 0, "second": 0}),
+            "Additional properties are not allowed ('minutex' was unexpected)",
+        ),
+        (
+            "core.st2.DateTimer",
+            json!({}),
+            "'date' is a required property",
+        ),
+        (
+            "core.st2.CronTimer",
+            json!({"day_of_week": 1000}),
+            "1000 is greater than the maximum of 6",
+        ),
+        (
+            "core.st2.CronTimer",
+            json!({"day_of_week": "abcdef"}),
+            "Invalid weekday name \"abcdef\"",
+        ),
+        (
+            "core.st2.CronTimer",
+            json!({"day_of_week": "a-1"}),
+            "Invalid weekday name \"a\"",
+        ),
+        (
+            "core.st2.IntervalTimer",
+            json!({"unit": "fortnights", "delta": 1}),
+            "is not one of",
+        ),
+    ] {
+        let resp = post(trigger_type, parameters.clone()).await.unwrap();
+        assert_eq!(resp.status(), 400, "{parameters}");
+        let message = fault(resp).await;
+        assert!(message.contains(expected), "{parameters}: {message}");
+    }
+    let resp = post(
+        "core.st2.CronTimer",
+        json!({"day_of_week": "mon-fri,SUN", "hour": "*/2", "timezone": "UTC"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 201);
+}

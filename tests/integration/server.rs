@@ -303,3 +303,27 @@ async fn include_exclude_attributes_and_offset_on_every_list() {
         "Offset \"2147483648\" specified is more than 32 bit int"
     );
 }
+
+// st2api test_base.py test_defaults: the API root answers 200 (general API info,
+// `st2api/st2api/controllers/root.py`) with the CORS headers; a credential is needed.
+#[tokio::test]
+async fn the_api_root_answers_its_info() {
+    let server = TestServer::builder().start().await;
+    for path in ["/api/", "/api/v1/", "/api/v1", "/v1"] {
+        let resp = server.client().get(server.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        assert_eq!(
+            resp.headers()["access-control-allow-methods"],
+            "GET,POST,PUT,DELETE,OPTIONS"
+        );
+        assert_eq!(
+            resp.headers()["access-control-expose-headers"],
+            "Content-Type,X-Limit,X-Total-Count,X-Request-ID"
+        );
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["version"], "3.9.0");
+        assert_eq!(body["docs_url"], "http://docs.stackstorm.com/3.9");
+        let anonymous = reqwest::get(server.url(path)).await.unwrap();
+        assert_eq!(anonymous.status(), 401, "{path}");
+    }
+}

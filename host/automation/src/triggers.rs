@@ -574,9 +574,147 @@ fn python_str_repr(s: &str) -> String {
     out
 }
 
+/// The parameters schemas of StackStorm's timer trigger types (`INTERVAL_PARAMETERS_SCHEMA`,
+/// `DATE_PARAMETERS_SCHEMA`, `CRON_PARAMETERS_SCHEMA` in `st2common/st2common/constants/triggers.py`).
+/// Stormhook has no timers; a rule on one is checked as StackStorm checks it, and never fires.
+pub fn timer_parameters_schema(trigger_type: &str) -> Option<serde_json::Value> {
+    use serde_json::json;
+    let schema = match trigger_type {
+        "core.st2.IntervalTimer" => json!({
+            "type": "object",
+            "properties": {
+                "timezone": {"type": "string"},
+                "unit": {"enum": ["weeks", "days", "hours", "minutes", "seconds"], "required": true},
+                "delta": {"type": "integer", "required": true},
+            },
+            "additionalProperties": false,
+        }),
+        "core.st2.DateTimer" => json!({
+            "type": "object",
+            "properties": {
+                "timezone": {"type": "string"},
+                "date": {"type": "string", "format": "date-time", "required": true},
+            },
+            "additionalProperties": false,
+        }),
+        "core.st2.CronTimer" => {
+            let field = |min: Option<u32>, max: Option<u32>| {
+                let mut f = json!({"anyOf": [{"type": "string"}, {"type": "integer"}]});
+                if let (Some(min), Some(max)) = (min, max) {
+                    f["minimum"] = json!(min);
+                    f["maximum"] = json!(max);
+                }
+                f
+            };
+            json!({
+                "type": "object",
+                "properties": {
+                    "timezone": {"type": "string"},
+                    "year": field(None, None),
+                    "month": field(Some(1), Some(12)),
+                    "day": field(Some(1), Some(31)),
+                    "week": field(Some(1), Some(53)),
+                    "day_of_week": field(Some(0), Some(6)),
+                    "hour": field(Some(0), Some(23)),
+                    "minute": field(Some(0), Some(59)),
+                    "second": field(Some(0), Some(59)),
+                },
+                "additionalProperties": false,
+            })
+        }
+        _ => return None,
+    };
+    Some(schema)
+}
+
+/// APScheduler's check of a `day_of_week` cron expression (`CronTrigger(**parameters)`, which
+/// StackStorm's `validate_trigger_parameters` runs after the schema): each comma-separated part
+/// is `*[/step]`, `first[-last][/step]` in numbers, or weekday names (`mon`..`sun`, any case);
+/// the messages are APScheduler's.
+pub fn check_cron_day_of_week(value: &serde_json::Value) -> Result<(), String> {
+    const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    let text = match value {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    for part in text.split(',') {
+        let part = part.trim();
+        let expr = part.split_once('/').map_or(part, |(e, _)| e);
+        let numeric = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        let is_range = match expr.split_once('-') {
+            Some((a, b)) => numeric(a) && numeric(b),
+            None => numeric(expr),
+        };
+        if expr == "*" || is_range {
+            continue;
+        }
+        // `(?P<first>[a-z]+)(?:-(?P<last>[a-z]+))?`, matched at the start only.
+        let lower = part.to_ascii_lowercase();
+        let first: String = lower.chars().take_while(char::is_ascii_lowercase).collect();
+        if first.is_empty() {
+            return Err(format!(
+                "Unrecognized expression \"{part}\" for field \"day_of_week\""
+            ));
+        }
+        let rest = &lower[first.len()..];
+        let last: String = rest
+            .strip_prefix('-')
+            .map(|r| r.chars().take_while(char::is_ascii_lowercase).collect())
+            .unwrap_or_default();
+        for name in [first, last].into_iter().filter(|n| !n.is_empty()) {
+            if !WEEKDAYS.contains(&name.as_str()) {
+                return Err(format!("Invalid weekday name \"{name}\""));
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// APScheduler's `day_of_week` expressions (`apscheduler/triggers/cron/expressions.py`).
+    #[test]
+    fn cron_day_of_week_is_checked_as_apscheduler_does() {
+        for ok in [
+            "*",
+            "*/2",
+            "0-6",
+            "1,3,5",
+            "mon-fri",
+            "MON",
+            "sun",
+            "mon-fri/2",
+            "5",
+        ] {
+            assert_eq!(
+                check_cron_day_of_week(&serde_json::json!(ok)),
+                Ok(()),
+                "{ok}"
+            );
+        }
+        assert_eq!(check_cron_day_of_week(&serde_json::json!(3)), Ok(()));
+        for (bad, message) in [
+            ("abcdef", "Invalid weekday name \"abcdef\""),
+            ("a-1", "Invalid weekday name \"a\""),
+            ("mon-xyz", "Invalid weekday name \"xyz\""),
+            (
+                "mon,",
+                "Unrecognized expression \"\" for field \"day_of_week\"",
+            ),
+            (
+                "?",
+                "Unrecognized expression \"?\" for field \"day_of_week\"",
+            ),
+        ] {
+            assert_eq!(
+                check_cron_day_of_week(&serde_json::json!(bad)),
+                Err(message.to_owned()),
+                "{bad}"
+            );
+        }
+    }
 
     fn rule(url: &str) -> RuleDoc {
         let text = format!(

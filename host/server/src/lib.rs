@@ -146,6 +146,7 @@ fn api(state: &AppState) -> Router<AppState> {
         .merge(actions::routes())
         .merge(keys::routes())
         .merge(configs::routes())
+        .route("/", axum::routing::get(root))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::authenticate,
@@ -164,7 +165,15 @@ pub fn router(state: AppState) -> Router {
     let tokens = Router::new()
         .route("/tokens", post(tokens::create))
         .merge(validate);
+    // `/api/` is st2api's own root behind nginx, the same document as `/api/v1/`.
+    let api_root = Router::new()
+        .route("/api", axum::routing::get(root))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::authenticate,
+        ));
     let routes = Router::new()
+        .merge(api_root)
         .nest("/api/v1", api.clone())
         .nest("/v1", api.merge(tokens.clone()))
         .nest("/auth/v1", tokens.clone())
@@ -199,6 +208,17 @@ pub fn router(state: AppState) -> Router {
             limits,
             middleware::edge,
         ))
+}
+
+/// The version of StackStorm's API that Stormhook serves.
+const ST2_API_VERSION: &str = "3.9.0";
+
+/// `GET /api/v1/` (and `/v1/`, `/api/`): general API info (`st2api/st2api/controllers/root.py`).
+async fn root() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({
+        "version": ST2_API_VERSION,
+        "docs_url": "http://docs.stackstorm.com/3.9",
+    }))
 }
 
 /// StackStorm answers 404 for an unknown path and for a known path with the wrong method.

@@ -1,4 +1,6 @@
-//! Rules (`docs/st2-api.md` §3.5): `GET/POST /rules`, `GET/PUT/DELETE /rules/{ref_or_id}`.
+//! Rules (`docs/st2-api.md` §3.5): `GET/POST /rules`, `GET/PUT/DELETE /rules/{ref_or_id}`, and
+//! st2web's `GET /rules/views[/{ref_or_id}]` (the same documents with the descriptions of the
+//! action and the trigger added).
 //!
 //! Rules come from two places: files in pack folders (listed here, edited in the files) and
 //! this API (stored in the database). Both register webhooks. A rule created here is disabled
@@ -23,10 +25,14 @@ use stormhook_automation::packs::load_api_rules;
 use stormhook_automation::packs::{LoadedRule, RuleSource};
 
 pub(super) fn routes() -> Router<AppState> {
-    Router::new().route("/rules", get(list).post(create)).route(
-        "/rules/{ref_or_id}",
-        get(get_one).put(update).delete(delete),
-    )
+    Router::new()
+        .route("/rules", get(list).post(create))
+        .route(
+            "/rules/{ref_or_id}",
+            get(get_one).put(update).delete(delete),
+        )
+        .route("/rules/views", get(list_views))
+        .route("/rules/views/{ref_or_id}", get(get_view))
 }
 
 /// Top-level keys of StackStorm's rule schema (`additionalProperties: false`).
@@ -83,7 +89,20 @@ async fn list(
     State(state): State<AppState>,
     Query(params): Query<Params>,
 ) -> Result<Response, ApiError> {
-    let fields = Attributes::from(&params, &attributes::RULES, Endpoint::List)?;
+    list_rules(&state, &params, false).await
+}
+
+/// `GET /rules/views` (StackStorm's `RuleViewController`, `st2api/st2api/controllers/v1/rule_views.py`):
+/// the list, each rule with its action's and trigger's descriptions.
+async fn list_views(
+    State(state): State<AppState>,
+    Query(params): Query<Params>,
+) -> Result<Response, ApiError> {
+    list_rules(&state, &params, true).await
+}
+
+async fn list_rules(state: &AppState, params: &Params, views: bool) -> Result<Response, ApiError> {
+    let fields = Attributes::from(params, &attributes::RULES, Endpoint::List)?;
     // `offset` is not a declared parameter for rules in StackStorm: ignored, not even checked.
     let mut declared = params.clone();
     declared.remove("offset");
@@ -92,7 +111,7 @@ async fn list(
         limit: paging.limit.filter(|&l| l != u64::MAX),
         ..paging
     };
-    let enabled = boolean(&params, "enabled")?;
+    let enabled = boolean(params, "enabled")?;
     let ids: Option<Vec<&str>> = params.get("id").map(|ids| ids.split(',').collect());
     let set = state.packs.rules();
     let mut matching: Vec<&LoadedRule> = set
@@ -116,12 +135,57 @@ async fn list(
     matching.sort_by(|a, b| (&a.doc.pack, &a.doc.name).cmp(&(&b.doc.pack, &b.doc.name)));
     let total = matching.len() as u64;
     let root = state.packs.root().to_owned();
-    let page = matching
+    let mut page: Vec<Value> = matching
         .into_iter()
         .take(paging.limit.map_or(usize::MAX, |l| l as usize))
-        .map(|r| masked(&state, rule_json(r, &root), &params).map(|doc| fields.apply(doc)))
+        .map(|r| masked(state, rule_json(r, &root), params).map(|doc| fields.apply(doc)))
         .collect::<Result<_, _>>()?;
+    if views {
+        add_view_properties(state, &mut page).await?;
+    }
     Ok(list_response(page, total, paging))
+}
+
+/// Adds `action.description` (the action's, or `""`) and `trigger.description` (the stored
+/// trigger's, else its type's, else `""`) to the rules that have those fields after
+/// `include_attributes`/`exclude_attributes` (StackStorm's `_append_view_properties`).
+async fn add_view_properties(state: &AppState, rules: &mut [Value]) -> Result<(), ApiError> {
+    let triggers = state.store.list_triggers().await?;
+    let mut types: std::collections::HashMap<String, String> = Default::default();
+    for rule in rules.iter_mut() {
+        if let Some(action) = rule.get_mut("action").and_then(Value::as_object_mut) {
+            let description = action
+                .get("ref")
+                .and_then(Value::as_str)
+                .and_then(|r| state.executor.catalog().get(r))
+                .map(|a| a.description.clone())
+                .unwrap_or_default();
+            action.insert("description".into(), Value::String(description));
+        }
+        let Some(trigger) = rule.get_mut("trigger").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        let reference = trigger.get("ref").and_then(Value::as_str).unwrap_or("");
+        let mut description = triggers
+            .iter()
+            .find(|t| t.reference == reference)
+            .and_then(|t| t.description.clone())
+            .unwrap_or_default();
+        if description.is_empty()
+            && let Some(type_ref) = trigger.get("type").and_then(Value::as_str)
+        {
+            if !types.contains_key(type_ref) {
+                let found = state.store.trigger_type(type_ref).await?;
+                types.insert(
+                    type_ref.to_owned(),
+                    found.and_then(|t| t.description).unwrap_or_default(),
+                );
+            }
+            description = types[type_ref].clone();
+        }
+        trigger.insert("description".into(), Value::String(description));
+    }
+    Ok(())
 }
 
 fn find(state: &AppState, ref_or_id: &str) -> Result<LoadedRule, ApiError> {
@@ -145,6 +209,19 @@ async fn get_one(
 ) -> Result<Json<Value>, ApiError> {
     let rule = rule_json(&find(&state, &ref_or_id)?, state.packs.root());
     Ok(Json(masked(&state, rule, &params)?))
+}
+
+/// `GET /rules/views/{ref_or_id}`: the rule with its action's and trigger's descriptions.
+async fn get_view(
+    State(state): State<AppState>,
+    Path(ref_or_id): Path<String>,
+    Query(params): Query<Params>,
+) -> Result<Json<Value>, ApiError> {
+    let rule = rule_json(&find(&state, &ref_or_id)?, state.packs.root());
+    let mut rules = [masked(&state, rule, &params)?];
+    add_view_properties(&state, &mut rules).await?;
+    let [rule] = rules;
+    Ok(Json(rule))
 }
 
 /// Validates a rule body as StackStorm does at create and update; returns the stored document.
@@ -217,6 +294,20 @@ async fn validate(state: &AppState, body: &[u8]) -> Result<(RuleDoc, Value), Api
         return Err(ApiError::BadRequest(
             "a webhook's responder (respond) is a component loaded from a pack folder: put the rule in <packs>/<pack>/rules/ next to its .wasm".into(),
         ));
+    }
+    // StackStorm's timers (which Stormhook does not run): their parameters are checked as
+    // StackStorm checks them (the schema, then APScheduler's cron fields).
+    if let Some(schema) =
+        stormhook_automation::triggers::timer_parameters_schema(&doc.trigger.trigger_type)
+    {
+        let parameters = Value::Object(doc.trigger.parameters.clone());
+        stormhook_automation::schema::validate_verbose(&schema, &parameters)
+            .map_err(ApiError::BadRequest)?;
+        if let Some(day_of_week) = doc.trigger.parameters.get("day_of_week") {
+            stormhook_automation::triggers::check_cron_day_of_week(day_of_week)
+                .map_err(ApiError::BadRequest)?;
+        }
+        return Ok((doc, document));
     }
     // Trigger parameters against the trigger type's schema.
     let trigger_type = state.store.trigger_type(&doc.trigger.trigger_type).await?;

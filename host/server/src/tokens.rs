@@ -13,8 +13,8 @@ use crate::auth::{Credential, Principal, TokenError};
 
 const INVALID: &str = "Invalid or missing credentials";
 
-/// `POST /auth/v1/tokens`. The Basic credentials are checked before the body (which only
-/// carries an optional `ttl`) is read: a client without them cannot hold a request slot by
+/// `POST /auth/v1/tokens`. The Basic credentials are checked before the body (an optional
+/// `ttl`; a user to impersonate is refused) is read: a client without them cannot hold a request slot by
 /// sending a slow body.
 pub(super) async fn create(
     State(state): State<AppState>,
@@ -39,6 +39,17 @@ pub(super) async fn create(
     } else {
         super::json_body(&body)?
     };
+    // Impersonation (`user`, or `impersonate_user` with `nickname_origin`) is for service
+    // users, and no Stormhook user is one (`st2auth/st2auth/handlers.py`
+    // `_get_username_for_request`). The credentials were checked first, as StackStorm does.
+    let impersonates = ["user", "impersonate_user"]
+        .iter()
+        .any(|k| body.get(*k).is_some_and(|v| !v.is_null()));
+    if impersonates {
+        return Err(ApiError::BadRequest(
+            "Current user is not a service and cannot request impersonated tokens".into(),
+        ));
+    }
     let ttl = match body.get("ttl") {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) if n.as_i64().is_some() => n.as_i64(),

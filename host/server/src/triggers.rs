@@ -45,7 +45,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/traces/{id}", get(get_trace))
 }
 
-fn instance_json(ti: &TriggerInstance) -> Value {
+pub(crate) fn instance_json(ti: &TriggerInstance) -> Value {
     json!({
         "id": ti.id,
         "trigger": ti.trigger,
@@ -481,18 +481,48 @@ async fn list_traces(
 ) -> Result<Response, ApiError> {
     let fields = Attributes::from(&params, &attributes::TRACES, Endpoint::List)?;
     let paging = Paging::from(&params, 100)?;
+    // StackStorm's `TracesController.get_all`: `sort_desc=True` wins, then `sort_asc=True`;
+    // only the exact string `True` counts.
+    let ascending = params.get("sort_desc").map(String::as_str) != Some("True")
+        && params.get("sort_asc").map(String::as_str) == Some("True");
     let query = TraceQuery {
         trace_tag: params.get("trace_tag").cloned(),
         trigger_instance: params.get("trigger_instance").cloned(),
+        execution: params.get("execution").cloned(),
+        rule: params.get("rule").cloned(),
+        ascending,
         limit: paging.limit,
         offset: paging.offset,
     };
     let page = state.store.list_traces(&query).await?;
-    Ok(list_response(
-        fields.apply_all(page.items.iter().map(trace_json).collect()),
-        page.total,
-        paging,
-    ))
+    let mut docs = Vec::with_capacity(page.items.len());
+    for trace in &page.items {
+        docs.push(full_trace_json(&state, trace).await?);
+    }
+    Ok(list_response(fields.apply_all(docs), page.total, paging))
+}
+
+/// A trace with its components: the trigger instances, the rules enforced for them (StackStorm
+/// adds each with `caused_by` its trigger instance, `st2reactor/st2reactor/rules/enforcer.py`)
+/// and the executions that carry the trace in their context.
+async fn full_trace_json(state: &AppState, trace: &Trace) -> Result<Value, ApiError> {
+    let mut doc = trace_json(trace);
+    let mut rules = Vec::new();
+    for (instance, _, _) in &trace.trigger_instances {
+        let query = stormhook_storage::EnforcementQuery {
+            trigger_instance: Some(instance.clone()),
+            ..Default::default()
+        };
+        let mut enforced = state.store.list_rule_enforcements(&query).await?.items;
+        enforced.sort_by(|a, b| a.enforced_at.cmp(&b.enforced_at));
+        rules.extend(enforced.iter().map(|e| {
+            json!({"object_id": e.rule_id, "ref": e.rule_ref, "updated_at": e.enforced_at,
+                   "caused_by": {"type": "trigger_instance", "id": instance}})
+        }));
+    }
+    doc["rules"] = Value::Array(rules);
+    doc["action_executions"] = super::executions::trace_components(state, &trace.id).await?;
+    Ok(doc)
 }
 
 async fn get_trace(
@@ -502,7 +532,5 @@ async fn get_trace(
     let trace = state.store.trace(&id).await?.ok_or_else(|| {
         ApiError::NotFound(format!("Unable to identify resource with id \"{id}\"."))
     })?;
-    let mut doc = trace_json(&trace);
-    doc["action_executions"] = super::executions::trace_components(&state, &trace.id).await?;
-    Ok(Json(doc))
+    Ok(Json(full_trace_json(&state, &trace).await?))
 }

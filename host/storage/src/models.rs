@@ -158,6 +158,12 @@ pub struct TraceQuery {
     pub trace_tag: Option<String>,
     /// Only traces holding this trigger instance.
     pub trigger_instance: Option<String>,
+    /// Only the trace of this execution (`context.trace_context.id_`).
+    pub execution: Option<String>,
+    /// Only traces one of whose trigger instances this rule (id) was enforced for.
+    pub rule: Option<String>,
+    /// Oldest first (`sort_asc=True`); newest first otherwise.
+    pub ascending: bool,
     /// Page size; `None` is all.
     pub limit: Option<u64>,
     /// Items to skip.

@@ -317,6 +317,37 @@ pub(crate) fn kv_pair(row: &impl Columns) -> Result<KvPair> {
     })
 }
 
+/// `WHERE` clauses of a trace list (`traces` table): its tag, and the trace of a trigger
+/// instance, of an execution (`trace_id` is the SQL that reads an execution document's
+/// `context.trace_context.id_`) and of a rule's enforcements.
+pub(crate) fn push_trace_filters<'a, DB>(
+    qb: &mut QueryBuilder<'a, DB>,
+    q: &crate::TraceQuery,
+    trace_id: &str,
+) where
+    DB: Database,
+    String: Encode<'a, DB> + Type<DB>,
+{
+    push_filters(qb, &[("trace_tag", &q.trace_tag)], &[], ("", &None, &None));
+    if let Some(ti) = &q.trigger_instance {
+        qb.push(" AND id IN (SELECT trace_id FROM trigger_instances WHERE id = ")
+            .push_bind(ti.clone())
+            .push(")");
+    }
+    if let Some(execution) = &q.execution {
+        qb.push(format!(
+            " AND id IN (SELECT {trace_id} FROM executions WHERE id = "
+        ))
+        .push_bind(execution.clone())
+        .push(")");
+    }
+    if let Some(rule) = &q.rule {
+        qb.push(" AND id IN (SELECT ti.trace_id FROM trigger_instances ti JOIN rule_enforcements re ON re.trigger_instance_id = ti.id WHERE re.rule_id = ")
+            .push_bind(rule.clone())
+            .push(")");
+    }
+}
+
 /// `WHERE` clauses of a list query: `column = value` for each given value, `column IN (...)`
 /// for each non-empty list, and `column > after` / `column < before` on a time column.
 pub(crate) fn push_filters<'a, DB>(

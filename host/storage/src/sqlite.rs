@@ -1033,21 +1033,19 @@ impl Store for SqliteStore {
 
     async fn list_traces(&self, q: &TraceQuery) -> Result<Page<Trace>> {
         let filters = |qb: &mut QueryBuilder<'_, Sqlite>| {
-            sql::push_filters(qb, &[("trace_tag", &q.trace_tag)], &[], ("", &None, &None));
-            if let Some(ti) = &q.trigger_instance {
-                qb.push(" AND id IN (SELECT trace_id FROM trigger_instances WHERE id = ")
-                    .push_bind(ti.clone())
-                    .push(")");
-            }
+            sql::push_trace_filters(
+                qb,
+                q,
+                "json_extract(document, '$.context.trace_context.id_')",
+            );
+        };
+        let order = if q.ascending {
+            "start_timestamp ASC, trace_tag ASC, rowid ASC"
+        } else {
+            "start_timestamp DESC, trace_tag ASC, rowid DESC"
         };
         let (rows, total) = self
-            .page_of(
-                "traces",
-                filters,
-                "start_timestamp DESC, trace_tag ASC, rowid DESC",
-                q.limit,
-                q.offset,
-            )
+            .page_of("traces", filters, order, q.limit, q.offset)
             .await?;
         Ok(Page {
             items: self.assemble_traces(&rows).await?,

@@ -11,7 +11,7 @@ use stormhook_storage::sqlite::SqliteStore;
 use stormhook_storage::{
     ApiKey, Committed, DeliveryKey, Execution, ExecutionQuery, ExecutionStatus, FieldFilter,
     FinishedInstance, NewEvent, Retained, RuleEnforcement, StorageError, Store, StoredTrigger,
-    Trace, TriggerInstance, TriggerInstanceQuery, TriggerType, Unreadable, ids,
+    Trace, TraceQuery, TriggerInstance, TriggerInstanceQuery, TriggerType, Unreadable, ids,
 };
 
 #[macro_use]
@@ -59,6 +59,7 @@ on_both_backends!(
     delayed_executions_are_promoted_once_when_due,
     a_failing_write_fails_alone_among_concurrent_writes,
     a_delivery_id_is_stored_once_within_its_window,
+    traces_filter_on_their_executions_and_rules,
 );
 
 async fn story(backend: &Backend) {
@@ -1286,4 +1287,67 @@ async fn a_delivery_id_is_stored_once_within_its_window(backend: &Backend) {
         [Committed::Stored]
     );
     assert_eq!(delivered(&store).await, 5);
+}
+
+/// Traces are found by an execution that carries them (`context.trace_context.id_`) and by a
+/// rule enforced for one of their trigger instances, newest or oldest first (StackStorm's
+/// `TracesController`: `execution`, `rule`, `sort_asc`; `test_traces.py`).
+async fn traces_filter_on_their_executions_and_rules(backend: &Backend) {
+    let store = &backend.store;
+    let events: Vec<NewEvent> = (0..3)
+        .map(|n| event("core.a", n, &format!("2026-12-03T10:00:0{n}.000000Z")))
+        .collect();
+    store.commit_events(&events).await.unwrap();
+    let instance = events[1].instances[0].id.clone();
+    let mut execution = execution_of(&instance, "p.r", "2026-12-03T10:00:01.500000Z");
+    execution.document = json!({"status": "requested",
+        "context": {"trace_context": {"id_": events[1].trace.id, "trace_tag": "tag-1"}}});
+    store
+        .finish_trigger_instances(&[stormhook_storage::FinishedInstance {
+            id: instance.clone(),
+            status: stormhook_storage::InstanceStatus::Processed,
+            enforcements: vec![enforcement_of(&instance, "p.r", Some(&execution.id))],
+            executions: vec![execution.clone()],
+        }])
+        .await
+        .unwrap();
+    let find = async |query: TraceQuery| -> Vec<String> {
+        let page = store.list_traces(&query).await.unwrap();
+        page.items.into_iter().map(|t| t.id).collect()
+    };
+    let trace = |n: usize| events[n].trace.id.clone();
+    assert_eq!(
+        find(TraceQuery {
+            execution: Some(execution.id.clone()),
+            ..TraceQuery::default()
+        })
+        .await,
+        [trace(1)]
+    );
+    assert_eq!(
+        find(TraceQuery {
+            rule: Some("id-p.r".into()),
+            ..TraceQuery::default()
+        })
+        .await,
+        [trace(1)]
+    );
+    for (execution, rule) in [(Some("nope"), None), (None, Some("nope"))] {
+        let query = TraceQuery {
+            execution: execution.map(Into::into),
+            rule: rule.map(Into::into),
+            ..TraceQuery::default()
+        };
+        assert!(find(query).await.is_empty());
+    }
+    assert_eq!(
+        find(TraceQuery::default()).await,
+        [trace(2), trace(1), trace(0)]
+    );
+    let ascending = TraceQuery {
+        ascending: true,
+        limit: Some(2),
+        ..TraceQuery::default()
+    };
+    assert_eq!(find(ascending).await, [trace(0), trace(1)]);
 }
