@@ -66,6 +66,7 @@ async fn list_enforcements(
         rule_ref: params.get("rule_ref").cloned(),
         rule_id: params.get("rule_id").cloned(),
         trigger_instance: params.get("trigger_instance").cloned(),
+        trigger_instances: Vec::new(),
         execution: params.get("execution").cloned(),
         enforced_at_gt: time_param(params, "enforced_at_gt")?,
         enforced_at_lt: time_param(params, "enforced_at_lt")?,

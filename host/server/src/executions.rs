@@ -805,27 +805,32 @@ async fn cancel(
     }
 }
 
-/// The executions of trace `trace_id` (those whose context names it, at most 100, oldest
-/// first) as the trace's `action_executions` components (`docs/st2-api.md` §7.2).
-pub(crate) async fn trace_components(state: &AppState, trace_id: &str) -> Result<Value, ApiError> {
-    let page = state
-        .store
-        .list_executions(&ExecutionQuery {
-            fields: vec![FieldFilter {
-                path: ["context", "trace_context", "id_"]
-                    .map(str::to_owned)
-                    .to_vec(),
-                value: Some(trace_id.to_owned()),
-            }],
-            ascending: true,
-            limit: Some(100),
-            ..Default::default()
-        })
-        .await?;
-    Ok(page
-        .items
-        .iter()
-        .map(|e| {
+/// The `action_executions` of each of `traces` (StackStorm's trace components: the executions
+/// whose context names the trace), oldest first, at most 100 per trace; read in a few queries
+/// for a whole page of traces.
+pub(crate) async fn trace_components(
+    state: &AppState,
+    traces: &[String],
+) -> Result<std::collections::HashMap<String, Vec<Value>>, ApiError> {
+    let mut by_trace: std::collections::HashMap<String, Vec<Value>> =
+        std::collections::HashMap::new();
+    for chunk in traces.chunks(super::triggers::TRACE_CHUNK) {
+        let page = state
+            .store
+            .list_executions(&ExecutionQuery {
+                traces: chunk.to_vec(),
+                ascending: true,
+                ..Default::default()
+            })
+            .await?;
+        for e in &page.items {
+            let Some(trace) = e.document["context"]["trace_context"]["id_"].as_str() else {
+                continue;
+            };
+            let components = by_trace.entry(trace.to_owned()).or_default();
+            if components.len() >= 100 {
+                continue;
+            }
             let caused_by = match (
                 e.document["context"]["rule"]["id"].as_str(),
                 &e.trigger_instance_id,
@@ -835,14 +840,15 @@ pub(crate) async fn trace_components(state: &AppState, trace_id: &str) -> Result
                 }
                 _ => json!({}),
             };
-            json!({
+            components.push(json!({
                 "object_id": e.id,
                 "ref": e.action_ref,
                 "updated_at": e.start_timestamp,
                 "caused_by": caused_by,
-            })
-        })
-        .collect())
+            }));
+        }
+    }
+    Ok(by_trace)
 }
 
 /// Puts the whole trigger type document into rule-triggered executions that name only its

@@ -495,34 +495,61 @@ async fn list_traces(
         offset: paging.offset,
     };
     let page = state.store.list_traces(&query).await?;
-    let mut docs = Vec::with_capacity(page.items.len());
-    for trace in &page.items {
-        docs.push(full_trace_json(&state, trace).await?);
-    }
+    let docs = full_traces_json(&state, &page.items).await?;
     Ok(list_response(fields.apply_all(docs), page.total, paging))
 }
 
-/// A trace with its components: the trigger instances, the rules enforced for them (StackStorm
+/// How many traces (or trigger instances) one query of a trace page's components names.
+pub(crate) const TRACE_CHUNK: usize = 500;
+
+/// Traces with their components: the trigger instances, the rules enforced for them (StackStorm
 /// adds each with `caused_by` its trigger instance, `st2reactor/st2reactor/rules/enforcer.py`)
-/// and the executions that carry the trace in their context.
-async fn full_trace_json(state: &AppState, trace: &Trace) -> Result<Value, ApiError> {
-    let mut doc = trace_json(trace);
-    let mut rules = Vec::new();
-    for (instance, _, _) in &trace.trigger_instances {
+/// and the executions that carry the trace in their context. A page of traces reads its
+/// components in one query of each kind (per [`TRACE_CHUNK`] traces), not one per trace.
+async fn full_traces_json(state: &AppState, traces: &[Trace]) -> Result<Vec<Value>, ApiError> {
+    let instances: Vec<String> = traces
+        .iter()
+        .flat_map(|t| t.trigger_instances.iter().map(|(id, _, _)| id.clone()))
+        .collect();
+    let mut enforced_for: std::collections::HashMap<
+        String,
+        Vec<stormhook_storage::RuleEnforcement>,
+    > = std::collections::HashMap::new();
+    for chunk in instances.chunks(TRACE_CHUNK) {
         let query = stormhook_storage::EnforcementQuery {
-            trigger_instance: Some(instance.clone()),
+            trigger_instances: chunk.to_vec(),
             ..Default::default()
         };
-        let mut enforced = state.store.list_rule_enforcements(&query).await?.items;
-        enforced.sort_by(|a, b| a.enforced_at.cmp(&b.enforced_at));
-        rules.extend(enforced.iter().map(|e| {
-            json!({"object_id": e.rule_id, "ref": e.rule_ref, "updated_at": e.enforced_at,
-                   "caused_by": {"type": "trigger_instance", "id": instance}})
-        }));
+        for e in state.store.list_rule_enforcements(&query).await?.items {
+            enforced_for
+                .entry(e.trigger_instance_id.clone())
+                .or_default()
+                .push(e);
+        }
     }
-    doc["rules"] = Value::Array(rules);
-    doc["action_executions"] = super::executions::trace_components(state, &trace.id).await?;
-    Ok(doc)
+    let ids: Vec<String> = traces.iter().map(|t| t.id.clone()).collect();
+    let mut executions = super::executions::trace_components(state, &ids).await?;
+    Ok(traces
+        .iter()
+        .map(|trace| {
+            let mut doc = trace_json(trace);
+            let mut rules = Vec::new();
+            for (instance, _, _) in &trace.trigger_instances {
+                let Some(enforced) = enforced_for.get_mut(instance) else {
+                    continue;
+                };
+                enforced.sort_by(|a, b| a.enforced_at.cmp(&b.enforced_at));
+                rules.extend(enforced.iter().map(|e| {
+                    json!({"object_id": e.rule_id, "ref": e.rule_ref, "updated_at": e.enforced_at,
+                           "caused_by": {"type": "trigger_instance", "id": instance}})
+                }));
+            }
+            doc["rules"] = Value::Array(rules);
+            doc["action_executions"] =
+                Value::Array(executions.remove(&trace.id).unwrap_or_default());
+            doc
+        })
+        .collect())
 }
 
 async fn get_trace(
@@ -532,5 +559,6 @@ async fn get_trace(
     let trace = state.store.trace(&id).await?.ok_or_else(|| {
         ApiError::NotFound(format!("Unable to identify resource with id \"{id}\"."))
     })?;
-    Ok(Json(full_trace_json(&state, &trace).await?))
+    let mut docs = full_traces_json(&state, std::slice::from_ref(&trace)).await?;
+    Ok(Json(docs.pop().unwrap_or_default()))
 }

@@ -296,6 +296,8 @@ pub struct EnforcementQuery {
     pub rule_id: Option<String>,
     /// Only this trigger instance.
     pub trigger_instance: Option<String>,
+    /// Only these trigger instances (empty: any).
+    pub trigger_instances: Vec<String>,
     /// Only this execution.
     pub execution: Option<String>,
     /// Only after this time.
@@ -392,6 +394,9 @@ pub struct ExecutionQuery {
     pub timestamp_to: Option<String>,
     /// Only executions whose documents match all of these.
     pub fields: Vec<FieldFilter>,
+    /// Only executions whose context names one of these traces (`context.trace_context.id_`;
+    /// empty: any).
+    pub traces: Vec<String>,
     /// Oldest first (default: newest first).
     pub ascending: bool,
     /// Page size; `None` is all.

@@ -809,7 +809,7 @@ impl Store for PgStore {
                 "executions",
                 |qb| {
                     sql::push_execution_filters(qb, q);
-                    push_field_filters(qb, &q.fields);
+                    push_field_filters(qb, &q.fields, &q.traces);
                 },
                 &sql::execution_order(q.ascending, "seq"),
                 q.limit,
@@ -1571,7 +1571,19 @@ async fn claim_deliveries(
 
 /// The document conditions of an execution query: a string matches a JSON string, or a
 /// number whose text it is.
-fn push_field_filters(qb: &mut QueryBuilder<'_, Postgres>, filters: &[FieldFilter]) {
+fn push_field_filters(
+    qb: &mut QueryBuilder<'_, Postgres>,
+    filters: &[FieldFilter],
+    traces: &[String],
+) {
+    if !traces.is_empty() {
+        qb.push(" AND executions.document::jsonb #>> '{context,trace_context,id_}' IN (");
+        let mut list = qb.separated(", ");
+        for trace in traces {
+            list.push_bind(trace.clone());
+        }
+        list.push_unseparated(")");
+    }
     for filter in filters {
         match &filter.value {
             None => {

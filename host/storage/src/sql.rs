@@ -442,7 +442,7 @@ where
             ("trigger_instance_id", &q.trigger_instance),
             ("execution_id", &q.execution),
         ],
-        &[],
+        &[("trigger_instance_id", &q.trigger_instances)],
         ("enforced_at", &q.enforced_at_gt, &q.enforced_at_lt),
     );
 }

@@ -644,7 +644,19 @@ fn execution_row(row: &SqliteRow) -> Result<Execution> {
 /// The document conditions of an execution query: a field of [`BODY_FIELDS`] is read from
 /// the execution's `execution_bodies` row, the others from `executions.document`. A string
 /// matches a text value, or a number whose text it is.
-fn push_field_filters(qb: &mut QueryBuilder<'_, Sqlite>, filters: &[FieldFilter]) {
+fn push_field_filters(
+    qb: &mut QueryBuilder<'_, Sqlite>,
+    filters: &[FieldFilter],
+    traces: &[String],
+) {
+    if !traces.is_empty() {
+        qb.push(" AND json_extract(executions.document, '$.context.trace_context.id_') IN (");
+        let mut list = qb.separated(", ");
+        for trace in traces {
+            list.push_bind(trace.clone());
+        }
+        list.push_unseparated(")");
+    }
     for filter in filters {
         let column = if BODY_FIELDS.contains(&filter.path[0].as_str()) {
             "(SELECT body FROM execution_bodies AS b WHERE b.execution_id = executions.id)"
@@ -934,11 +946,11 @@ impl Store for SqliteStore {
     async fn list_executions(&self, q: &ExecutionQuery) -> Result<Page<Execution>> {
         let mut count = QueryBuilder::new("SELECT COUNT(*) FROM executions");
         sql::push_execution_filters(&mut count, q);
-        push_field_filters(&mut count, &q.fields);
+        push_field_filters(&mut count, &q.fields, &q.traces);
         let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
         let mut select = QueryBuilder::new(format!("SELECT * FROM {EXECUTIONS}"));
         sql::push_execution_filters(&mut select, q);
-        push_field_filters(&mut select, &q.fields);
+        push_field_filters(&mut select, &q.fields, &q.traces);
         select.push(format!(
             " ORDER BY {}",
             sql::execution_order(q.ascending, "executions.rowid")

@@ -1350,4 +1350,35 @@ async fn traces_filter_on_their_executions_and_rules(backend: &Backend) {
         ..TraceQuery::default()
     };
     assert_eq!(find(ascending).await, [trace(0), trace(1)]);
+
+    // A page of traces reads its components at once: the executions whose context names one
+    // of the traces, the enforcements of any of their trigger instances.
+    let of_traces = store
+        .list_executions(&ExecutionQuery {
+            traces: vec![trace(0), trace(1), "nope".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        of_traces.items.iter().map(|e| &e.id).collect::<Vec<_>>(),
+        [&execution.id]
+    );
+    let none = store
+        .list_executions(&ExecutionQuery {
+            traces: vec![trace(0), trace(2)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(none.total, 0);
+    let enforced = store
+        .list_rule_enforcements(&stormhook_storage::EnforcementQuery {
+            trigger_instances: vec![events[0].instances[0].id.clone(), instance.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(enforced.items.len(), 1);
+    assert_eq!(enforced.items[0].trigger_instance_id, instance);
 }
