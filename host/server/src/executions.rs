@@ -327,10 +327,11 @@ async fn re_run(
     parameters.extend(overrides);
     let mut context = Map::new();
     context.insert("re-run".into(), json!({"ref": id}));
-    // The original's trace, while it is kept.
-    if let Some(trace) = original.document["context"]["trace_context"]["id_"].as_str()
-        && state.store.trace(trace).await?.is_some()
-    {
+    // The original's trace (the one its context names, or its own), while it is kept.
+    let trace = original.document["context"]["trace_context"]["id_"]
+        .as_str()
+        .unwrap_or(&original.id);
+    if state.store.trace(trace).await?.is_some() {
         context.insert("trace_context".into(), json!({"id_": trace}));
     }
     let user = match body.get("user") {
@@ -806,9 +807,16 @@ async fn cancel(
 }
 
 /// The executions of trace `trace_id` (those whose context names it, at most 100, oldest
-/// first) as the trace's `action_executions` components (`docs/st2-api.md` §7.2).
+/// first; first the execution of the trace's own id when its context names no trace: a run by
+/// hand's `execution-<id>` trace) as the trace's `action_executions` components
+/// (`docs/st2-api.md` §7.2).
 pub(crate) async fn trace_components(state: &AppState, trace_id: &str) -> Result<Value, ApiError> {
-    let page = state
+    let own = state
+        .store
+        .execution(trace_id)
+        .await?
+        .filter(|e| e.document["context"]["trace_context"]["id_"].is_null());
+    let mut page = state
         .store
         .list_executions(&ExecutionQuery {
             fields: vec![FieldFilter {
@@ -822,6 +830,7 @@ pub(crate) async fn trace_components(state: &AppState, trace_id: &str) -> Result
             ..Default::default()
         })
         .await?;
+    page.items.splice(0..0, own);
     Ok(page
         .items
         .iter()
