@@ -180,6 +180,10 @@ async fn one_run_is_one_trace_holding_its_action_trigger() {
     assert_eq!(refs(&trace, "trigger_instances"), [ACTION_TRIGGER]);
     assert_eq!(trace["action_executions"][0]["object_id"], tagged["id"]);
     assert_eq!(trace["action_executions"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        trace["trigger_instances"][0]["caused_by"],
+        json!({"type": "action_execution", "id": tagged["id"]})
+    );
     let instance = trace["trigger_instances"][0]["object_id"].as_str().unwrap();
     let instance = server
         .get_json(&format!("/api/v1/triggerinstances/{instance}"))
@@ -200,9 +204,14 @@ async fn one_run_is_one_trace_holding_its_action_trigger() {
         refs(&trace, "trigger_instances"),
         ["wolfpack.triggertype-1", ACTION_TRIGGER]
     );
+    assert_eq!(trace["trigger_instances"][0]["caused_by"], json!({}));
     assert_eq!(refs(&trace, "rules"), ["wolfpack.golden_rule"]);
     assert_eq!(refs(&trace, "action_executions"), ["core.noop"]);
     let execution = trace["action_executions"][0]["object_id"].as_str().unwrap();
+    assert_eq!(
+        trace["trigger_instances"][1]["caused_by"],
+        json!({"type": "action_execution", "id": execution})
+    );
     let by_execution = server
         .get_json(&format!("/api/v1/traces?execution={execution}"))
         .await;

@@ -502,11 +502,28 @@ async fn list_traces(
     Ok(list_response(fields.apply_all(docs), page.total, paging))
 }
 
-/// A trace with its components: the trigger instances, the rules enforced for them (StackStorm
-/// adds each with `caused_by` its trigger instance, `st2reactor/st2reactor/rules/enforcer.py`)
-/// and the executions that carry the trace in their context.
+/// A trace with its components: the trigger instances (an execution's action trigger caused
+/// by the execution, as `get_trace_component_for_trigger_instance` says), the rules enforced
+/// for them (StackStorm adds each with `caused_by` its trigger instance,
+/// `st2reactor/st2reactor/rules/enforcer.py`) and the executions that carry the trace in their
+/// context.
 async fn full_trace_json(state: &AppState, trace: &Trace) -> Result<Value, ApiError> {
     let mut doc = trace_json(trace);
+    if let Some(components) = doc["trigger_instances"].as_array_mut() {
+        for component in components {
+            if component["ref"] != stormhook_automation::triggers::ACTION_TRIGGER_TYPE {
+                continue;
+            }
+            let Some(id) = component["object_id"].as_str() else {
+                continue;
+            };
+            if let Some(instance) = state.store.trigger_instance(id).await?
+                && let Some(execution) = instance.payload.get("execution_id")
+            {
+                component["caused_by"] = json!({"type": "action_execution", "id": execution});
+            }
+        }
+    }
     let mut rules = Vec::new();
     for (instance, _, _) in &trace.trigger_instances {
         let query = stormhook_storage::EnforcementQuery {
