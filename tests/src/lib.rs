@@ -334,7 +334,7 @@ impl TestServerBuilder {
                 .unwrap(),
         );
         for execution in &self.preload {
-            stormhook_storage::Store::insert_execution(store.as_ref(), execution)
+            stormhook_storage::Store::insert_execution(store.as_ref(), execution, None)
                 .await
                 .unwrap();
         }

@@ -327,10 +327,11 @@ async fn re_run(
     parameters.extend(overrides);
     let mut context = Map::new();
     context.insert("re-run".into(), json!({"ref": id}));
-    // The original's trace, while it is kept.
-    if let Some(trace) = original.document["context"]["trace_context"]["id_"].as_str()
-        && state.store.trace(trace).await?.is_some()
-    {
+    // The original's trace (the one its context names, or its own), while it is kept.
+    let trace = original.document["context"]["trace_context"]["id_"]
+        .as_str()
+        .unwrap_or(&original.id);
+    if state.store.trace(trace).await?.is_some() {
         context.insert("trace_context".into(), json!({"id_": trace}));
     }
     let user = match body.get("user") {
@@ -806,8 +807,9 @@ async fn cancel(
 }
 
 /// The `action_executions` of each of `traces` (StackStorm's trace components: the executions
-/// whose context names the trace), oldest first, at most 100 per trace; read in a few queries
-/// for a whole page of traces.
+/// whose context names the trace, and first the execution of the trace's own id when its
+/// context names no trace: a run by hand's `execution-<id>` trace), oldest first, at most 100
+/// per trace (`docs/st2-api.md` §7.2); read in two queries for a whole page of traces.
 pub(crate) async fn trace_components(
     state: &AppState,
     traces: &[String],
@@ -815,40 +817,60 @@ pub(crate) async fn trace_components(
     let mut by_trace: std::collections::HashMap<String, Vec<Value>> =
         std::collections::HashMap::new();
     for chunk in traces.chunks(super::triggers::TRACE_CHUNK) {
-        let page = state
+        let own = state
+            .store
+            .list_executions(&ExecutionQuery {
+                ids: chunk.to_vec(),
+                ..Default::default()
+            })
+            .await?
+            .items
+            .into_iter()
+            .filter(|e| e.document["context"]["trace_context"]["id_"].is_null())
+            .map(|e| (e.id.clone(), e));
+        let named = state
             .store
             .list_executions(&ExecutionQuery {
                 traces: chunk.to_vec(),
                 ascending: true,
                 ..Default::default()
             })
-            .await?;
-        for e in &page.items {
-            let Some(trace) = e.document["context"]["trace_context"]["id_"].as_str() else {
-                continue;
-            };
-            let components = by_trace.entry(trace.to_owned()).or_default();
-            if components.len() >= 100 {
-                continue;
+            .await?
+            .items
+            .into_iter()
+            .filter_map(|e| {
+                let trace = e.document["context"]["trace_context"]["id_"]
+                    .as_str()?
+                    .to_owned();
+                Some((trace, e))
+            });
+        for (trace, e) in own.chain(named) {
+            let components = by_trace.entry(trace).or_default();
+            if components.len() < 100 {
+                components.push(trace_component(&e));
             }
-            let caused_by = match (
-                e.document["context"]["rule"]["id"].as_str(),
-                &e.trigger_instance_id,
-            ) {
-                (Some(rule), Some(instance)) => {
-                    json!({"type": "rule", "id": format!("{rule}:{instance}")})
-                }
-                _ => json!({}),
-            };
-            components.push(json!({
-                "object_id": e.id,
-                "ref": e.action_ref,
-                "updated_at": e.start_timestamp,
-                "caused_by": caused_by,
-            }));
         }
     }
     Ok(by_trace)
+}
+
+/// An execution as a component of its trace.
+fn trace_component(e: &Execution) -> Value {
+    let caused_by = match (
+        e.document["context"]["rule"]["id"].as_str(),
+        &e.trigger_instance_id,
+    ) {
+        (Some(rule), Some(instance)) => {
+            json!({"type": "rule", "id": format!("{rule}:{instance}")})
+        }
+        _ => json!({}),
+    };
+    json!({
+        "object_id": e.id,
+        "ref": e.action_ref,
+        "updated_at": e.start_timestamp,
+        "caused_by": caused_by,
+    })
 }
 
 /// Puts the whole trigger type document into rule-triggered executions that name only its

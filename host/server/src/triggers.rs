@@ -529,10 +529,32 @@ async fn full_traces_json(state: &AppState, traces: &[Trace]) -> Result<Vec<Valu
     }
     let ids: Vec<String> = traces.iter().map(|t| t.id.clone()).collect();
     let mut executions = super::executions::trace_components(state, &ids).await?;
+    let mut docs = Vec::with_capacity(traces.len());
+    for trace in traces {
+        let mut doc = trace_json(trace);
+        // An execution's action trigger is caused by the execution, as
+        // `get_trace_component_for_trigger_instance` says (one lookup by id per action trigger).
+        if let Some(components) = doc["trigger_instances"].as_array_mut() {
+            for component in components {
+                if component["ref"] != stormhook_automation::triggers::ACTION_TRIGGER_TYPE {
+                    continue;
+                }
+                let Some(id) = component["object_id"].as_str() else {
+                    continue;
+                };
+                if let Some(instance) = state.store.trigger_instance(id).await?
+                    && let Some(execution) = instance.payload.get("execution_id")
+                {
+                    component["caused_by"] = json!({"type": "action_execution", "id": execution});
+                }
+            }
+        }
+        docs.push(doc);
+    }
     Ok(traces
         .iter()
-        .map(|trace| {
-            let mut doc = trace_json(trace);
+        .zip(docs)
+        .map(|(trace, mut doc)| {
             let mut rules = Vec::new();
             for (instance, _, _) in &trace.trigger_instances {
                 let Some(enforced) = enforced_for.get_mut(instance) else {

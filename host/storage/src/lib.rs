@@ -203,8 +203,9 @@ pub trait Store: Send + Sync + 'static {
         query: &EnforcementQuery,
     ) -> Result<Page<RuleEnforcement>>;
 
-    /// Stores a new execution.
-    async fn insert_execution(&self, execution: &Execution) -> Result<()>;
+    /// Stores a new execution, and in the same transaction `trace`, the trace it starts (one
+    /// with its id that is stored already is kept as it is).
+    async fn insert_execution(&self, execution: &Execution, trace: Option<&Trace>) -> Result<()>;
     /// One execution.
     async fn execution(&self, id: &str) -> Result<Option<Execution>>;
     /// A page of executions (newest first unless `ascending`), and the total matching.

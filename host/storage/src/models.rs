@@ -11,11 +11,14 @@ pub struct Page<T> {
     pub total: u64,
 }
 
-/// An accepted event: the trace it starts and the trigger instances it creates, committed
-/// together.
+/// An accepted event: the trace it starts (or joins) and the trigger instances it creates,
+/// committed together.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {
-    /// The trace (a new one per accepted request, as StackStorm does).
+    /// The trace: a new one per accepted request, as StackStorm does. A trace with this id
+    /// that is stored already is kept as it is, and the instances join it: a completed
+    /// execution's action trigger joins the execution's trace (StackStorm's
+    /// `add_or_update_given_trace_db`), in the same group commit as new events.
     pub trace: Trace,
     /// The trigger instances (one per matching trigger), with their payloads already encoded.
     pub instances: Vec<NewInstance>,

@@ -569,7 +569,7 @@ impl Store for PgStore {
         let instances = || events.iter().flat_map(|e| &e.instances);
         sqlx::query(
             "INSERT INTO traces (id, trace_tag, start_timestamp) \
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[])",
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[]) ON CONFLICT (id) DO NOTHING",
         )
         .bind(
             events
@@ -785,8 +785,19 @@ impl Store for PgStore {
         })
     }
 
-    async fn insert_execution(&self, execution: &Execution) -> Result<()> {
+    async fn insert_execution(&self, execution: &Execution, trace: Option<&Trace>) -> Result<()> {
         let mut tx = self.pool.begin().await?;
+        if let Some(t) = trace {
+            sqlx::query(
+                "INSERT INTO traces (id, trace_tag, start_timestamp) VALUES ($1, $2, $3) \
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&t.id)
+            .bind(&t.trace_tag)
+            .bind(&t.start_timestamp)
+            .execute(&mut *tx)
+            .await?;
+        }
         Self::insert_executions(&mut tx, &[execution]).await?;
         sqlx::query(NOTIFY_WORK).execute(&mut *tx).await?;
         tx.commit().await?;

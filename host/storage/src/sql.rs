@@ -319,7 +319,8 @@ pub(crate) fn kv_pair(row: &impl Columns) -> Result<KvPair> {
 
 /// `WHERE` clauses of a trace list (`traces` table): its tag, and the trace of a trigger
 /// instance, of an execution (`trace_id` is the SQL that reads an execution document's
-/// `context.trace_context.id_`) and of a rule's enforcements.
+/// `context.trace_context.id_`; an execution without one has the trace of its own id, which
+/// its action trigger starts) and of a rule's enforcements.
 pub(crate) fn push_trace_filters<'a, DB>(
     qb: &mut QueryBuilder<'a, DB>,
     q: &crate::TraceQuery,
@@ -336,7 +337,7 @@ pub(crate) fn push_trace_filters<'a, DB>(
     }
     if let Some(execution) = &q.execution {
         qb.push(format!(
-            " AND id IN (SELECT {trace_id} FROM executions WHERE id = "
+            " AND id IN (SELECT COALESCE({trace_id}, id) FROM executions WHERE id = "
         ))
         .push_bind(execution.clone())
         .push(")");

@@ -459,6 +459,10 @@ impl Drop for WriteTx {
     }
 }
 
+/// Stores a trace unless one with its id is stored (then an event's instances join that one).
+const INSERT_TRACE: &str = "INSERT INTO traces (id, trace_tag, start_timestamp) VALUES (?1, ?2, ?3) \
+     ON CONFLICT (id) DO NOTHING";
+
 /// One transaction for the whole batch, with cached prepared statements.
 fn commit_blocking(
     tx: &rusqlite::Transaction<'_>,
@@ -466,9 +470,7 @@ fn commit_blocking(
 ) -> rusqlite::Result<Vec<Committed>> {
     let mut outcomes = Vec::with_capacity(events.len());
     {
-        let mut trace = tx.prepare_cached(
-            "INSERT INTO traces (id, trace_tag, start_timestamp) VALUES (?1, ?2, ?3)",
-        )?;
+        let mut trace = tx.prepare_cached(INSERT_TRACE)?;
         let mut instance = tx.prepare_cached(
             "INSERT INTO trigger_instances (id, trigger_ref, trigger_type, payload, occurrence_time, status, trace_id, updated_at, depth) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?5, ?8)",
@@ -914,10 +916,18 @@ impl Store for SqliteStore {
         self.write(move |tx| finish_blocking(tx, &rows)).await
     }
 
-    async fn insert_execution(&self, execution: &Execution) -> Result<()> {
+    async fn insert_execution(&self, execution: &Execution, trace: Option<&Trace>) -> Result<()> {
         let row = ExecutionRow::of(execution);
+        let trace = trace.cloned();
         let outcome = self
             .write(move |tx| {
+                if let Some(t) = &trace {
+                    tx.prepare_cached(INSERT_TRACE)?.execute((
+                        &t.id,
+                        &t.trace_tag,
+                        &t.start_timestamp,
+                    ))?;
+                }
                 insert_execution_blocking(tx, &row)?;
                 Ok(())
             })

@@ -158,7 +158,7 @@ async fn two_executors_never_claim_the_same_execution() {
     let schema = schema_or_skip!(two_executors_never_claim_the_same_execution);
     let (a, b, _dir) = two_nodes(&schema, Duration::from_secs(60)).await;
     for n in 0..100 {
-        a.insert_execution(&requested(n)).await.unwrap();
+        a.insert_execution(&requested(n), None).await.unwrap();
     }
     let claim = |store: Arc<PgStore>| async move {
         let mut ids = Vec::new();
@@ -280,7 +280,7 @@ async fn orphaned_executions_are_those_whose_lease_lapsed() {
     let (a, b, dir) = two_nodes(&schema, lease).await;
     let (running, canceled, waiting) = (requested(0), requested(1), requested(2));
     for e in [&running, &canceled, &waiting] {
-        a.insert_execution(e).await.unwrap();
+        a.insert_execution(e, None).await.unwrap();
     }
     // `a` moves two on to `scheduled` and `running` in one write (as its executor does).
     let start = |e: &mut Execution| e.status = ExecutionStatus::Running;
@@ -480,7 +480,7 @@ async fn changes_reach_every_node() {
     expect_change(&mut on_a, Change::Credentials).await;
 
     let mut execution = requested(0);
-    a.insert_execution(&execution).await.unwrap();
+    a.insert_execution(&execution, None).await.unwrap();
     expect_change(&mut on_b, Change::Work).await;
     execution.status = ExecutionStatus::Canceling;
     assert!(b.update_execution(&execution, &[]).await.unwrap());

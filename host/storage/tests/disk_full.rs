@@ -90,9 +90,9 @@ async fn a_full_disk_fails_writes_cleanly_and_they_recover_when_space_returns() 
         id
     };
     let mut running = execution(10);
-    store.insert_execution(&running).await.unwrap();
+    store.insert_execution(&running, None).await.unwrap();
     let small_target = execution(10);
-    store.insert_execution(&small_target).await.unwrap();
+    store.insert_execution(&small_target, None).await.unwrap();
 
     let filler = fs.fill();
 
@@ -180,7 +180,10 @@ async fn a_full_disk_fails_writes_cleanly_and_they_recover_when_space_returns() 
         let name = format!("k{i}");
         eventually("kv_set", within, || store.kv_set(&name, "v")).await;
         let e = execution(10);
-        eventually("insert_execution", within, || store.insert_execution(&e)).await;
+        eventually("insert_execution", within, || {
+            store.insert_execution(&e, None)
+        })
+        .await;
     }
     let after = event(1, 10);
     eventually("commit_events", within, || {

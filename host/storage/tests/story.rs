@@ -60,6 +60,7 @@ on_both_backends!(
     a_failing_write_fails_alone_among_concurrent_writes,
     a_delivery_id_is_stored_once_within_its_window,
     traces_filter_on_their_executions_and_rules,
+    an_event_joins_a_stored_trace,
 );
 
 async fn story(backend: &Backend) {
@@ -744,7 +745,7 @@ async fn purge_deletes_old_finished_records_in_batches(backend: &Backend) {
         let mut e = execution_of(&events[n].instances[0].id, "p.r", &old(n as u64));
         e.status = status;
         e.end_timestamp = end;
-        store.insert_execution(&e).await.unwrap();
+        store.insert_execution(&e, None).await.unwrap();
         executions.push(e);
     }
     let mut enforcement = enforcement_of(&events[0].instances[0].id, "p.r", None);
@@ -923,7 +924,7 @@ async fn executions_filter_on_document_fields_and_inclusive_time_ranges(backend:
             e.document.as_object_mut().unwrap().remove("rule");
             e.document["context"]["user"] = json!("ada");
         }
-        store.insert_execution(&e).await.unwrap();
+        store.insert_execution(&e, None).await.unwrap();
         all.push(e.id);
     }
     /// The positions in `all` of the executions the query finds, oldest first.
@@ -1018,7 +1019,7 @@ async fn a_claim_takes_only_the_runners_asked_for(backend: &Backend) {
         );
         e.runner = (*runner).into();
         e.rule_ref = None;
-        store.insert_execution(&e).await.unwrap();
+        store.insert_execution(&e, None).await.unwrap();
         ids_by_runner.push((e.id, *runner));
     }
     let heavy = ["local-shell-cmd", "http-request"];
@@ -1074,7 +1075,7 @@ async fn delayed_executions_are_promoted_once_when_due(backend: &Backend) {
     )));
     let canceled = delayed("2026-12-01T00:00:00.000000Z");
     for e in [&later, &earlier, &far, &canceled] {
-        store.insert_execution(e).await.unwrap();
+        store.insert_execution(e, None).await.unwrap();
     }
     let mut cancel = canceled.clone();
     cancel.status = ExecutionStatus::Canceled;
@@ -1135,8 +1136,8 @@ async fn delayed_executions_are_promoted_once_when_due(backend: &Backend) {
     // Earliest first, at most `limit`.
     let first = delayed("2026-12-01T00:00:03.000000Z");
     let second = delayed("2026-12-01T00:00:04.000000Z");
-    store.insert_execution(&second).await.unwrap();
-    store.insert_execution(&first).await.unwrap();
+    store.insert_execution(&second, None).await.unwrap();
+    store.insert_execution(&first, None).await.unwrap();
     let one = store
         .promote_delayed(&ids::now(), 1, &promote)
         .await
@@ -1152,7 +1153,7 @@ async fn delayed_executions_are_promoted_once_when_due(backend: &Backend) {
 async fn a_failing_write_fails_alone_among_concurrent_writes(backend: &Backend) {
     let store = &backend.store;
     let taken = execution_of("ti-dup", "t.dup", &ids::now());
-    store.insert_execution(&taken).await.unwrap();
+    store.insert_execution(&taken, None).await.unwrap();
     let mut writes = Vec::new();
     let mut events = Vec::new();
     for n in 0..40 {
@@ -1161,7 +1162,7 @@ async fn a_failing_write_fails_alone_among_concurrent_writes(backend: &Backend) 
         let (store, taken) = (Arc::clone(store), taken.clone());
         writes.push(tokio::spawn(async move {
             let (dup, stored) = tokio::join!(
-                store.insert_execution(&taken),
+                store.insert_execution(&taken, None),
                 store.commit_events(std::slice::from_ref(&e))
             );
             (dup, stored)
@@ -1381,4 +1382,98 @@ async fn traces_filter_on_their_executions_and_rules(backend: &Backend) {
         .unwrap();
     assert_eq!(enforced.items.len(), 1);
     assert_eq!(enforced.items[0].trigger_instance_id, instance);
+}
+
+/// An event whose trace is stored already adds its trigger instances to it, as StackStorm's
+/// `add_or_update_given_trace_db` pushes a completed execution's action trigger into the
+/// execution's trace (`test_traces.py`: test_query_by_trace_tag, one trace per tag). Joining
+/// events share a group commit with new ones, and two joining one trace in one batch both
+/// join it. An execution whose context names no trace has the trace of its own id.
+async fn an_event_joins_a_stored_trace(backend: &Backend) {
+    let store = &backend.store;
+    let first = event("core.a", 0, "2026-12-04T10:00:00.000000Z");
+    store
+        .commit_events(std::slice::from_ref(&first))
+        .await
+        .unwrap();
+    let joining = |n: u64, trace: Trace| {
+        let mut e = event(
+            "core.st2.generic.actiontrigger",
+            n,
+            "2026-12-04T10:00:05.000000Z",
+        );
+        e.instances[0].trace_id = Some(trace.id.clone());
+        e.trace = trace;
+        e
+    };
+    let again = |n: u64| Trace {
+        id: first.trace.id.clone(),
+        trace_tag: format!("execution-{n}"),
+        start_timestamp: "2026-12-04T10:00:04.000000Z".into(),
+        trigger_instances: vec![],
+    };
+    let fresh = event("core.b", 3, "2026-12-04T10:00:06.000000Z");
+    let batch = [joining(1, again(1)), joining(2, again(2)), fresh];
+    let outcomes = store.commit_events(&batch).await.unwrap();
+    assert_eq!(
+        outcomes,
+        [Committed::Stored, Committed::Stored, Committed::Stored]
+    );
+    let trace = store.trace(&first.trace.id).await.unwrap().unwrap();
+    assert_eq!(
+        (trace.trace_tag.as_str(), trace.start_timestamp.as_str()),
+        ("tag-0", "2026-12-04T10:00:00.000000Z"),
+        "the stored trace is kept as it is"
+    );
+    let held: Vec<&str> = trace
+        .trigger_instances
+        .iter()
+        .map(|t| t.0.as_str())
+        .collect();
+    assert_eq!(
+        held,
+        [
+            first.instances[0].id.as_str(),
+            batch[0].instances[0].id.as_str(),
+            batch[1].instances[0].id.as_str()
+        ]
+    );
+    let all = store.list_traces(&TraceQuery::default()).await.unwrap();
+    assert_eq!(all.total, 2);
+    let tagged = TraceQuery {
+        trace_tag: Some("tag-0".into()),
+        ..TraceQuery::default()
+    };
+    assert_eq!(store.list_traces(&tagged).await.unwrap().total, 1);
+
+    // A run by hand starts the trace of its id with it, found by the execution; its action
+    // trigger joins it.
+    let mut manual = execution_of("none", "none", "2026-12-04T10:00:07.000000Z");
+    manual.rule_ref = None;
+    manual.trigger_instance_id = None;
+    manual.document = json!({"status": "succeeded", "context": {"user": "stanley"}});
+    let own = Trace {
+        id: manual.id.clone(),
+        trace_tag: format!("execution-{}", manual.id),
+        start_timestamp: manual.start_timestamp.clone(),
+        trigger_instances: vec![],
+    };
+    store.insert_execution(&manual, Some(&own)).await.unwrap();
+    let by_execution = TraceQuery {
+        execution: Some(manual.id.clone()),
+        ..TraceQuery::default()
+    };
+    let found = store.list_traces(&by_execution).await.unwrap().items;
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].trace_tag, format!("execution-{}", manual.id));
+    assert!(found[0].trigger_instances.is_empty());
+    let trigger = joining(4, own);
+    store
+        .commit_events(std::slice::from_ref(&trigger))
+        .await
+        .unwrap();
+    let found = store.list_traces(&by_execution).await.unwrap().items;
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].id, manual.id);
+    assert_eq!(found[0].trigger_instances[0].0, trigger.instances[0].id);
 }

@@ -295,11 +295,13 @@ impl Executor {
             &render_ctx,
         ) {
             Ok(()) => {
-                self.start_trace(&mut execution).await?;
+                let trace = self.start_trace(&mut execution).await?;
                 if req.delay > 0 {
                     delay(&mut execution, req.delay);
                 }
-                self.store.insert_execution(&execution).await?;
+                self.store
+                    .insert_execution(&execution, trace.as_ref())
+                    .await?;
                 if execution.status == ExecutionStatus::Delayed {
                     // Stored first: the worker's next look finds it.
                     self.look_for_delayed
@@ -312,8 +314,10 @@ impl Executor {
             }
             Err(Prepared::Invalid(message)) => Err(RequestError::Invalid(message)),
             Err(Prepared::RenderFailed(message)) => {
-                self.start_trace(&mut execution).await?;
-                self.store.insert_execution(&execution).await?;
+                let trace = self.start_trace(&mut execution).await?;
+                self.store
+                    .insert_execution(&execution, trace.as_ref())
+                    .await?;
                 self.moved.notify_waiters();
                 Err(RequestError::RenderFailed {
                     message,
@@ -323,23 +327,37 @@ impl Executor {
         }
     }
 
-    /// Starts the trace a caller's `trace_context.trace_tag` asks for (`st2 run --trace-tag`),
-    /// as StackStorm's `get_trace_db_by_live_action` does, and names it in the execution's
-    /// context (`trace_context.id_`), which links the execution to it. A context that names a
-    /// trace already (`id_`, `st2 run --trace-id`) joins it, and the trace must exist.
+    /// The trace of an execution requested by hand, as StackStorm's
+    /// `get_trace_db_by_live_action` finds or starts it; the new one to store with the
+    /// execution, if any. A context that names a trace (`trace_context.id_`, `st2 run
+    /// --trace-id`) joins it, and the trace must exist. A caller's `trace_context.trace_tag`
+    /// (`st2 run --trace-tag`) starts a trace with that tag, named in the context
+    /// (`trace_context.id_`), which links the execution to it. Otherwise the execution starts
+    /// the trace of its own id, tagged `execution-<id>`: its context stays as StackStorm leaves
+    /// it, and trace queries find an execution whose context names no trace in that one. (A
+    /// child of another execution gets one of its own too: StackStorm puts it in its parent's.)
     ///
     /// # Errors
     ///
     /// The named trace does not exist (StackStorm's `TraceNotFoundException` messages), or
     /// the store failed.
-    async fn start_trace(&self, execution: &mut Execution) -> Result<(), RequestError> {
+    async fn start_trace(
+        &self,
+        execution: &mut Execution,
+    ) -> Result<Option<stormhook_storage::Trace>, RequestError> {
+        let own = stormhook_storage::Trace {
+            id: execution.id.clone(),
+            trace_tag: format!("execution-{}", execution.id),
+            start_timestamp: execution.start_timestamp.clone(),
+            trigger_instances: Vec::new(),
+        };
         let Some(trace_context) = execution
             .document
             .get_mut("context")
             .and_then(|c| c.get_mut("trace_context"))
             .and_then(Value::as_object_mut)
         else {
-            return Ok(());
+            return Ok(Some(own));
         };
         if let Some(id) = trace_context.get("id_") {
             let id = id.as_str().map_or_else(|| id.to_string(), str::to_owned);
@@ -353,22 +371,18 @@ impl Executor {
                     "Unable to find the TraceDB instance. {{'id': '{id}'}}"
                 )));
             }
-            return Ok(());
+            return Ok(None);
         }
         let Some(tag) = trace_context.get("trace_tag").and_then(Value::as_str) else {
-            return Ok(());
+            return Ok(Some(own));
         };
         let trace = stormhook_storage::Trace {
             id: ids::object_id(),
             trace_tag: tag.to_owned(),
-            start_timestamp: ids::now(),
-            trigger_instances: Vec::new(),
+            ..own
         };
         trace_context.insert("id_".into(), json!(trace.id));
-        self.store
-            .commit_events(&[stormhook_storage::NewEvent::new(trace, Vec::new())])
-            .await?;
-        Ok(())
+        Ok(Some(trace))
     }
 
     /// The execution rule `rule` requests for `instance` (not stored: the engine stores it

@@ -516,22 +516,15 @@ impl Executor {
         Ok(recorded)
     }
 
-    /// Stores the `core.st2.generic.actiontrigger` instance of a completed execution.
+    /// Stores the `core.st2.generic.actiontrigger` instance of a completed execution, in the
+    /// execution's trace (StackStorm's notifier dispatches it with the trace context of
+    /// `get_trace_db_by_action_execution`).
     async fn dispatch_action_trigger(&self, execution: &Execution) {
         use crate::triggers::ACTION_TRIGGER_TYPE;
         let doc = &execution.document;
         let now = ids::now();
         let instance_id = ids::object_id();
-        // The tag the caller gave the execution's trace (`--trace-tag`), if any.
-        let trace_tag = doc["context"]["trace_context"]["trace_tag"]
-            .as_str()
-            .map_or_else(|| format!("execution-{}", execution.id), str::to_owned);
-        let trace = stormhook_storage::Trace {
-            id: ids::object_id(),
-            trace_tag,
-            start_timestamp: now.clone(),
-            trigger_instances: Vec::new(),
-        };
+        let trace = execution_trace(execution);
         // StackStorm hands every action trigger to the rules engine. When no enabled rule
         // listens to it, the engine would only mark it processed: it is stored processed at
         // once, which spares the engine half of its input during a burst of executions. (A
@@ -583,6 +576,29 @@ impl Executor {
                 }
             }
         }
+    }
+}
+
+/// The trace a completed execution's action trigger joins: the one its context names
+/// (`trace_context.id_`: a rule's trigger instance's, a `--trace-tag` or `--trace-id` one). An
+/// execution run by hand without one has the trace of its own id, tagged `execution-<id>` as
+/// StackStorm tags it (`get_trace_db_by_live_action`): the action trigger starts it (stored
+/// only if absent, so once per execution), and trace queries find the execution in it. A
+/// named trace the retention purged is started again, with the tag the context gives.
+fn execution_trace(execution: &Execution) -> stormhook_storage::Trace {
+    let context = &execution.document["context"]["trace_context"];
+    let id = context["id_"]
+        .as_str()
+        .filter(|id| ids::is_object_id(id))
+        .unwrap_or(&execution.id);
+    let trace_tag = context["trace_tag"]
+        .as_str()
+        .map_or_else(|| format!("execution-{}", execution.id), str::to_owned);
+    stormhook_storage::Trace {
+        id: id.to_owned(),
+        trace_tag,
+        start_timestamp: execution.start_timestamp.clone(),
+        trigger_instances: Vec::new(),
     }
 }
 
