@@ -2154,3 +2154,28 @@ async fn output_schema_secrets_are_masked_in_results() {
         .await;
     assert_eq!(unmasked["result"], result);
 }
+
+/// `filter=` takes at most 32 `field:value` tokens: each becomes SQL conditions evaluated on
+/// every execution row, and 8,000 of them (a long URL) exceeded SQLite's bound parameters
+/// (a 500). Not a StackStorm test: StackStorm has no limit.
+#[tokio::test]
+async fn advanced_filters_are_bounded() {
+    let server = TestServer::builder().start().await;
+    let get = async |tokens: usize| {
+        let filter = vec!["status:succeeded"; tokens].join("%20");
+        server
+            .client()
+            .get(server.url(&format!("/api/v1/executions?filter={filter}")))
+            .send()
+            .await
+            .unwrap()
+    };
+    let resp = get(32).await;
+    assert_eq!(resp.status(), 200);
+    let resp = get(3_000).await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(
+        faultstring(resp).await,
+        "too many filters in \"filter\": 3000, at most 32"
+    );
+}

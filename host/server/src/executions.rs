@@ -507,10 +507,22 @@ fn field_value(value: &str) -> Option<String> {
     (!value.eq_ignore_ascii_case("null")).then(|| value.to_owned())
 }
 
+/// Most `field:value` tokens in one `filter` parameter (StackStorm has no limit). Each is a
+/// condition the database evaluates on every execution, with up to four bound parameters:
+/// thousands of them (a URL holds about 8,000) exceed SQLite's bound parameters (a 500) or
+/// scan the table once per token.
+const MAX_ADVANCED_FILTERS: usize = 32;
+
 /// The advanced `filter` parameter (`ResourceController._get_all`): space-separated
 /// `field.path:value` tokens, each path checked against the execution model as MongoEngine's
 /// `_lookup_field` checks it, with its messages.
 fn advanced_filters(text: &str) -> Result<Vec<FieldFilter>, ApiError> {
+    let count = text.split(' ').count();
+    if count > MAX_ADVANCED_FILTERS {
+        return Err(ApiError::BadRequest(format!(
+            "too many filters in \"filter\": {count}, at most {MAX_ADVANCED_FILTERS}"
+        )));
+    }
     text.split(' ')
         .map(|token| {
             let Some((key, value)) = token.split_once(':') else {
