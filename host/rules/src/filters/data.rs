@@ -293,7 +293,11 @@ fn sorted(value: serde_json::Value) -> serde_json::Value {
 pub(crate) fn jsonpath_query(value: Value, query: String) -> Result<Value, Error> {
     let steps = crate::jsonpath::parse(&query).map_err(|e| error(e.reason))?;
     let json = serde_json::to_value(&value).map_err(|e| error(e.to_string()))?;
-    let matches = crate::jsonpath::all(&json, &steps, MAX_VALUE_BYTES).ok_or_else(too_large)?;
+    let matches = match crate::jsonpath::all(&json, &steps, MAX_VALUE_BYTES) {
+        Ok(matches) => matches,
+        Err(crate::jsonpath::Exceeded::Bytes) => return Err(too_large()),
+        Err(why) => return Err(error(format!("jsonpath_query: {}", why.reason()))),
+    };
     if matches.is_empty() {
         return Ok(Value::from(()));
     }
@@ -483,6 +487,24 @@ mod tests {
                 json!({"obj": {"foo": {"bar": "foobar"}}})
             ),
             "['foobar']"
+        );
+    }
+
+    /// A query whose `..`s would walk the payload for hours fails the render instead.
+    #[test]
+    fn jsonpath_query_visits_are_bounded() {
+        let mut deep = json!(1);
+        for _ in 0..60 {
+            deep = json!({"a": deep, "b": [1, 2]});
+        }
+        let error = render(
+            r#"{{ obj | jsonpath_query("$..*..*..*..*..*..zz") }}"#,
+            json!({ "obj": deep }),
+        )
+        .unwrap_err();
+        assert!(
+            error.contains("jsonpath_query: the search visits more than 1000000 values"),
+            "{error}"
         );
     }
 }
