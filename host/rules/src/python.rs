@@ -539,6 +539,19 @@ fn strip_zeros(text: &str) -> &str {
     }
 }
 
+/// Writes `c` (ASCII) `n` times, a block at a time: a width of millions is one of the larger
+/// things a template can ask for, and a character at a time took 0.3 s (debug build).
+fn repeat(out: &mut Capped, c: char, n: usize) -> std::fmt::Result {
+    let block = c.to_string().repeat(n.min(4096));
+    let mut left = n;
+    while left > 0 {
+        let take = left.min(block.len());
+        out.write_str(&block[..take])?;
+        left -= take;
+    }
+    Ok(())
+}
+
 /// Writes `text` padded to the width: left-justified with `-`, zero-filled after the sign with
 /// `0` for numbers, else right-justified with spaces.
 fn pad(out: &mut Capped, spec: &Spec, text: &str) -> std::fmt::Result {
@@ -550,7 +563,7 @@ fn pad(out: &mut Capped, spec: &Spec, text: &str) -> std::fmt::Result {
     let fill = width - len;
     if spec.left {
         out.write_str(text)?;
-        return (0..fill).try_for_each(|_| out.write_char(' '));
+        return repeat(out, ' ', fill);
     }
     let numeric = matches!(
         spec.conversion,
@@ -569,10 +582,10 @@ fn pad(out: &mut Capped, spec: &Spec, text: &str) -> std::fmt::Result {
         };
         out.write_str(sign)?;
         out.write_str(prefix)?;
-        (0..fill).try_for_each(|_| out.write_char('0'))?;
+        repeat(out, '0', fill)?;
         return out.write_str(digits);
     }
-    (0..fill).try_for_each(|_| out.write_char(' '))?;
+    repeat(out, ' ', fill)?;
     out.write_str(text)
 }
 
