@@ -1249,7 +1249,24 @@ fn check_format(_: &State, args: &[Value], _: &[Size]) -> Result<(), Error> {
         .split(|c: char| !c.is_ascii_digit())
         .filter(|digits| !digits.is_empty())
         .any(|digits| digits.len() > 9 || digits.parse::<usize>().unwrap_or(0) > MAX_VALUE_BYTES);
-    if too_wide { Err(too_large()) } else { Ok(()) }
+    if too_wide {
+        return Err(too_large());
+    }
+    // minijinja caps a precision at `u16::MAX` before Rust's formatter, which still panics
+    // on `{:.65535e}` (`'%.65535e' | format(x)` aborted the render's task).
+    let precision_too_large = spec.split('.').skip(1).any(|after| {
+        let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+        digits
+            .parse::<usize>()
+            .is_ok_and(|p| p >= usize::from(u16::MAX))
+    });
+    if precision_too_large {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("precision too large: at most {}", u16::MAX - 1),
+        ));
+    }
+    Ok(())
 }
 
 /// Pretty printing: indentation for every value, as deep as it is nested.
