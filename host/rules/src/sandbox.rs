@@ -30,8 +30,8 @@
 //!    `debug()` (a dump of the whole context) is not available. StackStorm's filters
 //!    (`filters/`) are added the same way; theirs write into buffers capped at
 //!    [`MAX_VALUE_BYTES`] (`to_json_string`, `json_escape`, `regex_replace`, ...), and their
-//!    regex matching costs one fuel per 250 ns it takes (at least one per match), so at most
-//!    about 250 ms of a render are spent matching.
+//!    regex compiling and matching cost one fuel per 250 ns they take (at least one per match),
+//!    so at most about 250 ms of a render are spent on regexes.
 //! 4. **Compile-time checks.** minijinja folds constant expressions while compiling, outside
 //!    fuel: `[0] * 100000000` would become a lazy sequence that a folded `~`, comparison or `+`
 //!    chain then walks or copies. A `*` between constants that repeats a list or tuple is
