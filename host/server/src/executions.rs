@@ -599,6 +599,11 @@ async fn list(
             "'{bad}' is not a valid ObjectId, it must be a 12-byte input or a 24-character hex string"
         )));
     }
+    // Each status is a bound parameter: a status given twice is one (thousands of commas
+    // exceeded SQLite's bound parameters).
+    let mut statuses = comma_list(&params, "status");
+    statuses.sort_unstable();
+    statuses.dedup();
     let show_secrets = boolean(&params, "show_secrets")?.unwrap_or(false);
     let timestamp_gt = time_param(&params, "timestamp_gt")?;
     let timestamp_lt = time_param(&params, "timestamp_lt")?;
@@ -615,7 +620,7 @@ async fn list(
     };
     let mut query = ExecutionQuery {
         ids,
-        statuses: comma_list(&params, "status"),
+        statuses,
         action: list_param(&params, "action"),
         runner: list_param(&params, "runner"),
         user: list_param(&params, "user"),
