@@ -55,9 +55,9 @@
 //!   serializing such a value (`{{ list }}`, `string`, `tojson`, `pprint`) escapes its strings,
 //!   up to six bytes per byte for control characters, so it can allocate about
 //!   `6 * MAX_VALUE_BYTES` (48 MiB) before the result is charged and checked; case conversion
-//!   (`upper`, `title`, ...) up to three times its input. `to_yaml_string` and
-//!   `from_yaml_string` build their whole result (YAML's aliases are limited by the parser)
-//!   before it is checked. Sorting (`sort`, `unique`, `groupby`,
+//!   (`upper`, `title`, ...) up to three times its input. `from_yaml_string`
+//!   builds its whole result (YAML's aliases are limited by the parser) before it is checked;
+//!   `to_yaml_string` writes into a buffer capped at [`MAX_VALUE_BYTES`]. Sorting (`sort`, `unique`, `groupby`,
 //!   `dictsort`, `min`, `max`) compares items `n log n` times while the walk charged `n`.
 //!   Unpacking (`{% set a, b = x %}`) iterates `x` once, uncharged, and fails the render if
 //!   the length is wrong.
