@@ -399,6 +399,10 @@ fn sign(spec: &Spec, negative: bool) -> &'static str {
     }
 }
 
+/// Largest precision of `%f`, `%e` and `%g` (Python has none). Rust's formatter panics above
+/// `u16::MAX` (and `{:.65535e}` too); past about 1,100 digits a double's are all zeros.
+const MAX_FLOAT_PRECISION: usize = 10_000;
+
 /// The text of one conversion, before padding.
 fn convert(spec: &Spec, value: &Value) -> Result<String, Error> {
     Ok(match spec.conversion {
@@ -431,6 +435,13 @@ fn convert(spec: &Spec, value: &Value) -> Result<String, Error> {
         'f' | 'F' | 'e' | 'E' | 'g' | 'G' => {
             let f = float(value)?;
             let precision = spec.precision.unwrap_or(6);
+            // Rust's formatter panics on a precision of 65535 and above.
+            if precision > MAX_FLOAT_PRECISION {
+                return Err(type_error(format!(
+                    "precision too large: {precision}, at most {MAX_FLOAT_PRECISION} for %{}",
+                    spec.conversion
+                )));
+            }
             let body = if !f.is_finite() {
                 let text = if f.is_nan() { "nan" } else { "inf" };
                 if spec.conversion.is_ascii_uppercase() {
@@ -528,6 +539,19 @@ fn strip_zeros(text: &str) -> &str {
     }
 }
 
+/// Writes `c` (ASCII) `n` times, a block at a time: a width of millions is one of the larger
+/// things a template can ask for, and a character at a time took 0.3 s (debug build).
+fn repeat(out: &mut Capped, c: char, n: usize) -> std::fmt::Result {
+    let block = c.to_string().repeat(n.min(4096));
+    let mut left = n;
+    while left > 0 {
+        let take = left.min(block.len());
+        out.write_str(&block[..take])?;
+        left -= take;
+    }
+    Ok(())
+}
+
 /// Writes `text` padded to the width: left-justified with `-`, zero-filled after the sign with
 /// `0` for numbers, else right-justified with spaces.
 fn pad(out: &mut Capped, spec: &Spec, text: &str) -> std::fmt::Result {
@@ -539,7 +563,7 @@ fn pad(out: &mut Capped, spec: &Spec, text: &str) -> std::fmt::Result {
     let fill = width - len;
     if spec.left {
         out.write_str(text)?;
-        return (0..fill).try_for_each(|_| out.write_char(' '));
+        return repeat(out, ' ', fill);
     }
     let numeric = matches!(
         spec.conversion,
@@ -558,10 +582,10 @@ fn pad(out: &mut Capped, spec: &Spec, text: &str) -> std::fmt::Result {
         };
         out.write_str(sign)?;
         out.write_str(prefix)?;
-        (0..fill).try_for_each(|_| out.write_char('0'))?;
+        repeat(out, '0', fill)?;
         return out.write_str(digits);
     }
-    (0..fill).try_for_each(|_| out.write_char(' '))?;
+    repeat(out, ' ', fill)?;
     out.write_str(text)
 }
 
@@ -679,5 +703,26 @@ mod tests {
             fmt("%.99999999f", Value::from(1)).is_err(),
             "bounded precision"
         );
+        // Below the byte cap but above what Rust's formatter takes: an error, not a panic.
+        for (flag, conversion) in [("", "f"), ("", "e"), ("", "g"), ("", "G"), ("#", "g")] {
+            for precision in [65_535, 70_000] {
+                let error = fmt(
+                    &format!("%{flag}.{precision}{conversion}"),
+                    Value::from(1.5),
+                )
+                .unwrap_err()
+                .to_string();
+                assert!(
+                    error.contains(&format!("precision too large: {precision}, at most 10000")),
+                    "{conversion}: {error}"
+                );
+            }
+            for f in [1e308, 1e-308, 5e-324, -1.5, 0.0] {
+                assert!(fmt(&format!("%{flag}.10000{conversion}"), Value::from(f)).is_ok());
+            }
+        }
+        assert_eq!(fmt("%.10000f", Value::from(1)).unwrap().len(), 10_002);
+        assert_eq!(fmt("%.70000d", Value::from(1)).unwrap().len(), 70_000);
+        assert_eq!(fmt("%.70000s", Value::from("ab")).unwrap(), "ab");
     }
 }

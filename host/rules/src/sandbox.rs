@@ -29,8 +29,9 @@
 //!    summing strings or lists is linear (minijinja's copies the total for every item).
 //!    `debug()` (a dump of the whole context) is not available. StackStorm's filters
 //!    (`filters/`) are added the same way; theirs write into buffers capped at
-//!    [`MAX_VALUE_BYTES`] (`to_json_string`, `json_escape`, `regex_replace`, ...), and every
-//!    regex match they make costs one fuel.
+//!    [`MAX_VALUE_BYTES`] (`to_json_string`, `json_escape`, `regex_replace`, ...), and their
+//!    regex compiling and matching cost one fuel per 250 ns they take (at least one per match),
+//!    so at most about 250 ms of a render are spent on regexes.
 //! 4. **Compile-time checks.** minijinja folds constant expressions while compiling, outside
 //!    fuel: `[0] * 100000000` would become a lazy sequence that a folded `~`, comparison or `+`
 //!    chain then walks or copies. A `*` between constants that repeats a list or tuple is
@@ -54,9 +55,9 @@
 //!   serializing such a value (`{{ list }}`, `string`, `tojson`, `pprint`) escapes its strings,
 //!   up to six bytes per byte for control characters, so it can allocate about
 //!   `6 * MAX_VALUE_BYTES` (48 MiB) before the result is charged and checked; case conversion
-//!   (`upper`, `title`, ...) up to three times its input. `to_yaml_string` and
-//!   `from_yaml_string` build their whole result (YAML's aliases are limited by the parser)
-//!   before it is checked. Sorting (`sort`, `unique`, `groupby`,
+//!   (`upper`, `title`, ...) up to three times its input. `from_yaml_string`
+//!   builds its whole result (YAML's aliases are limited by the parser) before it is checked;
+//!   `to_yaml_string` writes into a buffer capped at [`MAX_VALUE_BYTES`]. Sorting (`sort`, `unique`, `groupby`,
 //!   `dictsort`, `min`, `max`) compares items `n log n` times while the walk charged `n`.
 //!   Unpacking (`{% set a, b = x %}`) iterates `x` once, uncharged, and fails the render if
 //!   the length is wrong.
@@ -1248,7 +1249,24 @@ fn check_format(_: &State, args: &[Value], _: &[Size]) -> Result<(), Error> {
         .split(|c: char| !c.is_ascii_digit())
         .filter(|digits| !digits.is_empty())
         .any(|digits| digits.len() > 9 || digits.parse::<usize>().unwrap_or(0) > MAX_VALUE_BYTES);
-    if too_wide { Err(too_large()) } else { Ok(()) }
+    if too_wide {
+        return Err(too_large());
+    }
+    // minijinja caps a precision at `u16::MAX` before Rust's formatter, which still panics
+    // on `{:.65535e}` (`'%.65535e' | format(x)` aborted the render's task).
+    let precision_too_large = spec.split('.').skip(1).any(|after| {
+        let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+        digits
+            .parse::<usize>()
+            .is_ok_and(|p| p >= usize::from(u16::MAX))
+    });
+    if precision_too_large {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("precision too large: at most {}", u16::MAX - 1),
+        ));
+    }
+    Ok(())
 }
 
 /// Pretty printing: indentation for every value, as deep as it is nested.

@@ -160,6 +160,17 @@ fn filter_amplification_fails() {
         &too_large(),
     );
     fails("{{ '%100000000s'|format(1) }}", &too_large());
+    // Rust's formatter panics on `{:.65535e}`, below minijinja's own cap.
+    for spec in ["%.65535e", "%.70000e", "{:.65535e}", "%.65535f"] {
+        fails(
+            &format!("{{{{ '{spec}'|format(1.5) }}}}"),
+            "precision too large: at most 65534",
+        );
+    }
+    assert_eq!(
+        render("{{ ('%.65534e'|format(1.5))|length }}").unwrap(),
+        json!(65540)
+    );
     fails("{{ [1, 2, 3]|tojson(indent=100000000) }}", &too_large());
     fails(
         &format!("{s}{{{{ ('<' * 2000000)|escape }}}}"),

@@ -508,10 +508,22 @@ fn field_value(value: &str) -> Option<String> {
     (!value.eq_ignore_ascii_case("null")).then(|| value.to_owned())
 }
 
+/// Most `field:value` tokens in one `filter` parameter (StackStorm has no limit). Each is a
+/// condition the database evaluates on every execution, with up to four bound parameters:
+/// thousands of them (a URL holds about 8,000) exceed SQLite's bound parameters (a 500) or
+/// scan the table once per token.
+const MAX_ADVANCED_FILTERS: usize = 32;
+
 /// The advanced `filter` parameter (`ResourceController._get_all`): space-separated
 /// `field.path:value` tokens, each path checked against the execution model as MongoEngine's
 /// `_lookup_field` checks it, with its messages.
 fn advanced_filters(text: &str) -> Result<Vec<FieldFilter>, ApiError> {
+    let count = text.split(' ').count();
+    if count > MAX_ADVANCED_FILTERS {
+        return Err(ApiError::BadRequest(format!(
+            "too many filters in \"filter\": {count}, at most {MAX_ADVANCED_FILTERS}"
+        )));
+    }
     text.split(' ')
         .map(|token| {
             let Some((key, value)) = token.split_once(':') else {
@@ -588,6 +600,11 @@ async fn list(
             "'{bad}' is not a valid ObjectId, it must be a 12-byte input or a 24-character hex string"
         )));
     }
+    // Each status is a bound parameter: a status given twice is one (thousands of commas
+    // exceeded SQLite's bound parameters).
+    let mut statuses = comma_list(&params, "status");
+    statuses.sort_unstable();
+    statuses.dedup();
     let show_secrets = boolean(&params, "show_secrets")?.unwrap_or(false);
     let timestamp_gt = time_param(&params, "timestamp_gt")?;
     let timestamp_lt = time_param(&params, "timestamp_lt")?;
@@ -604,7 +621,7 @@ async fn list(
     };
     let mut query = ExecutionQuery {
         ids,
-        statuses: comma_list(&params, "status"),
+        statuses,
         action: list_param(&params, "action"),
         runner: list_param(&params, "runner"),
         user: list_param(&params, "user"),

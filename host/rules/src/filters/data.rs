@@ -266,11 +266,39 @@ pub(crate) fn to_yaml_string(
         )));
     }
     let json = serde_json::to_value(&value).map_err(|e| error(e.to_string()))?;
-    let text = yaml_serde::to_string(&sorted(json)).map_err(|e| error(e.to_string()))?;
-    if text.len() > MAX_VALUE_BYTES {
-        return Err(too_large());
+    // Written into a capped buffer: block style indents every line by its depth, so a value
+    // well within the cap (300,000 items 120 deep, 1.2 MB) made 75 MB of YAML before its size
+    // was checked.
+    let mut out = CappedBytes::default();
+    match yaml_serde::to_writer(&mut out, &sorted(json)) {
+        Ok(()) => {}
+        Err(_) if out.full => return Err(too_large()),
+        Err(e) => return Err(error(e.to_string())),
     }
+    let text = String::from_utf8(out.bytes).map_err(|e| error(e.to_string()))?;
     Ok(Value::from(text))
+}
+
+/// Bytes up to [`MAX_VALUE_BYTES`]; a write past it fails and sets `full`.
+#[derive(Default)]
+struct CappedBytes {
+    bytes: Vec<u8>,
+    full: bool,
+}
+
+impl std::io::Write for CappedBytes {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len().saturating_add(buf.len()) > MAX_VALUE_BYTES {
+            self.full = true;
+            return Err(std::io::Error::other("too large"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// `value` with every mapping's keys sorted.
@@ -293,7 +321,11 @@ fn sorted(value: serde_json::Value) -> serde_json::Value {
 pub(crate) fn jsonpath_query(value: Value, query: String) -> Result<Value, Error> {
     let steps = crate::jsonpath::parse(&query).map_err(|e| error(e.reason))?;
     let json = serde_json::to_value(&value).map_err(|e| error(e.to_string()))?;
-    let matches = crate::jsonpath::all(&json, &steps, MAX_VALUE_BYTES).ok_or_else(too_large)?;
+    let matches = match crate::jsonpath::all(&json, &steps, MAX_VALUE_BYTES) {
+        Ok(matches) => matches,
+        Err(crate::jsonpath::Exceeded::Bytes) => return Err(too_large()),
+        Err(why) => return Err(error(format!("jsonpath_query: {}", why.reason()))),
+    };
     if matches.is_empty() {
         return Ok(Value::from(()));
     }
@@ -483,6 +515,45 @@ mod tests {
                 json!({"obj": {"foo": {"bar": "foobar"}}})
             ),
             "['foobar']"
+        );
+    }
+
+    /// YAML indents every line by its depth, so a small deep value makes a large text: it is
+    /// written into a capped buffer, and refused when it reaches the cap (before, the whole
+    /// 25 MB of this one were built first).
+    #[test]
+    fn to_yaml_string_stops_at_the_cap() {
+        let mut deep = json!(vec![[1]; 100_000]);
+        for _ in 0..120 {
+            deep = json!([deep]);
+        }
+        let error = render("{{ x | to_yaml_string }}", json!({ "x": deep })).unwrap_err();
+        assert!(error.contains("value larger than 8388608 bytes"), "{error}");
+        let mut out = super::CappedBytes::default();
+        let big = json!(vec!["x".repeat(1000); 10_000]);
+        assert!(yaml_serde::to_writer(&mut out, &big).is_err());
+        assert!(out.full && out.bytes.len() <= crate::sandbox::MAX_VALUE_BYTES);
+        assert_eq!(
+            ok("{{ {'b': [1], 'a': 2} | to_yaml_string }}", json!({})),
+            "a: 2\nb:\n- 1\n"
+        );
+    }
+
+    /// A query whose `..`s would walk the payload for hours fails the render instead.
+    #[test]
+    fn jsonpath_query_visits_are_bounded() {
+        let mut deep = json!(1);
+        for _ in 0..60 {
+            deep = json!({"a": deep, "b": [1, 2]});
+        }
+        let error = render(
+            r#"{{ obj | jsonpath_query("$..*..*..*..*..*..zz") }}"#,
+            json!({ "obj": deep }),
+        )
+        .unwrap_err();
+        assert!(
+            error.contains("jsonpath_query: the search visits more than 1000000 values"),
+            "{error}"
         );
     }
 }

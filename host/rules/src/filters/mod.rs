@@ -16,7 +16,7 @@
 //! sized before the call, the result after it. Filters whose output can outgrow their input
 //! (`to_json_string` with an indent, `to_yaml_string`, `regex_replace`, `json_escape`) write
 //! into buffers capped at [`crate::sandbox::MAX_VALUE_BYTES`]; regexes compile with the
-//! `regex` operator's limits and every match costs fuel.
+//! `regex` operator's limits and matching costs fuel by the time it takes.
 
 pub(crate) mod data;
 pub(crate) mod path;
