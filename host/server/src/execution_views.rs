@@ -177,14 +177,7 @@ fn gzip_stored(data: &[u8]) -> Vec<u8> {
 
 /// CRC-32 (IEEE 802.3, reflected, as gzip checks it).
 fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &byte in data {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
-        }
-    }
-    !crc
+    crc32fast::hash(data)
 }
 
 #[cfg(test)]
