@@ -402,6 +402,7 @@ async fn list_instances(
     let paging = Paging::from(&params, 100)?;
     let query = TriggerInstanceQuery {
         id: params.get("id").cloned(),
+        ids: Vec::new(),
         triggers: params
             .get("trigger")
             .map(|t| vec![t.clone()])
@@ -529,23 +530,42 @@ async fn full_traces_json(state: &AppState, traces: &[Trace]) -> Result<Vec<Valu
     }
     let ids: Vec<String> = traces.iter().map(|t| t.id.clone()).collect();
     let mut executions = super::executions::trace_components(state, &ids).await?;
+    // An execution's action trigger is caused by the execution, as
+    // `get_trace_component_for_trigger_instance` says: the action triggers of the page are
+    // read together for the execution ids in their payloads.
+    let action_triggers: Vec<String> = traces
+        .iter()
+        .flat_map(|t| &t.trigger_instances)
+        .filter(|(_, reference, _)| {
+            reference == stormhook_automation::triggers::ACTION_TRIGGER_TYPE
+        })
+        .map(|(id, _, _)| id.clone())
+        .collect();
+    let mut caused_by: std::collections::HashMap<String, Value> = std::collections::HashMap::new();
+    for chunk in action_triggers.chunks(TRACE_CHUNK) {
+        let query = TriggerInstanceQuery {
+            ids: chunk.to_vec(),
+            ..Default::default()
+        };
+        for instance in state.store.list_trigger_instances(&query).await?.items {
+            if let Some(execution) = instance.payload.get("execution_id") {
+                caused_by.insert(
+                    instance.id,
+                    json!({"type": "action_execution", "id": execution}),
+                );
+            }
+        }
+    }
     let mut docs = Vec::with_capacity(traces.len());
     for trace in traces {
         let mut doc = trace_json(trace);
-        // An execution's action trigger is caused by the execution, as
-        // `get_trace_component_for_trigger_instance` says (one lookup by id per action trigger).
         if let Some(components) = doc["trigger_instances"].as_array_mut() {
             for component in components {
-                if component["ref"] != stormhook_automation::triggers::ACTION_TRIGGER_TYPE {
-                    continue;
-                }
-                let Some(id) = component["object_id"].as_str() else {
-                    continue;
-                };
-                if let Some(instance) = state.store.trigger_instance(id).await?
-                    && let Some(execution) = instance.payload.get("execution_id")
+                if let Some(cause) = component["object_id"]
+                    .as_str()
+                    .and_then(|id| caused_by.get(id))
                 {
-                    component["caused_by"] = json!({"type": "action_execution", "id": execution});
+                    component["caused_by"] = cause.clone();
                 }
             }
         }

@@ -125,6 +125,8 @@ pub struct TriggerInstance {
 pub struct TriggerInstanceQuery {
     /// Only this id.
     pub id: Option<String>,
+    /// Only these ids (empty: any).
+    pub ids: Vec<String>,
     /// Only these trigger refs (empty: any).
     pub triggers: Vec<String>,
     /// Only this trigger type ref.

@@ -397,7 +397,7 @@ where
             ("trigger_type", &q.trigger_type),
             ("status", &q.status),
         ],
-        &[("trigger_ref", &q.triggers)],
+        &[("trigger_ref", &q.triggers), ("id", &q.ids)],
         ("occurrence_time", &q.timestamp_gt, &q.timestamp_lt),
     );
 }
